@@ -1,0 +1,56 @@
+"""The core's own components, registered through the same hooks any plugin uses."""
+
+from ..hookspecs import hookimpl
+from ..heads import BUILTIN_HEADS
+from ..sampler import BUILTIN_SAMPLERS
+from ..schedules import BUILTIN_SCHEDULES
+from ..subtokens import BaseBMap
+from .metrics import BUILTIN_METRICS
+from .mlp import MLPBackbone
+from .toy import BUILTIN_DATASETS
+from .trainer import BUILTIN_TRAINERS
+
+
+def _register_all(register, classes):
+    for cls in classes:
+        register(cls.name, cls)
+
+
+@hookimpl
+def register_maps(register):
+    register("base-b", BaseBMap)
+
+
+@hookimpl
+def register_schedules(register):
+    _register_all(register, BUILTIN_SCHEDULES)
+
+
+@hookimpl
+def register_backbones(register):
+    register("mlp", MLPBackbone)
+
+
+@hookimpl
+def register_heads(register):
+    _register_all(register, BUILTIN_HEADS)
+
+
+@hookimpl
+def register_samplers(register):
+    _register_all(register, BUILTIN_SAMPLERS)
+
+
+@hookimpl
+def register_datasets(register):
+    _register_all(register, BUILTIN_DATASETS)
+
+
+@hookimpl
+def register_trainers(register):
+    _register_all(register, BUILTIN_TRAINERS)
+
+
+@hookimpl
+def register_metrics(register):
+    _register_all(register, BUILTIN_METRICS)

@@ -1,0 +1,57 @@
+"""Built-in metrics: the two valid bounds (DESIGN §2.4) and the two training objectives, each named."""
+
+from __future__ import annotations
+
+from ..interfaces import Metric
+from .. import losses
+
+
+class NelboMetric(Metric):
+    """Valid continuous-time NELBO over sub-tokens (marginals of the joint). An upper bound on −log p_θ(x)."""
+
+    name = "nelbo"
+    is_bound = True
+    label = "continuous-time NELBO"
+
+    def per_sequence(self, model, tokens, *, generator=None):
+        return losses.nelbo(model, tokens, generator=generator)
+
+
+class TStepNelboMetric(Metric):
+    """Valid T-step NELBO of the T-step ancestral sampler. An upper bound on −log p_T(x)."""
+
+    name = "tstep-nelbo"
+    is_bound = True
+    label = "T-step NELBO"
+
+    def __init__(self, steps: int = 64):
+        self.steps = int(steps)
+        self.label = f"{self.steps}-step NELBO"
+
+    def per_sequence(self, model, tokens, *, generator=None):
+        return losses.tstep_nelbo(model, tokens, steps=self.steps, generator=generator)
+
+
+class JointLossMetric(Metric):
+    """The paper's joint loss: a training objective, NOT a likelihood bound (DESIGN §1)."""
+
+    name = "joint-loss"
+    is_bound = False
+    label = "joint loss (training objective, not a bound)"
+
+    def per_sequence(self, model, tokens, *, generator=None):
+        return losses.joint_loss(model, tokens, generator=generator)
+
+
+class TrainingNelboMetric(Metric):
+    """MDLM's ε-truncated estimator used for training; it omits t < ε, so it is not reported as a bound."""
+
+    name = "training-nelbo"
+    is_bound = False
+    label = "training NELBO (t ≥ ε, objective)"
+
+    def per_sequence(self, model, tokens, *, generator=None):
+        return losses.training_nelbo(model, tokens, generator=generator)
+
+
+BUILTIN_METRICS = [NelboMetric, TStepNelboMetric, JointLossMetric, TrainingNelboMetric]

@@ -1,0 +1,163 @@
+"""The single-process trainer: AdamW, linear warmup, gradient clipping, atomic checkpoints, exact resume.
+
+Data order and loss noise derive from (seed, step) alone, so ``--resume`` continues exactly where a killed run
+stopped: the checkpoint stores weights, optimizer moments and the step; nothing else has state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import torch
+from tqdm.auto import tqdm
+
+from ..build import build_dataset, build_model, model_metadata, resolve_sizes
+from ..checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
+from ..config import Config
+from ..errors import PrimeError
+from ..interfaces import Trainer
+from ..losses import TRAINING_LOSSES
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+def batch_indices(step: int, batch_size: int, num_rows: int, seed: int) -> torch.Tensor:
+    """Rows for a step: consecutive slices of a per-epoch permutation seeded by (seed, epoch)."""
+    start = step * batch_size
+    out = []
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), num_rows)
+        perm = torch.randperm(num_rows, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+        out.extend(perm[offset:offset + batch_size - len(out)].tolist())
+    return torch.tensor(out)
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    out = {}
+    for idx, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            out[f"optim/{idx}/{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+    return out
+
+
+def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        idx, key = name.split("/", 1)
+        state.setdefault(int(idx), {})[key] = value
+    sd = opt.state_dict()
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def learning_rate(step: int, config: Config) -> float:
+    warm = config.train.warmup
+    base = config.train.lr
+    if warm and step < warm:
+        return base * (step + 1) / warm
+    if config.train.options.get("schedule", "constant") == "cosine":
+        progress = (step - warm) / max(1, config.train.steps - warm)
+        return base * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return base
+
+
+def plot_loss_curve(metrics_path: str, png_path: str) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = [json.loads(line) for line in open(metrics_path, encoding="utf-8") if line.strip()]
+    rows = [r for r in rows if "loss" in r]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"training loss ({rows[-1].get('loss_name', '')}, nats/token)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+    return png_path
+
+
+class SimpleTrainer(Trainer):
+    name = "simple"
+
+    def fit(self, config: Config, *, out_dir: str, resume: bool = False, progress: bool = True,
+            force: bool = False, registry=None) -> str:
+        ckpt_url = os.path.join(out_dir, CHECKPOINT_NAME)
+        dataset = build_dataset(config, registry)
+        config = resolve_sizes(config, dataset.num_classes, dataset.length)
+        start_step = 0
+        model = build_model(config, registry)
+        opt = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+        if checkpoint_exists(ckpt_url):
+            if not (resume or force):
+                raise PrimeError(f"{ckpt_url} exists; pass --resume to continue it or --force to start over")
+            if resume:
+                start_step = self._restore(ckpt_url, config, model, opt)
+        elif resume:
+            raise PrimeError(f"nothing to resume: {ckpt_url} does not exist")
+        os.makedirs(out_dir, exist_ok=True)
+        metrics_path = os.path.join(out_dir, "metrics.jsonl")
+        if start_step == 0 and os.path.exists(metrics_path):
+            os.remove(metrics_path)
+        train = dataset.split("train")
+        loss_fn = TRAINING_LOSSES[config.train.loss]
+        model.train()
+        bar = tqdm(range(start_step, config.train.steps), initial=start_step, total=config.train.steps,
+                   disable=not progress, desc="train", dynamic_ncols=True)
+        t0, tokens_seen = time.perf_counter(), 0
+        with open(metrics_path, "a", encoding="utf-8") as log:
+            for step in bar:
+                idx = batch_indices(step, config.train.batch_size, len(train), config.train.seed)
+                batch = train[idx].to(model.device)
+                g = torch.Generator().manual_seed(config.train.seed * 1_000_003 + step)
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(step, config)
+                loss = loss_fn(model, batch, eps=config.train.eps, generator=g).mean() / batch.shape[1]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.train.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+                opt.step()
+                tokens_seen += batch.numel()
+                if (step + 1) % config.train.log_every == 0 or step + 1 == config.train.steps:
+                    rate = tokens_seen / (time.perf_counter() - t0)
+                    bar.set_postfix(loss=f"{loss.item():.4f}", tok_s=f"{rate:,.0f}")
+                    log.write(json.dumps({"step": step + 1, "loss": loss.item(), "loss_name": config.train.loss,
+                                          "lr": opt.param_groups[0]["lr"], "tokens_per_s": rate}) + "\n")
+                    log.flush()
+                if (step + 1) % config.train.checkpoint_every == 0 or step + 1 == config.train.steps:
+                    self._save(ckpt_url, model, opt, config, step + 1, registry)
+        bar.close()
+        plot_loss_curve(metrics_path, os.path.join(out_dir, "loss.png"))
+        return ckpt_url
+
+    @staticmethod
+    def _save(url, model, opt, config, step, registry):
+        meta = model_metadata(model, config, registry)
+        meta["train_state"] = {"step": step}
+        tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+        tensors.update(optimizer_tensors(opt))
+        save_checkpoint(url, tensors, meta)
+
+    @staticmethod
+    def _restore(url, config, model, opt) -> int:
+        ckpt = read_checkpoint(url)
+        if ckpt.meta.get("config") != config.to_dict():
+            raise PrimeError(f"cannot resume {url}: it was trained with a different config "
+                             "(resume with the same config and --set overrides)")
+        model.load_state_dict(ckpt.group("model"))
+        load_optimizer_tensors(opt, ckpt.group("optim"))
+        return int(ckpt.meta.get("train_state", {}).get("step", 0))
+
+
+BUILTIN_TRAINERS = [SimpleTrainer]

@@ -1,0 +1,215 @@
+"""The ``prime`` command line: plugins, train, sample, eval, idle-steps.
+
+User errors (bad config, unknown component, bad checkpoint, ids out of range) print one line to stderr and exit
+with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+from .errors import PrimeError
+
+EXIT_USAGE = 2
+
+
+def _registry():
+    from .registry import get_registry
+
+    return get_registry()
+
+
+# ------------------------------------------------------------------------------------------------ plugins
+def cmd_plugins(args) -> int:
+    reg = _registry()
+    rows = [info.to_json() for info in reg.plugins.values() if args.all or not info.builtin]
+    if args.hook:
+        rows = [r for r in rows if args.hook in r["hooks"]]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no plugins installed (use --all to include the built-ins)")
+    for r in rows:
+        status = f"  ERROR: {r['error']}" if r["error"] else ""
+        print(f"{r['name']}  ({r['distribution']} {r['version']}){status}")
+        for kind, names in sorted(r["components"].items()):
+            print(f"    {kind:<10} {', '.join(names)}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ train
+def cmd_train(args) -> int:
+    from .config import load_config
+
+    config = load_config(args.config, args.set)
+    trainer = _registry().build("trainer", config.train.trainer)
+    url = trainer.fit(config, out_dir=args.out, resume=args.resume, progress=not args.quiet, force=args.force)
+    print(f"checkpoint: {url}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ sample
+def _parse_fixed(text: str | None, length: int):
+    """"i:tok,i:tok" → fixed-token row [L] with −1 elsewhere."""
+    import torch
+
+    if not text:
+        return None
+    row = torch.full((length,), -1, dtype=torch.long)
+    for part in text.split(","):
+        try:
+            pos, tok = (int(v) for v in part.split(":"))
+        except ValueError:
+            raise PrimeError(f"--fix expects position:token pairs like 0:5,1:7, got {part!r}") from None
+        if not 0 <= pos < length:
+            raise PrimeError(f"--fix position {pos} is outside [0, {length - 1}]")
+        row[pos] = tok
+    return row
+
+
+def cmd_sample(args) -> int:
+    import torch
+
+    from .build import build_dataset, load_model
+
+    model, config, ckpt = load_model(args.checkpoint, weights=args.weights)
+    s = config.sample
+    sampler = _registry().build("sampler", args.sampler or s.sampler)
+    result = sampler.sample(
+        model, args.num_samples or s.num_samples, steps=args.steps or s.steps, seed=args.seed,
+        temperature=args.temperature or s.temperature, top_p=args.top_p or s.top_p,
+        gumbel_dtype=getattr(torch, args.gumbel_dtype or s.gumbel_dtype), cache=not args.no_cache,
+        fixed_tokens=_parse_fixed(args.fix, model.length), progress=not args.quiet)
+    report = {"steps": result.steps, "nfe_mean": float(result.nfe.float().mean()),
+              "idle_steps_mean": float(result.idle_steps.float().mean()),
+              "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
+              "forward_calls": result.forward_calls, "gumbel_dtype": args.gumbel_dtype or s.gumbel_dtype,
+              "tokens": result.tokens.tolist()}
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "samples.json"), "w", encoding="utf-8") as fh:
+            json.dump(report, fh)
+        dataset = build_dataset(config)
+        png = dataset.render(result.tokens, os.path.join(args.out, "samples.png"))
+        if png:
+            report["png"] = png
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{len(result.tokens)} samples, {result.steps} steps: NFE {report['nfe_mean']:.1f}/sequence, "
+          f"idle steps {report['idle_steps_mean']:.1f} ({100 * report['idle_ratio']:.1f} %)")
+    for row in result.tokens[: args.show]:
+        print("  " + " ".join(map(str, row.tolist())))
+    if report.get("png"):
+        print(f"wrote {report['png']}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ eval
+def cmd_eval(args) -> int:
+    from .evaluate import evaluate_report, format_report
+
+    report = evaluate_report(args.checkpoint, split=args.split, mc_samples=args.mc, steps=args.steps,
+                             max_sequences=args.max_sequences, weights=args.weights, seed=args.seed)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ idle-steps
+def cmd_idle_steps(args) -> int:
+    from .idle import idle_report
+
+    for name, value in (("--length", args.length), ("--ell", args.ell), ("--steps", args.steps),
+                        ("--runs", args.runs)):
+        if value < 1:
+            raise PrimeError(f"{name} must be ≥ 1, got {value}")
+    schedule = _registry().build("schedule", args.schedule)
+    rep = idle_report(schedule, args.schedule, args.length, args.ell, args.steps, args.runs, args.seed)
+    if args.json:
+        print(json.dumps(rep.to_json()))
+        return 0
+    print(f"L={rep.length} ℓ={rep.ell} T={rep.steps} schedule={rep.schedule} (N = L·ℓ = {rep.length * rep.ell})")
+    print(f"expected idle steps  {rep.expected_idle_steps:10.3f}   ratio {100 * rep.expected_idle_ratio:6.2f} %")
+    print(f"simulated idle steps {rep.simulated_idle_steps:10.3f}   ratio {100 * rep.simulated_idle_ratio:6.2f} %"
+          f"   (± {rep.simulated_stderr:.3f}, {rep.runs} runs)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="prime", description="Partial-masking discrete diffusion (MDM-Prime).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sp = sub.add_parser("plugins", help="list installed plugins and their components")
+    sp.add_argument("--all", action="store_true", help="include the core's built-ins")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--hook", help="only plugins implementing this hook, e.g. register_schedules")
+    sp.set_defaults(func=cmd_plugins)
+
+    sp = sub.add_parser("train", help="train a model from a TOML config")
+    sp.add_argument("--config", help="TOML file (path or fsspec URL); defaults apply otherwise")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value, e.g. --set model.ell=4 (repeatable)")
+    sp.add_argument("--out", default="runs/default", help="output folder (checkpoint, metrics, plots)")
+    sp.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
+    sp.add_argument("--force", action="store_true", help="start over even if a checkpoint exists")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("sample", help="draw samples from a checkpoint")
+    sp.add_argument("checkpoint")
+    sp.add_argument("-n", "--num-samples", type=int)
+    sp.add_argument("--steps", type=int)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--sampler")
+    sp.add_argument("--temperature", type=float)
+    sp.add_argument("--top-p", type=float)
+    sp.add_argument("--gumbel-dtype", choices=["float32", "float64"])
+    sp.add_argument("--no-cache", action="store_true", help="evaluate every row at every step (baseline)")
+    sp.add_argument("--fix", help="prefix / infill constraints as position:token pairs, e.g. 0:3,1:7")
+    sp.add_argument("--weights", default="model", choices=["model", "ema"])
+    sp.add_argument("--out", help="folder for samples.json (and a PNG where the data set draws one)")
+    sp.add_argument("--show", type=int, default=8, help="samples to print")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_sample)
+
+    sp = sub.add_parser("eval", help="valid likelihood bounds (≤ PPL) and training objectives on held-out data")
+    sp.add_argument("checkpoint")
+    sp.add_argument("--split", default="valid", choices=["train", "valid", "test"])
+    sp.add_argument("--mc", type=int, help="Monte-Carlo samples per sequence")
+    sp.add_argument("--steps", type=int, help="T for the T-step NELBO")
+    sp.add_argument("--max-sequences", type=int)
+    sp.add_argument("--weights", default="model", choices=["model", "ema"])
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("idle-steps", help="expected and simulated idle steps of the T-step sampler")
+    sp.add_argument("--length", type=int, required=True, help="L, tokens per sequence")
+    sp.add_argument("--ell", type=int, required=True, help="ℓ, sub-tokens per token")
+    sp.add_argument("--steps", type=int, required=True, help="T, sampling steps")
+    sp.add_argument("--schedule", default="linear")
+    sp.add_argument("--runs", type=int, default=100, help="simulated sampling runs")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_idle_steps)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (PrimeError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"prime: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("prime: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,201 @@
+"""Typed, validated configuration (attrs), loaded from TOML and overridable with ``--set section.key=value``.
+
+The whole config is stored inside every checkpoint as JSON and round-trips exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from typing import Any
+
+import attrs
+from attrs import validators as v
+
+from .errors import ConfigError
+from .forward import NOISE_KINDS
+
+
+def _at_least(lo):
+    def check(inst, attribute, value):
+        if value is not None and value < lo:
+            raise ConfigError(f"{attribute.name} must be ≥ {lo}, got {value}")
+    return check
+
+
+def _in_range(lo, hi, *, lo_open=False):
+    def check(inst, attribute, value):
+        ok = (value > lo if lo_open else value >= lo) and value <= hi
+        if not ok:
+            raise ConfigError(f"{attribute.name} must lie in {'(' if lo_open else '['}{lo}, {hi}], got {value}")
+    return check
+
+
+def _one_of(*choices):
+    def check(inst, attribute, value):
+        if value not in choices:
+            raise ConfigError(f"{attribute.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+    return check
+
+
+_name = v.instance_of(str)
+_opts = attrs.field(factory=dict, validator=v.instance_of(dict))
+
+
+@attrs.frozen
+class ModelConfig:
+    """num_classes C and length L default to the dataset's; width D must be divisible by ℓ (DESIGN §2.7)."""
+
+    num_classes: int | None = attrs.field(default=None, validator=_at_least(2))
+    length: int | None = attrs.field(default=None, validator=_at_least(1))
+    ell: int = attrs.field(default=2, validator=[v.instance_of(int), _at_least(1)])
+    width: int = attrs.field(default=64, validator=[v.instance_of(int), _at_least(1)])
+    map: str = attrs.field(default="base-b", validator=_name)
+    head: str = attrs.field(default="carry-over", validator=_name)
+    backbone: str = attrs.field(default="mlp", validator=_name)
+    backbone_options: dict = _opts
+    schedule: str = attrs.field(default="loglinear", validator=_name)
+    schedule_options: dict = _opts
+    noise: str = attrs.field(default="independent", validator=_one_of(*NOISE_KINDS))
+    time_conditioned: bool = attrs.field(default=False, validator=v.instance_of(bool))
+
+    def __attrs_post_init__(self):
+        if self.width % self.ell:
+            raise ConfigError(f"model.width={self.width} must be divisible by model.ell={self.ell} "
+                              f"(each of the ℓ sub-tokens gets width/ℓ dims); try width="
+                              f"{self.ell * max(1, round(self.width / self.ell))}")
+
+
+@attrs.frozen
+class DataConfig:
+    dataset: str = attrs.field(default="toy-2d", validator=_name)
+    options: dict = _opts
+
+
+@attrs.frozen
+class TrainConfig:
+    trainer: str = attrs.field(default="simple", validator=_name)
+    steps: int = attrs.field(default=1500, validator=_at_least(1))
+    batch_size: int = attrs.field(default=256, validator=_at_least(1))
+    lr: float = attrs.field(default=2e-3, validator=_in_range(0.0, 10.0, lo_open=True))
+    weight_decay: float = attrs.field(default=0.0, validator=_at_least(0.0))
+    warmup: int = attrs.field(default=50, validator=_at_least(0))
+    grad_clip: float = attrs.field(default=1.0, validator=_at_least(0.0))
+    loss: str = attrs.field(default="nelbo", validator=_one_of("nelbo", "joint"))
+    eps: float = attrs.field(default=1e-3, validator=_in_range(0.0, 1.0))
+    seed: int = attrs.field(default=0, validator=v.instance_of(int))
+    log_every: int = attrs.field(default=50, validator=_at_least(1))
+    checkpoint_every: int = attrs.field(default=500, validator=_at_least(1))
+    options: dict = _opts
+
+
+@attrs.frozen
+class SampleConfig:
+    sampler: str = attrs.field(default="ancestral", validator=_name)
+    steps: int = attrs.field(default=64, validator=_at_least(1))
+    temperature: float = attrs.field(default=1.0, validator=_in_range(0.0, 100.0, lo_open=True))
+    top_p: float = attrs.field(default=1.0, validator=_in_range(0.0, 1.0, lo_open=True))
+    gumbel_dtype: str = attrs.field(default="float64", validator=_one_of("float32", "float64"))
+    num_samples: int = attrs.field(default=16, validator=_at_least(1))
+
+
+@attrs.frozen
+class EvalConfig:
+    mc_samples: int = attrs.field(default=4, validator=_at_least(1))
+    tstep_steps: int = attrs.field(default=64, validator=_at_least(1))
+    batch_size: int = attrs.field(default=256, validator=_at_least(1))
+    max_sequences: int = attrs.field(default=4096, validator=_at_least(1))
+
+
+@attrs.frozen
+class Config:
+    model: ModelConfig = attrs.field(factory=ModelConfig)
+    data: DataConfig = attrs.field(factory=DataConfig)
+    train: TrainConfig = attrs.field(factory=TrainConfig)
+    sample: SampleConfig = attrs.field(factory=SampleConfig)
+    eval: EvalConfig = attrs.field(factory=EvalConfig)
+
+    # (de)serialisation ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        sections = {f.name: f.type for f in attrs.fields(cls)}
+        unknown = set(data) - set(sections)
+        if unknown:
+            raise ConfigError(f"unknown config section(s) {', '.join(sorted(unknown))}; "
+                              f"allowed: {', '.join(sections)}")
+        kwargs = {}
+        for name, section in data.items():
+            section_cls = _SECTIONS[name]
+            if not isinstance(section, dict):
+                raise ConfigError(f"config section [{name}] must be a table, got {section!r}")
+            allowed = {f.name for f in attrs.fields(section_cls)}
+            bad = set(section) - allowed
+            if bad:
+                raise ConfigError(f"unknown key(s) {', '.join(sorted(bad))} in [{name}]; "
+                                  f"allowed: {', '.join(sorted(allowed))}")
+            try:
+                kwargs[name] = section_cls(**section)
+            except TypeError as exc:
+                raise ConfigError(f"[{name}]: {exc}") from None
+        return cls(**kwargs)
+
+    @classmethod
+    def from_toml(cls, text: str) -> "Config":
+        try:
+            return cls.from_dict(tomllib.loads(text))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML: {exc}") from None
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "sample": SampleConfig,
+             "eval": EvalConfig}
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``section.key=value`` (value in TOML syntax; a bare word is a string) → (path, value)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. model.ell=4")
+    path, raw = text.split("=", 1)
+    keys = [k.strip() for k in path.split(".")]
+    if len(keys) < 2 or not all(keys):
+        raise ConfigError(f"override {text!r}: the key must name a section and a field, e.g. model.ell")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return keys, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    data = json.loads(json.dumps(data))  # deep copy
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {key} is not a table")
+        node[keys[-1]] = value
+    return data
+
+
+def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
+    """Defaults ← TOML file (if any, local path or fsspec URL) ← overrides."""
+    data: dict[str, Any] = {}
+    if path:
+        import fsspec
+
+        try:
+            with fsspec.open(path, "rt", encoding="utf-8") as fh:
+                data = tomllib.loads(fh.read())
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML in {path}: {exc}") from None
+    return Config.from_dict(apply_overrides(data, list(overrides)))

@@ -1,0 +1,61 @@
+"""Hook specifications: one ``register_<kind>(register)`` hook per component kind.
+
+Lifecycle: discover (entry points in the ``prime`` group are loaded one by one) → configure (each hook below is
+called once, built-ins first, then plugins in discovery order; ``register(name, component)`` records a class) →
+build (a config names components; the registry resolves them) → train → sample / evaluate / export.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("prime")
+hookimpl = pluggy.HookimplMarker("prime")
+
+
+@hookspec
+def register_maps(register):
+    """Register sub-token maps (subclasses of SubTokenMap taking ``(num_classes, ell)``)."""
+
+
+@hookspec
+def register_schedules(register):
+    """Register noise schedules (subclasses of NoiseSchedule)."""
+
+
+@hookspec
+def register_backbones(register):
+    """Register backbones (subclasses of Backbone taking ``(spec, **options)``)."""
+
+
+@hookspec
+def register_heads(register):
+    """Register parameterizations (subclasses of Parameterization)."""
+
+
+@hookspec
+def register_samplers(register):
+    """Register samplers (subclasses of Sampler)."""
+
+
+@hookspec
+def register_tokenizers(register):
+    """Register tokenizers (subclasses of Tokenizer)."""
+
+
+@hookspec
+def register_datasets(register):
+    """Register datasets (subclasses of Dataset)."""
+
+
+@hookspec
+def register_trainers(register):
+    """Register trainers (subclasses of Trainer)."""
+
+
+@hookspec
+def register_exporters(register):
+    """Register exporters (subclasses of Exporter)."""
+
+
+@hookspec
+def register_metrics(register):
+    """Register metrics (subclasses of Metric); set ``is_bound = True`` only for valid NLL upper bounds."""

@@ -1,0 +1,305 @@
+"""Abstract interfaces, one per component kind. Plugins subclass these and register them by name.
+
+Symbols follow DESIGN §2: C classes per token, L tokens per sequence, ℓ sub-tokens (digits) per token,
+base b with b^(ℓ−1) < C ≤ b^ℓ, mask symbol m = b, noise schedule α_t.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import Any, ClassVar, Iterator
+
+import attrs
+import torch
+from torch import nn
+
+
+# --------------------------------------------------------------------------------------------- sub-token map
+class SubTokenMap(abc.ABC):
+    """An invertible map f from tokens x ∈ {0 … C−1} to ℓ digits in {0 … b−1} (DESIGN §2.1).
+
+    Subclasses set ``num_classes`` (C), ``ell`` (ℓ) and ``base`` (b) and implement `encode`/`decode`.
+    Codes ≥ C (digit strings no token maps to) are invalid.
+    """
+
+    num_classes: int
+    ell: int
+    base: int
+
+    @abc.abstractmethod
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [...] → digits [..., ℓ]."""
+
+    @abc.abstractmethod
+    def decode(self, digits: torch.Tensor) -> torch.Tensor:
+        """digits [..., ℓ] → codes [...]; a code may be ≥ C (invalid) for digit strings no token maps to."""
+
+    @property
+    def mask_id(self) -> int:
+        """Index of the mask symbol m in the sub-token alphabet {0 … b−1, m}."""
+        return self.base
+
+    @property
+    def num_codes(self) -> int:
+        return self.base**self.ell
+
+    def is_valid(self, codes: torch.Tensor) -> torch.Tensor:
+        """True where a decoded code is a real token (0 ≤ code < C)."""
+        return (codes >= 0) & (codes < self.num_classes)
+
+    def digit_table(self, device: torch.device | str | None = None) -> torch.Tensor:
+        """f(x) for every token: [C, ℓ] (cached per device)."""
+        cache = self.__dict__.setdefault("_digit_table_cache", {})
+        key = str(device or "cpu")
+        if key not in cache:
+            cache[key] = self.encode(torch.arange(self.num_classes)).to(device or "cpu")
+        return cache[key]
+
+    def check_tokens(self, tokens: torch.Tensor) -> None:
+        if tokens.dtype.is_floating_point or tokens.dtype == torch.bool:
+            raise ValueError(f"token ids must be an integer tensor, got dtype {tokens.dtype}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.num_classes):
+            raise ValueError(f"token ids must lie in [0, {self.num_classes - 1}] (C={self.num_classes}), "
+                             f"got values in [{int(tokens.min())}, {int(tokens.max())}]")
+
+    def check_digits(self, digits: torch.Tensor, allow_mask: bool = False) -> None:
+        if digits.dtype.is_floating_point or digits.dtype == torch.bool:
+            raise ValueError(f"sub-token ids must be an integer tensor, got dtype {digits.dtype}")
+        if digits.dim() == 0 or digits.shape[-1] != self.ell:
+            raise ValueError(f"sub-token tensors must end in a digit axis of size ℓ={self.ell}, "
+                             f"got shape {tuple(digits.shape)}")
+        top = self.base if allow_mask else self.base - 1
+        if digits.numel() and (int(digits.min()) < 0 or int(digits.max()) > top):
+            raise ValueError(f"sub-token ids must lie in [0, {top}] (b={self.base}"
+                             f"{', mask=' + str(self.base) if allow_mask else ''}), "
+                             f"got values in [{int(digits.min())}, {int(digits.max())}]")
+
+
+# --------------------------------------------------------------------------------------------- noise schedule
+class NoiseSchedule(abc.ABC):
+    """α_t on t ∈ [0, 1], strictly decreasing from α_0 ≈ 1 to α_1 ≈ 0 (DESIGN §2.2).
+
+    Each sub-token is kept with probability α_t and masked with probability 1 − α_t.
+    """
+
+    name: ClassVar[str] = "schedule"
+
+    @abc.abstractmethod
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        """α_t."""
+
+    @abc.abstractmethod
+    def alpha_prime(self, t: torch.Tensor) -> torch.Tensor:
+        """dα_t/dt (negative)."""
+
+    def weight(self, t: torch.Tensor) -> torch.Tensor:
+        """w(t) = −α′_t / (1 − α_t), the NELBO's time weight."""
+        return -self.alpha_prime(t) / (1.0 - self.alpha(t))
+
+    def sample_times(self, batch: int, *, eps: float = 1e-3, antithetic: bool = True,
+                     generator: torch.Generator | None = None, dtype=torch.float32) -> torch.Tensor:
+        """Training times t ∈ [ε, 1]: stratified ("antithetic") over the batch, t_i = ε + (1−ε)((u + i/B) mod 1)."""
+        u = torch.rand(1 if antithetic else batch, generator=generator, dtype=torch.float64)
+        if antithetic:
+            u = (u + torch.arange(batch, dtype=torch.float64) / batch) % 1.0
+        return (eps + (1.0 - eps) * u).to(dtype)
+
+    def step_alphas(self, steps: int) -> torch.Tensor:
+        """ᾱ_k = α(1 − k/T) on a uniform grid, k = 0 … T, clamped so ᾱ_0 = 0 (start fully masked)
+        and ᾱ_T = 1 (the last step fills every mask). Float64, [T+1]."""
+        if steps < 1:
+            raise ValueError(f"steps must be ≥ 1, got {steps}")
+        t = 1.0 - torch.arange(steps + 1, dtype=torch.float64) / steps
+        a = self.alpha(t).to(torch.float64).clone()
+        a[0], a[-1] = 0.0, 1.0
+        return torch.cummax(a.clamp(0.0, 1.0), 0).values  # guard monotonicity against rounding
+
+    def inverse_alpha(self, a: torch.Tensor, iters: int = 60) -> torch.Tensor:
+        """t with α_t = a, by bisection on [0, 1] (float64); subclasses may override in closed form."""
+        lo = torch.zeros_like(a, dtype=torch.float64)
+        hi = torch.ones_like(a, dtype=torch.float64)
+        target = a.to(torch.float64)
+        for _ in range(iters):
+            mid = 0.5 * (lo + hi)
+            above = self.alpha(mid) > target  # too little noise still: the answer lies to the right
+            lo = torch.where(above, mid, lo)
+            hi = torch.where(above, hi, mid)
+        return 0.5 * (lo + hi)
+
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments, stored in checkpoints."""
+        return {}
+
+
+# --------------------------------------------------------------------------------------------- backbone
+@attrs.frozen
+class BackboneSpec:
+    """What a backbone needs to know about the diffusion problem.
+
+    out_dim: logits per token position (C for joint heads, ℓ·b for the independent head);
+    base b and ell ℓ for the sub-token encoder (alphabet b+1 with the mask); length L; width D (D % ℓ == 0);
+    num_classes C.
+    """
+
+    out_dim: int
+    base: int
+    ell: int
+    length: int
+    width: int
+    num_classes: int
+    time_conditioned: bool = False
+
+
+class Backbone(nn.Module):
+    """Maps sub-token ids y [B, L, ℓ] (values 0 … b, b = mask) and times t [B] (or None) to logits
+    [B, L, out_dim]. Knows nothing of diffusion beyond its inputs. Subclasses take
+    ``(spec: BackboneSpec, **options)`` and set ``time_conditioned``."""
+
+    time_conditioned: bool = False
+
+    def __init__(self, spec: BackboneSpec, **options: Any):
+        super().__init__()
+        self.spec = spec
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self) -> float:
+        """Forward multiply-adds ×2 per token position (approximate; 6× this for a training step)."""
+        return 2.0 * self.num_parameters()
+
+
+# --------------------------------------------------------------------------------------------- parameterization
+class Parameterization(abc.ABC):
+    """A decoder head: turns backbone logits into p_θ(x | y_t), a C-way distribution per token (DESIGN §2.3).
+
+    `log_probs` is the model's distribution used by the sampler and by every bound: it is always
+    restricted to V(y_tⁱ), the tokens x < C consistent with the observed digits of token i, so the model never
+    emits an invalid code and never changes an observed digit. `training_log_probs` is what the paper's
+    joint training loss sees (unrestricted for heads without carry-over).
+    """
+
+    name: ClassVar[str] = "head"
+    carry_over: ClassVar[bool] = True
+
+    def output_dim(self, subtoken_map: SubTokenMap) -> int:
+        """Logits the backbone must emit per position."""
+        return subtoken_map.num_classes
+
+    @abc.abstractmethod
+    def log_probs(self, logits: torch.Tensor, y_t: torch.Tensor, subtoken_map: SubTokenMap) -> torch.Tensor:
+        """logits [B, L, out_dim], y_t [B, L, ℓ] → log p_θ(x | y_t) [B, L, C], −inf outside V(y_t)."""
+
+    def training_log_probs(self, logits: torch.Tensor, y_t: torch.Tensor,
+                           subtoken_map: SubTokenMap) -> torch.Tensor:
+        return self.log_probs(logits, y_t, subtoken_map)
+
+
+# --------------------------------------------------------------------------------------------- sampler
+class Sampler(abc.ABC):
+    """Generates token sequences from a model. The update rule is a pure `step`; `sample` runs the loop."""
+
+    name: ClassVar[str] = "sampler"
+
+    @abc.abstractmethod
+    def sample(self, model: Any, num_samples: int, **options: Any) -> Any:
+        """Returns an object with at least ``tokens`` [N, L] (all < C), ``nfe`` and ``idle_steps``."""
+
+
+# --------------------------------------------------------------------------------------------- data
+class Tokenizer(abc.ABC):
+    """Text ↔ token ids in {0 … C−1}."""
+
+    name: ClassVar[str] = "tokenizer"
+
+    @property
+    @abc.abstractmethod
+    def vocab_size(self) -> int:
+        """C."""
+
+    @abc.abstractmethod
+    def encode(self, text: str) -> list[int]:
+        ...
+
+    @abc.abstractmethod
+    def decode(self, ids: list[int]) -> str:
+        ...
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything needed to rebuild the tokenizer; stored inside checkpoints."""
+        return {}
+
+
+class Dataset(abc.ABC):
+    """Fixed-length token sequences: `split(name)` returns a LongTensor [N, L] with values < C."""
+
+    name: ClassVar[str] = "dataset"
+    num_classes: int
+    length: int
+
+    @abc.abstractmethod
+    def split(self, name: str) -> torch.Tensor:
+        """name ∈ {"train", "valid", "test"} → [N, L] token ids."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "num_classes": self.num_classes, "length": self.length}
+
+    def exact_log_prob(self, sequences: torch.Tensor) -> torch.Tensor | None:
+        """log p_data(x) for every row, if the data distribution is known exactly (toy sets); else None."""
+        return None
+
+    def render(self, tokens: torch.Tensor, path: str) -> str | None:
+        """Draw samples as a picture at ``path`` if this data set knows how; return the path or None."""
+        return None
+
+
+# --------------------------------------------------------------------------------------------- training / export / metrics
+class Trainer(abc.ABC):
+    """Runs optimisation and writes checkpoints."""
+
+    name: ClassVar[str] = "trainer"
+
+    @abc.abstractmethod
+    def fit(self, config: Any, *, out_dir: str, resume: bool = False, progress: bool = True) -> str:
+        """Train and return the URL of the final checkpoint."""
+
+
+class Exporter(abc.ABC):
+    """Compiles a sampler step (or a model) for another runtime."""
+
+    name: ClassVar[str] = "exporter"
+
+    @abc.abstractmethod
+    def export(self, checkpoint: str, output: str, **options: Any) -> str:
+        ...
+
+
+@attrs.frozen
+class MetricResult:
+    """A measured value. ``is_bound`` is True only for valid upper bounds on −log p_θ(x) (DESIGN §2.4)."""
+
+    name: str
+    value: float
+    stderr: float = math.nan
+    unit: str = "nats/token"
+    is_bound: bool = False
+    extra: dict = attrs.field(factory=dict)
+
+
+class Metric(abc.ABC):
+    """Per-sequence quantity in nats. A metric with ``is_bound = True`` promises
+    `per_sequence` ≥ −log p_θ(x) in expectation; the conformance suite checks that promise exactly."""
+
+    name: ClassVar[str] = "metric"
+    is_bound: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def per_sequence(self, model: Any, tokens: torch.Tensor, *,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """tokens [B, L] → one Monte-Carlo estimate per row [B] (nats)."""
+
+    def batches(self, model: Any, tokens: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+        for i in range(0, tokens.shape[0], batch_size):
+            yield tokens[i:i + batch_size]
+

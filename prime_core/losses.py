@@ -1,0 +1,126 @@
+"""Losses and likelihood bounds (DESIGN §2.4). Each function returns one estimate per sequence [B], in nats.
+
+Valid upper bounds on −log p_θ(x) (safe to report as NLL / PPL / BPD):
+- `nelbo`: the continuous-time NELBO over the L·ℓ sub-tokens, using marginals of the joint,
+      ∫₀¹ w(t) E_q[Σ_{masked units u} −log p_θ(y₀ᵘ | y_t)] dt,   w = −α′/(1−α).
+  Substituting a = α_t and summing over the number m of masked units gives the equivalent, schedule-free form
+      N · E_{m ~ U{1..N}} E_{a ~ Beta(N−m+1, m)} E_{M ⊂ units, |M| = m} [mean_{u ∈ M} −log p_θ(y₀ᵘ | y_M̄, t(a))],
+  which `nelbo` samples: unbiased over the whole of (0, 1] (no ε cut) with bounded variance.
+- `tstep_nelbo`: the T-step bound of the T-step sampler: per step, per token, −log of the joint probability of
+  the subset of its digits revealed in that step.
+Training objectives (never reported as likelihoods):
+- `training_nelbo`: MDLM's estimator of the same integral on t ∈ [ε, 1] (w(t)-weighted, antithetic times).
+- `joint_loss`: the paper's w(t) Σ_{tokens with a masked digit} −log p_θ(x₀ⁱ | y_t). With a dependent joint it
+  is not a bound and can fall below the data entropy (DESIGN §1).
+A unit is a sub-token under independent noise and a whole token under grouped noise.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .forward import apply_mask, sample_mask
+from .heads import subset_log_marginal
+
+
+def unit_nll(log_p: torch.Tensor, y0: torch.Tensor, tokens: torch.Tensor, masked: torch.Tensor,
+             model) -> torch.Tensor:
+    """Σ over masked units of −log p_θ(y₀ᵘ | y_t), per token position: [B, L].
+
+    Independent noise: units are sub-tokens and each uses its digit marginal. Grouped: units are tokens and
+    use the joint p_θ(x₀ⁱ | y_t)."""
+    if model.grouped:
+        nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return torch.where(masked[..., 0], nll, torch.zeros_like(nll))
+    total = torch.zeros(tokens.shape, dtype=log_p.dtype, device=log_p.device)
+    eye = torch.eye(model.ell, dtype=torch.bool, device=y0.device)
+    for j in range(model.ell):
+        only_j = eye[j].expand_as(y0)
+        nll = -subset_log_marginal(log_p, y0, only_j, model.map)
+        total = total + torch.where(masked[..., j], nll, torch.zeros_like(nll))
+    return total
+
+
+def _num_units(model) -> int:
+    return model.length * (1 if model.grouped else model.ell)
+
+
+def _mask_of_size(batch: int, model, counts: torch.Tensor, generator, device) -> torch.Tensor:
+    """A uniformly random set of exactly counts[b] masked units per row, as a [B, L, ℓ] bool mask."""
+    n_units = _num_units(model)
+    ranks = torch.rand(batch, n_units, generator=generator).argsort(-1).argsort(-1).to(device)
+    units = ranks < counts.to(device).unsqueeze(-1)
+    if model.grouped:
+        return units.view(batch, model.length, 1).expand(batch, model.length, model.ell)
+    return units.view(batch, model.length, model.ell)
+
+
+def nelbo(model, tokens: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Valid continuous-time NELBO, one unbiased estimate per row (see module docstring)."""
+    y0 = model.encode(tokens)
+    batch, n_units = tokens.shape[0], _num_units(model)
+    # stratified mask counts m ∈ {1 … N}
+    u = (torch.rand(1, generator=generator) + torch.arange(batch) / batch) % 1.0
+    counts = (u * n_units).long().clamp_(0, n_units - 1) + 1
+    masked = _mask_of_size(batch, model, counts, generator, tokens.device)
+    t = None
+    if model.time_conditioned:
+        # a = α_t ~ Beta(N − m + 1, m) given m masked units: the (N − m + 1)-th smallest of N uniforms
+        order_stats = torch.rand(batch, n_units, generator=generator, dtype=torch.float64).sort(-1).values
+        a = order_stats.gather(-1, (n_units - counts).unsqueeze(-1)).squeeze(-1)
+        t = model.schedule.inverse_alpha(a).to(torch.float32).to(tokens.device)
+    log_p = model.log_probs(apply_mask(y0, masked, model.mask_id), t)
+    per_unit = unit_nll(log_p, y0, tokens, masked, model).sum(-1) / counts.to(log_p)
+    return n_units * per_unit
+
+
+def training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bool = True,
+                   generator: torch.Generator | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+    """MDLM-style estimator on t ∈ [ε, 1]: w(t) Σ_{masked units} −log p_θ(y₀ᵘ | y_t). Training objective."""
+    y0 = model.encode(tokens)
+    if t is None:
+        t = model.schedule.sample_times(tokens.shape[0], eps=eps, antithetic=antithetic, generator=generator)
+    t = t.to(tokens.device)
+    masked = sample_mask(y0.shape, model.schedule.alpha(t), grouped=model.grouped, generator=generator)
+    masked = masked.to(tokens.device)
+    log_p = model.log_probs(apply_mask(y0, masked, model.mask_id), t)
+    return model.schedule.weight(t).to(log_p) * unit_nll(log_p, y0, tokens, masked, model).sum(-1)
+
+
+def joint_loss(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bool = True,
+               generator: torch.Generator | None = None, t: torch.Tensor | None = None) -> torch.Tensor:
+    """The paper's joint loss w(t) Σ_{i: token i has a masked digit} −log p_θ(x₀ⁱ | y_t). NOT a bound."""
+    y0 = model.encode(tokens)
+    if t is None:
+        t = model.schedule.sample_times(tokens.shape[0], eps=eps, antithetic=antithetic, generator=generator)
+    t = t.to(tokens.device)
+    masked = sample_mask(y0.shape, model.schedule.alpha(t), grouped=model.grouped, generator=generator)
+    masked = masked.to(tokens.device)
+    log_p = model.training_log_probs(apply_mask(y0, masked, model.mask_id), t)
+    nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    touched = masked.any(-1)
+    per_token = torch.where(touched, nll, torch.zeros_like(nll))
+    return model.schedule.weight(t).to(per_token) * per_token.sum(-1)
+
+
+def tstep_nelbo(model, tokens: torch.Tensor, *, steps: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Valid T-step NELBO of the T-step sampler, unbiased with one stratified step per row:
+    T · Σ_i −log p_θ(y₀^{i,S_i} | y_{t_k}), S_i = the units of token i revealed in step k."""
+    y0 = model.encode(tokens)
+    batch = tokens.shape[0]
+    alphas = model.schedule.step_alphas(steps)  # ᾱ_0 = 0 … ᾱ_T = 1
+    u = (torch.rand(1, generator=generator, dtype=torch.float64) + torch.arange(batch) / batch) % 1.0
+    k = (u * steps).long().clamp_(0, steps - 1)
+    a_t, a_s = alphas[k], alphas[k + 1]
+    reveal_p = (a_s - a_t) / (1.0 - a_t)
+    masked = sample_mask(y0.shape, a_t, grouped=model.grouped, generator=generator).to(tokens.device)
+    revealed = ~sample_mask(y0.shape, reveal_p, grouped=model.grouped, generator=generator).to(tokens.device)
+    subset = masked & revealed
+    t = (1.0 - k.double() / steps).to(torch.float32).to(tokens.device)
+    log_p = model.log_probs(apply_mask(y0, masked, model.mask_id), t)
+    nll = -subset_log_marginal(log_p, y0, subset, model.map)  # 0 where the subset is empty
+    return steps * nll.sum(-1)
+
+
+TRAINING_LOSSES = {"nelbo": training_nelbo, "joint": joint_loss}

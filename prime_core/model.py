@@ -1,0 +1,77 @@
+"""`PrimeModel`: sub-token map f + backbone + parameterization + schedule + noise kind, as one nn.Module.
+
+It answers one question, p_θ(x | y_t), and knows the diffusion problem's sizes; losses, bounds and the sampler
+live in their own modules and only call `log_probs`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .forward import NOISE_KINDS
+from .interfaces import Backbone, NoiseSchedule, Parameterization, SubTokenMap
+
+
+class PrimeModel(nn.Module):
+    def __init__(self, subtoken_map: SubTokenMap, backbone: Backbone, head: Parameterization,
+                 schedule: NoiseSchedule, noise: str = "independent"):
+        super().__init__()
+        if noise not in NOISE_KINDS:
+            raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {noise!r}")
+        self.map = subtoken_map
+        self.backbone = backbone
+        self.head = head
+        self.schedule = schedule
+        self.noise = noise
+
+    # sizes ----------------------------------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return self.map.num_classes
+
+    @property
+    def ell(self) -> int:
+        return self.map.ell
+
+    @property
+    def base(self) -> int:
+        return self.map.base
+
+    @property
+    def mask_id(self) -> int:
+        return self.map.mask_id
+
+    @property
+    def length(self) -> int:
+        return self.backbone.spec.length
+
+    @property
+    def grouped(self) -> bool:
+        return self.noise == "grouped"
+
+    @property
+    def time_conditioned(self) -> bool:
+        return bool(self.backbone.time_conditioned)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # the one question -----------------------------------------------------------------------------------------
+    def forward(self, y_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """Backbone logits [B, L, out_dim]; t is ignored by time-independent backbones."""
+        return self.backbone(y_t, t if self.time_conditioned else None)
+
+    def log_probs(self, y_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """log p_θ(x | y_t) over V(y_t): [B, L, C]."""
+        return self.head.log_probs(self(y_t, t), y_t, self.map)
+
+    def training_log_probs(self, y_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head.training_log_probs(self(y_t, t), y_t, self.map)
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, L] → y_0 [B, L, ℓ], after checking shape and range."""
+        if tokens.dim() != 2 or tokens.shape[1] != self.length:
+            raise ValueError(f"token batches must have shape [B, L={self.length}], got {tuple(tokens.shape)}")
+        return self.map.encode(tokens)

@@ -1,0 +1,175 @@
+"""Ancestral sampler at the sub-token level (DESIGN §2.5).
+
+Grid t_k = 1 − k/T with ᾱ_k = α(t_k) clamped so ᾱ_0 = 0 and ᾱ_T = 1. In step k (from t = t_k to s = t_{k+1})
+each masked reveal unit is revealed with probability r_k = (ᾱ_{k+1} − ᾱ_k)/(1 − ᾱ_k) (r = 1 in the last step);
+a revealed unit takes its digits from f(x̂), x̂ ~ p_θ(· | y_t) drawn by Gumbel-max after optional temperature and
+nucleus filtering. Observed sub-tokens never change and p_θ is supported on V(y_t), so every output token is < C.
+
+Idle steps: which units are revealed does not depend on p_θ, so it is drawn first and the backbone runs only on
+the rows that reveal something in this step. A row whose step reveals nothing costs no forward pass (its cached
+p is never needed). With ``cache=False`` every row is evaluated every step (the baseline; same tokens).
+
+Randomness: one generator per sequence (row seed = seed·2²⁰ + index, or explicit ``seeds``), drawn in a fixed
+order per row, so a batch equals its members sampled one by one and chunking never changes samples.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import attrs
+import torch
+from tqdm.auto import tqdm
+
+from .heads import consistent
+from .interfaces import Sampler
+
+Temperature = float | Callable[[float], float]
+
+
+@attrs.define
+class SampleResult:
+    tokens: torch.Tensor  # [N, L], all < C
+    nfe: torch.Tensor  # [N] backbone evaluations per sequence
+    idle_steps: torch.Tensor  # [N] steps in which the sequence revealed nothing
+    steps: int
+    forward_calls: int  # batched backbone calls
+    trajectory: list[torch.Tensor] | None = None  # sub-token states [N, L, ℓ] after each step
+
+
+def reveal_probability(alpha_t: float, alpha_s: float) -> float:
+    """r = (α_s − α_t)/(1 − α_t): chance that a still-masked unit is revealed in step [s, t]."""
+    return 1.0 if alpha_t >= 1.0 else float((alpha_s - alpha_t) / (1.0 - alpha_t))
+
+
+def filter_log_probs(log_p: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
+    """Temperature τ (log p / τ) then nucleus: keep the smallest set of tokens whose mass reaches top_p."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    scores = log_p / temperature if temperature != 1.0 else log_p
+    if top_p < 1.0:
+        probs = torch.softmax(scores, dim=-1)
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        mass_before = sorted_p.cumsum(-1) - sorted_p
+        drop_sorted = mass_before >= top_p  # the first token is always kept
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        scores = scores.masked_fill(drop, float("-inf"))
+    return scores
+
+
+def gumbel(shape, generator: torch.Generator, dtype=torch.float32) -> torch.Tensor:
+    """Standard Gumbel noise −log(−log U) with U strictly inside (0, 1)."""
+    u = torch.rand(shape, generator=generator, dtype=dtype)
+    tiny = torch.finfo(dtype).tiny
+    return -torch.log(-torch.log(u.clamp(tiny, 1.0 - torch.finfo(dtype).eps)))
+
+
+def ancestral_update(scores: torch.Tensor, y_t: torch.Tensor, reveal: torch.Tensor, noise: torch.Tensor,
+                     subtoken_map) -> torch.Tensor:
+    """The pure update of one step. scores [n, C] (filtered log p at the n positions that reveal something),
+    y_t [B, L, ℓ], reveal [B, L, ℓ] bool, noise [n, C] Gumbel. Returns y_s."""
+    pos = reveal.any(-1)
+    x_hat = (scores.to(noise.dtype) + noise).argmax(-1)  # Gumbel-max draw per position
+    digits = subtoken_map.encode(x_hat)
+    y_s = y_t.clone()
+    y_s[pos] = torch.where(reveal[pos], digits, y_t[pos])
+    return y_s
+
+
+def row_seeds(num_samples: int, seed: int) -> list[int]:
+    return [seed * 2**20 + i for i in range(num_samples)]
+
+
+def initial_state(model, num_samples: int, fixed_tokens: torch.Tensor | None = None,
+                  fixed_digits: torch.Tensor | None = None) -> torch.Tensor:
+    """All-mask start [N, L, ℓ], with prefix / infill constraints: fixed_tokens [N, L] (−1 = free) fixes whole
+    tokens, fixed_digits [N, L, ℓ] (−1 = free) fixes single digits."""
+    shape = (num_samples, model.length, model.ell)
+    y = torch.full(shape, model.mask_id, dtype=torch.long)
+    if fixed_tokens is not None:
+        fixed_tokens = torch.as_tensor(fixed_tokens, dtype=torch.long).expand(num_samples, model.length)
+        keep = fixed_tokens >= 0
+        model.map.check_tokens(fixed_tokens[keep])
+        y[keep] = model.map.encode(fixed_tokens[keep])
+    if fixed_digits is not None:
+        fixed_digits = torch.as_tensor(fixed_digits, dtype=torch.long).expand(*shape)
+        keep = fixed_digits >= 0
+        if keep.any() and int(fixed_digits[keep].max()) >= model.base:
+            raise ValueError(f"fixed digits must lie in [0, {model.base - 1}] (b={model.base}) or be −1 (free)")
+        y[keep] = fixed_digits[keep]
+    if not consistent(y, model.map).any(-1).all():
+        raise ValueError("fixed digits admit no valid token (every code they allow is ≥ C)")
+    return y
+
+
+class AncestralSampler(Sampler):
+    name = "ancestral"
+
+    @torch.no_grad()
+    def sample(self, model, num_samples: int, *, steps: int = 128, seed: int = 0,
+               seeds: list[int] | None = None, temperature: Temperature = 1.0, top_p: float = 1.0,
+               gumbel_dtype: torch.dtype = torch.float32, cache: bool = True, batch_size: int | None = None,
+               fixed_tokens: torch.Tensor | None = None, fixed_digits: torch.Tensor | None = None,
+               return_trajectory: bool = False, progress: bool = False) -> SampleResult:
+        """Draw ``num_samples`` sequences in ``steps`` reveal steps (see module docstring).
+
+        temperature: a float, or τ(t) as a callable of t ∈ [0, 1] (e.g. a·t^b + c); top_p ∈ (0, 1];
+        gumbel_dtype float64 avoids fp32's lowered entropy; cache=False evaluates every row each step."""
+        if steps < 1:
+            raise ValueError(f"steps must be ≥ 1, got {steps}")
+        seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)
+        if len(seeds) != num_samples:
+            raise ValueError(f"got {len(seeds)} seeds for {num_samples} samples")
+        y0 = initial_state(model, num_samples, fixed_tokens, fixed_digits)
+        batch_size = batch_size or num_samples
+        parts = [self._sample_batch(model, y0[i:i + batch_size], seeds[i:i + batch_size], steps, temperature,
+                                    top_p, gumbel_dtype, cache, return_trajectory, progress)
+                 for i in range(0, num_samples, batch_size)]
+        return SampleResult(
+            tokens=torch.cat([p.tokens for p in parts]), nfe=torch.cat([p.nfe for p in parts]),
+            idle_steps=torch.cat([p.idle_steps for p in parts]), steps=steps,
+            forward_calls=sum(p.forward_calls for p in parts),
+            trajectory=([torch.cat(s) for s in zip(*(p.trajectory for p in parts))] if return_trajectory else None))
+
+    def _sample_batch(self, model, y, seeds, steps, temperature, top_p, gumbel_dtype, cache, return_trajectory,
+                      progress) -> SampleResult:
+        device = model.device
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        alphas = model.schedule.step_alphas(steps)
+        n, length, ell = y.shape
+        nfe = torch.zeros(n, dtype=torch.long)
+        idle = torch.zeros(n, dtype=torch.long)
+        calls, trajectory = 0, []
+        unit_shape = (length, 1) if model.grouped else (length, ell)
+        for k in tqdm(range(steps), disable=not progress, desc="sampling", leave=False):
+            t = 1.0 - k / steps
+            r = reveal_probability(float(alphas[k]), float(alphas[k + 1]))
+            masked = y == model.mask_id
+            draws = torch.stack([torch.rand(unit_shape, generator=g, dtype=torch.float64) for g in gens])
+            reveal = masked & (draws < r).expand(n, length, ell)
+            active = reveal.flatten(1).any(-1)
+            idle += ~active
+            rows = torch.arange(n) if not cache else active.nonzero().squeeze(-1)
+            if len(rows):
+                tt = torch.full((len(rows),), t, device=device)
+                log_p = model.log_probs(y[rows].to(device), tt).cpu()
+                nfe[rows] += 1
+                calls += 1
+                sub_reveal = reveal[rows]
+                tau = temperature(t) if callable(temperature) else temperature
+                scores = filter_log_probs(log_p[sub_reveal.any(-1)], tau, top_p)
+                counts = sub_reveal.any(-1).sum(-1).tolist()  # revealing positions per row
+                noise = torch.cat([gumbel((c, model.num_classes), gens[int(row)], gumbel_dtype)
+                                   for c, row in zip(counts, rows) if c])
+                y[rows] = ancestral_update(scores, y[rows], sub_reveal, noise, model.map)
+            if return_trajectory:
+                trajectory.append(y.clone())
+        tokens = model.map.decode(y)
+        assert bool(model.map.is_valid(tokens).all()), "sampler produced an invalid code"
+        return SampleResult(tokens=tokens, nfe=nfe, idle_steps=idle, steps=steps, forward_calls=calls,
+                            trajectory=trajectory if return_trajectory else None)
+
+
+BUILTIN_SAMPLERS = [AncestralSampler]
