@@ -53,6 +53,15 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from .config import load_config
+    from .pipeline import run_pipeline
+
+    run_pipeline(load_config(args.config, args.set), args.out, resume=args.resume, force=args.force,
+                 progress=not args.quiet)
+    return 0
+
+
 # ------------------------------------------------------------------------------------------------ sample
 def _parse_fixed(text: str | None, length: int):
     """"i:tok,i:tok" → fixed-token row [L] with −1 elsewhere."""
@@ -160,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="start over even if a checkpoint exists")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("run", help="the main job: train, sample, evaluate and write a report")
+    sp.add_argument("--config", help="TOML file (path or fsspec URL)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    sp.add_argument("--out", default="runs/main", help="output folder")
+    sp.add_argument("--resume", action="store_true")
+    sp.add_argument("--force", action="store_true")
+    sp.add_argument("--quiet", action="store_true")
+    sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("sample", help="draw samples from a checkpoint")
     sp.add_argument("checkpoint")

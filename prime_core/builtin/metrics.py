@@ -11,7 +11,7 @@ class NelboMetric(Metric):
 
     name = "nelbo"
     is_bound = True
-    label = "continuous-time NELBO"
+    label = "continuous-time NELBO (bound, continuous model)"
 
     def per_sequence(self, model, tokens, *, generator=None):
         return losses.nelbo(model, tokens, generator=generator)
@@ -26,7 +26,7 @@ class TStepNelboMetric(Metric):
 
     def __init__(self, steps: int = 64):
         self.steps = int(steps)
-        self.label = f"{self.steps}-step NELBO"
+        self.label = f"{self.steps}-step NELBO (bound, {self.steps}-step sampler)"
 
     def per_sequence(self, model, tokens, *, generator=None):
         return losses.tstep_nelbo(model, tokens, steps=self.steps, generator=generator)
