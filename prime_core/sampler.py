@@ -161,9 +161,10 @@ class AncestralSampler(Sampler):
                 tau = temperature(t) if callable(temperature) else temperature
                 scores = filter_log_probs(log_p[sub_reveal.any(-1)], tau, top_p)
                 counts = sub_reveal.any(-1).sum(-1).tolist()  # revealing positions per row
-                noise = torch.cat([gumbel((c, model.num_classes), gens[int(row)], gumbel_dtype)
-                                   for c, row in zip(counts, rows) if c])
-                y[rows] = ancestral_update(scores, y[rows], sub_reveal, noise, model.map)
+                noise = [gumbel((c, model.num_classes), gens[int(row)], gumbel_dtype)
+                         for c, row in zip(counts, rows) if c]
+                if noise:  # with cache=False a step may reveal nothing in any evaluated row
+                    y[rows] = ancestral_update(scores, y[rows], sub_reveal, torch.cat(noise), model.map)
             if return_trajectory:
                 trajectory.append(y.clone())
         tokens = model.map.decode(y)
