@@ -88,9 +88,9 @@ def load_model(url: str, registry: Registry | None = None, weights: str = "model
     ckpt = read_checkpoint(url)
     try:
         config = Config.from_dict(ckpt.meta["config"])
+        model = build_model(config, registry)
     except (KeyError, ConfigError) as exc:
         raise CheckpointError(f"checkpoint {url} has no valid config: {exc}") from None
-    model = build_model(config, registry)
     state = ckpt.group(weights) or (ckpt.group("model") if weights == "ema" else {})
     if not state:
         raise CheckpointError(f"checkpoint {url} has no {weights!r} weights")
