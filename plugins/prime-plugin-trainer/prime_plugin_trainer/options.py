@@ -1,0 +1,69 @@
+"""The torch trainer's options: validated keys of ``[train] options = {...}`` (one-line errors).
+
+The learning-rate fields shared by every trainer (lr, warmup, weight_decay, grad_clip, batch_size, steps, seed,
+checkpoint_every, log_every) stay in `TrainConfig`; what only this trainer understands lives here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from prime_core.errors import ConfigError
+
+
+def _one_of(*choices):
+    def check(inst, attribute, value):
+        if value not in choices:
+            raise ConfigError(f"train.options.{attribute.name} must be one of {', '.join(map(str, choices))}, "
+                              f"got {value!r}")
+    return check
+
+
+def _int_at_least(lo):
+    def check(inst, attribute, value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise ConfigError(f"train.options.{attribute.name} must be an integer ≥ {lo}, got {value!r}")
+    return check
+
+
+def _unit_interval(inst, attribute, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ConfigError(f"train.options.{attribute.name} must be a number in [0, 1) (0 turns it off), "
+                          f"got {value!r}")
+
+
+def _bool(inst, attribute, value):
+    if not isinstance(value, bool):
+        raise ConfigError(f"train.options.{attribute.name} must be true or false, got {value!r}")
+
+
+@attrs.frozen
+class TrainerOptions:
+    """schedule: LR after linear warmup — "constant", or "cosine" decay to 0 at ``train.steps``.
+    grad_accum: micro-batches per process per step; the global batch ``train.batch_size`` = B is split into
+        world_size × grad_accum equal micro-batches (B must divide evenly).
+    ema: decay β of the weight EMA θ̄ ← β θ̄ + (1 − β) θ after every optimizer step (0 = off); saved as "ema/…".
+    precision: "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", or "bf16" (autocast on any device).
+    compile: wrap the backbone's forward in torch.compile.
+    parallel: "ddp" or "fsdp" (FSDP2 ``fully_shard``), used when launched with more than one process.
+    device: "auto" (cuda:LOCAL_RANK when CUDA is available, else cpu), "cpu" or "cuda".
+    """
+
+    schedule: str = attrs.field(default="constant", validator=_one_of("constant", "cosine"))
+    grad_accum: int = attrs.field(default=1, validator=_int_at_least(1))
+    ema: float = attrs.field(default=0.999, validator=_unit_interval)
+    precision: str = attrs.field(default="auto", validator=_one_of("auto", "fp32", "bf16"))
+    compile: bool = attrs.field(default=False, validator=_bool)
+    parallel: str = attrs.field(default="ddp", validator=_one_of("ddp", "fsdp"))
+    device: str = attrs.field(default="auto", validator=_one_of("auto", "cpu", "cuda"))
+
+    @classmethod
+    def from_dict(cls, options: dict[str, Any]) -> "TrainerOptions":
+        allowed = [f.name for f in attrs.fields(cls)]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ConfigError(f"unknown train.options key(s) {', '.join(unknown)} for the torch trainer; "
+                              f"allowed: {', '.join(allowed)}")
+        return cls(**options)

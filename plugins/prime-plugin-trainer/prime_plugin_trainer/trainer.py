@@ -1,0 +1,207 @@
+"""The "torch" trainer: AdamW with linear warmup then constant or cosine LR, gradient clipping, gradient
+accumulation, EMA of the weights, bf16 autocast, optional torch.compile, and DDP / FSDP under torchrun.
+
+One optimizer step n on a global batch of B sequences of L tokens minimises
+    (1 / (B·L)) Σ_{i=1..B} loss_i,   loss_i = the training objective of row i (``train.loss``: the MDLM
+    estimator "nelbo" or the paper's "joint" loss — training objectives, not reported as bounds),
+whatever the split into processes × micro-batches: rank r's micro-batch contributes
+world_size · Σ_{its rows} loss_i / (B·L) and DDP/FSDP average gradients over the world_size ranks.
+Only rank 0 writes the checkpoint, metrics.jsonl, the progress bar and loss.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from prime_core.build import build_dataset, build_model, model_metadata, resolve_sizes
+from prime_core.builtin.trainer import CHECKPOINT_NAME, learning_rate, plot_loss_curve
+from prime_core.checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
+from prime_core.config import Config
+from prime_core.errors import CheckpointError, PrimeError
+from prime_core.interfaces import Trainer
+from prime_core.losses import TRAINING_LOSSES
+from prime_core.registry import get_registry
+
+from . import state as st
+from .batching import StepBatch, draw_step, micro_slices, noise_seed
+from .distributed import Layout, env_layout, init_group, maybe_no_sync, wrap
+from .ema import EMA
+from .options import TrainerOptions
+
+
+class _Objective(nn.Module):
+    """Runs the training loss inside forward(), so DDP/FSDP hooks see the whole computation."""
+
+    def __init__(self, model: nn.Module, loss: str, eps: float):
+        super().__init__()
+        self.model, self.loss_fn, self.eps = model, TRAINING_LOSSES[loss], eps
+
+    def forward(self, tokens, t, masked):  # → per-row loss [b]
+        return self.loss_fn(self.model, tokens, eps=self.eps, t=t, masked=masked)
+
+
+def _prepare_resume(ckpt_url: str, config: Config, resume: bool, force: bool):
+    """Decide, before anything is written or any process group exists, whether this run may proceed."""
+    if checkpoint_exists(ckpt_url):
+        if not (resume or force):
+            raise PrimeError(f"{ckpt_url} exists; pass --resume to continue it or --force to start over")
+        if resume:
+            ckpt = read_checkpoint(ckpt_url)
+            if ckpt.meta.get("config") != config.to_dict():
+                raise PrimeError(f"cannot resume {ckpt_url}: it was trained with a different config "
+                                 "(resume with the same config and --set overrides)")
+            if ckpt.meta.get("train_state", {}).get("trainer") != TorchTrainer.name:
+                raise PrimeError(f"cannot resume {ckpt_url}: it was not written by the torch trainer")
+            return ckpt
+    elif resume:
+        raise PrimeError(f"nothing to resume: {ckpt_url} does not exist")
+    return None
+
+
+def _autocast(layout: Layout, opts: TrainerOptions):
+    bf16 = opts.precision == "bf16" or (opts.precision == "auto" and layout.device.type == "cuda")
+    return torch.autocast(layout.device.type, dtype=torch.bfloat16, enabled=bf16), bf16
+
+
+class TorchTrainer(Trainer):
+    name = "torch"
+
+    def fit(self, config: Config, *, out_dir: str, resume: bool = False, progress: bool = True,
+            force: bool = False, registry=None) -> str:
+        registry = registry or get_registry()
+        opts = TrainerOptions.from_dict(config.train.options)
+        layout = env_layout(opts.device)
+        ckpt_url = os.path.join(out_dir, CHECKPOINT_NAME)
+        dataset = build_dataset(config, registry)
+        config = resolve_sizes(config, dataset.num_classes, dataset.length)
+        slices = micro_slices(config.train.batch_size, layout.world_size, opts.grad_accum, layout.rank)
+        ckpt = _prepare_resume(ckpt_url, config, resume, force)
+        init_group(layout)
+        try:
+            return self._fit(config, opts, layout, ckpt, ckpt_url, out_dir, dataset, slices,
+                             progress and layout.is_main, registry)
+        finally:
+            layout.close()
+
+    # ------------------------------------------------------------------------------------------------------
+    def _fit(self, config, opts, layout, ckpt, ckpt_url, out_dir, dataset, slices, progress, registry) -> str:
+        tc = config.train
+        torch.manual_seed(tc.seed)  # identical initial weights on every rank
+        model = build_model(config, registry).to(layout.device)
+        start_step = 0
+        if ckpt is not None:
+            try:
+                st.load_model_tensors(model, ckpt.group("model"))
+            except (KeyError, RuntimeError) as exc:
+                raise CheckpointError(f"cannot resume {ckpt_url}: {str(exc).splitlines()[0]}") from None
+            start_step = int(ckpt.meta["train_state"]["step"])
+        if opts.compile:
+            model.backbone.compile()
+        objective = _Objective(model, tc.loss, tc.eps)
+        runner = wrap(objective, layout, opts.parallel)
+        opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        ema = EMA(model, opts.ema) if opts.ema > 0 else None
+        if ckpt is not None:
+            st.load_optimizer_tensors(model, opt, ckpt.group("optim"))
+            if ema is not None:
+                ema.load(ckpt.group("ema") or ckpt.group("model"))
+        metrics_path = os.path.join(out_dir, "metrics.jsonl")
+        if layout.is_main:
+            os.makedirs(out_dir, exist_ok=True)
+            _trim_metrics(metrics_path, start_step)
+        train = dataset.split("train")
+        autocast, bf16 = _autocast(layout, opts)
+        tokens_per_step = tc.batch_size * model.length
+        model.train()
+        bar = tqdm(range(start_step, tc.steps), initial=start_step, total=tc.steps, disable=not progress,
+                   desc="train", unit="step", dynamic_ncols=True)
+        t0, steps_done = time.perf_counter(), 0
+        log = open(metrics_path, "a", encoding="utf-8") if layout.is_main else None
+        try:
+            for step in bar:
+                batch = draw_step(train, step, tc.batch_size, tc.seed, model, tc.eps)
+                lr = learning_rate(step, config)  # warmup, then options.schedule: constant or cosine
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                loss_sum = self._accumulate(runner, batch, slices, step, tc, layout, autocast)
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                           tc.grad_clip if tc.grad_clip > 0 else float("inf"))
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.update(model)
+                steps_done += 1
+                last = step + 1 == tc.steps
+                if (step + 1) % tc.log_every == 0 or last:
+                    loss = float(layout.all_sum(loss_sum)) / tokens_per_step
+                    elapsed = time.perf_counter() - t0
+                    rate = steps_done * tokens_per_step / elapsed
+                    if log is not None:
+                        bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{rate:,.0f}")
+                        log.write(json.dumps({"step": step + 1, "loss": loss, "loss_name": tc.loss, "lr": lr,
+                                              "grad_norm": float(_full(grad_norm)), "tokens_per_s": rate,
+                                              "bf16": bf16, "world_size": layout.world_size,
+                                              "elapsed_s": elapsed}) + "\n")
+                        log.flush()
+                if (step + 1) % tc.checkpoint_every == 0 or last:
+                    self._save(ckpt_url, model, opt, ema, config, step + 1, layout, registry)
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        if layout.is_main:
+            plot_loss_curve(metrics_path, os.path.join(out_dir, "loss.png"))
+        layout.barrier()
+        return ckpt_url
+
+    @staticmethod
+    def _accumulate(runner, batch: StepBatch, slices, step, tc, layout, autocast) -> torch.Tensor:
+        """Forward/backward over this rank's micro-batches; returns Σ of its rows' losses (detached)."""
+        scale = layout.world_size / (tc.batch_size * batch.tokens.shape[1])
+        total = torch.zeros((), device=layout.device, dtype=torch.float64)
+        for a, sl in enumerate(slices):
+            micro = batch.rows(sl).to(layout.device)
+            # dropout and any other global-RNG use: a function of (seed, step, micro-batch), so resume is exact
+            torch.manual_seed(noise_seed(tc.seed, step) * 4099 + sl.start)
+            with maybe_no_sync(runner, skip=a + 1 < len(slices)):
+                with autocast:
+                    rows = runner(micro.tokens, micro.t, micro.masked)
+                (rows.float().sum() * scale).backward()
+            total += rows.detach().double().sum()
+        return total
+
+    @staticmethod
+    def _save(url, model, opt, ema, config, step, layout, registry) -> None:
+        model_state = st.model_tensors(model)  # every rank: collectives under FSDP
+        tensors = {f"model/{k}": v for k, v in model_state.items()}
+        tensors.update({f"optim/{k}": v for k, v in st.optimizer_tensors(model, opt).items()})
+        tensors.update({f"ema/{k}": v for k, v in st.ema_tensors(model, ema, model_state).items()})
+        if layout.is_main:
+            meta = model_metadata(model, config, registry)
+            meta["train_state"] = {"step": step, "world_size": layout.world_size, "trainer": TorchTrainer.name}
+            meta["ema_decay"] = ema.decay if ema is not None else None
+            save_checkpoint(url, tensors, meta)
+        layout.barrier()
+
+
+def _full(t):
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
+def _trim_metrics(path: str, start_step: int) -> None:
+    """Fresh runs start a new log; a resumed run drops rows logged after its checkpoint (they are replayed)."""
+    if not os.path.exists(path):
+        return
+    if start_step == 0:
+        os.remove(path)
+        return
+    with open(path, encoding="utf-8") as fh:
+        keep = [line for line in fh if line.strip() and json.loads(line).get("step", 0) <= start_step]
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines(keep)
