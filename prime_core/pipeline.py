@@ -22,6 +22,8 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
     trainer = registry.build("trainer", config.train.trainer)
     ckpt = trainer.fit(config, out_dir=out_dir, resume=resume, progress=progress, force=force)
     train_s = time.perf_counter() - t0
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 samples, evaluates and reports
+        return {}
 
     echo("[2/3] sampling")
     model, config, _ = load_model(ckpt, registry)
