@@ -1,0 +1,95 @@
+"""End-to-end CLI tests on a tiny toy config: train → sample → eval, JSON output, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+TINY = ["--set", "data.dataset=toy-markov", "--set", "data.options={num_classes = 6, length = 3, num_eval = 64}",
+        "--set", "model.width=8", "--set", "model.backbone_options={hidden = 32, depth = 1}",
+        "--set", "train.steps=30", "--set", "train.batch_size=32", "--set", "train.checkpoint_every=10",
+        "--set", "eval.mc_samples=1", "--set", "eval.tstep_steps=4", "--set", "sample.num_samples=8"]
+
+
+def prime(*args, cwd=None, ok=True):
+    env = dict(os.environ, PRIME_LOAD_PLUGINS="")  # core only: independent of other installed plugins
+    out = subprocess.run([sys.executable, "-m", "prime_core", *args], capture_output=True, text=True, cwd=cwd,
+                         env=env)
+    if ok:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def assert_one_line_error(out, pattern):
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("prime: error:"), out.stderr
+    assert pattern in lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("run")
+    prime("train", "--out", str(out_dir), "--quiet", *TINY)
+    return out_dir
+
+
+def test_train_writes_checkpoint_metrics_and_plot(trained):
+    assert sorted(p for p in os.listdir(trained)) == ["checkpoint.safetensors", "loss.png", "metrics.jsonl"]
+    rows = [json.loads(line) for line in open(trained / "metrics.jsonl")]
+    assert rows[-1]["step"] == 30 and rows[-1]["loss_name"] == "nelbo"
+
+
+def test_sample_and_eval_json(trained):
+    ckpt = str(trained / "checkpoint.safetensors")
+    s = json.loads(prime("sample", ckpt, "-n", "5", "--steps", "6", "--json", "--quiet").stdout)
+    assert len(s["tokens"]) == 5 and all(0 <= t < 6 for row in s["tokens"] for t in row)
+    fixed = json.loads(prime("sample", ckpt, "-n", "3", "--steps", "6", "--fix", "0:5", "--json", "--quiet").stdout)
+    assert all(row[0] == 5 for row in fixed["tokens"])
+    e = json.loads(prime("eval", ckpt, "--json").stdout)
+    by_name = {m["name"]: m for m in e["metrics"]}
+    assert by_name["nelbo"]["is_bound"] and by_name["tstep-nelbo"]["is_bound"]
+    assert not by_name["joint-loss"]["is_bound"] and "perplexity_upper_bound" not in by_name["joint-loss"]
+    nelbo = by_name["nelbo"]  # a Monte-Carlo estimate of a bound on the same rows as the exact NLL
+    assert nelbo["value"] + 4 * nelbo["stderr"] >= e["exact_nll"]["value"]
+    text = prime("eval", ckpt).stdout
+    assert "PPL ≤" in text and "not a bound" in text
+
+
+def test_resume_continues_and_refuses_a_different_config(trained, tmp_path):
+    out = prime("train", "--out", str(trained), "--quiet", *TINY, ok=False)
+    assert_one_line_error(out, "--resume")
+    out = prime("train", "--out", str(trained), "--resume", "--quiet", *TINY, "--set", "model.ell=1", ok=False)
+    assert_one_line_error(out, "different config")
+    out = prime("train", "--out", str(tmp_path / "none"), "--resume", "--quiet", *TINY, ok=False)
+    assert_one_line_error(out, "nothing to resume")
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["train", "--set", "model.schedule=nope"], "unknown schedule 'nope'; available:"),
+    (["train", "--set", "model.width=7", "--set", "model.ell=2"], "divisible"),
+    (["train", "--set", "model.ell"], "section.key=value"),
+    (["sample", "missing.safetensors"], "checkpoint not found"),
+    (["eval", "README.md"], "not a prime checkpoint"),
+    (["idle-steps", "--length", "0", "--ell", "2", "--steps", "4"], "--length must be ≥ 1"),
+])
+def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, pattern):
+    (tmp_path / "README.md").write_text("hello")
+    out = prime(*args, "--out", str(tmp_path / "o"), cwd=tmp_path, ok=False) if args[0] == "train" else \
+        prime(*args, cwd=tmp_path, ok=False)
+    assert_one_line_error(out, pattern)
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_out_of_range_fixed_token(trained):
+    out = prime("sample", str(trained / "checkpoint.safetensors"), "--fix", "0:99", "--quiet", ok=False)
+    assert_one_line_error(out, "token ids must lie in [0, 5]")
+
+
+def test_plugins_listing_is_json():
+    rows = json.loads(prime("plugins", "--all", "--json").stdout)
+    core = next(r for r in rows if r["distribution"] == "prime-core")
+    assert core["builtin"] and "register_schedules" in core["hooks"]
+    assert "cosine" in core["components"]["schedule"]
