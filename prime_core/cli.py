@@ -81,6 +81,17 @@ def _parse_fixed(text: str | None, length: int):
     return row
 
 
+def _parse_options(items: list[str]) -> dict:
+    """["key=value", …] (values in TOML syntax, bare words as strings) → sampler constructor options."""
+    from .config import parse_override
+
+    out = {}
+    for text in items or []:
+        keys, value = parse_override(f"option.{text}")
+        out[".".join(keys[1:])] = value
+    return out
+
+
 def cmd_sample(args) -> int:
     import torch
 
@@ -88,12 +99,15 @@ def cmd_sample(args) -> int:
 
     model, config, ckpt = load_model(args.checkpoint, weights=args.weights)
     s = config.sample
-    sampler = _registry().build("sampler", args.sampler or s.sampler)
+    name = args.sampler or s.sampler
+    options = {**(s.options if name == s.sampler else {}), **_parse_options(args.option)}
+    sampler = _registry().build("sampler", name, **options)
     result = sampler.sample(
         model, args.num_samples or s.num_samples, steps=args.steps or s.steps, seed=args.seed,
         temperature=args.temperature or s.temperature, top_p=args.top_p or s.top_p,
         gumbel_dtype=getattr(torch, args.gumbel_dtype or s.gumbel_dtype), cache=not args.no_cache,
-        fixed_tokens=_parse_fixed(args.fix, model.length), progress=not args.quiet)
+        fixed_tokens=_parse_fixed(args.fix, model.length), return_trajectory=args.trajectory,
+        progress=not args.quiet)
     report = {"steps": result.steps, "nfe_mean": float(result.nfe.float().mean()),
               "idle_steps_mean": float(result.idle_steps.float().mean()),
               "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
@@ -107,6 +121,10 @@ def cmd_sample(args) -> int:
         png = dataset.render(result.tokens, os.path.join(args.out, "samples.png"))
         if png:
             report["png"] = png
+        if args.trajectory:
+            traj = dataset.render_trajectory(result.trajectory, model.map, os.path.join(args.out, "trajectory.png"))
+            if traj:
+                report["trajectory_png"] = traj
     if args.json:
         print(json.dumps(report))
         return 0
@@ -116,6 +134,8 @@ def cmd_sample(args) -> int:
         print("  " + " ".join(map(str, row.tolist())))
     if report.get("png"):
         print(f"wrote {report['png']}")
+    if report.get("trajectory_png"):
+        print(f"wrote {report['trajectory_png']}")
     return 0
 
 
@@ -190,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--gumbel-dtype", choices=["float32", "float64"])
     sp.add_argument("--no-cache", action="store_true", help="evaluate every row at every step (baseline)")
     sp.add_argument("--fix", help="prefix / infill constraints as position:token pairs, e.g. 0:3,1:7")
+    sp.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="sampler constructor option (TOML value), e.g. --option warp=1.5 (repeatable)")
+    sp.add_argument("--trajectory", action="store_true",
+                    help="with --out: also draw the denoising trajectory (trajectory.png) where the data set can")
     sp.add_argument("--weights", default="model", choices=["model", "ema"])
     sp.add_argument("--out", help="folder for samples.json (and a PNG where the data set draws one)")
     sp.add_argument("--show", type=int, default=8, help="samples to print")

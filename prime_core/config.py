@@ -97,6 +97,8 @@ class SampleConfig:
     top_p: float = attrs.field(default=1.0, validator=_in_range(0.0, 1.0, lo_open=True))
     gumbel_dtype: str = attrs.field(default="float64", validator=_one_of("float32", "float64"))
     num_samples: int = attrs.field(default=16, validator=_at_least(1))
+    # constructor options of the sampler, e.g. { temperature_schedule = [0.5, 1.0, 0.6], warp = 1.5 } for "image"
+    options: dict = _opts
 
 
 @attrs.frozen

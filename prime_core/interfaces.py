@@ -253,6 +253,11 @@ class Dataset(abc.ABC):
         """Draw samples as a picture at ``path`` if this data set knows how; return the path or None."""
         return None
 
+    def render_trajectory(self, trajectory: list[torch.Tensor], subtoken_map: SubTokenMap, path: str) -> str | None:
+        """Draw a denoising trajectory (sub-token states [N, L, ℓ] after each step, masks included) at ``path``
+        if this data set knows how; return the path or None."""
+        return None
+
     def decode_samples(self, tokens: torch.Tensor) -> list[str]:
         """Human-readable form of sampled sequences [N, L] (text data sets return decoded text)."""
         return [" ".join(map(str, row.tolist())) for row in tokens]

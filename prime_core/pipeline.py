@@ -28,7 +28,7 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
     echo("[2/3] sampling")
     model, config, _ = load_model(ckpt, registry)
     s = config.sample
-    sampler = registry.build("sampler", s.sampler)
+    sampler = registry.build("sampler", s.sampler, **s.options)
     t1 = time.perf_counter()
     result = sampler.sample(model, s.num_samples, steps=s.steps, seed=0, temperature=s.temperature, top_p=s.top_p,
                             gumbel_dtype=getattr(torch, s.gumbel_dtype), progress=progress)
