@@ -16,9 +16,38 @@ from .model import PrimeModel
 from .registry import Registry, get_registry
 
 
-def build_dataset(config: Config, registry: Registry | None = None):
+def build_dataset(config: Config, registry: Registry | None = None, data_meta: dict | None = None):
+    """The dataset ``config.data`` names. ``data_meta``: a checkpoint's metadata["data"] (see
+    `Dataset.checkpoint_meta`), restored into the dataset, whose C must then match the checkpoint's config."""
     registry = registry or get_registry()
-    return registry.build("dataset", config.data.dataset, **config.data.options)
+    dataset = registry.build("dataset", config.data.dataset, **config.data.options)
+    if data_meta:
+        dataset.load_checkpoint_meta(data_meta)
+        c = config.model.num_classes
+        if c is not None and dataset.num_classes != c:
+            raise ConfigError(f"vocabulary mismatch: the data set's tokenizer has C={dataset.num_classes} classes, "
+                              f"the checkpoint's model C={c}")
+    return dataset
+
+
+def build_training_loss(name: str, registry: Registry | None = None):
+    """The per-row training loss ``train.loss`` names: "nelbo" / "joint" (prime_core.losses), or else a
+    registered metric (e.g. "ar-nll" from prime-plugin-dit) whose `per_sequence` is minimised. Returns a
+    callable (model, tokens, *, eps, generator, t, masked) → [B] nats; a metric ignores eps, t and masked."""
+    from .losses import TRAINING_LOSSES
+
+    if name in TRAINING_LOSSES:
+        return TRAINING_LOSSES[name]
+    registry = registry or get_registry()
+    if name not in registry.names("metric"):
+        raise ConfigError(f"train.loss={name!r} is neither nelbo, joint nor a registered metric; "
+                          f"metrics: {', '.join(registry.names('metric'))}")
+    metric = registry.build("metric", name)
+
+    def loss(model, tokens, *, eps=None, generator=None, t=None, masked=None, **_):
+        return metric.per_sequence(model, tokens, generator=generator)
+
+    return loss
 
 
 def resolve_sizes(config: Config, num_classes: int | None, length: int | None) -> Config:
@@ -56,7 +85,9 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def model_metadata(model: PrimeModel, config: Config, registry: Registry | None = None) -> dict[str, Any]:
+def model_metadata(model: PrimeModel, config: Config, registry: Registry | None = None,
+                   dataset=None) -> dict[str, Any]:
+    """Checkpoint metadata; with ``dataset``, also its `checkpoint_meta()` under "data" (e.g. a tokenizer)."""
     registry = registry or get_registry()
     m = config.model
     components = {}
@@ -70,6 +101,7 @@ def model_metadata(model: PrimeModel, config: Config, registry: Registry | None 
         "noise": model.noise, "schedule": {"name": m.schedule, **model.schedule.params()},
         "sampler_defaults": attrs.asdict(config.sample),
         "versions": {"prime-core": _version("prime-core"), "torch": torch.__version__},
+        **({"data": dataset.checkpoint_meta()} if dataset is not None and dataset.checkpoint_meta() else {}),
     }
 
 

@@ -117,7 +117,7 @@ def cmd_sample(args) -> int:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "samples.json"), "w", encoding="utf-8") as fh:
             json.dump(report, fh)
-        dataset = build_dataset(config)
+        dataset = build_dataset(config, data_meta=ckpt.meta.get("data"))
         png = dataset.render(result.tokens, os.path.join(args.out, "samples.png"))
         if png:
             report["png"] = png

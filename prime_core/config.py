@@ -81,7 +81,8 @@ class TrainConfig:
     weight_decay: float = attrs.field(default=0.0, validator=_at_least(0.0))
     warmup: int = attrs.field(default=50, validator=_at_least(0))
     grad_clip: float = attrs.field(default=1.0, validator=_at_least(0.0))
-    loss: str = attrs.field(default="nelbo", validator=_one_of("nelbo", "joint"))
+    # "nelbo" | "joint" (prime_core.losses) or the name of a registered metric used as the loss, e.g. "ar-nll"
+    loss: str = attrs.field(default="nelbo", validator=_name)
     eps: float = attrs.field(default=1e-3, validator=_in_range(0.0, 1.0))
     seed: int = attrs.field(default=0, validator=v.instance_of(int))
     log_every: int = attrs.field(default=50, validator=_at_least(1))

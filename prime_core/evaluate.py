@@ -57,15 +57,18 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
     from .registry import get_registry
 
     registry = registry or get_registry()
-    model, config, _ = load_model(checkpoint, registry, weights=weights)
+    model, config, ckpt = load_model(checkpoint, registry, weights=weights)
     e = config.eval
-    dataset = build_dataset(config, registry)
+    dataset = build_dataset(config, registry, ckpt.meta.get("data"))
     tokens = dataset.split(split)[: max_sequences or e.max_sequences]
     mc, steps = mc_samples or e.mc_samples, steps or e.tstep_steps
-    metrics = [registry.build("metric", "nelbo"), registry.build("metric", "tstep-nelbo", steps=steps),
-               registry.build("metric", "joint-loss")]
+    own = getattr(model.backbone, "eval_metrics", None)  # e.g. an AR backbone reports its exact NLL instead
+    metrics = ([registry.build("metric", name) for name in own] if own else
+               [registry.build("metric", "nelbo"), registry.build("metric", "tstep-nelbo", steps=steps),
+                registry.build("metric", "joint-loss")])
     results = [evaluate_metric(m, model, tokens, mc_samples=mc, batch_size=e.batch_size, seed=seed)
                for m in metrics]
+    bytes_per_token = dataset.bytes_per_token(split)
     report = {"checkpoint": checkpoint, "split": split, "sequences": int(tokens.shape[0]),
               "tokens_per_sequence": int(tokens.shape[1]), "ell": model.ell, "base": model.base,
               "num_classes": model.num_classes, "mc_samples": mc, "metrics": [{} for _ in results]}
@@ -74,11 +77,13 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
                    label=r.extra.get("label", r.name))
         if r.is_bound:
             row["perplexity_upper_bound"] = perplexity(r)
+            if bytes_per_token:  # text data: bits per byte = (nats/token) / (ln 2 · bytes/token)
+                row["bits_per_byte_upper_bound"] = r.value / (math.log(2) * bytes_per_token)
     data_lp = dataset.exact_log_prob(tokens)
     if data_lp is not None:
         report["data_cross_entropy"] = float(-data_lp.mean() / tokens.shape[1])
     n_units = model.length * (1 if model.grouped else model.ell)
-    if not model.time_conditioned and n_units <= 8:
+    if not own and not model.time_conditioned and n_units <= 8:
         sub = tokens  # same rows as the bounds, so the two are comparable
         with torch.no_grad():
             ll = exact.exact_log_likelihood(model, sub)
@@ -96,6 +101,8 @@ def format_report(report: dict) -> str:
         line = f"  {label:<46} {row['value']:9.4f} ± {row['stderr']:.4f} nats/token"
         if row["is_bound"]:
             line += f"   PPL ≤ {row['perplexity_upper_bound']:.4f}"
+            if "bits_per_byte_upper_bound" in row:
+                line += f"   BPB ≤ {row['bits_per_byte_upper_bound']:.4f}"
         lines.append(line)
     if "exact_nll" in report:
         x = report["exact_nll"]

@@ -157,6 +157,9 @@ class Backbone(nn.Module):
     ``(spec: BackboneSpec, **options)`` and set ``time_conditioned``."""
 
     time_conditioned: bool = False
+    #: names of the metrics `prime eval` reports for this backbone instead of the diffusion bounds (None = the
+    #: default nelbo / tstep-nelbo / joint-loss); e.g. ("ar-nll",) for an autoregressive baseline
+    eval_metrics: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, spec: BackboneSpec, **options: Any):
         super().__init__()
@@ -256,6 +259,19 @@ class Dataset(abc.ABC):
     def render_trajectory(self, trajectory: list[torch.Tensor], subtoken_map: SubTokenMap, path: str) -> str | None:
         """Draw a denoising trajectory (sub-token states [N, L, ℓ] after each step, masks included) at ``path``
         if this data set knows how; return the path or None."""
+        return None
+
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """JSON-able state the trainer stores in checkpoints (metadata key "data"), e.g. a tokenizer trained on
+        the training split, so a checkpoint decodes without the corpus. Default: nothing."""
+        return {}
+
+    def load_checkpoint_meta(self, meta: dict[str, Any]) -> None:
+        """Restore what `checkpoint_meta` returned; `build_dataset` calls it right after construction when the
+        dataset is rebuilt for a checkpoint. Default: nothing to restore."""
+
+    def bytes_per_token(self, split: str) -> float | None:
+        """Mean UTF-8 bytes per token of a split (text data sets), so bounds can be given in bits per byte."""
         return None
 
     def decode_samples(self, tokens: torch.Tensor) -> list[str]:

@@ -26,14 +26,14 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
         return {}
 
     echo("[2/3] sampling")
-    model, config, _ = load_model(ckpt, registry)
+    model, config, loaded = load_model(ckpt, registry)
     s = config.sample
     sampler = registry.build("sampler", s.sampler, **s.options)
     t1 = time.perf_counter()
     result = sampler.sample(model, s.num_samples, steps=s.steps, seed=0, temperature=s.temperature, top_p=s.top_p,
                             gumbel_dtype=getattr(torch, s.gumbel_dtype), progress=progress)
     sample_s = time.perf_counter() - t1
-    dataset = build_dataset(config, registry)
+    dataset = build_dataset(config, registry, loaded.meta.get("data"))
     texts = dataset.decode_samples(result.tokens)
     png = dataset.render(result.tokens, os.path.join(out_dir, "samples.png"))
     sampling = {"num_samples": len(result.tokens), "steps": result.steps,

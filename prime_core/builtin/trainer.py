@@ -14,12 +14,11 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from ..build import build_dataset, build_model, model_metadata, resolve_sizes
+from ..build import build_dataset, build_model, build_training_loss, model_metadata, resolve_sizes
 from ..checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
 from ..config import Config
 from ..errors import PrimeError
 from ..interfaces import Trainer
-from ..losses import TRAINING_LOSSES
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 
@@ -110,7 +109,7 @@ class SimpleTrainer(Trainer):
         if start_step == 0 and os.path.exists(metrics_path):
             os.remove(metrics_path)
         train = dataset.split("train")
-        loss_fn = TRAINING_LOSSES[config.train.loss]
+        loss_fn = build_training_loss(config.train.loss, registry)
         model.train()
         bar = tqdm(range(start_step, config.train.steps), initial=start_step, total=config.train.steps,
                    disable=not progress, desc="train", dynamic_ncols=True)
@@ -136,14 +135,14 @@ class SimpleTrainer(Trainer):
                                           "lr": opt.param_groups[0]["lr"], "tokens_per_s": rate}) + "\n")
                     log.flush()
                 if (step + 1) % config.train.checkpoint_every == 0 or step + 1 == config.train.steps:
-                    self._save(ckpt_url, model, opt, config, step + 1, registry)
+                    self._save(ckpt_url, model, opt, config, step + 1, registry, dataset)
         bar.close()
         plot_loss_curve(metrics_path, os.path.join(out_dir, "loss.png"))
         return ckpt_url
 
     @staticmethod
-    def _save(url, model, opt, config, step, registry):
-        meta = model_metadata(model, config, registry)
+    def _save(url, model, opt, config, step, registry, dataset=None):
+        meta = model_metadata(model, config, registry, dataset)
         meta["train_state"] = {"step": step}
         tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
         tensors.update(optimizer_tensors(opt))
