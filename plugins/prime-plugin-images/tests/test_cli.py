@@ -1,0 +1,40 @@
+"""`prime sample` on an image checkpoint writes the sample grid and the trajectory PNG; options reach the sampler."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from prime_core.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    rc = main(["train", "--quiet", "--out", str(out), "--set", "data.dataset=digits", "--set", "data.options={levels=4}",
+               "--set", "model.backbone=uvit-tiny", "--set", "model.width=16", "--set", "model.ell=2",
+               "--set", "model.backbone_options={patch_size=2, embed_dim=16, heads=2}",
+               "--set", "train.steps=3", "--set", "train.batch_size=8", "--set", "sample.sampler=image"])
+    assert rc == 0
+    return out / "checkpoint.safetensors"
+
+
+def test_prime_sample_writes_grid_and_trajectory(checkpoint, tmp_path, capsys):
+    rc = main(["sample", str(checkpoint), "-n", "4", "--steps", "6", "--quiet", "--out", str(tmp_path),
+               "--trajectory", "--option", "temperature_schedule=[0.5, 1.0, 0.6]", "--option", "warp=1.5",
+               "--option", "corrector=0.2"])
+    assert rc == 0
+    grid = np.asarray(Image.open(tmp_path / "samples.png"))
+    traj = np.asarray(Image.open(tmp_path / "trajectory.png").convert("RGB"))
+    assert grid.ndim == 3 and traj.shape[1] > traj.shape[0]  # frames laid out left to right
+    blue = (traj[..., 2] > 150) & (traj[..., 0] < 80)  # fully masked pixels in the first frames
+    assert blue.any()
+    tokens = json.load(open(tmp_path / "samples.json"))["tokens"]
+    assert len(tokens) == 4 and max(max(r) for r in tokens) <= 3
+
+
+def test_bad_sampler_option_is_one_line(checkpoint, capsys):
+    rc = main(["sample", str(checkpoint), "-n", "2", "--steps", "2", "--quiet", "--option", "warp=-1"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "warp" in err
