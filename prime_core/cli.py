@@ -102,6 +102,17 @@ def cmd_sample(args) -> int:
     name = args.sampler or s.sampler
     options = {**(s.options if name == s.sampler else {}), **_parse_options(args.option)}
     sampler = _registry().build("sampler", name, **options)
+    if args.runtime != "torch":  # the exported step (prime-export), imported only when asked for
+        if name != "ancestral" or options:
+            raise PrimeError(f"--runtime {args.runtime} drives the ancestral sampler without options only, "
+                             f"not {name!r} {options or ''}".rstrip())
+        try:
+            from export.runner import runtime_sampler
+        except ImportError as exc:
+            raise PrimeError(f"--runtime {args.runtime} needs the prime-export distribution "
+                             f"(pip install -e export): {exc}") from None
+        sampler = runtime_sampler(args.runtime, model, config, args.checkpoint, step_model=args.step_model,
+                                  gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta)
     result = sampler.sample(
         model, args.num_samples or s.num_samples, steps=args.steps or s.steps, seed=args.seed,
         temperature=args.temperature or s.temperature, top_p=args.top_p or s.top_p,
@@ -215,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--trajectory", action="store_true",
                     help="with --out: also draw the denoising trajectory (trajectory.png) where the data set can")
     sp.add_argument("--weights", default="model", choices=["model", "ema"])
+    sp.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
+                    help="run each step eagerly (torch) or as the exported step graph (prime-export); same tokens")
+    sp.add_argument("--step-model", help="exported step for --runtime (.onnx, or a TensorRT .engine); "
+                    "onnxruntime exports one on the fly when omitted")
     sp.add_argument("--out", help="folder for samples.json (and a PNG where the data set draws one)")
     sp.add_argument("--show", type=int, default=8, help="samples to print")
     sp.add_argument("--json", action="store_true")
