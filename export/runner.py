@@ -1,0 +1,178 @@
+"""The ancestral sampler loop (DESIGN §2.5) driven by an exported step (ONNX Runtime, or a TensorRT engine).
+
+The loop stays in Python; each step's graph call does the backbone, the head, filtering, the Gumbel-max draw and
+the reveal update (`export.step`). The noise is exactly the eager sampler's (`prime_core.sampler`): one
+generator per row (row seed = seed·2²⁰ + i); per step each row first draws its reveal uniforms [L, U] in float64
+(U = ℓ, or 1 with grouped noise), then — only if the row reveals something — uniforms [c, C] in the Gumbel dtype
+for its c revealing positions, in position order. Here those rows are scattered into a dense u_token [B, L, C]
+input (0.5 elsewhere; those positions reveal nothing, so their draw is unused). Hence for the same seed the
+tokens are identical to `AncestralSampler`'s, up to Gumbel-max comparisons decided by less than the runtimes'
+numerical difference (~1e-6 in float32). The idle-step cache is per row: a row that reveals nothing in a step
+skips the graph call (no NFE), exactly as in the eager sampler.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from prime_core.errors import PrimeError
+from prime_core.interfaces import Sampler
+from prime_core.sampler import SampleResult, initial_state, reveal_probability, row_seeds
+
+StepFn = Callable[[dict], np.ndarray]  # feeds → y_s [B, L, ℓ] int64
+
+_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+def spec_from_metadata(meta: dict, registry=None):
+    """What the loop needs of a model (map f, schedule, sizes), rebuilt from the graph's metadata alone."""
+    from prime_core.config import Config
+    from prime_core.registry import get_registry
+
+    registry = registry or get_registry()
+    cfg = Config.from_dict(meta["config"]).model
+    subtoken_map = registry.build("map", cfg.map, meta["num_classes"], meta["ell"])
+    schedule = registry.build("schedule", cfg.schedule, **cfg.schedule_options)
+    return types.SimpleNamespace(map=subtoken_map, schedule=schedule, length=meta["length"], ell=meta["ell"],
+                                 base=meta["base"], mask_id=meta["mask_id"], num_classes=meta["num_classes"],
+                                 grouped=meta["noise"] == "grouped")
+
+
+class RuntimeSampler(Sampler):
+    """`AncestralSampler.sample` with each step's graph run by ``step_fn`` (see module docstring)."""
+
+    name = "ancestral"
+
+    def __init__(self, step_fn: StepFn, meta: dict, runtime: str = "onnxruntime"):
+        self.step_fn, self.meta, self.runtime = step_fn, meta, runtime
+        self.noise_dtype = _DTYPES[meta["step"]["noise_dtype"]]
+        self.real_dtype = _DTYPES[meta["step"]["real_dtype"]]
+
+    @classmethod
+    def from_onnx(cls, path: str, providers: list[str] | None = None, threads: int | None = None):
+        from .graph import read_metadata
+        from .validate import ort_session
+
+        sess = ort_session(path, providers, threads)
+        meta = read_metadata(path)
+        if "step" not in meta:
+            raise PrimeError(f"{path} is not an exported prime sampler step (no prime.* metadata)")
+        return cls(lambda feeds: sess.run(["y_s"], feeds)[0], meta, "onnxruntime")
+
+    @torch.no_grad()
+    def sample(self, model=None, num_samples: int = 16, *, steps: int = 128, seed: int = 0,
+               seeds: list[int] | None = None, temperature=1.0, top_p: float = 1.0,
+               gumbel_dtype: torch.dtype | None = None, cache: bool = True, batch_size: int | None = None,
+               fixed_tokens=None, fixed_digits=None, return_trajectory: bool = False,
+               progress: bool = False) -> SampleResult:
+        """Same arguments and result as `AncestralSampler.sample`; ``model`` may be None (the graph's metadata
+        then supplies f, the schedule and the sizes). gumbel_dtype must equal the graph's noise dtype."""
+        spec = model if model is not None else spec_from_metadata(self.meta)
+        gumbel_dtype = gumbel_dtype or self.noise_dtype
+        if gumbel_dtype != self.noise_dtype:
+            name = str(self.noise_dtype).removeprefix("torch.")
+            raise PrimeError(f"the exported step takes {name} Gumbel noise, not "
+                             f"{str(gumbel_dtype).removeprefix('torch.')}; use --gumbel-dtype {name} or re-export "
+                             f"with --gumbel-dtype")
+        if steps < 1:
+            raise ValueError(f"steps must be ≥ 1, got {steps}")
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+        seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)
+        if len(seeds) != num_samples:
+            raise ValueError(f"got {len(seeds)} seeds for {num_samples} samples")
+        y0 = initial_state(spec, num_samples, fixed_tokens, fixed_digits)
+        batch_size = batch_size or num_samples
+        parts = [self._sample_batch(spec, y0[i:i + batch_size], seeds[i:i + batch_size], steps, temperature,
+                                    top_p, cache, return_trajectory, progress)
+                 for i in range(0, num_samples, batch_size)]
+        return SampleResult(
+            tokens=torch.cat([p.tokens for p in parts]), nfe=torch.cat([p.nfe for p in parts]),
+            idle_steps=torch.cat([p.idle_steps for p in parts]), steps=steps,
+            forward_calls=sum(p.forward_calls for p in parts),
+            trajectory=([torch.cat(s) for s in zip(*(p.trajectory for p in parts))] if return_trajectory else None))
+
+    def _sample_batch(self, spec, y, seeds, steps, temperature, top_p, cache, return_trajectory, progress):
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        alphas = spec.schedule.step_alphas(steps)
+        n, length, ell = y.shape
+        c = spec.num_classes
+        nfe = torch.zeros(n, dtype=torch.long)
+        idle = torch.zeros(n, dtype=torch.long)
+        calls, trajectory = 0, []
+        unit_shape = (length, 1) if spec.grouped else (length, ell)
+        exact_reals = self.real_dtype == torch.float64
+        for k in tqdm(range(steps), disable=not progress, desc=f"sampling ({self.runtime})", leave=False):
+            t = 1.0 - k / steps
+            a_t, a_s = float(alphas[k]), float(alphas[k + 1])
+            r = reveal_probability(a_t, a_s)
+            masked = y == spec.mask_id
+            draws = torch.stack([torch.rand(unit_shape, generator=g, dtype=torch.float64) for g in gens])
+            reveal = masked & (draws < r).expand(n, length, ell)
+            active = reveal.flatten(1).any(-1)
+            idle += ~active
+            rows = torch.arange(n) if not cache else active.nonzero().squeeze(-1)
+            if len(rows):
+                m = len(rows)
+                pos = reveal[rows].any(-1)  # [m, L] positions that reveal something
+                u_token = torch.full((m, length, c), 0.5, dtype=self.noise_dtype)
+                for i, row in enumerate(rows.tolist()):
+                    count = int(pos[i].sum())
+                    if count:  # the eager sampler's gumbel((count, C), gens[row]) draws exactly these uniforms
+                        u_token[i, pos[i]] = torch.rand((count, c), generator=gens[row], dtype=self.noise_dtype)
+                # float64 graphs compare the uniforms themselves; float32 graphs (TensorRT) get the decision
+                # snapped to −1 (reveal) / 2 (keep), so rounding α to float32 cannot change it
+                u_reveal = draws[rows] if exact_reals else torch.where(draws[rows] < r, -1.0, 2.0)
+                tau = temperature(t) if callable(temperature) else temperature
+                if tau <= 0:
+                    raise ValueError(f"temperature must be > 0, got {tau}")
+                real = np.float64 if exact_reals else np.float32
+                feeds = {"y": y[rows].numpy(), "t": np.full(m, t, np.float32),
+                         "alpha_t": np.full(m, a_t, real), "alpha_s": np.full(m, a_s, real),
+                         "u_reveal": u_reveal.numpy().astype(real), "u_token": u_token.numpy(),
+                         "temperature": np.full(m, tau, np.float32), "top_p": np.full(m, top_p, np.float32)}
+                y[rows] = torch.from_numpy(np.asarray(self.step_fn(feeds), dtype=np.int64))
+                nfe[rows] += 1
+                calls += 1
+            if return_trajectory:
+                trajectory.append(y.clone())
+        tokens = spec.map.decode(y)
+        if not bool(spec.map.is_valid(tokens).all()):
+            raise RuntimeError("the exported step produced an invalid code (≥ C)")
+        return SampleResult(tokens=tokens, nfe=nfe, idle_steps=idle, steps=steps, forward_calls=calls,
+                            trajectory=trajectory if return_trajectory else None)
+
+
+def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model: str | None = None,
+                    gumbel_dtype: str | None = None, weights: str = "model", ckpt_meta: dict | None = None):
+    """The sampler `prime sample --runtime` uses: an ONNX Runtime (or TensorRT) driven `RuntimeSampler`.
+
+    Without ``step_model`` the step is exported to a temporary ONNX file first (onnxruntime only)."""
+    if runtime == "tensorrt":
+        from .tensorrt import TensorRTStep, require_tensorrt
+
+        require_tensorrt()
+        if not step_model:
+            raise PrimeError("--runtime tensorrt needs --step-model ENGINE (build one with python -m export.trt)")
+        engine = TensorRTStep(step_model)
+        return RuntimeSampler(engine, engine.meta, "tensorrt")
+    if runtime != "onnxruntime":
+        raise PrimeError(f"--runtime must be one of torch, onnxruntime, tensorrt; got {runtime!r}")
+    if step_model:
+        return RuntimeSampler.from_onnx(step_model)
+    import os
+    import tempfile
+
+    from .graph import export_step
+
+    noise = _DTYPES[gumbel_dtype or config.sample.gumbel_dtype]
+    with tempfile.TemporaryDirectory(prefix="prime-step-") as tmp:
+        path = os.path.join(tmp, "step.onnx")
+        export_step(model, config, path, checkpoint_meta=ckpt_meta, noise_dtype=noise, with_probs=False,
+                    backbone_name=config.model.backbone)
+        return RuntimeSampler.from_onnx(path)  # the session holds the graph in memory
