@@ -1,0 +1,157 @@
+"""Sampler suite (DESIGN §2.5–2.6), run on a tiny model (C = 6, ℓ = 2 so b = 3 and codes 6 … 8 are invalid,
+L = 3, a fixed-logit backbone): no masks left, every token < C, observed sub-tokens never change, same seed →
+same samples, a batch equals its members sampled one by one, idle-step counts match Prop. A.1's closed form.
+
+The contract: ``sample(model, n, steps=T, seed=s)`` returns ``tokens`` [n, L], ``nfe`` and ``idle_steps``
+(per sequence). Optional capabilities, detected from the signature: ``seeds=`` (per-row seeds, needed for the
+batch check), ``fixed_tokens=`` (prefix conditioning), ``return_trajectory=`` (states after each step).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from prime_core.idle import expected_idle_steps
+
+from ..cases import check
+from ..errors import Failure, SkipCheck
+from ..toy import tiny_model
+
+C, ELL, L = 6, 2, 3
+
+
+def _accepts(sampler, name: str) -> bool:
+    params = inspect.signature(sampler.sample).parameters
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _model(subject, noise: str = "independent"):
+    return tiny_model(C, ELL, L, head=subject.registry.build("head", "carry-over"), noise=noise, seed=3)
+
+
+def _tokens_ok(result, n: int, where: str) -> torch.Tensor:
+    tokens = torch.as_tensor(result.tokens)
+    if tuple(tokens.shape) != (n, L) or tokens.dtype.is_floating_point:
+        raise Failure(f"{where}: tokens must be an integer tensor [N, L]={[n, L]}, got {tokens.dtype} "
+                      f"{list(tokens.shape)}")
+    if int(tokens.min()) < 0 or int(tokens.max()) >= C:
+        bad = tokens[(tokens < 0) | (tokens >= C)]
+        raise Failure(f"{where}: every token must be < C={C} (no invalid code, no mask), got {bad[:4].tolist()}")
+    return tokens
+
+
+@check("sampler")
+def check_valid_tokens_no_masks(subject):
+    """Every output token lies in [0, C) (never an invalid code ≥ C, never a leftover mask), for independent
+    and grouped noise and for T = 1 (the last step fills every mask)."""
+    sampler = subject.build()
+    for noise in ("independent", "grouped"):
+        for steps in (1, 4, 16):
+            model = _model(subject, noise)
+            res = sampler.sample(model, 64, steps=steps, seed=0)
+            _tokens_ok(res, 64, f"noise={noise}, steps={steps}")
+            traj = getattr(res, "trajectory", None)
+            if traj and bool((torch.as_tensor(traj[-1]) == model.mask_id).any()):
+                raise Failure("masks left in the final state", f"noise={noise}, steps={steps}")
+
+
+@check("sampler")
+def check_observed_subtokens_never_change(subject):
+    """Once a sub-token is revealed it keeps its value in every later state, and fixed (prefix) tokens come
+    out unchanged. Needs ``return_trajectory=`` or ``fixed_tokens=``."""
+    sampler = subject.build()
+    model = _model(subject)
+    checked = False
+    if _accepts(sampler, "return_trajectory"):
+        res = sampler.sample(model, 32, steps=8, seed=1, return_trajectory=True)
+        traj = res.trajectory
+        if not traj:
+            raise Failure("return_trajectory=True returned no trajectory")
+        prev = torch.full_like(torch.as_tensor(traj[0]), model.mask_id)
+        for k, state in enumerate(traj):
+            state = torch.as_tensor(state)
+            observed = prev != model.mask_id
+            changed = observed & (state != prev)
+            if bool(changed.any()):
+                row, pos, j = changed.nonzero()[0].tolist()
+                raise Failure(f"observed sub-token changed in step {k}: sequence {row}, token {pos}, digit {j}: "
+                              f"{int(prev[row, pos, j])} → {int(state[row, pos, j])}", "steps=8, seed=1")
+            prev = state
+        final = model.map.encode(torch.as_tensor(res.tokens))
+        if not torch.equal(final, prev):
+            raise Failure("the returned tokens differ from the trajectory's final sub-tokens")
+        checked = True
+    if _accepts(sampler, "fixed_tokens"):
+        fixed = torch.tensor([4, -1, 2])
+        res = sampler.sample(model, 16, steps=8, seed=2, fixed_tokens=fixed)
+        tokens = _tokens_ok(res, 16, "fixed_tokens")
+        keep = fixed >= 0
+        if not bool((tokens[:, keep] == fixed[keep]).all()):
+            raise Failure(f"fixed tokens must come out unchanged: fixed {fixed.tolist()}, got "
+                          f"{tokens[(tokens[:, keep] != fixed[keep]).any(-1)][0].tolist()}", "seed=2, steps=8")
+        checked = True
+    if not checked:
+        raise SkipCheck("sampler declares neither return_trajectory= nor fixed_tokens=")
+
+
+@check("sampler")
+def check_same_seed_same_samples(subject):
+    """Two runs with the same seed give identical tokens, NFE and idle counts."""
+    sampler = subject.build()
+    model = _model(subject)
+    a = sampler.sample(model, 16, steps=8, seed=7)
+    b = sampler.sample(model, 16, steps=8, seed=7)
+    ta, tb = torch.as_tensor(a.tokens), torch.as_tensor(b.tokens)
+    if not torch.equal(ta, tb):
+        row = int((ta != tb).any(-1).nonzero()[0])
+        raise Failure(f"same seed, different samples: row {row}: {ta[row].tolist()} vs {tb[row].tolist()}",
+                      "seed=7, steps=8, n=16")
+    if not (torch.equal(torch.as_tensor(a.idle_steps), torch.as_tensor(b.idle_steps))):
+        raise Failure("same seed, different idle-step counts", "seed=7, steps=8")
+
+
+@check("sampler")
+def check_batch_equals_members(subject):
+    """Sampling a batch with per-row seeds equals sampling each row alone with its seed (needs ``seeds=``)."""
+    sampler = subject.build()
+    if not _accepts(sampler, "seeds"):
+        raise SkipCheck("sampler declares no per-row seeds= option")
+    model = _model(subject)
+    seeds = [11, 5, 2**20 + 3, 0]
+    batch = torch.as_tensor(sampler.sample(model, len(seeds), steps=8, seeds=seeds).tokens)
+    for i, s in enumerate(seeds):
+        alone = torch.as_tensor(sampler.sample(model, 1, steps=8, seeds=[s]).tokens)[0]
+        if not torch.equal(batch[i], alone):
+            raise Failure(f"row {i} of a batch differs from the same seed sampled alone: {batch[i].tolist()} vs "
+                          f"{alone.tolist()}", f"seeds={seeds}, steps=8, row={i}")
+
+
+@check("sampler")
+def check_idle_steps_match_closed_form(subject):
+    """0 ≤ idle ≤ T, NFE ≥ T − idle (every step that reveals something needs a forward pass) and NFE ≤ T,
+    and the mean idle count matches E[#idle] = Σ_k (1 − (ᾱ_{k+1} − ᾱ_k))^N (DESIGN §2.6), N = L·ℓ units
+    (L under grouped noise), within 5 standard errors."""
+    sampler = subject.build()
+    n, steps = 400, 16
+    for noise in ("independent", "grouped"):
+        model = _model(subject, noise)
+        res = sampler.sample(model, n, steps=steps, seed=5)
+        idle = torch.as_tensor(res.idle_steps).double()
+        nfe = torch.as_tensor(res.nfe).double()
+        where = f"noise={noise}, T={steps}, n={n}"
+        if tuple(idle.shape) != (n,) or tuple(nfe.shape) != (n,):
+            raise Failure(f"idle_steps and nfe must be per sequence [N]={[n]}, got {list(idle.shape)}, "
+                          f"{list(nfe.shape)}", where)
+        if bool((idle < 0).any() | (idle > steps).any()):
+            raise Failure("idle-step counts must lie in [0, T]", where)
+        if bool((nfe < steps - idle).any() | (nfe > steps).any()):
+            raise Failure("NFE must lie in [T − idle, T]: a step that reveals something needs a forward pass",
+                          where)
+        units = L if noise == "grouped" else L * ELL
+        expected = expected_idle_steps(model.schedule, units, 1, steps)
+        mean, se = float(idle.mean()), float(idle.std() / n**0.5)
+        if abs(mean - expected) > 5 * se + 0.05:
+            raise Failure(f"mean idle steps {mean:.3f} ± {se:.3f} disagree with the closed form {expected:.3f}",
+                          where)

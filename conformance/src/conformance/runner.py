@@ -1,0 +1,43 @@
+"""``prime conformance`` / ``python -m conformance``: run the suites on one plugin (or everything) with pytest."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata as md
+import sys
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="prime conformance")
+    p.add_argument("--plugin", action="append", default=[], metavar="NAME",
+                   help="entry-point or distribution name (repeatable); default: every installed component")
+    p.add_argument("--kind", action="append", default=[], help="only this component kind (repeatable)")
+    p.add_argument("--xfail", action="append", default=[], metavar="CHECK=REASON",
+                   help="declare an expected failure (repeatable)")
+    p.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
+    return p
+
+
+def pytest_argv(args) -> list[str]:
+    argv = ["-p", "no:cacheprovider", "--pyargs", "conformance"]
+    ours = [ep for ep in md.entry_points(group="pytest11") if ep.value == "conformance.pytest_plugin"]
+    if not ours:  # running from a source tree: load the plugin explicitly
+        argv = ["-p", "conformance.pytest_plugin", *argv]
+    argv += [f"--prime-plugin={p}" for p in args.plugin]
+    argv += [f"--prime-kind={k}" for k in args.kind]
+    argv += [f"--prime-xfail={x}" for x in args.xfail]
+    return argv + list(args.pytest_args)
+
+
+def run(args) -> int:
+    import pytest
+
+    return int(pytest.main(pytest_argv(args)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
