@@ -1,4 +1,4 @@
-"""The ``prime`` command line: plugins, train, sample, eval, idle-steps.
+"""The ``prime`` command line: plugins, train, sample, eval, idle-steps, conformance.
 
 User errors (bad config, unknown component, bad checkpoint, ids out of range) print one line to stderr and exit
 with code 2, without a traceback.
@@ -180,6 +180,17 @@ def cmd_idle_steps(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------ conformance
+def cmd_conformance(args) -> int:
+    """Run the prime-conformance suites (pytest) on one plugin's components, or on everything installed."""
+    try:
+        from conformance.runner import run
+    except ImportError:
+        raise PrimeError("prime conformance needs the prime-conformance distribution: pip install "
+                         "prime-conformance (in this repository: pip install -e conformance)") from None
+    return run(args)
+
+
 # ------------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="prime", description="Partial-masking discrete diffusion (MDM-Prime).")
@@ -256,6 +267,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_idle_steps)
+
+    sp = sub.add_parser("conformance", help="run the conformance suites on a plugin's components (pytest)")
+    sp.add_argument("--plugin", action="append", default=[], metavar="NAME",
+                    help="entry-point or distribution name (repeatable); default: every installed component")
+    sp.add_argument("--kind", action="append", default=[], help="only this component kind (repeatable)")
+    sp.add_argument("--xfail", action="append", default=[], metavar="CHECK=REASON",
+                    help="declare an expected failure, e.g. check_weights_finite='w is infinite at t=1'")
+    sp.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
+    sp.set_defaults(func=cmd_conformance)
     return p
 
 
