@@ -74,6 +74,17 @@ def nelbo(model, tokens: torch.Tensor, *, generator: torch.Generator | None = No
     return n_units * per_unit
 
 
+def _training_noise(model, tokens, eps, antithetic, generator, t, masked):
+    """(y₀, t, mask) for the training objectives: t ∈ [ε, 1] stratified unless given, mask ~ q(y_t | y₀)."""
+    y0 = model.encode(tokens)
+    if t is None:
+        t = model.schedule.sample_times(tokens.shape[0], eps=eps, antithetic=antithetic, generator=generator)
+    t = t.to(tokens.device)
+    if masked is None:
+        masked = sample_mask(y0.shape, model.schedule.alpha(t), grouped=model.grouped, generator=generator)
+    return y0, t, masked.to(tokens.device)
+
+
 def training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bool = True,
                    generator: torch.Generator | None = None, t: torch.Tensor | None = None,
                    masked: torch.Tensor | None = None) -> torch.Tensor:
@@ -81,13 +92,7 @@ def training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic
 
     ``t`` [B] and ``masked`` [B, L, ℓ] (drawn from q(y_t | y_0) given t) may be passed in, e.g. by a trainer that
     draws the noise for a whole global batch and splits it across micro-batches or processes."""
-    y0 = model.encode(tokens)
-    if t is None:
-        t = model.schedule.sample_times(tokens.shape[0], eps=eps, antithetic=antithetic, generator=generator)
-    t = t.to(tokens.device)
-    if masked is None:
-        masked = sample_mask(y0.shape, model.schedule.alpha(t), grouped=model.grouped, generator=generator)
-    masked = masked.to(tokens.device)
+    y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked)
     log_p = model.log_probs(apply_mask(y0, masked, model.mask_id), t)
     return model.schedule.weight(t).to(log_p) * unit_nll(log_p, y0, tokens, masked, model).sum(-1)
 
@@ -97,13 +102,7 @@ def joint_loss(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bo
                masked: torch.Tensor | None = None) -> torch.Tensor:
     """The paper's joint loss w(t) Σ_{i: token i has a masked digit} −log p_θ(x₀ⁱ | y_t). NOT a bound.
     ``t`` and ``masked`` may be passed in as for `training_nelbo`."""
-    y0 = model.encode(tokens)
-    if t is None:
-        t = model.schedule.sample_times(tokens.shape[0], eps=eps, antithetic=antithetic, generator=generator)
-    t = t.to(tokens.device)
-    if masked is None:
-        masked = sample_mask(y0.shape, model.schedule.alpha(t), grouped=model.grouped, generator=generator)
-    masked = masked.to(tokens.device)
+    y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked)
     log_p = model.training_log_probs(apply_mask(y0, masked, model.mask_id), t)
     nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     touched = masked.any(-1)
