@@ -38,12 +38,23 @@ from .options import TrainerOptions
 class _Objective(nn.Module):
     """Runs the training loss inside forward(), so DDP/FSDP hooks see the whole computation."""
 
-    def __init__(self, model: nn.Module, loss: str, eps: float):
+    def __init__(self, model: nn.Module, loss: str, eps: float, registry):
         super().__init__()
-        self.model, self.loss_fn, self.eps = model, TRAINING_LOSSES[loss], eps
+        self.model, self.loss_fn, self.eps = model, _training_loss(loss, registry), eps
 
     def forward(self, tokens, t, masked):  # → per-row loss [b]
         return self.loss_fn(self.model, tokens, eps=self.eps, t=t, masked=masked)
+
+
+def _training_loss(name: str, registry):
+    """``train.loss``: "nelbo" / "joint", or (with a core that has `build_training_loss`) a registered metric."""
+    try:
+        from prime_core.build import build_training_loss
+    except ImportError:
+        if name not in TRAINING_LOSSES:
+            raise PrimeError(f"train.loss={name!r}: allowed: {', '.join(TRAINING_LOSSES)}") from None
+        return TRAINING_LOSSES[name]
+    return build_training_loss(name, registry)
 
 
 def _prepare_resume(ckpt_url: str, config: Config, resume: bool, force: bool):
@@ -103,7 +114,7 @@ class TorchTrainer(Trainer):
             start_step = int(ckpt.meta["train_state"]["step"])
         if opts.compile:
             model.backbone.compile()
-        objective = _Objective(model, tc.loss, tc.eps)
+        objective = _Objective(model, tc.loss, tc.eps, registry)
         runner = wrap(objective, layout, opts.parallel)
         opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         ema = EMA(model, opts.ema) if opts.ema > 0 else None
