@@ -93,3 +93,33 @@ def save_trajectory(trajectory: list[torch.Tensor], subtoken_map, dataset, path:
     ordered = np.stack([stack[f][r] for r in range(n) for f in range(len(picks))])
     scale = max(1, 64 // dataset.width)
     return _write_png(tile(ordered, len(picks)), path, scale)
+
+
+def save_densities(panels: list[tuple[str, torch.Tensor]], path: str, suptitle: str | None = None) -> str | None:
+    """Side-by-side heat maps (matplotlib, if installed) of 2-D densities, each normalised to sum 1."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
+    for ax, (title, dens) in zip(np.atleast_1d(axes), panels):
+        d = dens.double() / dens.double().sum()
+        ax.imshow(d.numpy(), cmap="magma")
+        ax.set_title(title, fontsize=9)
+        ax.set_axis_off()
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    fs, p = fsspec.core.url_to_fs(path)
+    parent = p.rsplit("/", 1)[0] if "/" in p else ""
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    with fs.open(p, "wb") as fh:
+        fh.write(buf.getvalue())
+    return path
