@@ -4,6 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+# The default text corpus (configs/main.toml): Jane Austen's novels from Debian's r-cran-janeaustenr (DESIGN §4).
+AUSTEN=/usr/lib/R/site-library/janeaustenr/data/Rdata.rdb
+if [ ! -f "$AUSTEN" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing the Austen corpus: apt-get install -y r-cran-janeaustenr"
+    apt-get install -y -q --no-install-recommends r-cran-janeaustenr >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends r-cran-janeaustenr >/dev/null 2>&1; } \
+      || echo "warning: could not install r-cran-janeaustenr; the default text corpus is missing" >&2
+  else
+    echo "note: the default text corpus needs Debian's r-cran-janeaustenr; run: sudo apt-get install -y r-cran-janeaustenr" >&2
+  fi
+fi
 # Fashion-MNIST for prime-plugin-images (DESIGN §4): IDX files under /usr/share/datasets/fashion-mnist/.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   apt-get install -y -q dataset-fashion-mnist >/dev/null \
