@@ -87,6 +87,7 @@ class Case:
 
     def run(self) -> None:
         """Run the check; raise `ConformanceError` (readable, with the counterexample) or `SkipCheck`."""
+        __tracebackhide__ = True  # pytest shows the ConformanceError line, not this frame
         if self.plugin_error is not None:
             raise self._error(f"the plugin failed to load: {self.plugin_error}")
         try:
@@ -150,10 +151,10 @@ def iter_cases(registry=None, *, plugins: Iterable[str] | None = None,
 
 def expected_failure(case: Case, expected: Mapping[str, str] | None) -> str | None:
     """The declared reason if ``case`` is an expected failure. Keys: a check name (``check_x``), or
-    ``name:check_x``, or the full case id ``kind:name:check_x``."""
+    ``name:check_x``, or the full case id ``kind:name:check_x``, or ``kind:name`` (every check of a component)."""
     if not expected:
         return None
-    for key in (case.id, f"{case.name}:{case.check.name}", case.check.name):
+    for key in (case.id, f"{case.name}:{case.check.name}", f"{case.kind}:{case.name}", case.check.name):
         if key in expected:
             return expected[key]
     return None
@@ -181,6 +182,7 @@ def run_case(case: Case) -> None:
     """Run a case under pytest: `SkipCheck` becomes a skip, failures raise `ConformanceError`."""
     import pytest
 
+    __tracebackhide__ = True
     try:
         case.run()
     except SkipCheck as exc:

@@ -15,7 +15,7 @@ def pytest_addoption(parser):
     group.addoption("--prime-kind", action="append", default=[], metavar="KIND",
                     help="only components of this kind (map, schedule, head, metric, sampler, backbone)")
     group.addoption("--prime-xfail", action="append", default=[], metavar="CHECK=REASON",
-                    help="declare an expected failure: CHECK is a check name, name:check or kind:name:check")
+                    help="declare an expected failure: CHECK is a check name, name:check, kind:name:check or kind:name")
     parser.addini("prime_xfail", type="linelist", default=[],
                   help="expected failures, one 'CHECK = REASON' per line (same keys as --prime-xfail)")
 

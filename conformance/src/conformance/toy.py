@@ -47,9 +47,9 @@ def perturb_(module: torch.nn.Module, seed: int, scale: float = 0.5) -> torch.nn
 
 
 def tiny_model(num_classes: int, ell: int, length: int, *, head, noise: str = "independent", schedule=None,
-               backbone: str = "fixed", subtoken_map=None, seed: int = 0) -> PrimeModel:
+               backbone: str = "fixed", subtoken_map=None, seed: int = 0, scale: float = 0.5) -> PrimeModel:
     """A PrimeModel on a tiny problem: base-b map (unless given), the given head instance, a fixed-logit or
-    random-MLP backbone (time-independent), linear schedule (unless given)."""
+    random-MLP backbone (time-independent, weights perturbed by ``scale``), linear schedule (unless given)."""
     subtoken_map = subtoken_map or BaseBMap(num_classes, ell)
     spec = BackboneSpec(out_dim=head.output_dim(subtoken_map), base=subtoken_map.base, ell=ell, length=length,
                         width=4 * ell, num_classes=num_classes, time_conditioned=False)
@@ -58,6 +58,6 @@ def tiny_model(num_classes: int, ell: int, length: int, *, head, noise: str = "i
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            net = perturb_(MLPBackbone(spec, hidden=32, depth=1), seed)
+            net = perturb_(MLPBackbone(spec, hidden=32, depth=1), seed, scale)
     model = PrimeModel(subtoken_map, net, head, schedule or LinearSchedule(), noise=noise)
     return model.eval()

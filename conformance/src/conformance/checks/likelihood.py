@@ -5,7 +5,8 @@ training objective reported as a likelihood (the published joint-loss error, DES
 What a bound bounds is declared by the metric: an integer attribute ``steps`` means the T-step sampler's
 likelihood p_T (compared with `exact_tstep_log_likelihood`), otherwise the continuous-time model's p_θ
 (`exact_log_likelihood`). The metric is a Monte-Carlo estimator, so its mean over R replicates per sequence is
-compared: a failure needs mean + 4·stderr < exact NLL − 1e-4.
+compared: a failure needs mean + 5·stderr < exact NLL − 1e-4, with ~10⁵ draws per problem (the T-step NELBO
+is heavy-tailed: most draws reveal nothing, a few carry T·NLL, so fewer draws make the stderr itself unreliable).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from ..cases import check
 from ..errors import Failure, SkipCheck
 from ..toy import tiny_model
 
-Z = 4.0
+Z = 5.0
+ROWS = 100_000  # Monte-Carlo draws per problem, shared by its C^L sequences
 ATOL = 1e-4
 CHUNK = 8192
 
@@ -34,7 +36,6 @@ class Problem:
     noise: str = "independent"
     backbone: str = "fixed"
     head: str = "carry-over"
-    replicates: int = 512
 
     def describe(self) -> str:
         return (f"C={self.num_classes}, ℓ={self.ell}, L={self.length}, noise={self.noise}, "
@@ -43,11 +44,11 @@ class Problem:
 
 # Small first (failures are reported on the smallest problem that shows them).
 PROBLEMS = (
-    Problem(4, 2, 1, replicates=6000),                       # one token, two dependent digits (DESIGN §1)
-    Problem(4, 1, 2, replicates=2000),                       # ℓ = 1: plain MDM
-    Problem(5, 2, 2, backbone="mlp", replicates=400),        # b = 3: invalid codes exist; y-dependent model
-    Problem(5, 2, 2, noise="grouped", backbone="mlp", replicates=400),
-    Problem(4, 2, 2, head="independent", replicates=400),
+    Problem(4, 2, 1),                                        # one token, two dependent digits (DESIGN §1)
+    Problem(4, 1, 2),                                        # ℓ = 1: plain MDM
+    Problem(5, 2, 2, backbone="mlp"),                        # b = 3: invalid codes exist; y-dependent model
+    Problem(5, 2, 2, noise="grouped", backbone="mlp"),
+    Problem(4, 2, 2, head="independent"),
 )
 
 
@@ -89,10 +90,10 @@ def check_bound_ge_exact_nll(subject):
             continue
         head = subject.registry.build("head", problem.head)
         model = tiny_model(problem.num_classes, problem.ell, problem.length, head=head, noise=problem.noise,
-                           backbone=problem.backbone, seed=1)
+                           backbone=problem.backbone, seed=1, scale=0.15)  # moderate NLLs: MC noise stays small
         tokens = all_sequences(problem.num_classes, problem.length)
         exact = _exact_nll(metric, model, tokens)
-        mean, se = _estimate(metric, model, tokens, problem.replicates)
+        mean, se = _estimate(metric, model, tokens, ROWS // len(tokens))
         slack = mean + Z * se - (exact - ATOL)
         worst = int(slack.argmin())
         if float(slack[worst]) < 0:
