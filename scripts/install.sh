@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv (if missing) and install prime-core, every plugin under plugins/, export/ and conformance/,
+# Create .venv (if missing) and install prime-core, every plugin under plugins/, export/, conformance/ and the
+# example third-party plugin(s) under examples/,
 # editable, with torch pinned by constraints.txt. Usage: scripts/install.sh [extra pip args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,7 @@ fi
 export PIP_CONSTRAINT="$PWD/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1
 pip install -q --upgrade pip >/dev/null
 args=(-e ".[test]")
-for d in plugins/*/ export conformance; do
+for d in plugins/*/ export conformance examples/*/; do
   [ -f "$d/pyproject.toml" ] && args+=(-e "$d")
 done
 pip install -q "${args[@]}" "$@"
