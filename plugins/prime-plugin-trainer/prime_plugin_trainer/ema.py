@@ -43,10 +43,14 @@ def _full(t: torch.Tensor) -> torch.Tensor:
 
 
 def _like(full: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """``full`` laid out like ``ref``: the local shard of a DTensor, or the tensor itself."""
+    """``full`` laid out like ``ref``: the local shard of a DTensor, or the tensor itself.
+
+    Every rank holds the full tensor (each reads the checkpoint), so each cuts its own shard
+    (src_data_rank=None: no communication, hence no dependence on the order ranks visit tensors in)."""
     if hasattr(ref, "device_mesh"):
         from torch.distributed.tensor import distribute_tensor
 
-        return distribute_tensor(full.to(ref.dtype), ref.device_mesh, ref.placements)
+        return distribute_tensor(full.to(device=ref.device, dtype=ref.dtype), ref.device_mesh, ref.placements,
+                                 src_data_rank=None)
     return full.to(device=ref.device, dtype=ref.dtype)
 

@@ -52,7 +52,7 @@ def load_model_tensors(module: nn.Module, tensors: dict[str, torch.Tensor]) -> N
 def load_optimizer_tensors(module: nn.Module, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
     for name, p in module.named_parameters():
         prefix = name + "/"
-        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        state = {k[len(prefix):]: tensors[k] for k in sorted(tensors) if k.startswith(prefix)}
         if not state:
             continue
         opt.state[p] = {key: (value.clone() if key == "step" else _like(value, p)) for key, value in state.items()}
