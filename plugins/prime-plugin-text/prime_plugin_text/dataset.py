@@ -1,0 +1,175 @@
+"""Text data set: documents → train/valid/test text → tokens (cached) → fixed-length blocks of L tokens.
+
+Splits are contiguous and deterministic: each document's last ``valid_fraction + test_fraction`` of characters
+(cut at line breaks) is held out, valid before test, so no held-out text is seen in training, and the BPE
+tokenizer is trained on the training parts only. Each part is wrapped as [BOS] tokens [EOS]; a split's parts are
+concatenated and cut into blocks of L tokens (the tail shorter than L is dropped).
+
+Tokenized splits are cached once per (corpus, tokenizer, L, fractions) in ``cache_dir``
+(default ``$PRIME_CACHE`` or ``~/.cache/prime``) as one safetensors file written atomically. The tokenizer is
+stored in checkpoints (`checkpoint_meta`) and restored from them, so a checkpoint decodes without its corpus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from prime_core import Dataset, PrimeError
+
+from .corpus import fingerprint, read_sources, split_text
+from .tokenizer import TOKENIZERS, ByteTokenizer, tokenizer_from_json
+
+SPLITS = ("train", "valid", "test")
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("PRIME_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "prime")
+
+
+class TextDataset(Dataset):
+    """Options: ``source`` ("austen" | path | folder | fsspec URL | list), ``tokenizer`` ("bpe" | "bytes" |
+    "gpt2"), ``tokenizer_options`` (e.g. {vocab_size = 2048} or GPT-2 file paths), ``length`` L,
+    ``valid_fraction`` / ``test_fraction``, ``max_chars`` (use only the first characters of each document; 0 =
+    all), ``cache_dir``. Nothing is read until the data is first needed."""
+
+    name = "text"
+
+    def __init__(self, source: str | list[str] = "austen", tokenizer: str = "bpe", tokenizer_options: dict | None = None,
+                 length: int = 128, valid_fraction: float = 0.05, test_fraction: float = 0.05, max_chars: int = 0,
+                 cache_dir: str | None = None):
+        if tokenizer not in TOKENIZERS:
+            raise ValueError(f"unknown tokenizer {tokenizer!r}; tokenizers: {', '.join(TOKENIZERS)}")
+        if not isinstance(length, int) or length < 2:
+            raise ValueError(f"length L must be an integer ≥ 2, got {length!r}")
+        if not (0 < valid_fraction < 0.5 and 0 < test_fraction < 0.5):
+            raise ValueError("valid_fraction and test_fraction must lie in (0, 0.5)")
+        self.source, self.length = source, length
+        self.fractions = (float(valid_fraction), float(test_fraction))
+        self.max_chars, self.cache_dir = int(max_chars), cache_dir or default_cache_dir()
+        self.tokenizer = TOKENIZERS[tokenizer](**(tokenizer_options or {}))
+        self._trained = isinstance(self.tokenizer, ByteTokenizer)
+        self._splits: dict[str, torch.Tensor] | None = None
+        self._bytes: dict[str, float] = {}
+
+    # sizes -------------------------------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        return self.tokenizer.vocab_size
+
+    # checkpoint round trip -----------------------------------------------------------------------------------
+    def checkpoint_meta(self) -> dict[str, Any]:
+        self._ensure_tokenizer()
+        return {"tokenizer": self.tokenizer.to_json()}
+
+    def load_checkpoint_meta(self, meta: dict[str, Any]) -> None:
+        if "tokenizer" in meta:
+            tok = tokenizer_from_json(meta["tokenizer"])
+            if tok.name != self.tokenizer.name:
+                raise PrimeError(f"the checkpoint's tokenizer is {tok.name!r} but data.options.tokenizer is "
+                                 f"{self.tokenizer.name!r}")
+            self.tokenizer, self._trained, self._splits = tok, True, None
+
+    # data ---------------------------------------------------------------------------------------------------
+    def _documents(self):
+        docs = read_sources(self.source)
+        if self.max_chars:
+            from .corpus import Document
+
+            docs = [Document(d.name, d.text[: self.max_chars]) for d in docs]
+        return docs
+
+    def _parts(self):
+        docs = self._documents()
+        parts = {s: [] for s in SPLITS}
+        for d in docs:
+            for s, text in zip(SPLITS, split_text(d.text, self.fractions)):
+                if text.strip():
+                    parts[s].append(text)
+        return docs, parts
+
+    def _ensure_tokenizer(self, parts=None, docs=None) -> None:
+        if self._trained:
+            return
+        if parts is None:
+            docs, parts = self._parts()
+        key = self._key(docs, {"untrained": self.tokenizer.name, "options": getattr(self.tokenizer, "files", None),
+                               "vocab": self.tokenizer.vocab_size})
+        path = os.path.join(self.cache_dir, f"tokenizer-{key}.json")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as fh:
+                self.tokenizer = tokenizer_from_json(json.load(fh))
+        else:
+            self.tokenizer = self.tokenizer.trained(parts["train"])
+            _atomic_write(path, json.dumps(self.tokenizer.to_json()).encode())
+        self._trained = True
+
+    def _key(self, docs, extra) -> str:
+        h = hashlib.sha256(json.dumps({"corpus": fingerprint(docs), "L": self.length, "fractions": self.fractions,
+                                       "extra": extra}, sort_keys=True, default=str).encode())
+        return h.hexdigest()[:24]
+
+    def _load(self) -> dict[str, torch.Tensor]:
+        if self._splits is not None:
+            return self._splits
+        docs, parts = self._parts()
+        self._ensure_tokenizer(parts, docs)
+        tok = self.tokenizer
+        key = self._key(docs, tok.to_json())
+        path = os.path.join(self.cache_dir, f"blocks-{key}.safetensors")
+        if os.path.isfile(path):
+            data = load_file(path)
+        else:
+            data = {}
+            for s in SPLITS:
+                ids: list[int] = []
+                for text in parts[s]:
+                    ids += [tok.bos_id, *tok.encode(text), tok.eos_id]
+                n = len(ids) // self.length
+                data[s] = torch.tensor(ids[: n * self.length], dtype=torch.long).view(n, self.length)
+                data[f"{s}_bytes"] = torch.tensor([sum(len(t.encode("utf-8")) for t in parts[s]), len(ids)],
+                                                  dtype=torch.float64)
+            tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+            os.makedirs(self.cache_dir, exist_ok=True)
+            save_file(data, tmp)
+            os.replace(tmp, path)
+        for s in SPLITS:
+            if data[s].shape[0] == 0:
+                raise PrimeError(f"the {s} split of {self.source!r} is shorter than one block of L={self.length} "
+                                 f"tokens ({int(data[f'{s}_bytes'][1])} tokens); use more text or a smaller "
+                                 "data.options.length")
+            if int(data[s].max()) >= self.num_classes:
+                raise PrimeError(f"vocabulary mismatch: token id {int(data[s].max())} ≥ C={self.num_classes}")
+        self._bytes = {s: float(data[f"{s}_bytes"][0] / data[f"{s}_bytes"][1]) for s in SPLITS}
+        self._splits = {s: data[s] for s in SPLITS}
+        return self._splits
+
+    def split(self, name: str) -> torch.Tensor:
+        if name not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {name!r}")
+        return self._load()[name]
+
+    def bytes_per_token(self, split: str) -> float | None:
+        self._load()
+        return self._bytes[split]
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "source": self.source, "tokenizer": self.tokenizer.name}
+
+    def decode_samples(self, tokens: torch.Tensor) -> list[str]:
+        self._ensure_tokenizer()
+        return [self.tokenizer.decode(row.tolist()) for row in tokens]
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
