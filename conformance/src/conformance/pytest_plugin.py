@@ -31,23 +31,21 @@ def parse_expected_failures(entries) -> dict[str, str]:
     return out
 
 
+def pytest_configure(config):
+    config._prime_expected_failures = parse_expected_failures(
+        list(config.getini("prime_xfail")) + config.getoption("prime_xfail"))
+
+
 def pytest_generate_tests(metafunc):
     if "prime_case" not in metafunc.fixturenames:
         return
-    from .cases import expected_failure, iter_cases
-    from .errors import ConformanceError
+    from .cases import _xfail_marks, iter_cases
 
     config = metafunc.config
-    plugins = config.getoption("prime_plugin") or None
-    kinds = config.getoption("prime_kind") or None
-    expected = parse_expected_failures(list(config.getini("prime_xfail")) + config.getoption("prime_xfail"))
     try:
-        cases = iter_cases(plugins=plugins, kinds=kinds)
+        cases = iter_cases(plugins=config.getoption("prime_plugin") or None,
+                           kinds=config.getoption("prime_kind") or None)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
-    params = []
-    for case in cases:
-        reason = expected_failure(case, expected)
-        marks = [pytest.mark.xfail(reason=reason, raises=ConformanceError, strict=True)] if reason else []
-        params.append(pytest.param(case, id=case.id, marks=marks))
-    metafunc.parametrize("prime_case", params)
+    expected = config._prime_expected_failures
+    metafunc.parametrize("prime_case", [pytest.param(c, id=c.id, marks=_xfail_marks(c, expected)) for c in cases])
