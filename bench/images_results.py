@@ -38,14 +38,16 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--ells", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--steps", type=int, nargs="+", default=[32, 64, 128])
-    ap.add_argument("--samples", type=int, default=500, help="generated images per (ℓ, T)")
-    ap.add_argument("--real", type=int, default=5000, help="real test images for FD")
-    ap.add_argument("--bpd-images", type=int, default=500, help="validation images for the NELBO")
+    ap.add_argument("--samples", type=int, default=200, help="generated images per (ℓ, T)")
+    ap.add_argument("--real", type=int, default=2000, help="real test images for FD")
+    ap.add_argument("--bpd-images", type=int, default=300, help="validation images for the NELBO")
     ap.add_argument("--classifier", required=True, help="FD-FMNIST feature network (prime-images train-classifier)")
     ap.add_argument("--fid", type=int, default=0, help="also real FID on this many samples at the largest T")
     ap.add_argument("--out", default="runs/images")
     ap.add_argument("--reuse", action="store_true", help="reuse existing checkpoints")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the CPUs here are shared)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
 
     from prime_plugin_images.features import InceptionFeatures, load_classifier
     from prime_plugin_images.frechet import classifier_score, frechet_distance
@@ -61,14 +63,15 @@ def main(argv=None) -> int:
         train_s = time.perf_counter() - t0
         model, config, _ = load_model(ckpt)
         dataset = build_dataset(config)
-        real = dataset.load_split("test")[: args.real]
+        # real images at the same quantisation as the samples (bin centres), so FD measures the model only
+        real = dataset.images_from_tokens(dataset.split("test")[: args.real])
         valid = dataset.split("valid")[: args.bpd_images]
         nelbo = evaluate_metric(get_registry().build("metric", "nelbo"), model, valid, mc_samples=1,
                                 batch_size=config.eval.batch_size, seed=0)
         bpd, bpd_se = nelbo.value / math.log(2), nelbo.stderr / math.log(2)  # nats/token → bits per pixel-channel
         for steps in args.steps:
             t1 = time.perf_counter()
-            res = ImageSampler().sample(model, args.samples, steps=steps, seed=0, batch_size=250)
+            res = ImageSampler().sample(model, args.samples, steps=steps, seed=0, batch_size=100)
             sample_s = time.perf_counter() - t1
             fake = dataset.images_from_tokens(res.tokens)
             row = {"ell": ell, "base": model.base, "steps": steps, "samples": args.samples, "real": len(real),

@@ -58,8 +58,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/toy_study")
     ap.add_argument("--png", default="docs/results-images/toy-study.png")
     ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the CPUs here are shared)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(args.threads)
     rows, panels = {}, []
     dataset = None
     for label, head in HEADS.items():
