@@ -112,7 +112,7 @@ def cmd_sample(args) -> int:
             raise PrimeError(f"--runtime {args.runtime} needs the prime-export distribution "
                              f"(pip install -e export): {exc}") from None
         sampler = runtime_sampler(args.runtime, model, config, args.checkpoint, step_model=args.step_model,
-                                  gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta)
+                                  gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta, top_p=args.top_p or s.top_p)
     result = sampler.sample(
         model, args.num_samples or s.num_samples, steps=args.steps or s.steps, seed=args.seed,
         temperature=args.temperature or s.temperature, top_p=args.top_p or s.top_p,
