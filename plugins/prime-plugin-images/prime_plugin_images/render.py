@@ -104,7 +104,7 @@ def save_densities(panels: list[tuple[str, torch.Tensor]], path: str, suptitle: 
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.9))
     for ax, (title, dens) in zip(np.atleast_1d(axes), panels):
         d = dens.double() / dens.double().sum()
         ax.imshow(d.numpy(), cmap="magma")

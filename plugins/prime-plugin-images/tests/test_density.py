@@ -5,8 +5,9 @@ import torch
 
 from prime_core import Config, PrimeError, build_model
 from prime_core.config import ModelConfig
-from prime_core.exact import exact_log_likelihood, exact_nelbo
-from prime_plugin_images.exact_batched import exact_log_likelihood_batched, exact_nelbo_batched
+from prime_core.exact import exact_log_likelihood, exact_nelbo, exact_tstep_log_likelihood
+from prime_plugin_images.exact_batched import (exact_log_likelihood_batched, exact_nelbo_batched,
+                                               exact_tstep_log_likelihood_batched)
 
 skimage = pytest.importorskip("skimage")
 from prime_plugin_images.density import ImageDensity2D  # noqa: E402
@@ -41,3 +42,6 @@ def test_batched_exact_matches_core(head, noise):
     nb = exact_nelbo_batched(model, cells)
     assert torch.allclose(nb[pick], exact_nelbo(model, cells[pick]))
     assert bool((nb >= -ll - 1e-9).all())  # the bound is ≥ the exact NLL
+    lt = exact_tstep_log_likelihood_batched(model, cells, 3)
+    assert float(lt.exp().sum()) == pytest.approx(1.0, abs=1e-5)
+    assert torch.allclose(lt[pick], exact_tstep_log_likelihood(model, cells[pick], 3))
