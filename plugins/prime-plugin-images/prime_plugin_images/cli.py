@@ -34,10 +34,13 @@ def cmd_train_classifier(args) -> int:
     return 0
 
 
-def _images_from(path: str, config_dataset=None):
-    """uint8 images from a `prime sample --out` samples.json (tokens) via the checkpoint's data set."""
-    with open(path, encoding="utf-8") as fh:
-        return torch.tensor(json.load(fh)["tokens"])
+def _images_from(path: str):
+    """Token rows [N, L] from a `prime sample --out` samples.json."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return torch.tensor(json.load(fh)["tokens"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise PrimeError(f"cannot read sampled tokens from {path}: {str(exc).splitlines()[0]}") from None
 
 
 def cmd_fd(args) -> int:
@@ -49,7 +52,8 @@ def cmd_fd(args) -> int:
     config = load_config(args.config, args.set)
     ds = build_dataset(config)
     fake = ds.images_from_tokens(_images_from(args.samples))
-    real = ds.load_split(args.split)[: args.num_real or len(fake)]
+    # real images at the samples' quantisation (bin centres of the configured levels)
+    real = ds.images_from_tokens(ds.split(args.split)[: args.num_real or len(fake)])
     if args.inception is not None:
         feature = InceptionFeatures(args.inception or None)
     elif args.features:
