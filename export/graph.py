@@ -23,7 +23,7 @@ import torch
 
 from prime_core.errors import PrimeError
 
-from .step import INPUT_NAMES, SamplerStep
+from .step import INPUT_NAMES, N_AXIS_INPUTS, SamplerStep, reveal_rule, revealing_positions
 
 MIN_OPSET = 18  # the dynamo exporter translates to opset 18 and newer only
 DEFAULT_OPSET = 18
@@ -54,23 +54,30 @@ def check_output(path: str, force: bool) -> None:
 
 
 def example_inputs(model, batch: int, noise_dtype: torch.dtype = torch.float64, real_dtype=torch.float64,
-                   generator: torch.Generator | None = None, mask_rate: float = 0.5) -> tuple:
+                   generator: torch.Generator | None = None, mask_rate: float = 0.5, trace: bool = False) -> tuple:
     """Random masked inputs for the step: tokens drawn uniformly, each sub-token masked with prob mask_rate,
-    t ~ U(0, 1), α_t < α_s, uniform noise, τ ∈ {1, 0.8}, top_p ∈ {1, 0.9} alternating over the batch."""
+    t ~ U(0, 1), α_t < α_s, reveal uniforms, τ ∈ {1, 0.8} and top_p ∈ {1, 0.9} alternating over the batch;
+    ``positions`` and u_token [N, C] follow from the reveal rule. Position (0, 0) always reveals (N ≥ 1).
+    trace=True (for export): rows 0 and 1 fully masked and revealed, the others not, so N = 2L differs from
+    B and L and no axis gets specialised."""
     g = generator or torch.Generator().manual_seed(0)
     length, ell, c = model.length, model.ell, model.num_classes
     tokens = torch.randint(0, c, (batch, length), generator=g)
     y = model.map.digit_table("cpu")[tokens]
     y = y.masked_fill(torch.rand(y.shape, generator=g) < mask_rate, model.mask_id)
     t = torch.rand(batch, generator=g)
-    a_t = torch.rand(batch, generator=g, dtype=torch.float64) * 0.5
-    a_s = a_t + torch.rand(batch, generator=g, dtype=torch.float64) * 0.5
+    a_t = (torch.rand(batch, generator=g, dtype=torch.float64) * 0.5).to(real_dtype)
+    a_s = (a_t + torch.rand(batch, generator=g, dtype=torch.float64) * 0.5).to(real_dtype)
     units = 1 if model.grouped else ell
-    u_reveal = torch.rand(batch, length, units, generator=g, dtype=torch.float64)
-    u_token = torch.rand(batch, length, c, generator=g, dtype=noise_dtype)
+    u_reveal = torch.rand(batch, length, units, generator=g, dtype=torch.float64).to(real_dtype)
+    y[0, 0], u_reveal[0, 0] = model.mask_id, 0.0
+    if trace:
+        y[:2], u_reveal[:2], u_reveal[2:] = model.mask_id, 0.0, 2.0
+    positions = revealing_positions(reveal_rule(y, a_t, a_s, u_reveal, model.mask_id))
+    u_token = torch.rand(len(positions), c, generator=g, dtype=noise_dtype)
     temperature = torch.tensor([1.0, 0.8])[torch.arange(batch) % 2]
     top_p = torch.tensor([1.0, 0.9])[torch.arange(batch) // 2 % 2]
-    return (y, t, a_t.to(real_dtype), a_s.to(real_dtype), u_reveal.to(real_dtype), u_token, temperature, top_p)
+    return (y, t, a_t, a_s, u_reveal, u_token, temperature, top_p, positions)
 
 
 def untraceable_reason(exc: BaseException) -> str:
@@ -109,10 +116,11 @@ def _quiet():
 def _dynamic_shapes(dynamic_length: bool):
     batch = torch.export.Dim("batch", min=1)
     length = torch.export.Dim("length", min=1)
+    count = torch.export.Dim("revealing", min=1)
     shapes = {}
     for name in INPUT_NAMES:
-        axes = {0: batch}
-        if dynamic_length and name in ("y", "u_reveal", "u_token"):
+        axes = {0: count if name in N_AXIS_INPUTS else batch}
+        if dynamic_length and name in ("y", "u_reveal"):
             axes[1] = length
         shapes[name] = axes
     return shapes
@@ -127,7 +135,7 @@ def _export_program(step: SamplerStep, args: tuple, opset: int, dynamic_length: 
 
 
 def step_metadata(model, config, checkpoint_meta: dict | None, *, noise_dtype, real_dtype, with_probs,
-                  dynamic_length, opset, weights_dtype) -> dict[str, str]:
+                  dynamic_length, opset, weights_dtype, nucleus=True) -> dict[str, str]:
     import onnx
 
     from prime_core.build import _version
@@ -146,7 +154,7 @@ def step_metadata(model, config, checkpoint_meta: dict | None, *, noise_dtype, r
                  "noise_dtype": str(noise_dtype).removeprefix("torch."),
                  "real_dtype": str(real_dtype).removeprefix("torch."),
                  "weights_dtype": str(weights_dtype).removeprefix("torch."),
-                 "dynamic_length": dynamic_length, "opset": opset},
+                 "dynamic_length": dynamic_length, "opset": opset, "nucleus": nucleus},
     }
     return {META_PREFIX + k: json.dumps(v, sort_keys=True) for k, v in values.items()}
 
@@ -164,11 +172,13 @@ def read_metadata(onnx_model) -> dict:
 def export_step(model, config, output: str, *, checkpoint_meta: dict | None = None, opset: int = DEFAULT_OPSET,
                 batch: int = 2, noise_dtype: torch.dtype = torch.float64, real_dtype: torch.dtype = torch.float64,
                 weights_dtype: torch.dtype = torch.float32, with_probs: bool = True,
-                dynamic_length: bool = True, force: bool = False, backbone_name: str | None = None) -> dict:
+                nucleus: bool = True, dynamic_length: bool = True, force: bool = False,
+                backbone_name: str | None = None) -> dict:
     """Export the sampler step of ``model`` to ``output`` (.onnx), run onnx.checker, and return its metadata.
 
     noise_dtype: dtype of u_token (the Gumbel dtype); real_dtype: dtype of α and u_reveal (float32 for
-    TensorRT, which has no float64); weights_dtype: float16/bfloat16 gives a reduced-precision graph.
+    TensorRT, which has no float64); nucleus False leaves the top-p sort out; weights_dtype float16/bfloat16
+    gives a reduced-precision graph.
     dynamic_length asks for a dynamic L; the exporter keeps L static where the backbone fixes it (the metadata
     and the graph's input shapes say which)."""
     import onnx
@@ -180,8 +190,8 @@ def export_step(model, config, output: str, *, checkpoint_meta: dict | None = No
     if weights_dtype != torch.float32:
         model = copy.deepcopy(model).to(weights_dtype)  # leave the caller's fp32 model untouched
     model = model.eval()
-    step = SamplerStep(model, noise_dtype=noise_dtype, with_probs=with_probs).eval()
-    args = example_inputs(model, max(batch, 2), noise_dtype, real_dtype)  # B ≥ 2: a size-1 axis gets specialised
+    step = SamplerStep(model, noise_dtype=noise_dtype, with_probs=with_probs, nucleus=nucleus).eval()
+    args = example_inputs(model, 3, noise_dtype, real_dtype, trace=True)  # B = 3, N = 2L: no size-1 axis
     name = backbone_name or type(model.backbone).__name__
     try:
         with torch.no_grad():
@@ -196,7 +206,7 @@ def export_step(model, config, output: str, *, checkpoint_meta: dict | None = No
     dynamic_length = bool(dims[1].dim_param)  # the exporter keeps L static when the backbone fixes it
     for key, value in step_metadata(model, config, checkpoint_meta, noise_dtype=noise_dtype, real_dtype=real_dtype,
                                     with_probs=with_probs, dynamic_length=dynamic_length, opset=opset,
-                                    weights_dtype=weights_dtype).items():
+                                    weights_dtype=weights_dtype, nucleus=nucleus).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     try:

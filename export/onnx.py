@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gumbel-dtype", choices=["float32", "float64"],
                    help="dtype of the Gumbel noise input (default: the checkpoint's sample.gumbel_dtype)")
     p.add_argument("--no-probs", action="store_true", help="export y_s only (no probabilities output)")
+    p.add_argument("--no-nucleus", action="store_true",
+                   help="leave the top-p sort out of the graph (faster; such a step samples with top_p = 1 only)")
     p.add_argument("--weights", default="model", choices=["model", "ema"])
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     return p
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         noise = getattr(torch, args.gumbel_dtype or config.sample.gumbel_dtype)
         meta = export_step(model, config, args.output, checkpoint_meta=ckpt.meta, opset=args.opset,
                            batch=args.batch, noise_dtype=noise, with_probs=not args.no_probs, force=args.force,
+                           nucleus=not args.no_nucleus,
                            backbone_name=config.model.backbone)
         step = meta["step"]
         print(f"wrote {args.output}: opset {args.opset}, C={meta['num_classes']} L={meta['length']} "

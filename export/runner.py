@@ -4,8 +4,8 @@ The loop stays in Python; each step's graph call does the backbone, the head, fi
 the reveal update (`export.step`). The noise is exactly the eager sampler's (`prime_core.sampler`): one
 generator per row (row seed = seed·2²⁰ + i); per step each row first draws its reveal uniforms [L, U] in float64
 (U = ℓ, or 1 with grouped noise), then — only if the row reveals something — uniforms [c, C] in the Gumbel dtype
-for its c revealing positions, in position order. Here those rows are scattered into a dense u_token [B, L, C]
-input (0.5 elsewhere; those positions reveal nothing, so their draw is unused). Hence for the same seed the
+for its c revealing positions, in position order. Here those rows are concatenated into u_token [N, C] and the
+graph gets the N flat positions they belong to (``positions``). Hence for the same seed the
 tokens are identical to `AncestralSampler`'s, up to Gumbel-max comparisons decided by less than the runtimes'
 numerical difference (~1e-6 in float32). The idle-step cache is per row: a row that reveals nothing in a step
 skips the graph call (no NFE), exactly as in the eager sampler.
@@ -23,6 +23,8 @@ from tqdm.auto import tqdm
 from prime_core.errors import PrimeError
 from prime_core.interfaces import Sampler
 from prime_core.sampler import SampleResult, initial_state, reveal_probability, row_seeds
+
+from .step import revealing_positions
 
 StepFn = Callable[[dict], np.ndarray]  # feeds → y_s [B, L, ℓ] int64
 
@@ -83,6 +85,9 @@ class RuntimeSampler(Sampler):
             raise ValueError(f"steps must be ≥ 1, got {steps}")
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+        if top_p < 1.0 and not self.meta["step"].get("nucleus", True):
+            raise PrimeError(f"top_p={top_p} needs a step exported with nucleus filtering (this one was exported "
+                             f"with --no-nucleus)")
         seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)
         if len(seeds) != num_samples:
             raise ValueError(f"got {len(seeds)} seeds for {num_samples} samples")
@@ -120,25 +125,25 @@ class RuntimeSampler(Sampler):
             if len(rows):
                 m = len(rows)
                 pos = reveal[rows].any(-1)  # [m, L] positions that reveal something
-                u_token = torch.full((m, length, c), 0.5, dtype=self.noise_dtype)
-                for i, row in enumerate(rows.tolist()):
-                    count = int(pos[i].sum())
-                    if count:  # the eager sampler's gumbel((count, C), gens[row]) draws exactly these uniforms
-                        u_token[i, pos[i]] = torch.rand((count, c), generator=gens[row], dtype=self.noise_dtype)
-                # float64 graphs compare the uniforms themselves; float32 graphs (TensorRT) get the decision
-                # snapped to −1 (reveal) / 2 (keep), so rounding α to float32 cannot change it
-                u_reveal = draws[rows] if exact_reals else torch.where(draws[rows] < r, -1.0, 2.0)
-                tau = temperature(t) if callable(temperature) else temperature
-                if tau <= 0:
-                    raise ValueError(f"temperature must be > 0, got {tau}")
-                real = np.float64 if exact_reals else np.float32
-                feeds = {"y": y[rows].numpy(), "t": np.full(m, t, np.float32),
-                         "alpha_t": np.full(m, a_t, real), "alpha_s": np.full(m, a_s, real),
-                         "u_reveal": u_reveal.numpy().astype(real), "u_token": u_token.numpy(),
-                         "temperature": np.full(m, tau, np.float32), "top_p": np.full(m, top_p, np.float32)}
-                y[rows] = torch.from_numpy(np.asarray(self.step_fn(feeds), dtype=np.int64))
+                # the eager sampler's gumbel((count, C), gens[row]) draws exactly these uniforms, row by row
+                noise = [torch.rand((int(pos[i].sum()), c), generator=gens[row], dtype=self.noise_dtype)
+                         for i, row in enumerate(rows.tolist()) if bool(pos[i].any())]
                 nfe[rows] += 1
                 calls += 1
+                if noise:  # (with cache=False a step may reveal nothing in any row: y stays as it is)
+                    # float64 graphs compare the uniforms themselves; float32 graphs (TensorRT) get the decision
+                    # snapped to −1 (reveal) / 2 (keep), so rounding α to float32 cannot change it
+                    u_reveal = draws[rows] if exact_reals else torch.where(draws[rows] < r, -1.0, 2.0)
+                    tau = temperature(t) if callable(temperature) else temperature
+                    if tau <= 0:
+                        raise ValueError(f"temperature must be > 0, got {tau}")
+                    real = np.float64 if exact_reals else np.float32
+                    feeds = {"y": y[rows].numpy(), "t": np.full(m, t, np.float32),
+                             "alpha_t": np.full(m, a_t, real), "alpha_s": np.full(m, a_s, real),
+                             "u_reveal": u_reveal.numpy().astype(real), "u_token": torch.cat(noise).numpy(),
+                             "temperature": np.full(m, tau, np.float32), "top_p": np.full(m, top_p, np.float32),
+                             "positions": revealing_positions(pos[..., None]).numpy()}
+                    y[rows] = torch.from_numpy(np.asarray(self.step_fn(feeds), dtype=np.int64))
             if return_trajectory:
                 trajectory.append(y.clone())
         tokens = spec.map.decode(y)
@@ -149,10 +154,12 @@ class RuntimeSampler(Sampler):
 
 
 def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model: str | None = None,
-                    gumbel_dtype: str | None = None, weights: str = "model", ckpt_meta: dict | None = None):
+                    gumbel_dtype: str | None = None, weights: str = "model", ckpt_meta: dict | None = None,
+                    top_p: float | None = None):
     """The sampler `prime sample --runtime` uses: an ONNX Runtime (or TensorRT) driven `RuntimeSampler`.
 
-    Without ``step_model`` the step is exported to a temporary ONNX file first (onnxruntime only)."""
+    Without ``step_model`` the step is exported to a temporary ONNX file first (onnxruntime only), with the
+    nucleus sort only if ``top_p`` (default: the config's) is < 1."""
     if runtime == "tensorrt":
         from .tensorrt import TensorRTStep, require_tensorrt
 
@@ -173,6 +180,7 @@ def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model:
     noise = _DTYPES[gumbel_dtype or config.sample.gumbel_dtype]
     with tempfile.TemporaryDirectory(prefix="prime-step-") as tmp:
         path = os.path.join(tmp, "step.onnx")
+        nucleus = (top_p if top_p is not None else config.sample.top_p) < 1.0
         export_step(model, config, path, checkpoint_meta=ckpt_meta, noise_dtype=noise, with_probs=False,
-                    backbone_name=config.model.backbone)
+                    nucleus=nucleus, backbone_name=config.model.backbone)
         return RuntimeSampler.from_onnx(path)  # the session holds the graph in memory

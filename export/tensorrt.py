@@ -51,14 +51,19 @@ def onnx_input_shapes(onnx_path: str) -> dict[str, list[int | None]]:
 
 
 def profile_shapes(shapes: dict, min_batch: int, opt_batch: int, max_batch: int, length: int):
-    """(min, opt, max) per input: the batch axis spans the profile; a dynamic L is pinned to ``length``."""
+    """(min, opt, max) per input: the batch axis spans the profile, the N axis (revealing positions) spans
+    1 … batch·L; a dynamic L is pinned to ``length``."""
+    from .step import N_AXIS_INPUTS
+
     if not 1 <= min_batch <= opt_batch <= max_batch:
         raise PrimeError(f"need 1 ≤ --min-batch ≤ --opt-batch ≤ --max-batch, got {min_batch}, {opt_batch}, "
                          f"{max_batch}")
     out = {}
     for name, dims in shapes.items():
         rest = [length if d is None else d for d in dims[1:]]
-        out[name] = tuple(tuple([b, *rest]) for b in (min_batch, opt_batch, max_batch))
+        first = (1, opt_batch * length, max_batch * length) if name in N_AXIS_INPUTS else \
+            (min_batch, opt_batch, max_batch)
+        out[name] = tuple(tuple([n, *rest]) for n in first)
     return out
 
 
@@ -167,11 +172,13 @@ def build_from_checkpoint(checkpoint: str, output: str, *, precision: str = "fp3
     model, config, ckpt = load_model(checkpoint, weights=weights)
     with tempfile.TemporaryDirectory(prefix="prime-trt-") as tmp:
         onnx_path = os.path.join(tmp, "step.onnx")
+        nucleus = model.num_classes <= MAX_TOPK
+        if not nucleus:
+            echo(f"note: C={model.num_classes} > {MAX_TOPK} (TensorRT's TopK limit): the engine has no nucleus "
+                 f"(top-p) filtering and samples with top_p = 1 only")
         meta = export_step(model, config, onnx_path, checkpoint_meta=ckpt.meta, opset=opset,
                            noise_dtype=torch.float32, real_dtype=torch.float32, weights_dtype=weights_dtype,
-                           backbone_name=config.model.backbone)
-        if config.sample.top_p < 1.0 and meta["num_classes"] > MAX_TOPK:
-            echo(f"warning: C={meta['num_classes']} > {MAX_TOPK}: TensorRT's TopK cannot sort for nucleus sampling")
+                           nucleus=nucleus, backbone_name=config.model.backbone)
         profile = build_engine(trt, onnx_path, output, min_batch=min_batch, opt_batch=opt_batch,
                                max_batch=max_batch, meta=meta)
         echo(f"wrote {output} (+ {output}.json): {precision}, batch profile {min_batch}/{opt_batch}/{max_batch}")

@@ -48,11 +48,14 @@ def compare(model, run, meta: dict, batches=(1, 5), seed: int = 0, runtime: str 
     """Run ``run(feeds) -> [y_s, probs]`` and the eager step on the same random inputs for each batch size."""
     step_meta = meta["step"]
     noise_dtype, real_dtype = _NP[step_meta["noise_dtype"]], _NP[step_meta["real_dtype"]]
-    step = SamplerStep(model, noise_dtype=noise_dtype, with_probs=True).eval()
+    nucleus = step_meta.get("nucleus", True)
+    step = SamplerStep(model, noise_dtype=noise_dtype, with_probs=True, nucleus=nucleus).eval()
     out = []
     for i, batch in enumerate(batches):
         g = torch.Generator().manual_seed(seed * 1000 + i)
         args = example_inputs(model, batch, noise_dtype, real_dtype, generator=g)
+        if not nucleus:
+            args[7].fill_(1.0)
         with torch.no_grad():
             y_ref, p_ref = step(*args)
         got = run(feeds(args))

@@ -49,12 +49,15 @@ def test_step_keeps_observed_subtokens_and_reveals_valid_tokens(exported):
     import numpy as np
 
     from export.graph import example_inputs
+    from export.step import revealing_positions
     from export.validate import feeds, ort_session
 
     path, model, meta = exported("mlp-l2", *CASES["mlp-l2"])
     sess = ort_session(path)
     args = list(example_inputs(model, 7, generator=torch.Generator().manual_seed(3)))
     args[2], args[3] = torch.zeros(7, dtype=torch.float64), torch.ones(7, dtype=torch.float64)
+    args[8] = revealing_positions(args[0] == model.mask_id)  # r = 1: every masked position reveals
+    args[5] = torch.rand(len(args[8]), model.num_classes, dtype=torch.float64)
     y_s, probs = sess.run(None, feeds(tuple(args)))
     y = args[0].numpy()
     observed = y != model.mask_id
