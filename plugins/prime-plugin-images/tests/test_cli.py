@@ -1,6 +1,7 @@
 """`prime sample` on an image checkpoint writes the sample grid and the trajectory PNG; options reach the sampler."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,3 +39,22 @@ def test_bad_sampler_option_is_one_line(checkpoint, capsys):
     rc = main(["sample", str(checkpoint), "-n", "2", "--steps", "2", "--quiet", "--option", "warp=-1"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "warp" in err
+
+
+def test_prime_images_fd_cli(checkpoint, tmp_path, capsys):
+    from prime_plugin_images.cli import main as images_main
+
+    assert main(["sample", str(checkpoint), "-n", "8", "--steps", "4", "--quiet", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    root = Path(__file__).resolve().parents[3]
+    cfg = ["--config", str(root / "configs" / "images-digits.toml"), "--set", "data.options={levels=4}"]
+    # FD-FMNIST-style score with a quickly built 8×8 feature network
+    from prime_plugin_images.features import FMNISTClassifier, save_classifier
+    feat = save_classifier(str(tmp_path / "f.safetensors"), FMNISTClassifier(1, 8, 8), {})
+    rc = images_main(["fd", str(tmp_path / "samples.json"), *cfg, "--features", feat, "--num-real", "50"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["metric"] == "FD-FMNIST" and out["value"] >= 0 and out["generated"] == 8
+    for bad in (["--features", str(tmp_path / "samples.json")], ["--inception", str(tmp_path / "samples.json")]):
+        rc = images_main(["fd", str(tmp_path / "samples.json"), *cfg, *bad])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("\n") == 1, err
