@@ -86,7 +86,8 @@ def main() -> int:
     try:
         model, cfg = build_model()
     except ImportError as exc:
-        print(f"cannot build the model: {exc} (prime-core needs attrs, pluggy, fsspec, safetensors, tqdm) — NOT CHECKED")
+        print(f"cannot build the model: {exc} (prime-core needs attrs, pluggy, fsspec, safetensors, tqdm); "
+              "NOT CHECKED")
         return 1
     sess = None
     try:
