@@ -1,7 +1,8 @@
 """Process layout under ``torchrun``: rank, world size, device, backend; DDP / FSDP wrapping.
 
-torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them this is a single process (world size 1) and no
-process group is created. Backend: NCCL on CUDA, gloo on CPU.
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them this is a single process and no process group is
+created. Under torchrun a process group is always created (even with one process, so ``--nproc_per_node 1``
+exercises the same DDP/FSDP path) with NCCL on CUDA and gloo on CPU.
 """
 
 from __future__ import annotations
@@ -23,11 +24,16 @@ class Layout:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    launched: bool = False  # started by torchrun
     owns_group: bool = False
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        return self.launched or self.world_size > 1
+
+    @property
+    def backend(self) -> str | None:
+        return dist.get_backend() if dist.is_initialized() else None
 
     @property
     def is_main(self) -> bool:
@@ -57,11 +63,12 @@ def env_layout(device_option: str = "auto") -> Layout:
     if cuda and not torch.cuda.is_available():
         raise PrimeError("train.options.device='cuda' but CUDA is not available here; use device='auto' or 'cpu'")
     device = torch.device("cuda", local % max(1, torch.cuda.device_count())) if cuda else torch.device("cpu")
-    return Layout(rank=rank, world_size=world, local_rank=local, device=device)
+    return Layout(rank=rank, world_size=world, local_rank=local, device=device,
+                  launched="WORLD_SIZE" in os.environ and "RANK" in os.environ)
 
 
 def init_group(layout: Layout) -> Layout:
-    """Create the default process group when launched with WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU)."""
+    """Create the default process group when launched by torchrun (NCCL on CUDA, gloo on CPU)."""
     if layout.device.type == "cuda":
         torch.cuda.set_device(layout.device)
     if layout.distributed and not dist.is_initialized():

@@ -158,6 +158,7 @@ class TorchTrainer(Trainer):
                         log.write(json.dumps({"step": step + 1, "loss": loss, "loss_name": tc.loss, "lr": lr,
                                               "grad_norm": float(_full(grad_norm)), "tokens_per_s": rate,
                                               "bf16": bf16, "world_size": layout.world_size,
+                                              "backend": layout.backend, "device": str(layout.device),
                                               "elapsed_s": elapsed}) + "\n")
                         log.flush()
                 if (step + 1) % tc.checkpoint_every == 0 or last:
