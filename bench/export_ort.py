@@ -59,6 +59,28 @@ def paired_medians(fn_a, fn_b, repeats: int, warmup: int = 2) -> tuple[float, fl
     return statistics.median(ta), statistics.median(tb)
 
 
+def ort_profile(path: str, fd: dict, threads: int, calls: int = 5) -> list[tuple[str, float]]:
+    """(operator, % of kernel time) from ONNX Runtime's profiler over ``calls`` runs, largest first."""
+    import collections
+
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.enable_profiling, opts.log_severity_level = threads, True, 3
+    opts.profile_file_prefix = os.path.join(os.path.dirname(path), "ort_profile")
+    sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    for _ in range(calls):
+        sess.run(["y_s"], fd)
+    with open(sess.end_profiling(), encoding="utf-8") as fh:
+        events = json.load(fh)
+    per_op = collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            per_op[e["args"]["op_name"]] += e["dur"]
+    total = sum(per_op.values()) or 1
+    return [(op, 100 * d / total) for op, d in per_op.most_common()]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=64, help="sampling steps T for the whole-sample timing")
@@ -70,6 +92,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1,
                     help="intra-op threads for both runtimes (default 1: on a shared 2-core machine torch's 2 "
                          "spinning OpenMP threads slow down ~10× under load, which would flatter ORT)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print ONNX Runtime's per-operator share of a step at each batch size")
     ap.add_argument("--json", default="runs/bench/export_ort.json")
     args = ap.parse_args(argv)
 
@@ -90,13 +114,13 @@ def main(argv=None) -> int:
     threads = torch.get_num_threads()
     import onnxruntime
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "step.onnx")
-        t0 = time.perf_counter()
-        export_step(model, cfg, path, with_probs=False, noise_dtype=torch.float64, nucleus=args.top_p < 1.0)
-        export_s = time.perf_counter() - t0
-        sess = ort_session(path, threads=threads)
-        runner = RuntimeSampler(lambda f: sess.run(["y_s"], f)[0], RuntimeSampler.from_onnx(path).meta)
+    tmp = tempfile.mkdtemp(prefix="prime-bench-")
+    path = os.path.join(tmp, "step.onnx")
+    t0 = time.perf_counter()
+    export_step(model, cfg, path, with_probs=False, noise_dtype=torch.float64, nucleus=args.top_p < 1.0)
+    export_s = time.perf_counter() - t0
+    sess = ort_session(path, threads=threads)
+    runner = RuntimeSampler(lambda f: sess.run(["y_s"], f)[0], RuntimeSampler.from_onnx(path).meta)
     step = SamplerStep(model, with_probs=False, nucleus=args.top_p < 1.0).eval()
     rows = []
     for batch in [int(b) for b in args.batches.split(",")]:
@@ -111,6 +135,9 @@ def main(argv=None) -> int:
                                         lambda: res.__setitem__("o", runner.sample(model, batch, **kw)),
                                         args.sample_repeats, warmup=1)
         same = bool(torch.equal(res["e"].tokens, res["o"].tokens))
+        if args.profile:
+            print(f"batch {batch}: ORT operator share of one step: " + ", ".join(
+                f"{op} {share:.0f} %" for op, share in ort_profile(path, fd, threads)[:8]))
         rows.append({"batch": batch, "step_ms_torch": 1e3 * t_eager, "step_ms_ort": 1e3 * t_ort,
                      "step_ratio": t_eager / t_ort, "sample_seq_per_s_torch": batch / s_eager,
                      "sample_seq_per_s_ort": batch / s_ort, "sample_ratio": s_eager / s_ort,
@@ -133,6 +160,9 @@ def main(argv=None) -> int:
     with open(args.json, "w", encoding="utf-8") as fh:
         json.dump({"info": info, "rows": rows}, fh, indent=2)
     print(f"wrote {args.json}")
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
