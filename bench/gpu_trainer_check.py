@@ -195,7 +195,8 @@ def main() -> int:
         print(summary("torchrun ×1 (DDP)", rows, f"[{secs_tr:.1f} s incl. start-up, backend {rows[-1]['backend']}]"))
         checks["torchrun nccl run"] = rows[-1]["backend"] == "nccl" and rows[-1]["step"] == args.steps
         first, ref = rows[0]["loss"], bf16_rows[0]["loss"]
-        print(f"    first logged loss {first:.6f} vs in-process {ref:.6f} (same rows and noise; bf16 kernels may differ)")
+        print(f"    first logged loss {first:.6f} vs in-process {ref:.6f} "
+              "(same rows and noise; bf16 kernels may differ)")
         checks["torchrun matches in-process run (rel 1e-2)"] = abs(first - ref) <= 1e-2 * abs(ref)
         report["torchrun"] = {"rows": rows, "seconds_with_startup": secs_tr}
 
