@@ -73,3 +73,23 @@ def test_exporter_is_registered():
     reg = new_registry()
     assert {"onnx", "tensorrt"} <= set(reg.names("exporter"))
     assert reg.get("exporter", "onnx").distribution == "prime-export"
+
+
+def test_cli_exports_checks_and_compares(checkpoint, tmp_path, capsys):
+    """`python -m export.onnx CKPT -o … --no-nucleus`: writes the graph, prints the parity lines; a graph without
+    the nucleus sort refuses top_p < 1 in the runner."""
+    from export.onnx import main as onnx_main
+    from export.runner import RuntimeSampler
+    from prime_core import PrimeError
+
+    ckpt, model = checkpoint("mlp-l2", CASES["mlp-l2"][0])
+    out = tmp_path / "step.onnx"
+    assert onnx_main([ckpt, "-o", str(out), "--no-nucleus", "--batch", "3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith(f"wrote {out}") and "onnx.checker: ok" in lines[0]
+    assert len(lines) == 3 and all("sampled ids identical" in line for line in lines[1:])
+    runner = RuntimeSampler.from_onnx(str(out))
+    assert runner.meta["step"]["nucleus"] is False
+    with pytest.raises(PrimeError, match="nucleus"):
+        runner.sample(model, num_samples=1, steps=2, top_p=0.5)
+    runner.sample(model, num_samples=2, steps=3)  # top_p = 1 works
