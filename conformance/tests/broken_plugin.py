@@ -7,7 +7,8 @@ import math
 
 import torch
 
-from prime_core import AncestralSampler, BaseBMap, Backbone, Metric, NoiseSchedule, Parameterization, hookimpl
+from prime_core import (AncestralSampler, BaseBMap, Backbone, Exporter, Metric, NoiseSchedule, Parameterization,
+                        PrimeError, hookimpl)
 from prime_core import losses
 
 
@@ -111,6 +112,15 @@ class TimeDeafBackbone(Backbone):
         return self.emb(y).sum(-2)
 
 
+class HalfWritingExporter(Exporter):
+    """Writes half an artifact, then gives up: the refusal leaves a file behind."""
+
+    def export(self, checkpoint, output, **options):
+        with open(output, "wb") as fh:
+            fh.write(b"half")
+        raise PrimeError("runtime not available")
+
+
 #: (kind, name, the check that must reject it)
 BROKEN = [
     ("schedule", "wobbly", "check_strictly_decreasing"),
@@ -123,6 +133,7 @@ BROKEN = [
     ("sampler", "digit-flipper", "check_observed_subtokens_never_change"),
     ("backbone", "batch-mixer", "check_batch_invariance"),
     ("backbone", "time-deaf", "check_time_conditioning_switch"),
+    ("exporter", "half-writer", "check_exports_or_refuses_cleanly"),
 ]
 
 
@@ -158,3 +169,8 @@ def register_samplers(register):
 def register_backbones(register):
     register("batch-mixer", BatchMixingBackbone)
     register("time-deaf", TimeDeafBackbone)
+
+
+@hookimpl
+def register_exporters(register):
+    register("half-writer", HalfWritingExporter)

@@ -95,3 +95,75 @@ def check_exported_step_matches_eager(subject):
     err = float((torch.from_numpy(p_ort).double() - p_ref.double()).abs().max())
     if err > 1e-4:
         raise Failure(f"exported step's probabilities differ from eager by {err:.3g} (> 1e-4)", "B=3, seed=1")
+
+
+# --------------------------------------------------------------------------------------------- exporter kind
+def _tiny_checkpoint(directory: str) -> tuple[str, object]:
+    """A small saved model (MLP backbone, C = 6, ℓ = 2, L = 3) for exporters, which take a checkpoint."""
+    from prime_core.build import build_model, save_model
+    from prime_core.config import Config
+
+    config = Config.from_dict({"model": {"num_classes": 6, "length": 3, "ell": 2, "width": 8,
+                                         "backbone_options": {"hidden": 16, "depth": 1}},
+                               "data": {"dataset": "toy-markov", "options": {"num_classes": 6, "length": 3}}})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = perturb_(build_model(config), 0, scale=0.1).eval()
+    path = os.path.join(directory, "tiny.safetensors")
+    save_model(path, model, config)
+    return path, model
+
+
+@check("exporter")
+def check_exports_or_refuses_cleanly(subject):
+    """export(checkpoint, output) writes a non-empty artifact and returns its path, or — when its runtime is
+    missing (e.g. no TensorRT) — raises a one-line PrimeError and writes nothing. An ONNX artifact must give the
+    eager step's sub-tokens and probabilities within 1e-4 under ONNX Runtime (when installed)."""
+    from prime_core.errors import PrimeError
+
+    exporter = subject.build()
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt, model = _tiny_checkpoint(tmp)
+        out = os.path.join(tmp, "exported.bin")
+        try:
+            result = exporter.export(ckpt, out)
+        except PrimeError as exc:
+            leftovers = sorted(set(os.listdir(tmp)) - {"tiny.safetensors"})
+            if leftovers:
+                raise Failure(f"refused ({exc}) but left files behind: {leftovers}", "tiny MLP checkpoint") from None
+            if "\n" in str(exc).strip():
+                raise Failure("refusal message must be one line", str(exc)) from None
+            raise SkipCheck(f"refused cleanly: {exc}") from None
+        path = str(result or out)
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            raise Failure(f"export returned {path!r} but no non-empty file is there", "tiny MLP checkpoint")
+        _onnx_parity(model, path)
+
+
+def _onnx_parity(model, path: str) -> None:
+    try:
+        import onnx
+        import onnxruntime as ort
+        from export.graph import example_inputs
+        from export.step import INPUT_NAMES, SamplerStep
+    except ImportError:
+        return
+    try:
+        onnx.load(path, load_external_data=False)
+    except Exception:  # noqa: BLE001  (not an ONNX artifact: nothing more to compare here)
+        return
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = {i.name: i for i in session.get_inputs()}
+    args = example_inputs(model, 3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y_ref, p_ref = SamplerStep(model).eval()(*args)
+    feeds = {n: a.numpy() for n, a in zip(INPUT_NAMES, args) if n in names}
+    if set(feeds) != set(names):
+        return  # a different signature than the step's: not ours to drive
+    outs = session.run(None, feeds)
+    if not torch.equal(torch.from_numpy(outs[0]), y_ref):
+        raise Failure("exported step draws different sub-tokens than the eager step", "tiny MLP, B=3, seed=1")
+    if len(outs) > 1:
+        err = float((torch.from_numpy(outs[1]).double() - p_ref.double()).abs().max())
+        if err > 1e-4:
+            raise Failure(f"exported probabilities differ from eager by {err:.3g} (> 1e-4)", "tiny MLP, B=3")
