@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 from hypothesis import settings
 
-from prime_core import Config, ModelConfig, build_model
+from prime_test_models import make_model
 from prime_core.registry import new_registry
 
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
@@ -20,21 +19,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def registry():
     """Core built-ins only, so tests do not depend on what else is installed."""
     return new_registry(load_plugins=False)
-
-
-def make_model(registry, *, num_classes=5, length=2, ell=2, head="carry-over", noise="independent",
-               schedule="cosine", time_conditioned=False, seed=0, scale=1.0, width=None, hidden=32):
-    """A tiny MLP model with random (large) weights, so its p_θ is far from uniform."""
-    width = width or 4 * ell
-    cfg = Config(model=ModelConfig(num_classes=num_classes, length=length, ell=ell, width=width, head=head,
-                                   noise=noise, schedule=schedule, time_conditioned=time_conditioned,
-                                   backbone_options={"hidden": hidden, "depth": 1}))
-    torch.manual_seed(seed)
-    model = build_model(cfg, registry)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, scale)
-    return model.eval()
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ def test_independent_head_is_a_product_before_restriction(tiny_model):
 
 @given(seed=st.integers(0, 1000), head=st.sampled_from(HEADS))
 def test_marginals_sum_to_one_and_match_subset_marginals(registry, seed, head):
-    from conftest import make_model
+    from prime_test_models import make_model
 
     model = make_model(registry, num_classes=11, length=2, ell=3, head=head, seed=seed % 7)
     _, y0, y_t = random_state(model, batch=4, seed=seed)

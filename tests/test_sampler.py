@@ -17,7 +17,7 @@ sampler = AncestralSampler()
        schedule=st.sampled_from(["linear", "cosine", "geometric", "power", "loglinear", "polynomial"]),
        steps=st.integers(1, 12), noise=st.sampled_from(["independent", "grouped"]))
 def test_every_sample_is_a_valid_token(registry, c, ell, head, schedule, steps, noise):
-    from conftest import make_model
+    from prime_test_models import make_model
 
     model = make_model(registry, num_classes=c, length=3, ell=ell, head=head, schedule=schedule, noise=noise,
                        scale=2.0)
