@@ -45,9 +45,11 @@ def times(eps: float = 1e-3, high: float = 1.0) -> st.SearchStrategy[float]:
 @st.composite
 def time_pairs(draw, min_gap: float = 1e-4):
     """(t₁, t₂) with 0 ≤ t₁ < t₂ ≤ 1 and t₂ − t₁ ≥ min_gap."""
-    t1 = draw(st.floats(0.0, 1.0 - min_gap, allow_nan=False))
-    gap = draw(st.floats(min_gap, 1.0 - t1, allow_nan=False))
-    return t1, min(1.0, t1 + gap)
+    # Slack of one extra min_gap keeps t₂ − t₁ ≥ min_gap after float rounding near t = 1.
+    t1 = draw(st.floats(0.0, 1.0 - 2.0 * min_gap, allow_nan=False))
+    u = draw(st.floats(0.0, 1.0, allow_nan=False))
+    t2 = min(1.0, t1 + 1.5 * min_gap + u * (1.0 - 2.0 * min_gap - t1))
+    return t1, t2
 
 
 def masks(length: int, ell: int, *, grouped: bool = False) -> st.SearchStrategy[torch.Tensor]:
