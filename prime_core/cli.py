@@ -123,11 +123,12 @@ def cmd_sample(args) -> int:
               "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
               "forward_calls": result.forward_calls, "gumbel_dtype": args.gumbel_dtype or s.gumbel_dtype,
               "tokens": result.tokens.tolist()}
+    dataset = build_dataset(config, data_meta=ckpt.meta.get("data"))  # decodes samples (e.g. a stored tokenizer)
+    report["decoded"] = dataset.decode_samples(result.tokens)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "samples.json"), "w", encoding="utf-8") as fh:
             json.dump(report, fh)
-        dataset = build_dataset(config, data_meta=ckpt.meta.get("data"))
         png = dataset.render(result.tokens, os.path.join(args.out, "samples.png"))
         if png:
             report["png"] = png
@@ -140,8 +141,8 @@ def cmd_sample(args) -> int:
         return 0
     print(f"{len(result.tokens)} samples, {result.steps} steps: NFE {report['nfe_mean']:.1f}/sequence, "
           f"idle steps {report['idle_steps_mean']:.1f} ({100 * report['idle_ratio']:.1f} %)")
-    for row in result.tokens[: args.show]:
-        print("  " + " ".join(map(str, row.tolist())))
+    for text in report["decoded"][: args.show]:
+        print("  " + text)
     if report.get("png"):
         print(f"wrote {report['png']}")
     if report.get("trajectory_png"):

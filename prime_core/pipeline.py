@@ -59,14 +59,15 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
 def _write_markdown(path: str, config: Config, report: dict, png: str | None) -> None:
     lines = ["# prime run report", "", f"Dataset `{config.data.dataset}`, ℓ = {report['ell']}, b = {report['base']}, "
              f"C = {report['num_classes']}, L = {report['tokens_per_sequence']}; trained {config.train.steps} steps "
-             f"in {report['train_seconds']:.0f} s.", "", "| quantity | nats/token | ± | PPL |", "|---|---|---|---|"]
+             f"in {report['train_seconds']:.0f} s.", "", "| quantity | nats/token | ± | PPL | bits/byte |", "|---|---|---|---|---|"]
     for row in report["metrics"]:
         ppl = f"≤ {row['perplexity_upper_bound']:.3f}" if row["is_bound"] else "— (not a bound)"
-        lines.append(f"| {row['label']} | {row['value']:.4f} | {row['stderr']:.4f} | {ppl} |")
+        bpb = f"≤ {row['bits_per_byte_upper_bound']:.4f}" if "bits_per_byte_upper_bound" in row else "—"
+        lines.append(f"| {row['label']} | {row['value']:.4f} | {row['stderr']:.4f} | {ppl} | {bpb} |")
     if "exact_nll" in report:
-        lines.append(f"| {report['exact_nll']['label']} | {report['exact_nll']['value']:.4f} | exact | |")
+        lines.append(f"| {report['exact_nll']['label']} | {report['exact_nll']['value']:.4f} | exact | | |")
     if "data_cross_entropy" in report:
-        lines.append(f"| true data distribution | {report['data_cross_entropy']:.4f} | exact | |")
+        lines.append(f"| true data distribution | {report['data_cross_entropy']:.4f} | exact | | |")
     s = report["sampling"]
     lines += ["", f"Sampling: {s['num_samples']} samples, {s['steps']} steps, NFE {s['nfe_mean']:.1f} per sequence, "
               f"idle-step ratio {100 * s['idle_ratio']:.1f} %, Gumbel noise in {s['gumbel_dtype']}.", ""]

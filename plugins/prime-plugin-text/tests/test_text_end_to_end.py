@@ -29,6 +29,11 @@ def test_prime_run_on_text(corpus, cache, tmp_path, capsys):
     assert meta["data"]["tokenizer"]["name"] == "bpe"  # the tokenizer travels with the checkpoint
     assert main(["eval", str(out / "checkpoint.safetensors"), "--mc", "1", "--max-sequences", "4"]) == 0
     assert "BPB ≤" in capsys.readouterr().out
+    assert "bits/byte" in (out / "report.md").read_text()
+    # `prime sample` decodes with the checkpoint's own tokenizer (no corpus needed)
+    assert main(["sample", str(out / "checkpoint.safetensors"), "-n", "2", "--steps", "4", "--quiet", "--json"]) == 0
+    sampled = json.loads(capsys.readouterr().out)
+    assert len(sampled["decoded"]) == 2 and all(isinstance(t, str) for t in sampled["decoded"])
 
 
 def test_ar_baseline_run_reports_exact_nll(corpus, cache, tmp_path, capsys):

@@ -19,13 +19,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from prime_core.build import build_dataset, build_model, model_metadata, resolve_sizes
+from prime_core.build import build_dataset, build_model, build_training_loss, model_metadata, resolve_sizes
 from prime_core.builtin.trainer import CHECKPOINT_NAME, learning_rate, plot_loss_curve
 from prime_core.checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
 from prime_core.config import Config
 from prime_core.errors import CheckpointError, PrimeError
 from prime_core.interfaces import Trainer
-from prime_core.losses import TRAINING_LOSSES
 from prime_core.registry import get_registry
 
 from . import state as st
@@ -40,21 +39,10 @@ class _Objective(nn.Module):
 
     def __init__(self, model: nn.Module, loss: str, eps: float, registry):
         super().__init__()
-        self.model, self.loss_fn, self.eps = model, _training_loss(loss, registry), eps
+        self.model, self.loss_fn, self.eps = model, build_training_loss(loss, registry), eps
 
     def forward(self, tokens, t, masked):  # → per-row loss [b]
         return self.loss_fn(self.model, tokens, eps=self.eps, t=t, masked=masked)
-
-
-def _training_loss(name: str, registry):
-    """``train.loss``: "nelbo" / "joint", or (with a core that has `build_training_loss`) a registered metric."""
-    try:
-        from prime_core.build import build_training_loss
-    except ImportError:
-        if name not in TRAINING_LOSSES:
-            raise PrimeError(f"train.loss={name!r}: allowed: {', '.join(TRAINING_LOSSES)}") from None
-        return TRAINING_LOSSES[name]
-    return build_training_loss(name, registry)
 
 
 def _prepare_resume(ckpt_url: str, config: Config, resume: bool, force: bool):
@@ -162,7 +150,7 @@ class TorchTrainer(Trainer):
                                               "elapsed_s": elapsed}) + "\n")
                         log.flush()
                 if (step + 1) % tc.checkpoint_every == 0 or last:
-                    self._save(ckpt_url, model, opt, ema, config, step + 1, layout, registry)
+                    self._save(ckpt_url, model, opt, ema, config, step + 1, layout, registry, dataset)
         finally:
             bar.close()
             if log is not None:
@@ -189,13 +177,13 @@ class TorchTrainer(Trainer):
         return total
 
     @staticmethod
-    def _save(url, model, opt, ema, config, step, layout, registry) -> None:
+    def _save(url, model, opt, ema, config, step, layout, registry, dataset) -> None:
         model_state = st.model_tensors(model)  # every rank: collectives under FSDP
         tensors = {f"model/{k}": v for k, v in model_state.items()}
         tensors.update({f"optim/{k}": v for k, v in st.optimizer_tensors(model, opt).items()})
         tensors.update({f"ema/{k}": v for k, v in st.ema_tensors(model, ema, model_state).items()})
         if layout.is_main:
-            meta = model_metadata(model, config, registry)
+            meta = model_metadata(model, config, registry, dataset)
             meta["train_state"] = {"step": step, "world_size": layout.world_size, "trainer": TorchTrainer.name}
             meta["ema_decay"] = ema.decay if ema is not None else None
             save_checkpoint(url, tensors, meta)
