@@ -202,3 +202,31 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"invalid TOML in {path}: {exc}") from None
     return Config.from_dict(apply_overrides(data, list(overrides)))
+
+
+#: Keys a resumed run may change: how long it runs and how often it logs and saves. (With a cosine learning
+#: rate, a new ``train.steps`` stretches the schedule's remaining tail; every other key must match.)
+RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.checkpoint_every")
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value and prefix.count(".") < 1:
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def check_resume_config(saved: dict[str, Any] | None, config: Config, url: str) -> None:
+    """Refuse to resume ``url`` (a ConfigError naming the differing keys) unless ``config`` equals the
+    checkpoint's stored config up to `RESUMABLE_CHANGES`."""
+    old, new = _flatten(saved or {}), _flatten(config.to_dict())
+    differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    if differ:
+        shown = ", ".join(f"{k} ({old.get(k)!r} → {new.get(k)!r})" for k in differ[:3])
+        more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+        raise ConfigError(f"cannot resume {url}: it was trained with a different config: {shown}{more}; only "
+                         f"{', '.join(RESUMABLE_CHANGES)} may change on resume")

@@ -1,6 +1,7 @@
 """End-to-end CLI tests on a tiny toy config: train → sample → eval, JSON output, one-line errors."""
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def test_resume_continues_and_refuses_a_different_config(trained, tmp_path):
     out = prime("train", "--out", str(trained), "--quiet", *TINY, ok=False)
     assert_one_line_error(out, "--resume")
     out = prime("train", "--out", str(trained), "--resume", "--quiet", *TINY, "--set", "model.ell=1", ok=False)
-    assert_one_line_error(out, "different config")
+    assert_one_line_error(out, "different config: model.ell")
     out = prime("train", "--out", str(tmp_path / "none"), "--resume", "--quiet", *TINY, ok=False)
     assert_one_line_error(out, "nothing to resume")
 
@@ -93,3 +94,12 @@ def test_plugins_listing_is_json():
     core = next(r for r in rows if r["distribution"] == "prime-core")
     assert core["builtin"] and "register_schedules" in core["hooks"]
     assert "cosine" in core["components"]["schedule"]
+
+
+def test_resume_may_extend_training(trained, tmp_path):
+    """train.steps (and log/checkpoint frequency) may change on --resume: the run continues from its step."""
+    run = tmp_path / "extended"
+    shutil.copytree(trained, run)
+    prime("train", "--out", str(run), "--resume", "--quiet", *TINY, "--set", "train.steps=40")
+    steps = [json.loads(line)["step"] for line in open(run / "metrics.jsonl")]
+    assert steps[-1] == 40 and steps == sorted(set(steps))

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from ..build import build_dataset, build_model, build_training_loss, model_metadata, resolve_sizes
 from ..checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
-from ..config import Config
+from ..config import Config, check_resume_config
 from ..errors import PrimeError
 from ..interfaces import Trainer
 
@@ -151,9 +151,7 @@ class SimpleTrainer(Trainer):
     @staticmethod
     def _restore(url, config, model, opt) -> int:
         ckpt = read_checkpoint(url)
-        if ckpt.meta.get("config") != config.to_dict():
-            raise PrimeError(f"cannot resume {url}: it was trained with a different config "
-                             "(resume with the same config and --set overrides)")
+        check_resume_config(ckpt.meta.get("config"), config, url)
         model.load_state_dict(ckpt.group("model"))
         load_optimizer_tensors(opt, ckpt.group("optim"))
         return int(ckpt.meta.get("train_state", {}).get("step", 0))

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from prime_core.build import build_dataset, build_model, build_training_loss, model_metadata, resolve_sizes
 from prime_core.builtin.trainer import CHECKPOINT_NAME, learning_rate, plot_loss_curve
 from prime_core.checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
-from prime_core.config import Config
+from prime_core.config import Config, check_resume_config
 from prime_core.errors import CheckpointError, PrimeError
 from prime_core.interfaces import Trainer
 from prime_core.registry import get_registry
@@ -52,9 +52,7 @@ def _prepare_resume(ckpt_url: str, config: Config, resume: bool, force: bool):
             raise PrimeError(f"{ckpt_url} exists; pass --resume to continue it or --force to start over")
         if resume:
             ckpt = read_checkpoint(ckpt_url)
-            if ckpt.meta.get("config") != config.to_dict():
-                raise PrimeError(f"cannot resume {ckpt_url}: it was trained with a different config "
-                                 "(resume with the same config and --set overrides)")
+            check_resume_config(ckpt.meta.get("config"), config, ckpt_url)
             if ckpt.meta.get("train_state", {}).get("trainer") != TorchTrainer.name:
                 raise PrimeError(f"cannot resume {ckpt_url}: it was not written by the torch trainer")
             return ckpt
