@@ -18,11 +18,9 @@ from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from prime_core.errors import PrimeError
-from prime_core.interfaces import Sampler
-from prime_core.sampler import SampleResult, initial_state, reveal_probability, row_seeds
+from prime_core.sampler import AncestralSampler, SampleResult, Step
 
 from .step import revealing_positions
 
@@ -45,7 +43,7 @@ def spec_from_metadata(meta: dict, registry=None):
                                  grouped=meta["noise"] == "grouped")
 
 
-class RuntimeSampler(Sampler):
+class RuntimeSampler(AncestralSampler):
     """`AncestralSampler.sample` with each step's graph run by ``step_fn`` (see module docstring)."""
 
     name = "ancestral"
@@ -54,6 +52,7 @@ class RuntimeSampler(Sampler):
         self.step_fn, self.meta, self.runtime = step_fn, meta, runtime
         self.noise_dtype = _DTYPES[meta["step"]["noise_dtype"]]
         self.real_dtype = _DTYPES[meta["step"]["real_dtype"]]
+        self.progress_label = f"sampling ({runtime})"
 
     @classmethod
     def from_onnx(cls, path: str, providers: list[str] | None = None, threads: int | None = None):
@@ -81,76 +80,35 @@ class RuntimeSampler(Sampler):
             raise PrimeError(f"the exported step takes {name} Gumbel noise, not "
                              f"{str(gumbel_dtype).removeprefix('torch.')}; use --gumbel-dtype {name} or re-export "
                              f"with --gumbel-dtype")
-        if steps < 1:
-            raise ValueError(f"steps must be ≥ 1, got {steps}")
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
         if top_p < 1.0 and not self.meta["step"].get("nucleus", True):
             raise PrimeError(f"top_p={top_p} needs a step exported with nucleus filtering (this one was exported "
                              f"with --no-nucleus)")
-        seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)
-        if len(seeds) != num_samples:
-            raise ValueError(f"got {len(seeds)} seeds for {num_samples} samples")
-        y0 = initial_state(spec, num_samples, fixed_tokens, fixed_digits)
-        batch_size = batch_size or num_samples
-        parts = [self._sample_batch(spec, y0[i:i + batch_size], seeds[i:i + batch_size], steps, temperature,
-                                    top_p, cache, return_trajectory, progress)
-                 for i in range(0, num_samples, batch_size)]
-        return SampleResult(
-            tokens=torch.cat([p.tokens for p in parts]), nfe=torch.cat([p.nfe for p in parts]),
-            idle_steps=torch.cat([p.idle_steps for p in parts]), steps=steps,
-            forward_calls=sum(p.forward_calls for p in parts),
-            trajectory=([torch.cat(s) for s in zip(*(p.trajectory for p in parts))] if return_trajectory else None))
+        return super().sample(spec, num_samples, steps=steps, seed=seed, seeds=seeds, temperature=temperature,
+                              top_p=top_p, gumbel_dtype=gumbel_dtype, cache=cache, batch_size=batch_size,
+                              fixed_tokens=fixed_tokens, fixed_digits=fixed_digits,
+                              return_trajectory=return_trajectory, progress=progress)
 
-    def _sample_batch(self, spec, y, seeds, steps, temperature, top_p, cache, return_trajectory, progress):
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        alphas = spec.schedule.step_alphas(steps)
-        n, length, ell = y.shape
-        c = spec.num_classes
-        nfe = torch.zeros(n, dtype=torch.long)
-        idle = torch.zeros(n, dtype=torch.long)
-        calls, trajectory = 0, []
-        unit_shape = (length, 1) if spec.grouped else (length, ell)
+    def reveal(self, spec, y, reveal, u_reveal, gens, step: Step) -> torch.Tensor:
+        """One graph call for the evaluated rows, fed the eager sampler's own uniforms (module docstring)."""
+        pos = reveal.any(-1)  # [m, L] positions that reveal something
+        # the eager sampler's gumbel((count, C), gens[row]) draws exactly these uniforms, row by row
+        noise = [torch.rand((int(pos[i].sum()), spec.num_classes), generator=g, dtype=self.noise_dtype)
+                 for i, g in enumerate(gens) if bool(pos[i].any())]
+        if not noise:  # (with cache=False a step may reveal nothing in any row: y stays as it is)
+            return y
+        if step.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {step.temperature}")
+        # float64 graphs compare the uniforms themselves; float32 graphs (TensorRT) get the decision snapped
+        # to −1 (reveal) / 2 (keep), so rounding α to float32 cannot change it
         exact_reals = self.real_dtype == torch.float64
-        for k in tqdm(range(steps), disable=not progress, desc=f"sampling ({self.runtime})", leave=False):
-            t = 1.0 - k / steps
-            a_t, a_s = float(alphas[k]), float(alphas[k + 1])
-            r = reveal_probability(a_t, a_s)
-            masked = y == spec.mask_id
-            draws = torch.stack([torch.rand(unit_shape, generator=g, dtype=torch.float64) for g in gens])
-            reveal = masked & (draws < r).expand(n, length, ell)
-            active = reveal.flatten(1).any(-1)
-            idle += ~active
-            rows = torch.arange(n) if not cache else active.nonzero().squeeze(-1)
-            if len(rows):
-                m = len(rows)
-                pos = reveal[rows].any(-1)  # [m, L] positions that reveal something
-                # the eager sampler's gumbel((count, C), gens[row]) draws exactly these uniforms, row by row
-                noise = [torch.rand((int(pos[i].sum()), c), generator=gens[row], dtype=self.noise_dtype)
-                         for i, row in enumerate(rows.tolist()) if bool(pos[i].any())]
-                nfe[rows] += 1
-                calls += 1
-                if noise:  # (with cache=False a step may reveal nothing in any row: y stays as it is)
-                    # float64 graphs compare the uniforms themselves; float32 graphs (TensorRT) get the decision
-                    # snapped to −1 (reveal) / 2 (keep), so rounding α to float32 cannot change it
-                    u_reveal = draws[rows] if exact_reals else torch.where(draws[rows] < r, -1.0, 2.0)
-                    tau = temperature(t) if callable(temperature) else temperature
-                    if tau <= 0:
-                        raise ValueError(f"temperature must be > 0, got {tau}")
-                    real = np.float64 if exact_reals else np.float32
-                    feeds = {"y": y[rows].numpy(), "t": np.full(m, t, np.float32),
-                             "alpha_t": np.full(m, a_t, real), "alpha_s": np.full(m, a_s, real),
-                             "u_reveal": u_reveal.numpy().astype(real), "u_token": torch.cat(noise).numpy(),
-                             "temperature": np.full(m, tau, np.float32), "top_p": np.full(m, top_p, np.float32),
-                             "positions": revealing_positions(pos[..., None]).numpy()}
-                    y[rows] = torch.from_numpy(np.asarray(self.step_fn(feeds), dtype=np.int64))
-            if return_trajectory:
-                trajectory.append(y.clone())
-        tokens = spec.map.decode(y)
-        if not bool(spec.map.is_valid(tokens).all()):
-            raise RuntimeError("the exported step produced an invalid code (≥ C)")
-        return SampleResult(tokens=tokens, nfe=nfe, idle_steps=idle, steps=steps, forward_calls=calls,
-                            trajectory=trajectory if return_trajectory else None)
+        u = u_reveal if exact_reals else torch.where(u_reveal < step.r, -1.0, 2.0)
+        real, m = (np.float64 if exact_reals else np.float32), len(y)
+        feeds = {"y": y.numpy(), "t": np.full(m, step.t, np.float32),
+                 "alpha_t": np.full(m, step.alpha_t, real), "alpha_s": np.full(m, step.alpha_s, real),
+                 "u_reveal": u.numpy().astype(real), "u_token": torch.cat(noise).numpy(),
+                 "temperature": np.full(m, step.temperature, np.float32), "top_p": np.full(m, step.top_p, np.float32),
+                 "positions": revealing_positions(pos[..., None]).numpy()}
+        return torch.from_numpy(np.asarray(self.step_fn(feeds), dtype=np.int64))
 
 
 def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model: str | None = None,

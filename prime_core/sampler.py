@@ -104,8 +104,26 @@ def initial_state(model, num_samples: int, fixed_tokens: torch.Tensor | None = N
     return y
 
 
+@attrs.frozen
+class Step:
+    """What a reveal update needs to know of step k (from t = t_k to s = t_{k+1})."""
+
+    t: float
+    alpha_t: float  # ᾱ_k
+    alpha_s: float  # ᾱ_{k+1}
+    r: float  # reveal probability of a masked unit
+    temperature: float
+    top_p: float
+    gumbel_dtype: torch.dtype
+
+
 class AncestralSampler(Sampler):
+    """The loop of the module docstring. Subclasses change the grid (`step_grid`), the per-step probabilities
+    (`step_probabilities`, e.g. a re-masking corrector) or how revealed digits are drawn (`reveal`, e.g. an
+    exported graph); the noise order, the idle-step cache and the NFE accounting stay this class's."""
+
     name = "ancestral"
+    progress_label = "sampling"
 
     @torch.no_grad()
     def sample(self, model, num_samples: int, *, steps: int = 128, seed: int = 0,
@@ -119,6 +137,8 @@ class AncestralSampler(Sampler):
         gumbel_dtype float64 avoids fp32's lowered entropy; cache=False evaluates every row each step."""
         if steps < 1:
             raise ValueError(f"steps must be ≥ 1, got {steps}")
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
         seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)
         if len(seeds) != num_samples:
             raise ValueError(f"got {len(seeds)} seeds for {num_samples} samples")
@@ -133,42 +153,67 @@ class AncestralSampler(Sampler):
             forward_calls=sum(p.forward_calls for p in parts),
             trajectory=([torch.cat(s) for s in zip(*(p.trajectory for p in parts))] if return_trajectory else None))
 
+    def step_grid(self, model, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(t_k, ᾱ_k) for k = 0 … T in float64: t_k = 1 − k/T, ᾱ_k = α(t_k) clamped to ᾱ_0 = 0, ᾱ_T = 1."""
+        return 1.0 - torch.arange(steps + 1, dtype=torch.float64) / steps, model.schedule.step_alphas(steps)
+
+    def step_probabilities(self, alpha_t: float, alpha_s: float) -> tuple[float, float]:
+        """(r, σ): a masked unit is revealed with probability r, an observed free one re-masked with σ (0 here)."""
+        return reveal_probability(alpha_t, alpha_s), 0.0
+
+    def reveal(self, model, y: torch.Tensor, reveal: torch.Tensor, u_reveal: torch.Tensor,
+               gens: list[torch.Generator], step: Step) -> torch.Tensor:
+        """y_s for the evaluated rows y [m, L, ℓ]: one forward pass, then Gumbel-max digits for the units
+        ``reveal`` [m, L, ℓ] marks. u_reveal [m, L, U] are the rows' reveal uniforms (unused here); gens the
+        rows' generators, from which each row draws its [c, C] Gumbel noise for its c revealing positions."""
+        tt = torch.full((len(y),), step.t, device=model.device)
+        log_p = model.log_probs(y.to(model.device), tt).cpu()
+        pos = reveal.any(-1)
+        counts = pos.sum(-1).tolist()  # revealing positions per row
+        noise = [gumbel((c, model.num_classes), g, step.gumbel_dtype) for c, g in zip(counts, gens) if c]
+        if not noise:  # with cache=False a step may reveal nothing in any evaluated row
+            return y
+        scores = filter_log_probs(log_p[pos], step.temperature, step.top_p)
+        return ancestral_update(scores, y, reveal, torch.cat(noise), model.map)
+
     def _sample_batch(self, model, y, seeds, steps, temperature, top_p, gumbel_dtype, cache, return_trajectory,
                       progress) -> SampleResult:
-        device = model.device
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        alphas = model.schedule.step_alphas(steps)
+        times, alphas = self.step_grid(model, steps)
         n, length, ell = y.shape
+        fixed = y != model.mask_id  # prefix / infill constraints: never re-masked
         nfe = torch.zeros(n, dtype=torch.long)
         idle = torch.zeros(n, dtype=torch.long)
         calls, trajectory = 0, []
         unit_shape = (length, 1) if model.grouped else (length, ell)
-        for k in tqdm(range(steps), disable=not progress, desc="sampling", leave=False):
-            t = 1.0 - k / steps
-            r = reveal_probability(float(alphas[k]), float(alphas[k + 1]))
+        for k in tqdm(range(steps), disable=not progress, desc=self.progress_label, leave=False):
+            t, a_t, a_s = float(times[k]), float(alphas[k]), float(alphas[k + 1])
+            r, sigma = self.step_probabilities(a_t, a_s)
             masked = y == model.mask_id
             draws = torch.stack([torch.rand(unit_shape, generator=g, dtype=torch.float64) for g in gens])
             reveal = masked & (draws < r).expand(n, length, ell)
+            remask = None
+            if sigma:
+                back = torch.stack([torch.rand(unit_shape, generator=g, dtype=torch.float64) for g in gens])
+                remask = ~masked & ~fixed & (back < sigma).expand(n, length, ell)
             active = reveal.flatten(1).any(-1)
             idle += ~active
             rows = torch.arange(n) if not cache else active.nonzero().squeeze(-1)
             if len(rows):
-                tt = torch.full((len(rows),), t, device=device)
-                log_p = model.log_probs(y[rows].to(device), tt).cpu()
+                tau = temperature(t) if callable(temperature) else temperature
+                step = Step(t, a_t, a_s, r, tau, top_p, gumbel_dtype)
+                y[rows] = self.reveal(model, y[rows], reveal[rows], draws[rows], [gens[int(i)] for i in rows], step)
                 nfe[rows] += 1
                 calls += 1
-                sub_reveal = reveal[rows]
-                tau = temperature(t) if callable(temperature) else temperature
-                scores = filter_log_probs(log_p[sub_reveal.any(-1)], tau, top_p)
-                counts = sub_reveal.any(-1).sum(-1).tolist()  # revealing positions per row
-                noise = [gumbel((c, model.num_classes), gens[int(row)], gumbel_dtype)
-                         for c, row in zip(counts, rows) if c]
-                if noise:  # with cache=False a step may reveal nothing in any evaluated row
-                    y[rows] = ancestral_update(scores, y[rows], sub_reveal, torch.cat(noise), model.map)
+            if remask is not None:
+                y[remask] = model.mask_id
             if return_trajectory:
                 trajectory.append(y.clone())
+        if bool((y == model.mask_id).any()):
+            raise RuntimeError(f"{self.name} sampler left masked sub-tokens")
         tokens = model.map.decode(y)
-        assert bool(model.map.is_valid(tokens).all()), "sampler produced an invalid code"
+        if not bool(model.map.is_valid(tokens).all()):
+            raise RuntimeError(f"{self.name} sampler produced an invalid code (≥ C)")
         return SampleResult(tokens=tokens, nfe=nfe, idle_steps=idle, steps=steps, forward_calls=calls,
                             trajectory=trajectory if return_trajectory else None)
 

@@ -1,5 +1,6 @@
 """Image sampler controls (DESIGN §2.5, "image extras"): a temperature schedule, a timestep warp, a re-masking
-corrector, and imputation, on top of the core's ancestral sub-token sampler (its pure pieces are reused).
+corrector, and imputation, on top of the core's ancestral sub-token sampler (its loop, noise order and idle-step
+cache; this module only changes the grid and the per-step probabilities).
 
 - Temperature schedule τ(t) = a·t^b + c, applied to log p_θ at the step's time t (t = 1 first, → 0 last).
 - Timestep warp γ > 0: the grid t_k = (1 − k/T)^γ replaces t_k = 1 − k/T, with ᾱ_k = α(t_k) (clamped so ᾱ_0 = 0,
@@ -18,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from prime_core import AncestralSampler, PrimeError, SampleResult
-from prime_core.sampler import ancestral_update, filter_log_probs, gumbel, reveal_probability
+from prime_core.sampler import reveal_probability
 
 
 class TemperatureSchedule:
@@ -91,56 +92,16 @@ class ImageSampler(AncestralSampler):
             options["temperature"] = self.temperature_schedule
         return super().sample(model, num_samples, **options)
 
-    def _sample_batch(self, model, y, seeds, steps, temperature, top_p, gumbel_dtype, cache, return_trajectory,
-                      progress) -> SampleResult:
-        device = model.device
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        times = warped_grid(steps, self.warp)
-        alphas = step_alphas(model.schedule, steps, self.warp)
-        n, length, ell = y.shape
-        fixed = y != model.mask_id  # imputation constraints: never re-masked
-        nfe = torch.zeros(n, dtype=torch.long)
-        idle = torch.zeros(n, dtype=torch.long)
-        calls, trajectory = 0, []
-        unit_shape = (length, 1) if model.grouped else (length, ell)
-        for k in range(steps):
-            t = float(times[k])
-            a_t, a_s = float(alphas[k]), float(alphas[k + 1])
-            sigma = remask_probability(a_t, a_s, self.corrector)
-            r = corrected_reveal_probability(a_t, a_s, sigma) if sigma else reveal_probability(a_t, a_s)
-            masked = y == model.mask_id
-            draws = torch.stack([torch.rand(unit_shape, generator=g, dtype=torch.float64) for g in gens])
-            reveal = masked & (draws < r).expand(n, length, ell)
-            remask = None
-            if sigma:
-                back = torch.stack([torch.rand(unit_shape, generator=g, dtype=torch.float64) for g in gens])
-                remask = ~masked & ~fixed & (back < sigma).expand(n, length, ell)
-            active = reveal.flatten(1).any(-1)
-            idle += ~active
-            rows = torch.arange(n) if not cache else active.nonzero().squeeze(-1)
-            if len(rows):
-                tt = torch.full((len(rows),), t, device=device)
-                log_p = model.log_probs(y[rows].to(device), tt).cpu()
-                nfe[rows] += 1
-                calls += 1
-                sub_reveal = reveal[rows]
-                tau = temperature(t) if callable(temperature) else temperature
-                scores = filter_log_probs(log_p[sub_reveal.any(-1)], tau, top_p)
-                counts = sub_reveal.any(-1).sum(-1).tolist()
-                noise = [gumbel((c, model.num_classes), gens[int(row)], gumbel_dtype)
-                         for c, row in zip(counts, rows) if c]
-                if noise:
-                    y[rows] = ancestral_update(scores, y[rows], sub_reveal, torch.cat(noise), model.map)
-            if remask is not None:
-                y[remask] = model.mask_id
-            if return_trajectory:
-                trajectory.append(y.clone())
-        if bool((y == model.mask_id).any()):
-            raise AssertionError("image sampler left masked sub-tokens")
-        tokens = model.map.decode(y)
-        assert bool(model.map.is_valid(tokens).all()), "sampler produced an invalid code"
-        return SampleResult(tokens=tokens, nfe=nfe, idle_steps=idle, steps=steps, forward_calls=calls,
-                            trajectory=trajectory if return_trajectory else None)
+    def step_grid(self, model, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The warped grid t_k = (1 − k/T)^γ and ᾱ_k = α(t_k)."""
+        return warped_grid(steps, self.warp), step_alphas(model.schedule, steps, self.warp)
+
+    def step_probabilities(self, alpha_t: float, alpha_s: float) -> tuple[float, float]:
+        """(r, σ) of the corrector: σ = min(η, (1 − ᾱ_s)/ᾱ_t), r keeps P(observed after the step) = ᾱ_s."""
+        sigma = remask_probability(alpha_t, alpha_s, self.corrector)
+        if not sigma:
+            return reveal_probability(alpha_t, alpha_s), 0.0
+        return corrected_reveal_probability(alpha_t, alpha_s, sigma), sigma
 
 
 def impute_digits(model, tokens: torch.Tensor, digits=(0,), positions: torch.Tensor | None = None) -> torch.Tensor:
