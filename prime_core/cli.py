@@ -269,14 +269,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_idle_steps)
 
     sp = sub.add_parser("conformance", help="run the conformance suites on a plugin's components (pytest)")
+    add_conformance_arguments(sp)
+    sp.set_defaults(func=cmd_conformance)
+    return p
+
+
+def add_conformance_arguments(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of `prime conformance` (also those of prime-conformance's own ``python -m conformance``)."""
     sp.add_argument("--plugin", action="append", default=[], metavar="NAME",
                     help="entry-point or distribution name (repeatable); default: every installed component")
     sp.add_argument("--kind", action="append", default=[], help="only this component kind (repeatable)")
     sp.add_argument("--xfail", action="append", default=[], metavar="CHECK=REASON",
                     help="declare an expected failure, e.g. check_weights_finite='w is infinite at t=1'")
     sp.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
-    sp.set_defaults(func=cmd_conformance)
-    return p
+    return sp
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,14 +8,9 @@ import sys
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    p = parser or argparse.ArgumentParser(prog="prime conformance")
-    p.add_argument("--plugin", action="append", default=[], metavar="NAME",
-                   help="entry-point or distribution name (repeatable); default: every installed component")
-    p.add_argument("--kind", action="append", default=[], help="only this component kind (repeatable)")
-    p.add_argument("--xfail", action="append", default=[], metavar="CHECK=REASON",
-                   help="declare an expected failure (repeatable)")
-    p.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
-    return p
+    from prime_core.cli import add_conformance_arguments
+
+    return add_conformance_arguments(parser or argparse.ArgumentParser(prog="prime conformance"))
 
 
 def pytest_argv(args) -> list[str]:
