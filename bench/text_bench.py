@@ -43,9 +43,9 @@ def model(ell: int, width: int, length: int, c: int = 1024):
     return build_model(cfg)
 
 
-def training(batch: int, length: int, repeats: int, foreach: bool | None) -> dict:
+def training(batch: int, length: int, repeats: int, foreach: bool | None, width: int = 128) -> dict:
     torch.manual_seed(0)
-    m = model(2, 128, length)
+    m = model(2, width, length)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-3, foreach=foreach)
     x = torch.randint(0, m.num_classes, (batch, length))
     g = torch.Generator().manual_seed(0)
@@ -64,7 +64,7 @@ def training(batch: int, length: int, repeats: int, foreach: bool | None) -> dic
     t_step = best_time(step, repeats)
     t_backbone = best_time(backbone_only, repeats)
     fpt = m.backbone.flops_per_token()
-    return {"batch": batch, "length": length, "params": m.backbone.num_parameters(), "flops_per_token": fpt,
+    return {"width": width, "batch": batch, "length": length, "params": m.backbone.num_parameters(), "flops_per_token": fpt,
             "step_s": t_step, "tokens_per_s": batch * length / t_step,
             "model_flops_per_s": 3 * fpt * batch * length / t_step,
             "backbone_fwd_bwd_s": t_backbone, "backbone_share": t_backbone / t_step,
@@ -116,6 +116,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--length", type=int, default=64)
+    p.add_argument("--widths", type=int, nargs="+", default=[128, 512],
+                   help="backbone widths D for the training rows (default 128 = configs/main.toml, and 512)")
+    p.add_argument("--no-sampling", action="store_true", help="skip the sampling table")
     p.add_argument("--quick", action="store_true", help="fewer repeats and sampling settings")
     args = p.parse_args()
     if args.threads:
@@ -123,11 +126,12 @@ def main() -> None:
     reps = 2 if args.quick else 5
     res = {"threads": torch.get_num_threads(), "torch": torch.__version__}
     res["matmul_flops_per_s"] = matmul_flops(repeats=reps * 2)
-    res["training"] = [training(args.batch, args.length, reps, None), training(args.batch, args.length, reps, True)]
+    res["training"] = [training(args.batch, args.length, reps, foreach, width)
+                       for width in args.widths for foreach in (None, True)]
     res["matmul_flops_per_s_after"] = matmul_flops(repeats=reps * 2)  # contention check: same before and after?
     res["profile"] = profile_step(args.batch, args.length)
-    res["sampling"] = sampling([1, 2, 3, 4] if not args.quick else [1, 2], [32, 128] if not args.quick else [32],
-                               16, args.length)
+    res["sampling"] = [] if args.no_sampling else sampling(
+        [1, 2, 3, 4] if not args.quick else [1, 2], [32, 128] if not args.quick else [32], 16, args.length)
     import os
 
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
@@ -136,15 +140,18 @@ def main() -> None:
     mm = res["matmul_flops_per_s"]
     print(f"fp32 matmul (1024³): {mm / 1e9:.1f} GFLOP/s before, {res['matmul_flops_per_s_after'] / 1e9:.1f} after; "
           f"{res['threads']} threads")
-    print("| AdamW | tokens/s | step s | model GFLOP/s | MFU vs matmul | backbone fwd+bwd share |")
-    print("|---|---|---|---|---|---|")
+    print("| D | params | AdamW | tokens/s | step s | model GFLOP/s | MFU vs matmul | backbone fwd+bwd share |")
+    print("|---|---|---|---|---|---|---|---|")
     for t in res["training"]:
-        print(f"| {'foreach' if t['adamw_foreach'] else 'default'} | {t['tokens_per_s']:.0f} | {t['step_s']:.3f} | "
+        print(f"| {t['width']} | {t['params'] / 1e6:.2f} M | {'foreach' if t['adamw_foreach'] else 'default'} | "
+              f"{t['tokens_per_s']:.0f} | {t['step_s']:.3f} | "
               f"{t['model_flops_per_s'] / 1e9:.2f} | {100 * t['model_flops_per_s'] / mm:.1f} % | "
               f"{100 * t['backbone_share']:.0f} % |")
     print("\nprofile of one training step (self CPU time):")
     for r in res["profile"]:
         print(f"  {r['op']:<50} {r['self_ms']:9.1f} ms {100 * r['share']:5.1f} %  ×{r['calls']}")
+    if not res["sampling"]:
+        return
     print("\n| ℓ | steps | cache | NFE/seq | idle % | tokens/s | s |")
     print("|---|---|---|---|---|---|---|")
     for r in res["sampling"]:
