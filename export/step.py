@@ -8,7 +8,8 @@ Given sub-token ids y_t [B, L, ℓ] at time t and the next grid point s < t, the
    as `prime_core.sampler.filter_log_probs` (skipped where top_p ≥ 1);
 3. x̂ = argmax(scores + G), G = −log(−log U) Gumbel noise from the uniform input ``u_token`` [N, C]
    (clamped to (tiny, 1 − eps) of its dtype, like `prime_core.sampler.gumbel`), then f(x̂) = digit_table[x̂];
-   steps 2–3 run only at the N positions that reveal something, listed by ``positions`` [N] (flat b·L + i,
+   steps 2–3 (and, in graphs without the probs output, the head of step 1) run only at the N positions that
+   reveal something, listed by ``positions`` [N] (flat b·L + i,
    row-major; the caller computes them with `reveal_rule`, as the eager sampler draws its reveals first);
 4. reveal: a masked sub-token (or, with grouped noise, a masked token's unit) becomes f(x̂)_j iff
    u_reveal < r, r = (α_s − α_t)/(1 − α_t) (r = 1 where α_t ≥ 1); observed sub-tokens are kept.
@@ -46,11 +47,17 @@ class SamplerStep(nn.Module):
         return 1 if self.model.grouped else self.model.ell
 
     def forward(self, y, t, alpha_t, alpha_s, u_reveal, u_token, temperature, top_p, positions):
-        b, length, _ = y.shape
-        log_p = self.model.log_probs(y, t)  # [B, L, C], −inf outside V(y_t)
+        b, length, ell = y.shape
         row = torch.div(positions, length, rounding_mode="floor")  # [N] batch row of each revealing position
+        if self.with_probs:
+            log_p = self.model.log_probs(y, t)  # [B, L, C], −inf outside V(y_t)
+            log_p_n = log_p.reshape(b * length, -1)[positions]
+        else:  # the head (V(y_t) mask + softmax over C) only at the N revealing positions: per-position math
+            logits = self.model(y, t)
+            log_p_n = self.model.head.log_probs(logits.reshape(b * length, -1)[positions],
+                                                y.reshape(b * length, ell)[positions], self.model.map)
         # temperature and nucleus at the N revealing positions, as filter_log_probs (x / 1 is exact)
-        scores = log_p.reshape(b * length, -1)[positions] / temperature[row][:, None]  # [N, C]
+        scores = log_p_n / temperature[row][:, None]  # [N, C]
         if self.nucleus:
             probs = torch.softmax(scores, dim=-1)
             sorted_p, order = probs.sort(dim=-1, descending=True)
@@ -63,7 +70,7 @@ class SamplerStep(nn.Module):
         finfo = torch.finfo(self.noise_dtype)
         u = u_token.to(self.noise_dtype).clamp(finfo.tiny, 1.0 - finfo.eps)
         x_hat = (scores.to(self.noise_dtype) - torch.log(-torch.log(u))).argmax(-1)  # [N]
-        digits = torch.zeros(b * length, y.shape[-1], dtype=y.dtype, device=y.device)
+        digits = torch.zeros(b * length, ell, dtype=y.dtype, device=y.device)
         digits = digits.index_put((positions,), self.digit_table[x_hat]).view_as(y)  # f(x̂) where drawn
         reveal = reveal_rule(y, alpha_t, alpha_s, u_reveal, self.mask_id)
         y_s = torch.where(reveal, digits, y)

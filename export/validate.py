@@ -7,6 +7,8 @@ the two runtimes, ~1e-6 in float32).
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import numpy as np
 import torch
@@ -26,7 +28,9 @@ class Parity:
     runtime: str = "onnxruntime"
 
     def line(self) -> str:
-        return (f"batch {self.batch}: max |p_ort − p_torch| = {self.max_abs_prob_error:.3e}, sampled ids "
+        probs = ("probabilities not exported (--no-probs)" if math.isnan(self.max_abs_prob_error)
+                 else f"max |p_ort − p_torch| = {self.max_abs_prob_error:.3e}")
+        return (f"batch {self.batch}: {probs}, sampled ids "
                 f"{'identical' if self.ids_identical else f'DIFFER at {self.ids_mismatch} sub-tokens'}")
 
 
