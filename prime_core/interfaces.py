@@ -192,7 +192,8 @@ class Parameterization(abc.ABC):
 
     @abc.abstractmethod
     def log_probs(self, logits: torch.Tensor, y_t: torch.Tensor, subtoken_map: SubTokenMap) -> torch.Tensor:
-        """logits [B, L, out_dim], y_t [B, L, ℓ] → log p_θ(x | y_t) [B, L, C], −inf outside V(y_t)."""
+        """logits [..., out_dim], y_t [..., ℓ] → log p_θ(x | y_t) [..., C], −inf outside V(y_t). Position-wise:
+        any leading shape, [B, L] or [N] rows gathered at some positions (the sampler's `log_probs_at`)."""
 
     def training_log_probs(self, logits: torch.Tensor, y_t: torch.Tensor,
                            subtoken_map: SubTokenMap) -> torch.Tensor:

@@ -167,13 +167,13 @@ class AncestralSampler(Sampler):
         ``reveal`` [m, L, ℓ] marks. u_reveal [m, L, U] are the rows' reveal uniforms (unused here); gens the
         rows' generators, from which each row draws its [c, C] Gumbel noise for its c revealing positions."""
         tt = torch.full((len(y),), step.t, device=model.device)
-        log_p = model.log_probs(y.to(model.device), tt).cpu()
         pos = reveal.any(-1)
+        log_p = model.log_probs_at(y.to(model.device), pos.to(model.device), tt).cpu()  # [n, C], head at pos only
         counts = pos.sum(-1).tolist()  # revealing positions per row
         noise = [gumbel((c, model.num_classes), g, step.gumbel_dtype) for c, g in zip(counts, gens) if c]
         if not noise:  # with cache=False a step may reveal nothing in any evaluated row
             return y
-        scores = filter_log_probs(log_p[pos], step.temperature, step.top_p)
+        scores = filter_log_probs(log_p, step.temperature, step.top_p)
         return ancestral_update(scores, y, reveal, torch.cat(noise), model.map)
 
     def _sample_batch(self, model, y, seeds, steps, temperature, top_p, gumbel_dtype, cache, return_trajectory,

@@ -97,6 +97,26 @@ def check_zero_mass_outside_consistent_tokens(subject):
 
 
 @check("head")
+def check_position_wise(subject):
+    """log_probs is position-wise: on rows gathered at some positions ([N, out_dim], [N, ℓ], as the sampler
+    calls it through `PrimeModel.log_probs_at`) it equals the [B, L] result at those positions."""
+
+    def prop(ex):
+        m, head, y_t, logits, lp = _evaluate(subject, ex)
+        where = torch.rand(y_t.shape[:-1], generator=torch.Generator().manual_seed(ex["seed"])) < 0.5
+        gathered = head.log_probs(logits[where], y_t[where], m)
+        if tuple(gathered.shape) != (int(where.sum()), m.num_classes):
+            raise Failure(f"log_probs on gathered rows has shape {tuple(gathered.shape)}, expected "
+                          f"[N, C]={[int(where.sum()), m.num_classes]}")
+        diff = float((gathered.double() - lp[where].double()).nan_to_num(posinf=0.0, neginf=0.0).abs().max()
+                     ) if bool(where.any()) else 0.0
+        if diff > ATOL or not torch.equal(torch.isinf(gathered), torch.isinf(lp[where])):
+            raise Failure(f"log_probs on gathered positions differs from the [B, L] result by {diff:.3g}")
+
+    falsify(prop, _head_inputs())
+
+
+@check("head")
 def check_marginals_sum_to_one(subject):
     """Digit marginals p(d_j = v | y_t) = Σ_{x: f(x)_j = v} p(x | y_t) sum to 1 per slot, and equal 1 on the
     observed value of an observed digit."""
