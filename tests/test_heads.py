@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from prime_core.forward import apply_mask, sample_mask
 from prime_core.heads import consistent, digit_marginals, subset_log_marginal
+from prime_test_models import make_model
 
 HEADS = ["carry-over", "joint", "independent"]
 
@@ -80,3 +81,16 @@ def test_marginals_sum_to_one_and_match_subset_marginals(registry, seed, head):
                           lp.gather(-1, x.unsqueeze(-1)).squeeze(-1), atol=1e-5)
     nothing = torch.zeros_like(y0, dtype=torch.bool)
     assert torch.allclose(subset_log_marginal(lp, y0, nothing, model.map), torch.zeros(4, 2), atol=1e-5)
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("noise", ["independent", "grouped"])
+def test_log_probs_at_equals_full_log_probs_at_those_positions(registry, head, noise):
+    """The sampler's head-at-revealing-positions path gives the same numbers as the full [B, L, C] head."""
+    model = make_model(registry, num_classes=11, length=6, ell=2, head=head, noise=noise, time_conditioned=True)
+    g = torch.Generator().manual_seed(0)
+    y = model.encode(torch.randint(0, 11, (4, 6), generator=g))
+    y[torch.rand(y.shape, generator=g) < 0.5] = model.mask_id
+    where = torch.rand(4, 6, generator=g) < 0.4
+    t = torch.rand(4, generator=g)
+    assert torch.equal(model.log_probs_at(y, where, t), model.log_probs(y, t)[where])
