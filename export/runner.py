@@ -96,8 +96,6 @@ class RuntimeSampler(AncestralSampler):
                  for i, g in enumerate(gens) if bool(pos[i].any())]
         if not noise:  # (with cache=False a step may reveal nothing in any row: y stays as it is)
             return y
-        if step.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {step.temperature}")
         # float64 graphs compare the uniforms themselves; float32 graphs (TensorRT) get the decision snapped
         # to −1 (reveal) / 2 (keep), so rounding α to float32 cannot change it
         exact_reals = self.real_dtype == torch.float64

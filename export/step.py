@@ -52,10 +52,8 @@ class SamplerStep(nn.Module):
         if self.with_probs:
             log_p = self.model.log_probs(y, t)  # [B, L, C], −inf outside V(y_t)
             log_p_n = log_p.reshape(b * length, -1)[positions]
-        else:  # the head (V(y_t) mask + softmax over C) only at the N revealing positions: per-position math
-            logits = self.model(y, t)
-            log_p_n = self.model.head.log_probs(logits.reshape(b * length, -1)[positions],
-                                                y.reshape(b * length, ell)[positions], self.model.map)
+        else:  # the head (V(y_t) mask + softmax over C) only at the N revealing positions
+            log_p_n = self.model.log_probs_at(y, positions, t)
         # temperature and nucleus at the N revealing positions, as filter_log_probs (x / 1 is exact)
         scores = log_p_n / temperature[row][:, None]  # [N, C]
         if self.nucleus:

@@ -209,21 +209,22 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
 RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.checkpoint_every")
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _by_key(config: dict[str, Any]) -> dict[str, Any]:
+    """{"section.key": value} of a config dict (sections → keys, as `Config.to_dict` writes it); a foreign
+    checkpoint's non-section entry is kept under its own name, so it shows up as a difference."""
     out = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value and prefix.count(".") < 1:
-            out.update(_flatten(value, name + "."))
+    for section, keys in config.items():
+        if isinstance(keys, dict):
+            out.update({f"{section}.{key}": value for key, value in keys.items()})
         else:
-            out[name] = value
+            out[section] = keys
     return out
 
 
 def check_resume_config(saved: dict[str, Any] | None, config: Config, url: str) -> None:
     """Refuse to resume ``url`` (a ConfigError naming the differing keys) unless ``config`` equals the
     checkpoint's stored config up to `RESUMABLE_CHANGES`."""
-    old, new = _flatten(saved or {}), _flatten(config.to_dict())
+    old, new = _by_key(saved or {}), _by_key(config.to_dict())
     differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
     if differ:
         shown = ", ".join(f"{k} ({old.get(k)!r} → {new.get(k)!r})" for k in differ[:3])

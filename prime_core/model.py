@@ -68,9 +68,11 @@ class PrimeModel(nn.Module):
         return self.head.log_probs(self(y_t, t), y_t, self.map)
 
     def log_probs_at(self, y_t: torch.Tensor, where: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        """log p_θ(x | y_t) at the positions ``where`` [B, L] (bool): [N, C], rows in row-major order. Equal to
-        ``log_probs(y_t, t)[where]``; the head (V(y_t) mask, softmax over C) runs at those N positions only."""
-        return self.head.log_probs(self(y_t, t)[where], y_t[where], self.map)
+        """log p_θ(x | y_t) at some positions: [N, C]. ``where`` is a bool mask [B, L] or flat indices b·L + i
+        [N] (row-major, as an exported step's ``positions``). Equal to ``log_probs(y_t, t)[where]``; the head
+        (V(y_t) mask, softmax over C) runs at those N positions only."""
+        idx = where.flatten()
+        return self.head.log_probs(self(y_t, t).flatten(0, 1)[idx], y_t.flatten(0, 1)[idx], self.map)
 
     def training_log_probs(self, y_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         return self.head.training_log_probs(self(y_t, t), y_t, self.map)

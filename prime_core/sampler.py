@@ -201,6 +201,8 @@ class AncestralSampler(Sampler):
             rows = torch.arange(n) if not cache else active.nonzero().squeeze(-1)
             if len(rows):
                 tau = temperature(t) if callable(temperature) else temperature
+                if tau <= 0:
+                    raise ValueError(f"temperature must be > 0, got {tau} at t = {t:.4g}")
                 step = Step(t, a_t, a_s, r, tau, top_p, gumbel_dtype)
                 y[rows] = self.reveal(model, y[rows], reveal[rows], draws[rows], [gens[int(i)] for i in rows], step)
                 nfe[rows] += 1
