@@ -94,7 +94,7 @@ def _parse_options(items: list[str]) -> dict:
 def cmd_sample(args) -> int:
     import torch
 
-    from .build import build_dataset, load_model
+    from .build import load_model
 
     model, config, ckpt = load_model(args.checkpoint, weights=args.weights)
     s = config.sample
@@ -123,8 +123,9 @@ def cmd_sample(args) -> int:
               "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
               "forward_calls": result.forward_calls, "gumbel_dtype": args.gumbel_dtype or s.gumbel_dtype,
               "tokens": result.tokens.tolist()}
-    dataset = build_dataset(config, data_meta=ckpt.meta.get("data"))  # decodes samples (e.g. a stored tokenizer)
-    report["decoded"] = dataset.decode_samples(result.tokens)
+    dataset = _sample_dataset(config, ckpt.meta.get("data"), required=bool(args.out))
+    report["decoded"] = (dataset.decode_samples(result.tokens) if dataset is not None
+                         else [" ".join(map(str, row.tolist())) for row in result.tokens])
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "samples.json"), "w", encoding="utf-8") as fh:
@@ -148,6 +149,20 @@ def cmd_sample(args) -> int:
     if report.get("trajectory_png"):
         print(f"wrote {report['trajectory_png']}")
     return 0
+
+
+def _sample_dataset(config, data_meta, *, required: bool):
+    """The checkpoint's dataset, to decode (a stored tokenizer) and render samples. Only --out needs it; without
+    it a data set that cannot be built here (e.g. an image folder on another machine) leaves samples as ids."""
+    from .build import build_dataset
+
+    try:
+        return build_dataset(config, data_meta=data_meta)
+    except (PrimeError, FileNotFoundError) as exc:
+        if required:
+            raise
+        print(f"prime: note: samples shown as token ids ({str(exc).splitlines()[0]})", file=sys.stderr)
+        return None
 
 
 # ------------------------------------------------------------------------------------------------ eval

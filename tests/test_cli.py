@@ -103,3 +103,23 @@ def test_resume_may_extend_training(trained, tmp_path):
     prime("train", "--out", str(run), "--resume", "--quiet", *TINY, "--set", "train.steps=40")
     steps = [json.loads(line)["step"] for line in open(run / "metrics.jsonl")]
     assert steps[-1] == 40 and steps == sorted(set(steps))
+
+
+def test_sample_without_buildable_dataset_prints_ids(trained, monkeypatch, capsys):
+    """A checkpoint whose data set cannot be built here still samples (as ids); --out, which renders, refuses."""
+    import prime_core.build
+    from prime_core.cli import main
+    from prime_core.errors import PrimeError
+
+    def unavailable(*args, **kwargs):
+        raise PrimeError("image folder not found: /elsewhere")
+
+    monkeypatch.setattr(prime_core.build, "build_dataset", unavailable)
+    ckpt = str(trained / "checkpoint.safetensors")
+    assert main(["sample", ckpt, "-n", "2", "--steps", "4", "--quiet", "--json"]) == 0
+    captured = capsys.readouterr()
+    decoded = json.loads(captured.out)["decoded"]
+    assert len(decoded) == 2 and all(len(row.split()) == 3 for row in decoded)
+    assert "samples shown as token ids (image folder not found" in captured.err
+    assert main(["sample", ckpt, "-n", "2", "--steps", "4", "--quiet", "--out", str(trained / "s")]) == 2
+    assert not (trained / "s").exists()
