@@ -14,8 +14,7 @@ import sys
 from . import cliargs
 from .errors import PrimeError
 
-EXIT_USAGE = 2
-EXIT_INTERNAL = 1
+EXIT_USAGE = cliargs.EXIT_USAGE
 MAX_IDLE_UNITS = 2**24
 
 
@@ -220,20 +219,9 @@ def cmd_conformance(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ parser
-class _Parser(argparse.ArgumentParser):
-    """argparse with the CLI's error promise: one line ``prime: error: …`` and exit 2 (argparse's own error()
-    prints the whole usage first)."""
-
-    def error(self, message):
-        self.exit(EXIT_USAGE, f"prime: error: {message} (see {self.prog} --help)\n")
-
-
-_DEBUG_HELP = "show the traceback of an error (also PRIME_DEBUG=1)"
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="prime", description="Partial-masking discrete diffusion (MDM-Prime).")
-    p.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+    p = cliargs.Parser(prog="prime", description="Partial-masking discrete diffusion (MDM-Prime).")
+    p.add_argument("--debug", action="store_true", help=cliargs.DEBUG_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
     sp = sub.add_parser("plugins", help="list installed plugins and their components")
@@ -314,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_conformance_arguments(sp)
     sp.set_defaults(func=cmd_conformance)
     for sp in sub.choices.values():  # `prime CMD … --debug` too; SUPPRESS keeps a `prime --debug CMD` intact
-        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=cliargs.DEBUG_HELP)
     return p
 
 
@@ -329,41 +317,6 @@ def add_conformance_arguments(sp: argparse.ArgumentParser) -> argparse.ArgumentP
     return sp
 
 
-#: Exceptions that mean bad input or a missing resource, not a bug: one line, exit 2.
-USER_ERRORS = (PrimeError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
-               FileExistsError, ImportError, MemoryError)
-
-
-def _error_line(exc: BaseException) -> tuple[int, str]:
-    """(exit code, the one line printed) for an exception that reached the top of a command."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, MemoryError):
-        return EXIT_USAGE, f"prime: error: not enough memory for this request ({first})"
-    if isinstance(exc, ImportError) and not isinstance(exc, PrimeError):
-        return EXIT_USAGE, f"prime: error: a required package is missing: {first}"
-    if isinstance(exc, USER_ERRORS):
-        return EXIT_USAGE, f"prime: error: {first}"
-    return EXIT_INTERNAL, (f"prime: internal error: {type(exc).__name__}: {first} (a bug: please report it; "
-                           f"--debug or PRIME_DEBUG=1 shows the traceback)")
-
-
-def debug_enabled(args=None) -> bool:
-    """--debug on the command line, or PRIME_DEBUG set to anything but "" / "0"."""
-    return bool(getattr(args, "debug", False)) or os.environ.get("PRIME_DEBUG", "0") not in ("", "0")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("prime: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 — the one place that turns exceptions into exit codes
-        code, line = _error_line(exc)
-        if debug_enabled(args):
-            import traceback
-
-            traceback.print_exc()
-        print(line, file=sys.stderr)
-        return code
+    return cliargs.run_command("prime", lambda: args.func(args), args)
