@@ -63,19 +63,22 @@ def resolve_sizes(config: Config, num_classes: int | None, length: int | None) -
     return attrs.evolve(config, model=attrs.evolve(m, num_classes=c, length=length))
 
 
-def build_model(config: Config, registry: Registry | None = None) -> PrimeModel:
-    """Resolve every component name of ``config.model`` (sizes already resolved) and assemble the model."""
+def build_model(config: Config, registry: Registry | None = None, *,
+                provided_by: dict[str, Any] | None = None) -> PrimeModel:
+    """Resolve every component name of ``config.model`` (sizes already resolved) and assemble the model.
+    ``provided_by``: a checkpoint's metadata["components"], so a missing component names what to install."""
     registry = registry or get_registry()
     m = config.model
     if m.num_classes is None or m.length is None:
         raise ConfigError("model.num_classes and model.length must be resolved before building the model")
-    subtoken_map = registry.build("map", m.map, m.num_classes, m.ell)
-    head = registry.build("head", m.head)
-    schedule = registry.build("schedule", m.schedule, **m.schedule_options)
+    origin = (provided_by if isinstance(provided_by, dict) else {}).get
+    subtoken_map = registry.build("map", m.map, m.num_classes, m.ell, provided_by=origin("map"), **m.map_options)
+    head = registry.build("head", m.head, provided_by=origin("head"))
+    schedule = registry.build("schedule", m.schedule, provided_by=origin("schedule"), **m.schedule_options)
     spec = BackboneSpec(out_dim=head.output_dim(subtoken_map), base=subtoken_map.base, ell=m.ell, length=m.length,
                         width=m.width, num_classes=m.num_classes, time_conditioned=m.time_conditioned)
     try:
-        backbone = registry.build("backbone", m.backbone, spec, **m.backbone_options)
+        backbone = registry.build("backbone", m.backbone, spec, provided_by=origin("backbone"), **m.backbone_options)
     except (TypeError, ValueError, RuntimeError) as exc:  # e.g. an unknown option, hidden=-5
         if isinstance(exc, PrimeError):
             raise
@@ -85,7 +88,8 @@ def build_model(config: Config, registry: Registry | None = None) -> PrimeModel:
     return PrimeModel(subtoken_map, backbone, head, schedule, noise=m.noise)
 
 
-def _version(dist: str) -> str:
+def distribution_version(dist: str) -> str:
+    """The installed version of distribution ``dist``, or "unknown" (public: exporters record it)."""
     try:
         return md.version(dist)
     except md.PackageNotFoundError:
@@ -107,7 +111,7 @@ def model_metadata(model: PrimeModel, config: Config, registry: Registry | None 
         "num_classes": model.num_classes, "ell": model.ell, "base": model.base, "length": model.length,
         "noise": model.noise, "schedule": {"name": m.schedule, **model.schedule.params()},
         "sampler_defaults": attrs.asdict(config.sample),
-        "versions": {"prime-core": _version("prime-core"), "torch": torch.__version__},
+        "versions": {"prime-core": distribution_version("prime-core"), "torch": torch.__version__},
         **({"data": dataset.checkpoint_meta()} if dataset is not None and dataset.checkpoint_meta() else {}),
     }
 
@@ -127,7 +131,7 @@ def load_model(url: str, registry: Registry | None = None, weights: str = "model
     ckpt = read_checkpoint(url)
     try:
         config = Config.from_dict(ckpt.meta["config"])
-        model = build_model(config, registry)
+        model = build_model(config, registry, provided_by=ckpt.meta.get("components"))
     except (KeyError, ConfigError) as exc:
         raise CheckpointError(f"checkpoint {url} has no valid config: {exc}") from None
     state = ckpt.group(weights) or (ckpt.group("model") if weights == "ema" else {})

@@ -26,13 +26,16 @@ def _registry():
 
 # ------------------------------------------------------------------------------------------------ plugins
 def cmd_plugins(args) -> int:
+    """List plugins and their components; exit 1 when any listed plugin is broken (the rest still listed)."""
     reg = _registry()
-    rows = [info.to_json() for info in reg.plugins.values() if args.all or not info.builtin]
+    debug = cliargs.debug_enabled(args)
+    rows = [info.to_json(debug) for info in reg.plugins.values() if args.all or not info.builtin]
     if args.hook:
         rows = [r for r in rows if args.hook in r["hooks"]]
+    broken = 1 if any(r["error"] for r in rows) else 0
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
+        return broken
     if not rows:
         print("no plugins installed (use --all to include the built-ins)")
     for r in rows:
@@ -40,7 +43,9 @@ def cmd_plugins(args) -> int:
         print(f"{r['name']}  ({r['distribution']} {r['version']}){status}")
         for kind, names in sorted(r["components"].items()):
             print(f"    {kind:<10} {', '.join(names)}")
-    return 0
+        if debug and r.get("traceback"):
+            print("    " + r["traceback"].rstrip().replace("\n", "\n    "))
+    return broken
 
 
 # ------------------------------------------------------------------------------------------------ train

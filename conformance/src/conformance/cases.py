@@ -121,7 +121,7 @@ def iter_cases(registry=None, *, plugins: Iterable[str] | None = None,
         from prime_core.registry import get_registry
 
         registry = get_registry()
-    registry._ensure()
+    registry.ensure_collected()
     wanted = None if plugins is None else set(plugins)
     if wanted is not None:
         known = {n for info in registry.plugins.values() for n in (info.name, info.distribution)}

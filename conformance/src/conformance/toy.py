@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from prime_core.builtin.mlp import MLPBackbone
+from prime_core.api import MLPBackbone
 from prime_core.interfaces import Backbone, BackboneSpec
 from prime_core.model import PrimeModel
 from prime_core.schedules import LinearSchedule

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from prime_core.api import CHECKPOINT_NAME, learning_rate, plot_loss_curve
 from prime_core.build import build_dataset, build_model, build_training_loss, model_metadata, resolve_sizes
-from prime_core.builtin.trainer import CHECKPOINT_NAME, learning_rate, plot_loss_curve
 from prime_core.checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
 from prime_core.config import Config, check_resume_config
 from prime_core.errors import CheckpointError, PrimeError
