@@ -25,9 +25,12 @@ def pytest_argv(args) -> list[str]:
 
 
 def run(args) -> int:
-    import pytest
+    """Run pytest in a fresh interpreter, exactly as ``pytest --pyargs conformance`` would: this process has
+    already imported the ``conformance`` package (to get here), and pytest, which rewrites the asserts of
+    installed pytest plugins, would warn that it cannot rewrite a module imported before it started."""
+    import subprocess
 
-    return int(pytest.main(pytest_argv(args)))
+    return subprocess.call([sys.executable, "-m", "pytest", *pytest_argv(args)])
 
 
 def main(argv: list[str] | None = None) -> int:
