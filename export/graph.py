@@ -21,7 +21,7 @@ import warnings
 
 import torch
 
-from prime_core.errors import PrimeError
+from prime_core.api import PrimeError
 
 from .step import INPUT_NAMES, N_AXIS_INPUTS, SamplerStep, reveal_rule, revealing_positions
 

@@ -39,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 def _export(args) -> None:
     import torch
 
-    from prime_core.build import load_model
-    from prime_core.errors import PrimeError
+    from prime_core.api import PrimeError, load_model
 
     from .graph import check_opset, check_output, export_step
     from .validate import compare_onnx

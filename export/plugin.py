@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prime_core import hookimpl
-from prime_core.interfaces import Exporter
+from prime_core.api import Exporter
 
 
 class OnnxExporter(Exporter):
@@ -12,7 +12,7 @@ class OnnxExporter(Exporter):
     name = "onnx"
 
     def export(self, checkpoint: str, output: str, **options) -> str:
-        from prime_core.build import load_model
+        from prime_core.api import load_model
 
         from .graph import export_step
 

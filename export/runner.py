@@ -20,8 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from prime_core.errors import PrimeError
-from prime_core.sampler import AncestralSampler, SampleResult, Step
+from prime_core.api import AncestralSampler, PrimeError, SampleResult, Step
 
 from .step import revealing_positions
 
@@ -32,8 +31,7 @@ _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 def spec_from_metadata(meta: dict, registry=None):
     """What the loop needs of a model (map f, schedule, sizes), rebuilt from the graph's metadata alone."""
-    from prime_core.config import Config
-    from prime_core.registry import get_registry
+    from prime_core.api import Config, get_registry
 
     registry = registry or get_registry()
     cfg = Config.from_dict(meta["config"]).model

@@ -1,8 +1,11 @@
 """Hook specifications: one ``register_<kind>(register)`` hook per component kind.
 
 Lifecycle: discover (entry points in the ``prime`` group are loaded one by one) → configure (each hook below is
-called once, built-ins first, then plugins in discovery order; ``register(name, component)`` records a class) →
-build (a config names components; the registry resolves them) → train → sample / evaluate / export.
+called once through pluggy's hook caller, so pluggy's order holds: ``tryfirst`` implementations, then the others
+last registered first — installed plugins before the built-ins — then ``trylast``, with wrappers around them;
+``register(name, component)`` records a class against the plugin that called it; a name already taken is skipped
+and reported, and a built-in always keeps its name) → build (a config names components; the registry resolves
+them) → train → sample / evaluate / export.
 """
 
 import pluggy

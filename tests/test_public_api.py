@@ -3,7 +3,8 @@
 Every distribution of this repository other than prime-core is scanned (ast, its sources, not its tests): no
 import of a ``_private`` name or module of prime_core, nothing from ``prime_core.builtin`` (the built-in
 components, reached by name through the registry), no attribute access to a private name that prime-core
-defines (e.g. ``registry._ensure()``) on anything but ``self``/``cls``."""
+defines (e.g. ``registry._ensure()``) on anything but ``self``/``cls``; and imports come only from the public
+modules ``prime_core``, ``prime_core.api`` and ``prime_core.cliargs``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ import prime_core.api
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CORE = ROOT / "prime_core"
 SKIP_DIRS = {"tests", ".venv", ".tox", "build", "dist", "__pycache__"}
+PUBLIC_MODULES = {"prime_core", "prime_core.api", "prime_core.cliargs"}
+#: imports of other core modules that are known and scheduled to go, each with why. An entry that no longer
+#: occurs fails the test, so it is removed when the import is.
+KNOWN_MODULE_IMPORTS = {
+    "conformance/src/conformance/runner.py: prime_core.cli":
+        "`prime conformance` moves into prime-conformance through register_commands (issue 13, item 1)",
+}
 
 
 def _distributions() -> list[pathlib.Path]:
@@ -91,6 +99,26 @@ def test_the_scan_sees_each_kind_of_violation(tmp_path, snippet):
     path = tmp_path / "probe.py"
     path.write_text(snippet + "\n")
     assert _violations(path, _core_private_names())
+
+
+def _module_imports(path: pathlib.Path) -> set[str]:
+    """The prime_core modules ``path`` imports from."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and _is_core(node.module):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if _is_core(alias.name)}
+    return found
+
+
+def test_distributions_import_only_the_public_modules():
+    used = {f"{path.relative_to(ROOT)}: {module}" for dist in _distributions() for path in _sources(dist)
+            for module in _module_imports(path) if module not in PUBLIC_MODULES}
+    unexpected = sorted(used - set(KNOWN_MODULE_IMPORTS))
+    assert not unexpected, "import these through prime_core.api instead:\n" + "\n".join(unexpected)
+    stale = sorted(set(KNOWN_MODULE_IMPORTS) - used)
+    assert not stale, f"no longer imported, remove from KNOWN_MODULE_IMPORTS: {stale}"
 
 
 def test_public_api_names_resolve_and_are_public():

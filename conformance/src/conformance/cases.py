@@ -171,7 +171,7 @@ def iter_cases(registry=None, *, plugins: Iterable[str] | None = None,
     everything installed, built-ins included); ``kinds``: component kinds to restrict to."""
     _load_checks()
     if registry is None:
-        from prime_core.registry import get_registry
+        from prime_core.api import get_registry
 
         registry = get_registry()
     registry.ensure_collected()
@@ -303,7 +303,7 @@ def check_component(kind: str, name: str, registry=None, *,
                     expected_failures: Mapping[str, str] | None = None) -> dict[str, str]:
     """Run every check of one component without pytest (like scikit-learn's ``check_estimator``).
     Returns check → "passed" / "skipped: …" / "xfail: …"; raises the first unexpected `ConformanceError`."""
-    from prime_core.registry import get_registry
+    from prime_core.api import get_registry
 
     registry = registry or get_registry()
     validate_expected_failures(expected_failures)

@@ -15,8 +15,7 @@ import math
 
 import torch
 
-from prime_core.api import mask_set_weight, reveal_units, revealed_sets
-from prime_core.heads import subset_log_marginal
+from prime_core.api import mask_set_weight, reveal_units, revealed_sets, subset_log_marginal
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ import fsspec
 import numpy as np
 import torch
 
-from prime_core.heads import consistent
+from prime_core.api import consistent
 
 MASK_RGB = np.array([40, 90, 200], dtype=np.float64)
 PARTIAL_TINT = np.array([255, 150, 30], dtype=np.float64)

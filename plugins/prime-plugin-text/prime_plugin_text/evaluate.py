@@ -20,7 +20,7 @@ import time
 import torch
 
 from prime_core import PrimeError, get_registry, load_model
-from prime_core.build import build_dataset
+from prime_core.api import build_dataset
 from prime_core.cliargs import DEBUG_HELP, Parser, run_command, samples, seed, steps
 
 GEN_PPL_LABEL = "gen. PPL (judge: prime AR baseline)"

@@ -19,13 +19,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from prime_core.api import CHECKPOINT_NAME, learning_rate, plot_loss_curve
-from prime_core.build import build_dataset, build_model, build_training_loss, model_metadata, resolve_sizes
-from prime_core.checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
-from prime_core.config import Config, check_resume_config
-from prime_core.errors import CheckpointError, PrimeError
-from prime_core.interfaces import Trainer
-from prime_core.registry import get_registry
+from prime_core.api import (CHECKPOINT_NAME, CheckpointError, Config, PrimeError, Trainer, build_dataset, build_model,
+                            build_training_loss, check_resume_config, checkpoint_exists, get_registry, learning_rate,
+                            model_metadata, plot_loss_curve, read_checkpoint, resolve_sizes, save_checkpoint)
 
 from . import state as st
 from .batching import StepBatch, draw_step, micro_slices, noise_seed
