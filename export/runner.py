@@ -35,8 +35,10 @@ def spec_from_metadata(meta: dict, registry=None):
 
     registry = registry or get_registry()
     cfg = Config.from_dict(meta["config"]).model
-    subtoken_map = registry.build("map", cfg.map, meta["num_classes"], meta["ell"], **cfg.map_options)
-    schedule = registry.build("schedule", cfg.schedule, **cfg.schedule_options)
+    origin = (meta.get("components") if isinstance(meta.get("components"), dict) else {}).get  # names what to install
+    subtoken_map = registry.build("map", cfg.map, meta["num_classes"], meta["ell"], provided_by=origin("map"),
+                                  **cfg.map_options)
+    schedule = registry.build("schedule", cfg.schedule, provided_by=origin("schedule"), **cfg.schedule_options)
     return types.SimpleNamespace(map=subtoken_map, schedule=schedule, length=meta["length"], ell=meta["ell"],
                                  base=meta["base"], mask_id=meta["mask_id"], num_classes=meta["num_classes"],
                                  grouped=meta["noise"] == "grouped")

@@ -92,3 +92,17 @@ def test_prime_sample_runtime_tensorrt_missing(checkpoint, capsys):
     assert prime_main(["sample", ckpt, "-n", "2", "--runtime", "tensorrt", "--step-model", "x.engine"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "TensorRT" in err
+
+
+def test_a_graph_needing_a_missing_plugin_names_its_distribution():
+    """The graph's metadata records which distribution provided each component (issue 13)."""
+    from export.runner import spec_from_metadata
+    from prime_core import Config, RegistryError
+    from prime_core.registry import new_registry
+
+    config = Config.from_dict({"model": {"num_classes": 6, "length": 3, "map": "probe-gray"}})
+    meta = {"config": config.to_dict(), "num_classes": 6, "ell": 2,
+            "components": {"map": {"name": "probe-gray", "distribution": "prime-plugin-probe", "version": "0.1.0"}}}
+    with pytest.raises(RegistryError, match=r"unknown map 'probe-gray', provided by prime-plugin-probe 0.1.0, which "
+                                            r"is not installed: pip install prime-plugin-probe==0.1.0"):
+        spec_from_metadata(meta, new_registry(load_plugins=False))
