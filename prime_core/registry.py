@@ -181,14 +181,17 @@ class Registry:
 
     # discovery --------------------------------------------------------------------------------------------
     def add_plugin(self, plugin: object, name: str, distribution: str, version: str, builtin: bool = False) -> None:
-        """Register a plugin object (module or instance with @hookimpl functions)."""
-        self.plugins[name] = info = PluginInfo(name, distribution, version, builtin)
+        """Register a plugin object (module or instance with @hookimpl functions); pluggy holds an
+        `_AttributedPlugin` proxy of it. A name already registered is a ValueError (from pluggy)."""
+        info = PluginInfo(name, distribution, version, builtin)
         proxy = _AttributedPlugin(plugin, name, ENTRY_POINT_GROUP)
         try:
             self.pm.register(proxy, name=name)
+            self.plugins[name] = info
             self.pm.check_pending()  # a misspelled hook name is an error, not a silent no-op
         except pluggy.PluginValidationError as exc:
             self.pm.unregister(name=name) if self.pm.has_plugin(name) else None
+            self.plugins[name] = info
             info.fail(f"invalid plugin: {exc}")
             return
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(proxy) or [])
@@ -226,8 +229,10 @@ class Registry:
     def collect(self) -> None:
         """Call every register_* hook through pluggy's hook caller (see `_collect_kind`)."""
         self.components = {kind: {} for kind in KINDS}
-        for info in self.plugins.values():
+        for name, info in self.plugins.items():
             info.components = {}
+            if self.pm.has_plugin(name):  # forget the last collection's problems; discovery's stay (not in pm)
+                info.error = info.traceback = None
         for kind in KINDS:
             self._collect_kind(kind)
         self._collected = True

@@ -383,3 +383,10 @@ def test_load_model_names_the_missing_plugins_distribution(tmp_path, probe_insta
     with pytest.raises(RegistryError, match=r"unknown schedule 'probe', provided by prime-plugin-probe 0.1.0, which "
                                             r"is not installed: pip install prime-plugin-probe==0.1.0"):
         load_model(url, without)
+
+
+def test_collecting_again_reports_a_problem_once(registered):
+    reg = registered(DupPlugin())
+    reg.collect()
+    reg.collect()
+    assert reg.plugins["throwaway"].error.count("already registered") == 1
