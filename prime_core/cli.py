@@ -1,7 +1,13 @@
-"""The ``prime`` command line: plugins, train, sample, eval, idle-steps, conformance.
+"""The ``prime`` command line: plugins, train, run, sample, eval, idle-steps — and every command that installed
+distributions add through the ``register_commands`` hook (`prime_core.commands`: export, images, text,
+conformance, …).
+
+argparse, not click: every program of the project (``prime``, ``python -m export.onnx``, the plugins' commands)
+shares one parser class with the one-line error promise (`prime_core.cliargs.Parser`), it costs no dependency,
+and plugins receive the sub-command group exactly as llm's plugins receive its click group.
 
 User errors (bad config, unknown component, bad checkpoint, ids out of range) print one line to stderr and exit
-with code 2, without a traceback.
+with code 2, without a traceback (``--debug`` or ``PRIME_DEBUG=1`` adds it); exit 1 means a bug.
 """
 
 from __future__ import annotations
@@ -113,17 +119,14 @@ def cmd_sample(args) -> int:
                          "with --runtime torch")
     if args.trajectory and not args.out:
         raise PrimeError("--trajectory draws trajectory.png into the --out folder: pass --out DIR")
-    if args.runtime != "torch":  # the exported step (prime-export), imported only when asked for
+    if args.runtime != "torch":  # a registered runtime (prime-export registers onnxruntime and tensorrt)
         if name != "ancestral" or options:
             raise PrimeError(f"--runtime {args.runtime} drives the ancestral sampler without options only, "
                              f"not {name!r} {options or ''}".rstrip())
-        try:
-            from export.runner import runtime_sampler
-        except ImportError as exc:
-            raise PrimeError(f"--runtime {args.runtime} needs the prime-export distribution "
-                             f"(pip install -e export): {exc}") from None
-        sampler = runtime_sampler(args.runtime, model, config, args.checkpoint, step_model=args.step_model,
-                                  gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta, top_p=_given(args.top_p, s.top_p))
+        runtime = _runtime(args.runtime)
+        sampler = runtime.sampler(model, config, args.checkpoint, step_model=args.step_model,
+                                  gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta,
+                                  top_p=_given(args.top_p, s.top_p))
     gumbel_dtype = _given(args.gumbel_dtype, s.gumbel_dtype)
     result = sampler.sample(
         model, _given(args.num_samples, s.num_samples), steps=_given(args.steps, s.steps), seed=args.seed,
@@ -162,6 +165,16 @@ def cmd_sample(args) -> int:
     if report.get("trajectory_png"):
         print(f"wrote {report['trajectory_png']}")
     return 0
+
+
+def _runtime(name: str):
+    """The registered runtime ``name`` (``torch``, eager, is built in and never looked up)."""
+    registry = _registry()
+    if name not in registry.names("runtime"):
+        known = ", ".join(["torch", *registry.names("runtime")])
+        hint = " (pip install prime-export for onnxruntime and tensorrt)" if name in ("onnxruntime", "tensorrt") else ""
+        raise PrimeError(f"unknown --runtime {name!r}; installed runtimes: {known}{hint}")
+    return registry.build("runtime", name)
 
 
 def _sample_dataset(config, data_meta, *, required: bool):
@@ -207,19 +220,9 @@ def cmd_idle_steps(args) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------------ conformance
-def cmd_conformance(args) -> int:
-    """Run the prime-conformance suites (pytest) on one plugin's components, or on everything installed."""
-    try:
-        from conformance.runner import run
-    except ImportError:
-        raise PrimeError("prime conformance needs the prime-conformance distribution: pip install "
-                         "prime-conformance (in this repository: pip install -e conformance)") from None
-    return run(args)
-
-
 # ------------------------------------------------------------------------------------------------ parser
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line: the core's commands, then the plugins' (the invoked one is loaded for real)."""
     p = cliargs.Parser(prog="prime", description="Partial-masking discrete diffusion (MDM-Prime).")
     p.add_argument("--debug", action="store_true", help=cliargs.DEBUG_HELP)
     sub = p.add_subparsers(dest="command", required=True)
@@ -265,8 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--trajectory", action="store_true",
                     help="with --out: also draw the denoising trajectory (trajectory.png) where the data set can")
     sp.add_argument("--weights", default="model", choices=["model", "ema"])
-    sp.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
-                    help="run each step eagerly (torch) or as the exported step graph (prime-export); same tokens")
+    sp.add_argument("--runtime", default="torch",
+                    help="torch (eager, default) or a registered runtime, e.g. onnxruntime / tensorrt from "
+                         "prime-export: each step as the exported graph, same tokens")
     sp.add_argument("--step-model", help="exported step for --runtime (.onnx, or a TensorRT .engine); "
                     "onnxruntime exports one on the fly when omitted")
     sp.add_argument("--out", help="folder for samples.json (and a PNG where the data set draws one)")
@@ -298,25 +302,33 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_idle_steps)
 
-    sp = sub.add_parser("conformance", help="run the conformance suites on a plugin's components (pytest)")
-    add_conformance_arguments(sp)
-    sp.set_defaults(func=cmd_conformance)
-    for sp in sub.choices.values():  # `prime CMD … --debug` too; SUPPRESS keeps a `prime --debug CMD` intact
-        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=cliargs.DEBUG_HELP)
+    from .commands import attach
+
+    attach(sub, sys.argv[1:] if argv is None else list(argv))  # plugin commands (register_commands hook)
+    _add_debug(sub)
     return p
 
 
-def add_conformance_arguments(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The arguments of `prime conformance` (also those of prime-conformance's own ``python -m conformance``)."""
-    sp.add_argument("--plugin", action="append", default=[], metavar="NAME",
-                    help="entry-point or distribution name (repeatable); default: every installed component")
-    sp.add_argument("--kind", action="append", default=[], help="only this component kind (repeatable)")
-    sp.add_argument("--xfail", action="append", default=[], metavar="CHECK=REASON",
-                    help="declare an expected failure, e.g. check_weights_finite='w is infinite at t=1'")
-    sp.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
-    return sp
+def _add_debug(sub: argparse._SubParsersAction) -> None:
+    """``prime CMD [SUB] … --debug`` too; SUPPRESS keeps a ``prime --debug CMD`` intact."""
+    for sp in sub.choices.values():
+        if not any("--debug" in a.option_strings for a in sp._actions):
+            sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=cliargs.DEBUG_HELP)
+        for action in sp._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_debug(action)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser(argv)
+    except PrimeError as exc:  # a plugin command that fails to load
+        failure = exc
+        return cliargs.run_command("prime", lambda: _raise(failure))
+    args = parser.parse_args(argv)
     return cliargs.run_command("prime", lambda: args.func(args), args)
+
+
+def _raise(exc: BaseException):
+    raise exc

@@ -211,6 +211,20 @@ class Sampler(abc.ABC):
         """Returns an object with at least ``tokens`` [N, L] (all < C), ``nfe`` and ``idle_steps``."""
 
 
+class Runtime(abc.ABC):
+    """Runs each sampler step somewhere other than eager torch (``prime sample --runtime NAME``), e.g. an
+    exported ONNX graph under ONNX Runtime; the tokens must equal the eager sampler's for the same seed."""
+
+    name: ClassVar[str] = "runtime"
+
+    @abc.abstractmethod
+    def sampler(self, model: Any, config: Any, checkpoint: str, *, step_model: str | None = None,
+                gumbel_dtype: str | None = None, ckpt_meta: dict | None = None,
+                top_p: float | None = None) -> Sampler:
+        """A `Sampler` for ``model`` (built from ``checkpoint``) whose steps run on this runtime;
+        ``step_model``: an exported step to use instead of exporting one."""
+
+
 # --------------------------------------------------------------------------------------------- data
 class Tokenizer(abc.ABC):
     """Text ↔ token ids in {0 … C−1}."""
@@ -296,9 +310,14 @@ class Exporter(abc.ABC):
 
     name: ClassVar[str] = "exporter"
 
+    @classmethod
+    def add_arguments(cls, parser: Any) -> None:
+        """Add this exporter's own options to ``prime export NAME`` (an argparse parser that already has
+        CHECKPOINT, -o/--output, --weights and --force); their values reach `export` as keyword options."""
+
     @abc.abstractmethod
     def export(self, checkpoint: str, output: str, **options: Any) -> str:
-        ...
+        """Write the exported artifact for ``checkpoint`` to ``output`` and return its path."""
 
 
 @attrs.frozen

@@ -34,6 +34,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "trainer": ("register_trainers", itf.Trainer),
     "exporter": ("register_exporters", itf.Exporter),
     "metric": ("register_metrics", itf.Metric),
+    "runtime": ("register_runtimes", itf.Runtime),
 }
 
 
