@@ -37,34 +37,15 @@ def dataset_for_checkpoint(config: Config, data_meta: Any, *, locations: dict | 
                            need_data: bool = True, registry: Registry | None = None, flag: str = "--data-option"):
     """The data set of a checkpoint's ``config``, rebuilt so that the checkpoint's metadata stays data (DESIGN §3).
 
-    Options the data set declares in ``location_options`` (files, folders, URLs it reads or writes) are never
-    taken from the checkpoint: they come from ``locations`` (the user's command line or config). A location the
-    checkpoint set to the data set's own default value (text: ``source = "austen"``, the embedded corpus) names
-    nothing the metadata chose, and is kept. A location the checkpoint set otherwise and the user did not give is
-    an error when ``need_data`` (evaluation reads the data); when only decoding / rendering is needed, the data
-    set's default is used, which restored data sets never read. ``flag`` is the option the message tells users to
-    pass. ``data_meta`` (the checkpoint's metadata["data"]) is restored into the data set, always, so that it
-    knows it serves a checkpoint (a text data set then never trains a tokenizer)."""
+    Options the data set declares in `Dataset.location_options` come from ``locations`` (the user's command line
+    or config), never from the checkpoint (see `_checkpoint_options`). ``need_data``: False when the data set only
+    decodes or renders samples (it then never reads its data). ``flag``: the option a message tells users to pass.
+    ``data_meta`` (the checkpoint's metadata["data"]) is always restored, so the data set knows it serves a
+    checkpoint (a text data set then never trains a tokenizer)."""
     registry = registry or get_registry()
     name = config.data.dataset
-    cls = registry.get("dataset", name).obj
-    declared = tuple(getattr(cls, "location_options", ()))
-    locations = dict(locations or {})
-    for key in locations:
-        if key not in declared:
-            raise ConfigError(f"{flag} {key}=…: data set {name!r} takes only its locations from the command line "
-                              f"({', '.join(declared) or 'it has none'}); other options come from the checkpoint")
-    defaults = _option_defaults(cls)
-    options = {}
-    for key, value in config.data.options.items():
-        if key not in declared:
-            options[key] = value
-        elif key not in locations and key in defaults and value == defaults[key]:
-            options[key] = value  # the data set's own default, not a location chosen by the metadata
-        elif key not in locations and (need_data or key not in defaults):
-            raise ConfigError(f"the checkpoint's {name!r} data set was built from data.options.{key}, a location, "
-                              f"which prime never takes from a checkpoint: pass {flag} {key}=PATH")
-    options.update(locations)
+    options = _checkpoint_options(registry.get("dataset", name).obj, config.data.options, dict(locations or {}),
+                                  need_data, flag)
     if data_meta is not None and not isinstance(data_meta, dict):
         raise CheckpointError(f"checkpoint metadata 'data' must be a JSON object, got {type(data_meta).__name__}")
     dataset = registry.build("dataset", name, **options)
@@ -74,6 +55,28 @@ def dataset_for_checkpoint(config: Config, data_meta: Any, *, locations: dict | 
         raise ConfigError(f"vocabulary mismatch: the data set's tokenizer has C={dataset.num_classes} classes, "
                           f"the checkpoint's model C={c}")
     return dataset
+
+
+def _checkpoint_options(cls: type, stored: dict, locations: dict, need_data: bool, flag: str) -> dict[str, Any]:
+    """Constructor options for a checkpoint's data set: the stored ones, minus every location, plus the user's.
+
+    A stored location equal to the constructor's default (text: ``source = "austen"``, the embedded corpus) is
+    kept: the metadata chose nothing prime would not read anyway. Any other stored location is dropped; the
+    user's value replaces it, else the default is used when that changes no result (a cache, or no data read),
+    else the user is told which ``flag`` to pass."""
+    declared, caches = tuple(cls.location_options), tuple(cls.cache_options)
+    for key in locations:
+        if key not in declared:
+            raise ConfigError(f"{flag} {key}=…: data set {cls.name!r} takes only its locations from the command "
+                              f"line ({', '.join(declared) or 'it has none'}); its other options come from the "
+                              "checkpoint")
+    defaults = _option_defaults(cls)
+    options = {k: v for k, v in stored.items() if k not in declared or (k in defaults and v == defaults[k])}
+    for key in sorted(stored.keys() - options.keys() - locations.keys()):
+        if key not in defaults or (need_data and key not in caches):
+            raise ConfigError(f"the checkpoint's {cls.name!r} data set was built from data.options.{key}, a "
+                              f"location, which prime never takes from a checkpoint: pass {flag} {key}=PATH")
+    return {**options, **locations}
 
 
 def user_locations(config: Config, registry: Registry | None = None) -> dict[str, Any]:
@@ -244,8 +247,8 @@ def _check_sizes_meta(meta: dict[str, Any], config: Config, model: PrimeModel, u
 
 def _check_state_shapes(model: PrimeModel, state: dict[str, torch.Tensor], weights: str, url: str) -> None:
     """Names and shapes of the model's state must equal the file's; the first difference is named."""
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    have = {k: tuple(v.shape) for k, v in state.items()}
+    want = {k: list(v.shape) for k, v in model.state_dict().items()}
+    have = {k: list(v.shape) for k, v in state.items()}
     for name in sorted(want.keys() | have.keys()):
         if want.get(name) != have.get(name):
             w = want.get(name, "absent")

@@ -119,7 +119,9 @@ def _filesystem(url: str):
         return fsspec.core.url_to_fs(url)
     except ImportError:
         protocol = url.split("://", 1)[0]
-        cls = fsspec.registry.known_implementations.get(protocol, {}).get("class", "")
+        from fsspec.registry import known_implementations
+
+        cls = known_implementations.get(protocol, {}).get("class", "")
         package = cls.split(".", 1)[0] or f"the fsspec implementation of {protocol}://"
         raise CheckpointError(f"reading {protocol}:// URLs needs the {package} package (pip install {package}): "
                               f"{url}") from None

@@ -244,6 +244,9 @@ class Dataset(abc.ABC):
     #: (DESIGN §3; see `prime_core.build.dataset_for_checkpoint`). A value equal to the option's default in the
     #: constructor signature (e.g. a built-in corpus name) is not a location the metadata chose, and is kept.
     location_options: ClassVar[tuple[str, ...]] = ()
+    #: The subset of `location_options` that hold caches (derived data that changes no result, e.g. tokenized
+    #: splits): a checkpoint's value is dropped and, unless the user gives one, the default is used.
+    cache_options: ClassVar[tuple[str, ...]] = ()
     num_classes: int
     length: int
 

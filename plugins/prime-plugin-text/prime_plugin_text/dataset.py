@@ -45,6 +45,7 @@ class TextDataset(Dataset):
     # file paths, but those are read only to build a tokenizer for training, which a checkpoint's data set never
     # does (it decodes with the stored tokenizer or refuses).
     location_options = ("source", "cache_dir")
+    cache_options = ("cache_dir",)
 
     def __init__(self, source: str | list[str] = "austen", tokenizer: str = "bpe", tokenizer_options: dict | None = None,
                  length: int = 128, valid_fraction: float = 0.05, test_fraction: float = 0.05, max_chars: int = 0,
