@@ -340,7 +340,11 @@ def cli_ckpt(tmp_path_factory):
     (lambda p, c: "s3://bucket/c.safetensors", "pip install s3fs"),
 ])
 @pytest.mark.parametrize("command", ["eval", "sample"])
-def test_cli_one_line_for_bad_checkpoint_files(tmp_path, cli_ckpt, make, pattern, command):
+def test_cli_one_line_for_bad_checkpoint_files(tmp_path, cli_ckpt, make, pattern, command, capsys):
+    """The whole matrix through `prime_core.cli.main` (in process, fast); the subprocess test below checks the
+    real exit code and stderr of a few rows."""
+    from prime_core.cli import main
+
     if "s3fs" in pattern:
         try:
             import s3fs  # noqa: F401
@@ -348,18 +352,20 @@ def test_cli_one_line_for_bad_checkpoint_files(tmp_path, cli_ckpt, make, pattern
         except ImportError:
             pass
     url = make(tmp_path / "bad.safetensors", cli_ckpt)
-    out = prime_cli(command, url, "--out", str(tmp_path / "o")) if command == "sample" else prime_cli(command, url)
-    assert_one_line_error(out, pattern)
+    extra = ["--out", str(tmp_path / "o")] if command == "sample" else []
+    assert main([command, url, *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("prime: error:") and pattern in err[0], err
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_weights_ema_without_ema(tmp_path, cli_ckpt):
+def test_cli_subprocess_rows(tmp_path, cli_ckpt, registry):
+    """Exit code 2, one stderr line, nothing written: /dev/zero, --weights ema without EMA, a config that is a
+    list, a huge width in the metadata."""
+    assert_one_line_error(prime_cli("eval", "/dev/zero"), "not a regular file")
     out = prime_cli("sample", cli_ckpt, "--weights", "ema", "--out", str(tmp_path / "o"))
     assert_one_line_error(out, "has no 'ema' weights; it holds: model")
     assert not (tmp_path / "o").exists()
-
-
-def test_cli_config_list_and_huge_width(tmp_path, registry):
     url = write_ckpt(tmp_path / "l.safetensors", registry, meta_patch=lambda m: m.update(config=[1]))
     assert_one_line_error(prime_cli("eval", url), "no valid config")
 
@@ -367,7 +373,7 @@ def test_cli_config_list_and_huge_width(tmp_path, registry):
         meta["config"]["model"]["width"] = 2**40
 
     url = write_ckpt(tmp_path / "w.safetensors", registry, meta_patch=huge)
-    assert_one_line_error(prime_cli("eval", url), "does not match its config's model: tensor model/")
+    assert_one_line_error(prime_cli("sample", url), "does not match its config's model: tensor model/")
 
 
 # ------------------------------------------------------------------------------------------------ inert metadata
