@@ -11,7 +11,7 @@ import torch
 
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import Config
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, PrimeError
 from .interfaces import BackboneSpec
 from .model import PrimeModel
 from .registry import Registry, get_registry
@@ -191,10 +191,12 @@ def load_model(url: str, registry: Registry | None = None, weights: str = "model
     config = checkpoint_config(ckpt.meta, url)
     state = _weights(ckpt, weights, url)
     skeleton = _meta_model(config, registry, url)
-    _check_sizes_meta(ckpt.meta, config, skeleton, url)
-    _check_state_shapes(skeleton, state, weights, url)
-    _check_model_memory(skeleton, url)
+    if skeleton is not None:
+        _check_model(ckpt.meta, skeleton, state, weights, url)
+        _check_model_memory(skeleton, url)
     model = build_model(config, registry)
+    if skeleton is None:  # a component that cannot be built on the meta device: same checks, after the build
+        _check_model(ckpt.meta, model, state, weights, url)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # dtypes or values the shape check cannot see
@@ -228,16 +230,24 @@ def _weights(ckpt, weights: str, url: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _meta_model(config: Config, registry: Registry | None, url: str) -> PrimeModel:
-    """The model on the meta device: every shape, no memory."""
+def _meta_model(config: Config, registry: Registry | None, url: str) -> PrimeModel | None:
+    """The model on the meta device: every shape, no memory. None if a (third-party) component needs real
+    tensors while it is constructed (e.g. calls ``.item()``): the caller then checks after a real build."""
     try:
         with torch.device("meta"):
             return build_model(config, registry)
-    except ConfigError as exc:
+    except PrimeError as exc:
         raise CheckpointError(f"checkpoint {url} has no valid config: {str(exc).splitlines()[0]}") from None
+    except (RuntimeError, NotImplementedError):
+        return None
 
 
-def _check_sizes_meta(meta: dict[str, Any], config: Config, model: PrimeModel, url: str) -> None:
+def _check_model(meta: dict[str, Any], model: PrimeModel, state: dict, weights: str, url: str) -> None:
+    _check_sizes_meta(meta, model, url)
+    _check_state_shapes(model, state, weights, url)
+
+
+def _check_sizes_meta(meta: dict[str, Any], model: PrimeModel, url: str) -> None:
     """The top-level num_classes / ell / base / length of the metadata must equal the model the config builds."""
     for key in ("num_classes", "ell", "base", "length"):
         if key in meta and meta[key] != getattr(model, key):

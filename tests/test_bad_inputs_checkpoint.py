@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import attrs
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +23,7 @@ import prime_core.checkpoint as ckpt_mod
 from prime_core import CheckpointError, Config, ConfigError, Dataset, DataConfig, ModelConfig, PrimeError, hookimpl
 from prime_core import build_model, load_model, save_model
 from prime_core.build import dataset_for_checkpoint
+from prime_core.builtin.mlp import MLPBackbone
 from prime_core.checkpoint import read_checkpoint, read_checkpoint_file
 
 MODEL = ModelConfig(num_classes=6, length=3, ell=2, width=8, backbone_options={"hidden": 32, "depth": 1})
@@ -440,3 +442,30 @@ def test_data_metadata_must_be_an_object(registered):
     reg = registered(LocatedPlugin())
     with pytest.raises(CheckpointError, match="'data' must be a JSON object, got list"):
         dataset_for_checkpoint(_located_config(), [1], registry=reg)
+
+
+class RealTensorBackbone(MLPBackbone):
+    """A backbone whose constructor needs real tensor values, so it cannot be built on the meta device."""
+
+    def __init__(self, spec, **options):
+        super().__init__(spec, **options)
+        self.scale = float(torch.ones(1).sum())
+
+
+class RealTensorPlugin:
+    @hookimpl
+    def register_backbones(self, register):
+        register("real-tensor-mlp", RealTensorBackbone)
+
+
+def test_component_that_needs_real_tensors_still_loads_and_is_checked(tmp_path, registered):
+    reg = registered(RealTensorPlugin())
+    cfg = Config(model=attrs.evolve(MODEL, backbone="real-tensor-mlp"))
+    url = write_ckpt(tmp_path / "c.safetensors", reg, cfg)
+    with pytest.raises((RuntimeError, NotImplementedError)), torch.device("meta"):
+        build_model(cfg, reg)
+    model, _, _ = load_model(url, reg)
+    assert model.backbone.scale == 1.0
+    write_ckpt(tmp_path / "c.safetensors", reg, cfg, meta_patch=lambda m: m.update(num_classes=7))
+    with pytest.raises(CheckpointError, match="metadata num_classes=7"):
+        load_model(url, reg)
