@@ -138,12 +138,13 @@ def test_huge_header_length_is_refused_before_reading_it(tmp_path, counted):
     assert counted[0].bytes_read == 8
 
 
-def test_trailing_bytes_and_every_truncation_are_refused(tmp_path, registry):
+def test_trailing_bytes_and_every_truncation_are_refused(tmp_path, registry, counted):
     url = write_ckpt(tmp_path / "c.safetensors", registry)
     good = open(url, "rb").read()
     (tmp_path / "t.safetensors").write_bytes(good + b"\0")
     with pytest.raises(CheckpointError, match="trailing data"):
         read_checkpoint(str(tmp_path / "t.safetensors"))
+    assert counted[0].bytes_read == 8 + int.from_bytes(good[:8], "little")  # refused after the header
     for cut in sorted({0, 3, 7, 8, 9, 20, len(good) // 2, len(good) - 1}):
         with pytest.raises(CheckpointError):
             read_checkpoint_file(io.BytesIO(good[:cut]), cut, f"cut at {cut}")
@@ -161,12 +162,10 @@ def test_trailing_bytes_and_every_truncation_are_refused(tmp_path, registry):
     ({"__metadata__": {"prime": "[1, 2]"}}, "prime metadata is a JSON list"),
     ({"__metadata__": {"prime": '"text"'}}, "prime metadata is a JSON str"),
     ({"__metadata__": {"prime": "{not json"}}, "prime metadata is not JSON"),
-    ({"__metadata__": {"other": "x"}}, "without prime metadata"),
     ({"__metadata__": prime_meta(format_version="1")}, "format_version must be an integer ≥ 1, got '1'"),
     ({"__metadata__": prime_meta(format_version=1.0)}, "format_version must be an integer ≥ 1, got 1.0"),
     ({"__metadata__": prime_meta(format_version=True)}, "format_version must be an integer ≥ 1, got True"),
     ({"__metadata__": prime_meta(format_version=-3)}, "format_version must be an integer ≥ 1, got -3"),
-    ({"__metadata__": prime_meta(format_version=99)}, "newer than this prime-core"),
 ])
 def test_malformed_headers_are_one_line_checkpoint_errors(tmp_path, header, pattern):
     data = b"\0" * 8 if "w" in header else b""
@@ -255,8 +254,6 @@ def test_the_fuzzed_original_is_valid():
 @pytest.mark.parametrize("config,pattern", [
     ([1, 2], "no valid config: expected a JSON object of sections, got list"),
     ("model", "no valid config: expected a JSON object of sections, got str"),
-    ({"model": [1]}, "no valid config"),
-    ({"model": {"width": "wide"}}, "no valid config"),
 ])
 def test_config_that_is_not_a_config_is_refused(tmp_path, registry, config, pattern):
     url = write_ckpt(tmp_path / "c.safetensors", registry, meta_patch=lambda m: m.update(config=config))
@@ -335,8 +332,6 @@ def cli_ckpt(tmp_path_factory):
 @pytest.mark.parametrize("make,pattern", [
     (lambda p, c: "/dev/zero", "not a regular file"),
     (lambda p, c: (open(p, "wb").truncate(100 * 2**30), str(p))[1], "header length 0"),
-    (lambda p, c: (p.write_bytes(os.urandom(300)), str(p))[1], "not a prime checkpoint"),
-    (lambda p, c: (p.write_bytes(open(c, "rb").read()[:-5]), str(p))[1], "truncated or with trailing data"),
     (lambda p, c: raw_file(p, {"__metadata__": {"prime": "[1]"}}), "prime metadata is a JSON list"),
     (lambda p, c: raw_file(p, {"__metadata__": prime_meta(format_version="x")}), "format_version must be"),
     (lambda p, c: "s3://bucket/c.safetensors", "pip install s3fs"),
