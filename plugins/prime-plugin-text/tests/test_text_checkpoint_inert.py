@@ -72,6 +72,7 @@ def test_eval_never_reads_a_stored_url_or_writes_a_stored_cache(tmp_path, corpus
     # the user names the data: it is read, the stored cache_dir is not used (the user's default cache is)
     assert main(["eval", ckpt, "--mc", "1", "--max-sequences", "2", "--data-option", f"source={corpus}"]) == 0
     assert guarded == [str(corpus)] and not evil_cache.exists() and os.listdir(tmp_path / "user-cache")
+    capsys.readouterr()
     # sampling decodes with the stored tokenizer, reading nothing
     assert main(["sample", ckpt, "-n", "2", "--steps", "2", "--quiet", "--json"]) == 0
     decoded = json.loads(capsys.readouterr().out)["decoded"]
