@@ -4,15 +4,15 @@ and the one-line error contract (bad input → one line on stderr, exit code 2, 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Callable
-
-EXIT_USAGE = 2
 
 
 def checkpoint_parser(prog: str, doc: str, output: str, output_help: str) -> argparse.ArgumentParser:
     """A parser with CHECKPOINT, -o/--output (default ``output``), --weights and --force."""
-    p = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    from prime_core.cliargs import DEBUG_HELP, Parser
+
+    p = Parser(prog=prog, description=doc.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     p.add_argument("checkpoint", help="prime checkpoint (.safetensors path or fsspec URL)")
     p.add_argument("-o", "--output", default=output, help=f"{output_help} (default {output})")
     p.add_argument("--weights", default="model", choices=["model", "ema"], help="which weights to export")
@@ -20,13 +20,8 @@ def checkpoint_parser(prog: str, doc: str, output: str, output_help: str) -> arg
     return p
 
 
-def run_command(prog: str, body: Callable[[], None]) -> int:
-    """Run ``body``; a user error becomes one line ``prog: error: …`` on stderr and exit code 2."""
-    from prime_core.errors import PrimeError
+def run_command(prog: str, body: Callable[[], None], args=None) -> int:
+    """Run ``body``: bad input becomes one line ``prog: error: …`` on stderr and exit code 2 (prime_core.cliargs)."""
+    from prime_core.cliargs import run_command as run
 
-    try:
-        body()
-        return 0
-    except (PrimeError, ValueError, FileNotFoundError, PermissionError) as exc:
-        print(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return EXIT_USAGE
+    return run(prog, body, args)

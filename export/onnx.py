@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from prime_core.cliargs import count
+
 from .command import checkpoint_parser, run_command
 
 
@@ -17,8 +19,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .graph import DEFAULT_OPSET
 
     p = checkpoint_parser("python -m export.onnx", __doc__, "step.onnx", "ONNX file to write")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    p.add_argument("--batch", type=int, default=5, help="largest batch size of the parity check (default 5)")
+    p.add_argument("--opset", type=count("--opset", 7, 99), default=DEFAULT_OPSET,
+                   help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--batch", type=count("--batch", 1, 4096), default=5,
+                   help="largest batch size of the parity check (default 5)")
     p.add_argument("--gumbel-dtype", choices=["float32", "float64"],
                    help="dtype of the Gumbel noise input (default: the checkpoint's sample.gumbel_dtype)")
     p.add_argument("--no-probs", action="store_true", help="export y_s only (no probabilities output)")
@@ -29,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command("export.onnx", lambda: _export(args))
+    return run_command("export.onnx", lambda: _export(args), args)
 
 
 def _export(args) -> None:

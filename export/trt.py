@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from prime_core.cliargs import count
+
 from .command import checkpoint_parser, run_command
 
 
@@ -18,10 +20,10 @@ def build_parser() -> argparse.ArgumentParser:
     prec = p.add_mutually_exclusive_group()
     prec.add_argument("--fp16", action="store_true", help="float16 weights (an fp16 ONNX graph)")
     prec.add_argument("--bf16", action="store_true", help="bfloat16 weights (a bf16 ONNX graph)")
-    p.add_argument("--min-batch", type=int, default=1)
-    p.add_argument("--opt-batch", type=int, default=8)
-    p.add_argument("--max-batch", type=int, default=32)
-    p.add_argument("--opset", type=int, help="ONNX opset of the intermediate graph")
+    p.add_argument("--min-batch", type=count("--min-batch", 1, 1 << 20), default=1)
+    p.add_argument("--opt-batch", type=count("--opt-batch", 1, 1 << 20), default=8)
+    p.add_argument("--max-batch", type=count("--max-batch", 1, 1 << 20), default=32)
+    p.add_argument("--opset", type=count("--opset", 7, 99), help="ONNX opset of the intermediate graph")
     return p
 
 
@@ -36,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                               opt_batch=args.opt_batch, max_batch=args.max_batch, opset=args.opset,
                               weights=args.weights, force=args.force)
 
-    return run_command("export.trt", build)
+    return run_command("export.trt", build, args)
 
 
 if __name__ == "__main__":

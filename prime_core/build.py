@@ -140,7 +140,14 @@ def build_model(config: Config, registry: Registry | None = None) -> PrimeModel:
     schedule = registry.build("schedule", m.schedule, **m.schedule_options)
     spec = BackboneSpec(out_dim=head.output_dim(subtoken_map), base=subtoken_map.base, ell=m.ell, length=m.length,
                         width=m.width, num_classes=m.num_classes, time_conditioned=m.time_conditioned)
-    backbone = registry.build("backbone", m.backbone, spec, **m.backbone_options)
+    try:
+        backbone = registry.build("backbone", m.backbone, spec, **m.backbone_options)
+    except (TypeError, ValueError, RuntimeError) as exc:  # e.g. an unknown option, hidden=-5
+        if isinstance(exc, PrimeError):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"backbone {m.backbone!r} rejected model.backbone_options="
+                          f"{m.backbone_options}: {first}") from None
     return PrimeModel(subtoken_map, backbone, head, schedule, noise=m.noise)
 
 
@@ -233,13 +240,17 @@ def _weights(ckpt, weights: str, url: str) -> dict[str, torch.Tensor]:
 def _meta_model(config: Config, registry: Registry | None, url: str) -> PrimeModel | None:
     """The model on the meta device: every shape, no memory. None if a (third-party) component needs real
     tensors while it is constructed (e.g. calls ``.item()``): the caller then checks after a real build."""
+    meta_only = (RuntimeError, NotImplementedError)  # what torch raises for values of meta tensors
     try:
         with torch.device("meta"):
             return build_model(config, registry)
-    except PrimeError as exc:
-        raise CheckpointError(f"checkpoint {url} has no valid config: {str(exc).splitlines()[0]}") from None
-    except (RuntimeError, NotImplementedError):
+    except meta_only:
         return None
+    except PrimeError as exc:
+        # build_model turns a backbone's RuntimeError into a one-line ConfigError; its context tells them apart
+        if isinstance(exc.__context__, meta_only) and not isinstance(exc.__context__, PrimeError):
+            return None
+        raise CheckpointError(f"checkpoint {url} has no valid config: {str(exc).splitlines()[0]}") from None
 
 
 def _check_model(meta: dict[str, Any], model: PrimeModel, state: dict, weights: str, url: str) -> None:

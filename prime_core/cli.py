@@ -11,9 +11,11 @@ import json
 import os
 import sys
 
+from . import cliargs
 from .errors import PrimeError
 
-EXIT_USAGE = 2
+EXIT_USAGE = cliargs.EXIT_USAGE
+MAX_IDLE_UNITS = 2**24
 
 
 def _registry():
@@ -62,22 +64,27 @@ def cmd_run(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ sample
-def _parse_fixed(text: str | None, length: int):
-    """"i:tok,i:tok" → fixed-token row [L] with −1 elsewhere."""
+def _parse_fixed(text: str | None, length: int, num_classes: int):
+    """"i:tok,i:tok" → fixed-token row [L] with −1 elsewhere (positions < L, tokens < C: `cliargs.parse_fixed`)."""
     import torch
 
-    if not text:
+    from .cliargs import parse_fixed
+
+    if text is None:
         return None
+    try:
+        pairs = parse_fixed(text, length, num_classes)
+    except ValueError as exc:
+        raise PrimeError(str(exc)) from None
     row = torch.full((length,), -1, dtype=torch.long)
-    for part in text.split(","):
-        try:
-            pos, tok = (int(v) for v in part.split(":"))
-        except ValueError:
-            raise PrimeError(f"--fix expects position:token pairs like 0:5,1:7, got {part!r}") from None
-        if not 0 <= pos < length:
-            raise PrimeError(f"--fix position {pos} is outside [0, {length - 1}]")
+    for pos, tok in pairs:
         row[pos] = tok
     return row
+
+
+def _given(value, default):
+    """The option as given, or the stored default when it was left out (never when it is 0 or empty)."""
+    return default if value is None else value
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -98,9 +105,14 @@ def cmd_sample(args) -> int:
 
     model, config, ckpt = load_model(args.checkpoint, weights=args.weights)
     s = config.sample
-    name = args.sampler or s.sampler
+    name = _given(args.sampler, s.sampler)
     options = {**(s.options if name == s.sampler else {}), **_parse_options(args.option)}
     sampler = _registry().build("sampler", name, **options)
+    if args.step_model is not None and args.runtime == "torch":
+        raise PrimeError("--step-model is the exported step of --runtime onnxruntime or tensorrt; it does nothing "
+                         "with --runtime torch")
+    if args.trajectory and not args.out:
+        raise PrimeError("--trajectory draws trajectory.png into the --out folder: pass --out DIR")
     if args.runtime != "torch":  # the exported step (prime-export), imported only when asked for
         if name != "ancestral" or options:
             raise PrimeError(f"--runtime {args.runtime} drives the ancestral sampler without options only, "
@@ -111,17 +123,18 @@ def cmd_sample(args) -> int:
             raise PrimeError(f"--runtime {args.runtime} needs the prime-export distribution "
                              f"(pip install -e export): {exc}") from None
         sampler = runtime_sampler(args.runtime, model, config, args.checkpoint, step_model=args.step_model,
-                                  gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta, top_p=args.top_p or s.top_p)
+                                  gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta, top_p=_given(args.top_p, s.top_p))
+    gumbel_dtype = _given(args.gumbel_dtype, s.gumbel_dtype)
     result = sampler.sample(
-        model, args.num_samples or s.num_samples, steps=args.steps or s.steps, seed=args.seed,
-        temperature=args.temperature or s.temperature, top_p=args.top_p or s.top_p,
-        gumbel_dtype=getattr(torch, args.gumbel_dtype or s.gumbel_dtype), cache=not args.no_cache,
-        fixed_tokens=_parse_fixed(args.fix, model.length), return_trajectory=args.trajectory,
+        model, _given(args.num_samples, s.num_samples), steps=_given(args.steps, s.steps), seed=args.seed,
+        temperature=_given(args.temperature, s.temperature), top_p=_given(args.top_p, s.top_p),
+        gumbel_dtype=getattr(torch, gumbel_dtype), cache=not args.no_cache,
+        fixed_tokens=_parse_fixed(args.fix, model.length, model.num_classes), return_trajectory=args.trajectory,
         progress=not args.quiet)
     report = {"steps": result.steps, "nfe_mean": float(result.nfe.float().mean()),
               "idle_steps_mean": float(result.idle_steps.float().mean()),
               "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
-              "forward_calls": result.forward_calls, "gumbel_dtype": args.gumbel_dtype or s.gumbel_dtype,
+              "forward_calls": result.forward_calls, "gumbel_dtype": gumbel_dtype,
               "tokens": result.tokens.tolist()}
     dataset = _sample_dataset(config, ckpt.meta.get("data"), required=bool(args.out),
                               locations=_parse_options(args.data_option))
@@ -162,7 +175,7 @@ def _sample_dataset(config, data_meta, *, required: bool, locations: dict):
 
     try:
         dataset = dataset_for_checkpoint(config, data_meta, locations=locations, need_data=False)
-        # Decoding zero rows fails now, before sampling and before --out is created, if it cannot decode at all.
+        # Decoding zero rows fails here, before --out is created, if the data set cannot decode at all.
         dataset.decode_samples(torch.zeros((0, config.model.length), dtype=torch.long))
         return dataset
     except (PrimeError, FileNotFoundError) as exc:
@@ -187,10 +200,9 @@ def cmd_eval(args) -> int:
 def cmd_idle_steps(args) -> int:
     from .idle import idle_report
 
-    for name, value in (("--length", args.length), ("--ell", args.ell), ("--steps", args.steps),
-                        ("--runs", args.runs)):
-        if value < 1:
-            raise PrimeError(f"{name} must be ≥ 1, got {value}")
+    if args.length * args.ell > MAX_IDLE_UNITS:  # the simulation draws L·ℓ reveal steps per run
+        raise PrimeError(f"--length × --ell = {args.length * args.ell} sub-tokens is more than the simulation "
+                         f"handles ({MAX_IDLE_UNITS}); use a smaller L or ℓ")
     schedule = _registry().build("schedule", args.schedule)
     rep = idle_report(schedule, args.schedule, args.length, args.ell, args.steps, args.runs, args.seed)
     if args.json:
@@ -216,7 +228,8 @@ def cmd_conformance(args) -> int:
 
 # ------------------------------------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="prime", description="Partial-masking discrete diffusion (MDM-Prime).")
+    p = cliargs.Parser(prog="prime", description="Partial-masking discrete diffusion (MDM-Prime).")
+    p.add_argument("--debug", action="store_true", help=cliargs.DEBUG_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
     sp = sub.add_parser("plugins", help="list installed plugins and their components")
@@ -246,12 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("sample", help="draw samples from a checkpoint")
     sp.add_argument("checkpoint")
-    sp.add_argument("-n", "--num-samples", type=int)
-    sp.add_argument("--steps", type=int)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("-n", "--num-samples", type=cliargs.samples, help=f"1 … {cliargs.MAX_SAMPLES}")
+    sp.add_argument("--steps", type=cliargs.steps, help=f"T, 1 … {cliargs.MAX_STEPS}")
+    sp.add_argument("--seed", type=cliargs.seed, default=0, help=f"0 … {cliargs.MAX_SEED}")
     sp.add_argument("--sampler")
-    sp.add_argument("--temperature", type=float)
-    sp.add_argument("--top-p", type=float)
+    sp.add_argument("--temperature", type=cliargs.temperature, help="τ in (0, 100]")
+    sp.add_argument("--top-p", type=cliargs.top_p, help="nucleus mass in (0, 1]")
     sp.add_argument("--gumbel-dtype", choices=["float32", "float64"])
     sp.add_argument("--no-cache", action="store_true", help="evaluate every row at every step (baseline)")
     sp.add_argument("--fix", help="prefix / infill constraints as position:token pairs, e.g. 0:3,1:7")
@@ -266,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "onnxruntime exports one on the fly when omitted")
     sp.add_argument("--out", help="folder for samples.json (and a PNG where the data set draws one)")
     _add_data_option(sp)
-    sp.add_argument("--show", type=int, default=8, help="samples to print")
+    sp.add_argument("--show", type=cliargs.count("--show", 0), default=8, help="samples to print")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_sample)
@@ -274,28 +287,32 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("eval", help="valid likelihood bounds (≤ PPL) and training objectives on held-out data")
     sp.add_argument("checkpoint")
     sp.add_argument("--split", default="valid", choices=["train", "valid", "test"])
-    sp.add_argument("--mc", type=int, help="Monte-Carlo samples per sequence")
-    sp.add_argument("--steps", type=int, help="T for the T-step NELBO")
-    sp.add_argument("--max-sequences", type=int)
+    sp.add_argument("--mc", type=cliargs.count("--mc", 1, cliargs.MAX_MC),
+                    help=f"Monte-Carlo samples per sequence, 1 … {cliargs.MAX_MC}")
+    sp.add_argument("--steps", type=cliargs.steps, help=f"T for the T-step NELBO, 1 … {cliargs.MAX_STEPS}")
+    sp.add_argument("--max-sequences", type=cliargs.count("--max-sequences"), help="≥ 1")
     sp.add_argument("--weights", default="model", choices=["model", "ema"])
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=cliargs.seed, default=0, help=f"0 … {cliargs.MAX_SEED}")
     sp.add_argument("--json", action="store_true")
     _add_data_option(sp)
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("idle-steps", help="expected and simulated idle steps of the T-step sampler")
-    sp.add_argument("--length", type=int, required=True, help="L, tokens per sequence")
-    sp.add_argument("--ell", type=int, required=True, help="ℓ, sub-tokens per token")
-    sp.add_argument("--steps", type=int, required=True, help="T, sampling steps")
+    sp.add_argument("--length", type=cliargs.count("--length"), required=True, help="L, tokens per sequence")
+    sp.add_argument("--ell", type=cliargs.count("--ell", 1, 64), required=True, help="ℓ, sub-tokens per token")
+    sp.add_argument("--steps", type=cliargs.steps, required=True, help=f"T, sampling steps, 1 … {cliargs.MAX_STEPS}")
     sp.add_argument("--schedule", default="linear")
-    sp.add_argument("--runs", type=int, default=100, help="simulated sampling runs")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--runs", type=cliargs.count("--runs", 1, 100_000), default=100,
+                    help="simulated sampling runs, 1 … 100000")
+    sp.add_argument("--seed", type=cliargs.seed, default=0)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_idle_steps)
 
     sp = sub.add_parser("conformance", help="run the conformance suites on a plugin's components (pytest)")
     add_conformance_arguments(sp)
     sp.set_defaults(func=cmd_conformance)
+    for sp in sub.choices.values():  # `prime CMD … --debug` too; SUPPRESS keeps a `prime --debug CMD` intact
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=cliargs.DEBUG_HELP)
     return p
 
 
@@ -318,12 +335,4 @@ def add_conformance_arguments(sp: argparse.ArgumentParser) -> argparse.ArgumentP
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (PrimeError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"prime: error: {msg}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("prime: interrupted", file=sys.stderr)
-        return 130
+    return cliargs.run_command("prime", lambda: args.func(args), args)
