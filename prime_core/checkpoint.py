@@ -104,10 +104,10 @@ def read_checkpoint_file(fh: BinaryIO, size: int, url: str = "<file>") -> Checkp
         raise CheckpointError(f"not a prime checkpoint (the file has {size} bytes, its header declares "
                               f"{8 + n + data_end}; truncated or with trailing data): {url}")
     meta = _prime_meta(metadata, url)
-    _check_memory(data_end, url)
-    data = _read_exact(fh, data_end, url)
+    _check_memory(2 * data_end, url)  # the file's bytes and the tensors made from them coexist while loading
+    blob = b"".join([n.to_bytes(8, "little"), raw_header, *_read_chunks(fh, data_end, url)])
     try:
-        tensors = st_load(b"".join((len(raw_header).to_bytes(8, "little"), raw_header, data)))
+        tensors = st_load(blob)
     except Exception as exc:  # safetensors raises its own error type; the header was checked, so this is rare
         raise CheckpointError(f"corrupt checkpoint {url}: {_first_line(exc)}") from None
     return Checkpoint(tensors, meta)
@@ -135,7 +135,12 @@ def _open(fs, path: str) -> BinaryIO:
 
 
 def _read_exact(fh: BinaryIO, n: int, url: str) -> bytes:
-    """Exactly ``n`` bytes (looping over short reads); fewer means the file shrank while being read."""
+    return b"".join(_read_chunks(fh, n, url))
+
+
+def _read_chunks(fh: BinaryIO, n: int, url: str) -> list[bytes]:
+    """Exactly ``n`` bytes in chunks of at most 64 MiB (looping over short reads); fewer means the file shrank
+    while being read."""
     chunks, left = [], n
     while left > 0:
         chunk = fh.read(min(left, 1 << 26))
@@ -143,7 +148,7 @@ def _read_exact(fh: BinaryIO, n: int, url: str) -> bytes:
             raise CheckpointError(f"checkpoint is truncated (ended {left} bytes early): {url}")
         chunks.append(chunk)
         left -= len(chunk)
-    return b"".join(chunks)
+    return chunks
 
 
 def _validated_header(raw: bytes, url: str) -> tuple[list, dict]:
@@ -152,7 +157,7 @@ def _validated_header(raw: bytes, url: str) -> tuple[list, dict]:
     section from 0 without gaps or overlaps, so the declared size is the exact size of the tensor bytes."""
     try:
         header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: deeply nested arrays, e.g. "[[[[…"
         raise CheckpointError(f"not a prime checkpoint (the safetensors header is not JSON): {url}") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"not a prime checkpoint (the safetensors header is a JSON "
@@ -200,7 +205,7 @@ def _prime_meta(metadata: Any, url: str) -> dict[str, Any]:
         raise CheckpointError(f"not a prime checkpoint (safetensors without prime metadata): {url}")
     try:
         meta = json.loads(metadata[_META_KEY])
-    except ValueError:
+    except (ValueError, RecursionError):
         raise CheckpointError(f"not a prime checkpoint (its prime metadata is not JSON): {url}") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"not a prime checkpoint (its prime metadata is a JSON {type(meta).__name__}, "
@@ -217,10 +222,10 @@ def _prime_meta(metadata: Any, url: str) -> dict[str, Any]:
 
 
 def _check_memory(nbytes: int, url: str) -> None:
-    """Refuse tensor data larger than the memory available now, before reading it."""
+    """Refuse to load when the ``nbytes`` it needs exceed the memory available now, before reading anything."""
     avail = available_memory()
     if avail is not None and nbytes > avail:
-        raise CheckpointError(f"checkpoint declares {nbytes / 2**30:.1f} GiB of tensors, more than the "
+        raise CheckpointError(f"loading this checkpoint needs {nbytes / 2**30:.1f} GiB, more than the "
                               f"{avail / 2**30:.1f} GiB of memory available: {url}")
 
 

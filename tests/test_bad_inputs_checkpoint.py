@@ -138,6 +138,14 @@ def test_huge_header_length_is_refused_before_reading_it(tmp_path, counted):
     assert counted[0].bytes_read == 8
 
 
+def test_deeply_nested_header_is_refused(tmp_path):
+    url = str(tmp_path / "n.safetensors")
+    raw = b"[" * 200_000
+    open(url, "wb").write(len(raw).to_bytes(8, "little") + raw)
+    with pytest.raises(CheckpointError, match="header is not JSON"):
+        read_checkpoint(url)
+
+
 def test_trailing_bytes_and_every_truncation_are_refused(tmp_path, registry, counted):
     url = write_ckpt(tmp_path / "c.safetensors", registry)
     good = open(url, "rb").read()
@@ -162,6 +170,7 @@ def test_trailing_bytes_and_every_truncation_are_refused(tmp_path, registry, cou
     ({"__metadata__": {"prime": "[1, 2]"}}, "prime metadata is a JSON list"),
     ({"__metadata__": {"prime": '"text"'}}, "prime metadata is a JSON str"),
     ({"__metadata__": {"prime": "{not json"}}, "prime metadata is not JSON"),
+    ({"__metadata__": {"prime": "[" * 100_000}}, "prime metadata is not JSON"),
     ({"__metadata__": prime_meta(format_version="1")}, "format_version must be an integer ≥ 1, got '1'"),
     ({"__metadata__": prime_meta(format_version=1.0)}, "format_version must be an integer ≥ 1, got 1.0"),
     ({"__metadata__": prime_meta(format_version=True)}, "format_version must be an integer ≥ 1, got True"),
