@@ -207,7 +207,8 @@ def load_model(url: str, registry: Registry | None = None, weights: str = "model
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # dtypes or values the shape check cannot see
-        raise CheckpointError(f"checkpoint {url} does not match its config's model: {str(exc).splitlines()[0]}") from None
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"checkpoint {url} does not match its config's model: {first}") from None
     model.eval()
     return model, config, ckpt
 
