@@ -139,7 +139,8 @@ def cmd_sample(args) -> int:
               "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
               "forward_calls": result.forward_calls, "gumbel_dtype": gumbel_dtype,
               "tokens": result.tokens.tolist()}
-    dataset = _sample_dataset(config, ckpt.meta.get("data"), required=bool(args.out))
+    dataset = _sample_dataset(config, ckpt.meta.get("data"), required=bool(args.out),
+                              locations=_parse_options(args.data_option))
     report["decoded"] = (dataset.decode_samples(result.tokens) if dataset is not None
                          else [" ".join(map(str, row.tolist())) for row in result.tokens])
     if args.out:
@@ -172,18 +173,25 @@ def _runtime(name: str):
     registry = _registry()
     if name not in registry.names("runtime"):
         known = ", ".join(["torch", *registry.names("runtime")])
-        hint = " (pip install prime-export for onnxruntime and tensorrt)" if name in ("onnxruntime", "tensorrt") else ""
+        exported = name in ("onnxruntime", "tensorrt")
+        hint = " (pip install prime-export for onnxruntime and tensorrt)" if exported else ""
         raise PrimeError(f"unknown --runtime {name!r}; installed runtimes: {known}{hint}")
     return registry.build("runtime", name)
 
 
-def _sample_dataset(config, data_meta, *, required: bool):
+def _sample_dataset(config, data_meta, *, required: bool, locations: dict):
     """The checkpoint's dataset, to decode (a stored tokenizer) and render samples. Only --out needs it; without
-    it a data set that cannot be built here (e.g. an image folder on another machine) leaves samples as ids."""
-    from .build import build_dataset
+    it a data set that cannot be built here (e.g. an image folder on another machine, a location not passed with
+    --data-option, no stored tokenizer) leaves samples as ids."""
+    import torch
+
+    from .build import dataset_for_checkpoint
 
     try:
-        return build_dataset(config, data_meta=data_meta)
+        dataset = dataset_for_checkpoint(config, data_meta, locations=locations, need_data=False)
+        # Decoding zero rows fails here, before --out is created, if the data set cannot decode at all.
+        dataset.decode_samples(torch.zeros((0, config.model.length), dtype=torch.long))
+        return dataset
     except (PrimeError, FileNotFoundError) as exc:
         if required:
             raise
@@ -196,7 +204,8 @@ def cmd_eval(args) -> int:
     from .evaluate import evaluate_report, format_report
 
     report = evaluate_report(args.checkpoint, split=args.split, mc_samples=args.mc, steps=args.steps,
-                             max_sequences=args.max_sequences, weights=args.weights, seed=args.seed)
+                             max_sequences=args.max_sequences, weights=args.weights, seed=args.seed,
+                             data_options=_parse_options(args.data_option))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
@@ -274,6 +283,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--step-model", help="exported step for --runtime (.onnx, or a TensorRT .engine); "
                     "onnxruntime exports one on the fly when omitted")
     sp.add_argument("--out", help="folder for samples.json (and a PNG where the data set draws one)")
+    _add_data_option(sp)
     sp.add_argument("--show", type=cliargs.count("--show", 0), default=8, help="samples to print")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--quiet", action="store_true")
@@ -289,6 +299,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--weights", default="model", choices=["model", "ema"])
     sp.add_argument("--seed", type=cliargs.seed, default=0, help=f"0 … {cliargs.MAX_SEED}")
     sp.add_argument("--json", action="store_true")
+    _add_data_option(sp)
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("idle-steps", help="expected and simulated idle steps of the T-step sampler")
@@ -317,6 +328,12 @@ def _add_debug(sub: argparse._SubParsersAction) -> None:
         for action in sp._actions:
             if isinstance(action, argparse._SubParsersAction):
                 _add_debug(action)
+
+
+def _add_data_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a location of the checkpoint's data set (e.g. source=PATH, cache_dir=DIR); a checkpoint "
+                    "never names the files or folders prime reads or writes (repeatable)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -253,6 +253,14 @@ class Dataset(abc.ABC):
     """Fixed-length token sequences: `split(name)` returns a LongTensor [N, L] with values < C."""
 
     name: ClassVar[str] = "dataset"
+    #: Constructor options whose values are locations (files, folders, fsspec URLs) the data set reads or writes.
+    #: When a data set is rebuilt for a checkpoint these come from the user, never from the checkpoint's metadata
+    #: (DESIGN §3; see `prime_core.build.dataset_for_checkpoint`). A value equal to the option's default in the
+    #: constructor signature (e.g. a built-in corpus name) is not a location the metadata chose, and is kept.
+    location_options: ClassVar[tuple[str, ...]] = ()
+    #: The subset of `location_options` that hold caches (derived data that changes no result, e.g. tokenized
+    #: splits): a checkpoint's value is dropped and, unless the user gives one, the default is used.
+    cache_options: ClassVar[tuple[str, ...]] = ()
     num_classes: int
     length: int
 
@@ -282,8 +290,10 @@ class Dataset(abc.ABC):
         return {}
 
     def load_checkpoint_meta(self, meta: dict[str, Any]) -> None:
-        """Restore what `checkpoint_meta` returned; `build_dataset` calls it right after construction when the
-        dataset is rebuilt for a checkpoint. Default: nothing to restore."""
+        """Restore what `checkpoint_meta` returned (``{}`` if the checkpoint stored nothing); called right after
+        construction whenever the dataset is rebuilt for a checkpoint, so it also tells the data set that it serves
+        one: it must then decode only with restored state (never re-derive it from data) and raise a one-line
+        `PrimeError` for malformed ``meta``. Default: nothing to restore."""
 
     def bytes_per_token(self, split: str) -> float | None:
         """Mean UTF-8 bytes per token of a split (text data sets), so bounds can be given in bits per byte."""

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from .build import build_dataset, load_model
+from .build import dataset_for_checkpoint, load_model, user_locations
 from .config import Config
 from .evaluate import evaluate_report, format_report
 from .registry import Registry, get_registry
@@ -26,6 +26,7 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
         return {}
 
     echo("[2/3] sampling")
+    locations = user_locations(config, registry)  # the user's data locations, never the checkpoint's
     model, config, loaded = load_model(ckpt, registry)
     s = config.sample
     sampler = registry.build("sampler", s.sampler, **s.options)
@@ -33,7 +34,7 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
     result = sampler.sample(model, s.num_samples, steps=s.steps, seed=0, temperature=s.temperature, top_p=s.top_p,
                             gumbel_dtype=getattr(torch, s.gumbel_dtype), progress=progress)
     sample_s = time.perf_counter() - t1
-    dataset = build_dataset(config, registry, loaded.meta.get("data"))
+    dataset = dataset_for_checkpoint(config, loaded.meta.get("data"), locations=locations, registry=registry)
     texts = dataset.decode_samples(result.tokens)
     png = dataset.render(result.tokens, os.path.join(out_dir, "samples.png"))
     sampling = {"num_samples": len(result.tokens), "steps": result.steps,
@@ -42,7 +43,7 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
                 "seconds": sample_s, "gumbel_dtype": s.gumbel_dtype}
 
     echo("[3/3] evaluating")
-    report = evaluate_report(ckpt, registry=registry)
+    report = evaluate_report(ckpt, registry=registry, data_options=locations)
     report.update(sampling=sampling, train_seconds=train_s, samples=texts[:8])
     with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as fh:
         json.dump(report, fh, indent=2)

@@ -114,7 +114,7 @@ def test_sample_without_buildable_dataset_prints_ids(trained, monkeypatch, capsy
     def unavailable(*args, **kwargs):
         raise PrimeError("image folder not found: /elsewhere")
 
-    monkeypatch.setattr(prime_core.build, "build_dataset", unavailable)
+    monkeypatch.setattr(prime_core.build, "dataset_for_checkpoint", unavailable)
     ckpt = str(trained / "checkpoint.safetensors")
     assert main(["sample", ckpt, "-n", "2", "--steps", "4", "--quiet", "--json"]) == 0
     captured = capsys.readouterr()

@@ -40,6 +40,12 @@ class TextDataset(Dataset):
     all), ``cache_dir``. Nothing is read until the data is first needed."""
 
     name = "text"
+    # Read (source) and written (cache_dir) locations; never taken from a checkpoint. source = "austen" is the
+    # constructor default, the embedded corpus, a name rather than a location. tokenizer_options may hold gpt2
+    # file paths, but those are read only to build a tokenizer for training, which a checkpoint's data set never
+    # does (it decodes with the stored tokenizer or refuses).
+    location_options = ("source", "cache_dir")
+    cache_options = ("cache_dir",)
 
     def __init__(self, source: str | list[str] = "austen", tokenizer: str = "bpe", tokenizer_options: dict | None = None,
                  length: int = 128, valid_fraction: float = 0.05, test_fraction: float = 0.05, max_chars: int = 0,
@@ -55,6 +61,7 @@ class TextDataset(Dataset):
         self.max_chars, self.cache_dir = int(max_chars), cache_dir or default_cache_dir()
         self.tokenizer = TOKENIZERS[tokenizer](**(tokenizer_options or {}))
         self._trained = isinstance(self.tokenizer, ByteTokenizer)
+        self._for_checkpoint = False  # set by load_checkpoint_meta: never train a tokenizer then
         self._splits: dict[str, torch.Tensor] | None = None
         self._bytes: dict[str, float] = {}
 
@@ -69,8 +76,9 @@ class TextDataset(Dataset):
         return {"tokenizer": self.tokenizer.to_json()}
 
     def load_checkpoint_meta(self, meta: dict[str, Any]) -> None:
+        self._for_checkpoint = True
         if "tokenizer" in meta:
-            tok = tokenizer_from_json(meta["tokenizer"])
+            tok = _stored_tokenizer(meta["tokenizer"])
             if tok.name != self.tokenizer.name:
                 raise PrimeError(f"the checkpoint's tokenizer is {tok.name!r} but data.options.tokenizer is "
                                  f"{self.tokenizer.name!r}")
@@ -97,6 +105,9 @@ class TextDataset(Dataset):
     def _ensure_tokenizer(self, parts=None, docs=None) -> None:
         if self._trained:
             return
+        if self._for_checkpoint:  # a tokenizer trained now from whatever data is at hand is not the model's
+            raise PrimeError(f"this checkpoint stores no {self.tokenizer.name} tokenizer, and prime never trains "
+                             "one to read a checkpoint (it would not be the model's); its samples stay token ids")
         if parts is None:
             docs, parts = self._parts()
         key = self._key(docs, {"untrained": self.tokenizer.name, "options": getattr(self.tokenizer, "files", None),
@@ -165,6 +176,19 @@ class TextDataset(Dataset):
     def decode_samples(self, tokens: torch.Tensor) -> list[str]:
         self._ensure_tokenizer()
         return [self.tokenizer.decode(row.tolist()) for row in tokens]
+
+
+def _stored_tokenizer(data: Any):
+    """A tokenizer from checkpoint metadata; anything malformed is a one-line `PrimeError`."""
+    if not isinstance(data, dict):
+        raise PrimeError(f"the checkpoint's tokenizer must be a JSON object, got {type(data).__name__}")
+    try:
+        return tokenizer_from_json(data)
+    except PrimeError:
+        raise
+    except Exception as exc:  # HF tokenizers raises a bare Exception for malformed JSON
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PrimeError(f"the checkpoint's {data.get('name')!r} tokenizer is corrupt: {first}") from None
 
 
 def _atomic_write(path: str, data: bytes) -> None:

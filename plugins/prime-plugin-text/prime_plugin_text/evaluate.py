@@ -20,7 +20,7 @@ import time
 import torch
 
 from prime_core import PrimeError, get_registry, load_model
-from prime_core.build import build_dataset
+from prime_core.build import dataset_for_checkpoint
 from prime_core.cliargs import DEBUG_HELP, Parser, run_command, samples, seed, steps
 
 GEN_PPL_LABEL = "gen. PPL (judge: prime AR baseline)"
@@ -83,7 +83,7 @@ def text_report(checkpoint: str, *, judge: str | None = None, num_samples: int =
         judge_model, _, _ = load_model(judge, registry)
         rep["gen_ppl"] = {"label": GEN_PPL_LABEL, "value": generative_perplexity(judge_model, tokens, registry),
                           "judge": judge}
-    dataset = build_dataset(config, registry, ckpt.meta.get("data"))
+    dataset = dataset_for_checkpoint(config, ckpt.meta.get("data"), need_data=False, registry=registry)
     rep["samples"] = dataset.decode_samples(tokens[:4])
     rep["checkpoint"] = checkpoint
     return rep
