@@ -214,7 +214,7 @@ def test_internal_errors_exit_1_with_one_line(monkeypatch, capsys):
         raise KeyError("state")
 
     parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli, "build_parser", lambda argv=None: parser)
     parser._subparsers._group_actions[0].choices["idle-steps"].set_defaults(func=boom)
     monkeypatch.delenv("PRIME_DEBUG", raising=False)
     assert cli.main(["idle-steps", "--length", "2", "--ell", "1", "--steps", "2"]) == 1
