@@ -42,9 +42,9 @@ def local_out_dir(out: str) -> str:
         if parts.netloc not in ("", "localhost"):
             raise PrimeError(f"--out {out!r}: a file:// URL must name a local path (file:///path), "
                              f"not host {parts.netloc!r}")
-        out = parts.path
-        if not out:
+        if not parts.path:
             raise PrimeError(f"--out {out!r}: the file:// URL has no path")
+        out = parts.path
     if os.path.exists(out) and not os.path.isdir(out):
         raise PrimeError(f"--out {out} is an existing file; it must be a folder (new or existing)")
     return out
@@ -100,8 +100,8 @@ def _lock(folder: str) -> int:
                 raise PrimeError(f"cannot lock run folder {folder}: {exc.strerror}") from None
             raise PrimeError(f"{folder} is being written by another prime process ({_holder(lock_path)}); wait for "
                              f"it to finish or choose another --out") from None
-        # the holder we waited on may have unlinked the file before closing it: a lock on a deleted inode guards
-        # nothing, so keep it only if the path still names the file we locked
+        # a releasing holder unlinks the file before closing it; if that happened between our open and flock we
+        # hold a lock on a deleted inode, which guards nothing: keep the lock only if the path still names our file
         try:
             same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
@@ -174,12 +174,6 @@ def _chain(folder: str, top: str) -> list[str]:
         if path == os.path.abspath(top) or os.path.dirname(path) == path:
             return out
         path = os.path.dirname(path)
-
-
-def is_claimed(folder: str) -> bool:
-    """Whether this process holds the lock on ``folder``."""
-    held = _HELD.get(os.path.realpath(folder))
-    return held is not None and held.fd is not None
 
 
 # ------------------------------------------------------------------------------------------------ contents
