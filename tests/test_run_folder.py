@@ -150,6 +150,31 @@ def test_a_lock_file_replaced_while_locking_is_locked_again(tmp_path, monkeypatc
     assert not out.exists()  # created by the claim and left empty: removed
 
 
+def test_a_deferred_claim_keeps_the_lock_a_nested_claim_took(tmp_path):
+    """`prime run` under torchrun: the pipeline defers locking to the trainer (rank 0, once the process group can
+    tell the others) and keeps the lock the trainer took until the report is written."""
+    import fcntl
+
+    out = tmp_path / "o"
+
+    def locked_by_someone() -> bool:
+        fd = os.open(out / LOCK_NAME, os.O_RDWR)  # a separate open file: flock conflicts even within a process
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    with claim(str(out), lock=False):
+        assert not out.exists()  # nothing taken, nothing created yet
+        with claim(str(out)):
+            assert locked_by_someone()
+        assert locked_by_someone()  # the trainer is done; the pipeline still holds the folder
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------------------------------------ --force
 def test_force_keeps_the_old_run_until_the_new_one_is_valid(tmp_path, capsys):
     out = tmp_path / "run"
