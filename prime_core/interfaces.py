@@ -306,7 +306,11 @@ class Dataset(abc.ABC):
 
 # --------------------------------------------------------------------------------------------- training / export / metrics
 class Trainer(abc.ABC):
-    """Runs optimisation and writes checkpoints."""
+    """Runs optimisation and writes checkpoints.
+
+    ``fit`` owns ``out_dir`` for its lifetime: `prime_core.rundir` gives the rules both built-in trainers follow
+    (`local_out_dir`, `claim` — one writer per folder —, `start_over` for ``force`` only after validation,
+    `trim_metrics` on resume)."""
 
     name: ClassVar[str] = "trainer"
 

@@ -12,11 +12,22 @@ from .build import dataset_for_checkpoint, load_model, user_locations
 from .config import Config
 from .evaluate import evaluate_report, format_report
 from .registry import Registry, get_registry
+from .rundir import claim, local_out_dir, write_text_atomic
 
 
 def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: bool = False,
                  progress: bool = True, registry: Registry | None = None, echo=print) -> dict:
+    """Train, sample, evaluate and report into ``out_dir``, held exclusively from start to report."""
     registry = registry or get_registry()
+    out_dir = local_out_dir(out_dir)
+    # under torchrun the trainer takes the lock on rank 0 once its process group can tell the other ranks;
+    # the claim here keeps it until the report is written
+    with claim(out_dir, lock="WORLD_SIZE" not in os.environ):
+        return _run(config, out_dir, resume, force, progress, registry, echo)
+
+
+def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool, registry: Registry,
+         echo) -> dict:
     t0 = time.perf_counter()
     echo(f"[1/3] training ({config.train.trainer} trainer, {config.train.steps} steps) → {out_dir}")
     trainer = registry.build("trainer", config.train.trainer)
@@ -45,8 +56,7 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
     echo("[3/3] evaluating")
     report = evaluate_report(ckpt, registry=registry, data_options=locations)
     report.update(sampling=sampling, train_seconds=train_s, samples=texts[:8])
-    with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2)
+    write_text_atomic(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2))
     _write_markdown(os.path.join(out_dir, "report.md"), config, report, png)
     echo(format_report(report))
     echo(f"sampling: {sampling['num_samples']} samples × {sampling['steps']} steps, NFE {sampling['nfe_mean']:.1f}"
@@ -77,5 +87,4 @@ def _write_markdown(path: str, config: Config, report: dict, png: str | None) ->
     if png:
         lines += [f"![samples]({os.path.basename(png)})", ""]
     lines += ["## Samples", ""] + [f"- `{t[:300]}`" for t in report["samples"]]
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
