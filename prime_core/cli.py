@@ -108,7 +108,9 @@ def cmd_sample(args) -> int:
     import torch
 
     from .build import load_model
+    from .rundir import local_out_dir, write_text_atomic
 
+    out = None if args.out is None else local_out_dir(args.out)  # before any work: a URL or a file is refused
     model, config, ckpt = load_model(args.checkpoint, weights=args.weights)
     s = config.sample
     name = _given(args.sampler, s.sampler)
@@ -128,30 +130,31 @@ def cmd_sample(args) -> int:
                                   gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta,
                                   top_p=_given(args.top_p, s.top_p))
     gumbel_dtype = _given(args.gumbel_dtype, s.gumbel_dtype)
+    fixed = _parse_fixed(args.fix, model.length, model.num_classes)
+    # the data set decodes and draws; if --out needs it and it cannot be built, fail before sampling
+    dataset = _sample_dataset(config, ckpt.meta.get("data"), required=out is not None,
+                              locations=_parse_options(args.data_option))
     result = sampler.sample(
         model, _given(args.num_samples, s.num_samples), steps=_given(args.steps, s.steps), seed=args.seed,
         temperature=_given(args.temperature, s.temperature), top_p=_given(args.top_p, s.top_p),
         gumbel_dtype=getattr(torch, gumbel_dtype), cache=not args.no_cache,
-        fixed_tokens=_parse_fixed(args.fix, model.length, model.num_classes), return_trajectory=args.trajectory,
+        fixed_tokens=fixed, return_trajectory=args.trajectory,
         progress=not args.quiet)
     report = {"steps": result.steps, "nfe_mean": float(result.nfe.float().mean()),
               "idle_steps_mean": float(result.idle_steps.float().mean()),
               "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
               "forward_calls": result.forward_calls, "gumbel_dtype": gumbel_dtype,
               "tokens": result.tokens.tolist()}
-    dataset = _sample_dataset(config, ckpt.meta.get("data"), required=bool(args.out),
-                              locations=_parse_options(args.data_option))
     report["decoded"] = (dataset.decode_samples(result.tokens) if dataset is not None
                          else [" ".join(map(str, row.tolist())) for row in result.tokens])
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "samples.json"), "w", encoding="utf-8") as fh:
-            json.dump(report, fh)
-        png = dataset.render(result.tokens, os.path.join(args.out, "samples.png"))
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
+        write_text_atomic(os.path.join(out, "samples.json"), json.dumps(report))
+        png = dataset.render(result.tokens, os.path.join(out, "samples.png"))
         if png:
             report["png"] = png
         if args.trajectory:
-            traj = dataset.render_trajectory(result.trajectory, model.map, os.path.join(args.out, "trajectory.png"))
+            traj = dataset.render_trajectory(result.trajectory, model.map, os.path.join(out, "trajectory.png"))
             if traj:
                 report["trajectory_png"] = traj
     if args.json:
