@@ -244,9 +244,25 @@ class Tokenizer(abc.ABC):
     def decode(self, ids: list[int]) -> str:
         ...
 
+    #: True when the tokenizer must be fitted to a corpus (`trained`) before it encodes (e.g. BPE).
+    needs_training: ClassVar[bool] = False
+    #: Ids that open / close a document when documents are packed into blocks (None: no separator).
+    bos_id: int | None = None
+    eos_id: int | None = None
+
+    def trained(self, texts: Any) -> "Tokenizer":
+        """A tokenizer fitted to ``texts`` (an iterable of training documents); ``self`` when nothing is learnt."""
+        return self
+
     def to_json(self) -> dict[str, Any]:
-        """Everything needed to rebuild the tokenizer; stored inside checkpoints."""
-        return {}
+        """Everything needed to rebuild the tokenizer (with ``"name"``, its registered name); stored inside
+        checkpoints and rebuilt by `from_json`."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Tokenizer":
+        """The tokenizer `to_json` describes; the default suits tokenizers without learnt state."""
+        return cls()
 
 
 class Dataset(abc.ABC):

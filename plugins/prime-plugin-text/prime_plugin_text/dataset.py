@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from prime_core import Dataset, PrimeError
 
 from .corpus import fingerprint, read_sources, split_text
-from .tokenizer import TOKENIZERS, ByteTokenizer, tokenizer_from_json
+from .tokenizer import tokenizer_class, tokenizer_from_json
 
 SPLITS = ("train", "valid", "test")
 
@@ -50,8 +50,6 @@ class TextDataset(Dataset):
     def __init__(self, source: str | list[str] = "austen", tokenizer: str = "bpe", tokenizer_options: dict | None = None,
                  length: int = 128, valid_fraction: float = 0.05, test_fraction: float = 0.05, max_chars: int = 0,
                  cache_dir: str | None = None):
-        if tokenizer not in TOKENIZERS:
-            raise ValueError(f"unknown tokenizer {tokenizer!r}; tokenizers: {', '.join(TOKENIZERS)}")
         if not isinstance(length, int) or length < 2:
             raise ValueError(f"length L must be an integer ≥ 2, got {length!r}")
         if not (0 < valid_fraction < 0.5 and 0 < test_fraction < 0.5):
@@ -59,8 +57,8 @@ class TextDataset(Dataset):
         self.source, self.length = source, length
         self.fractions = (float(valid_fraction), float(test_fraction))
         self.max_chars, self.cache_dir = int(max_chars), cache_dir or default_cache_dir()
-        self.tokenizer = TOKENIZERS[tokenizer](**(tokenizer_options or {}))
-        self._trained = isinstance(self.tokenizer, ByteTokenizer)
+        self.tokenizer = tokenizer_class(tokenizer)(**(tokenizer_options or {}))  # any registered tokenizer
+        self._trained = not self.tokenizer.needs_training
         self._for_checkpoint = False  # set by load_checkpoint_meta: never train a tokenizer then
         self._splits: dict[str, torch.Tensor] | None = None
         self._bytes: dict[str, float] = {}
@@ -140,8 +138,10 @@ class TextDataset(Dataset):
             data = {}
             for s in SPLITS:
                 ids: list[int] = []
+                bos = [] if tok.bos_id is None else [tok.bos_id]  # documents packed with BOS/EOS between them
+                eos = [] if tok.eos_id is None else [tok.eos_id]
                 for text in parts[s]:
-                    ids += [tok.bos_id, *tok.encode(text), tok.eos_id]
+                    ids += [*bos, *tok.encode(text), *eos]
                 n = len(ids) // self.length
                 data[s] = torch.tensor(ids[: n * self.length], dtype=torch.long).view(n, self.length)
                 data[f"{s}_bytes"] = torch.tensor([sum(len(t.encode("utf-8")) for t in parts[s]), len(ids)],
