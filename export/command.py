@@ -13,6 +13,11 @@ def checkpoint_parser(prog: str, doc: str, output: str, output_help: str) -> arg
 
     p = Parser(prog=prog, description=doc.splitlines()[0])
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    return add_checkpoint_arguments(p, output, output_help)
+
+
+def add_checkpoint_arguments(p: argparse.ArgumentParser, output: str, output_help: str) -> argparse.ArgumentParser:
+    """CHECKPOINT, -o/--output (default ``output``), --weights and --force: what every exporter command takes."""
     p.add_argument("checkpoint", help="prime checkpoint (.safetensors path or fsspec URL)")
     p.add_argument("-o", "--output", default=output, help=f"{output_help} (default {output})")
     p.add_argument("--weights", default="model", choices=["model", "ema"], help="which weights to export")
@@ -25,3 +30,12 @@ def run_command(prog: str, body: Callable[[], None], args=None) -> int:
     from prime_core.cliargs import run_command as run
 
     return run(prog, body, args)
+
+
+#: Arguments every exporter command has; the rest of the parsed arguments are the exporter's own options.
+COMMON = ("checkpoint", "output", "debug", "func", "command", "exporter")
+
+
+def exporter_options(args: argparse.Namespace) -> dict:
+    """The keyword options `Exporter.export` gets from parsed arguments: weights, force and its own options."""
+    return {k: v for k, v in vars(args).items() if k not in COMMON}

@@ -69,16 +69,17 @@ def format_result(result: MetricResult) -> str:
 
 def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | None = None,
                     steps: int | None = None, max_sequences: int | None = None, weights: str = "model",
-                    seed: int = 0, registry=None) -> dict:
-    """Every registered bound and objective on a held-out split, plus exact references where they exist."""
+                    seed: int = 0, registry=None, data_options: dict | None = None) -> dict:
+    """Every registered bound and objective on a held-out split, plus exact references where they exist.
+    ``data_options``: the data set's locations (e.g. {"source": PATH}), which never come from the checkpoint."""
     from . import exact
-    from .build import build_dataset, load_model
+    from .build import dataset_for_checkpoint, load_model
     from .registry import get_registry
 
     registry = registry or get_registry()
     model, config, ckpt = load_model(checkpoint, registry, weights=weights)
     e = config.eval
-    dataset = build_dataset(config, registry, ckpt.meta.get("data"))
+    dataset = dataset_for_checkpoint(config, ckpt.meta.get("data"), locations=data_options, registry=registry)
     mc, steps, rows = _given(mc_samples, e.mc_samples), _given(steps, e.tstep_steps), _given(max_sequences,
                                                                                           e.max_sequences)
     for name, value in (("mc_samples", mc), ("steps", steps), ("max_sequences", rows)):

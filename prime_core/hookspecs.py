@@ -16,7 +16,7 @@ hookimpl = pluggy.HookimplMarker("prime")
 
 @hookspec
 def register_maps(register):
-    """Register sub-token maps (subclasses of SubTokenMap taking ``(num_classes, ell)``)."""
+    """Register sub-token maps (subclasses of SubTokenMap taking ``(num_classes, ell, **model.map_options)``)."""
 
 
 @hookspec
@@ -62,3 +62,19 @@ def register_exporters(register):
 @hookspec
 def register_metrics(register):
     """Register metrics (subclasses of Metric); set ``is_bound = True`` only for valid NLL upper bounds."""
+
+
+@hookspec
+def register_runtimes(register):
+    """Register sampler runtimes (subclasses of Runtime) for ``prime sample --runtime NAME``; eager torch is the
+    built-in default and needs none."""
+
+
+@hookspec
+def register_commands(commands):
+    """Add sub-commands to ``prime`` (phase: discover, while the command line is built).
+
+    ``commands`` is the argparse sub-command group of ``prime``: ``sp = commands.add_parser(NAME, help=…)``
+    adds ``prime NAME``; ``sp.set_defaults(func=…)`` names the function that runs it (it gets the parsed
+    arguments and returns an exit code). Declare each NAME as an entry point in the ``prime.commands`` group
+    pointing to the module with this hook, so that ``prime --help`` lists it without importing the module."""

@@ -211,6 +211,20 @@ class Sampler(abc.ABC):
         """Returns an object with at least ``tokens`` [N, L] (all < C), ``nfe`` and ``idle_steps``."""
 
 
+class Runtime(abc.ABC):
+    """Runs each sampler step somewhere other than eager torch (``prime sample --runtime NAME``), e.g. an
+    exported ONNX graph under ONNX Runtime; the tokens must equal the eager sampler's for the same seed."""
+
+    name: ClassVar[str] = "runtime"
+
+    @abc.abstractmethod
+    def sampler(self, model: Any, config: Any, checkpoint: str, *, step_model: str | None = None,
+                gumbel_dtype: str | None = None, ckpt_meta: dict | None = None,
+                top_p: float | None = None) -> Sampler:
+        """A `Sampler` for ``model`` (built from ``checkpoint``) whose steps run on this runtime;
+        ``step_model``: an exported step to use instead of exporting one."""
+
+
 # --------------------------------------------------------------------------------------------- data
 class Tokenizer(abc.ABC):
     """Text ↔ token ids in {0 … C−1}."""
@@ -230,15 +244,39 @@ class Tokenizer(abc.ABC):
     def decode(self, ids: list[int]) -> str:
         ...
 
+    #: True when the tokenizer must be fitted to a corpus (`trained`) before it encodes (e.g. BPE).
+    needs_training: ClassVar[bool] = False
+    #: Ids that open / close a document when documents are packed into blocks (None: no separator).
+    bos_id: int | None = None
+    eos_id: int | None = None
+
+    def trained(self, texts: Any) -> "Tokenizer":
+        """A tokenizer fitted to ``texts`` (an iterable of training documents); ``self`` when nothing is learnt."""
+        return self
+
     def to_json(self) -> dict[str, Any]:
-        """Everything needed to rebuild the tokenizer; stored inside checkpoints."""
-        return {}
+        """Everything needed to rebuild the tokenizer (with ``"name"``, its registered name); stored inside
+        checkpoints and rebuilt by `from_json`."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Tokenizer":
+        """The tokenizer `to_json` describes; the default suits tokenizers without learnt state."""
+        return cls()
 
 
 class Dataset(abc.ABC):
     """Fixed-length token sequences: `split(name)` returns a LongTensor [N, L] with values < C."""
 
     name: ClassVar[str] = "dataset"
+    #: Constructor options whose values are locations (files, folders, fsspec URLs) the data set reads or writes.
+    #: When a data set is rebuilt for a checkpoint these come from the user, never from the checkpoint's metadata
+    #: (DESIGN §3; see `prime_core.build.dataset_for_checkpoint`). A value equal to the option's default in the
+    #: constructor signature (e.g. a built-in corpus name) is not a location the metadata chose, and is kept.
+    location_options: ClassVar[tuple[str, ...]] = ()
+    #: The subset of `location_options` that hold caches (derived data that changes no result, e.g. tokenized
+    #: splits): a checkpoint's value is dropped and, unless the user gives one, the default is used.
+    cache_options: ClassVar[tuple[str, ...]] = ()
     num_classes: int
     length: int
 
@@ -268,8 +306,10 @@ class Dataset(abc.ABC):
         return {}
 
     def load_checkpoint_meta(self, meta: dict[str, Any]) -> None:
-        """Restore what `checkpoint_meta` returned; `build_dataset` calls it right after construction when the
-        dataset is rebuilt for a checkpoint. Default: nothing to restore."""
+        """Restore what `checkpoint_meta` returned (``{}`` if the checkpoint stored nothing); called right after
+        construction whenever the dataset is rebuilt for a checkpoint, so it also tells the data set that it serves
+        one: it must then decode only with restored state (never re-derive it from data) and raise a one-line
+        `PrimeError` for malformed ``meta``. Default: nothing to restore."""
 
     def bytes_per_token(self, split: str) -> float | None:
         """Mean UTF-8 bytes per token of a split (text data sets), so bounds can be given in bits per byte."""
@@ -282,7 +322,11 @@ class Dataset(abc.ABC):
 
 # --------------------------------------------------------------------------------------------- training / export / metrics
 class Trainer(abc.ABC):
-    """Runs optimisation and writes checkpoints."""
+    """Runs optimisation and writes checkpoints.
+
+    ``fit`` owns ``out_dir`` for its lifetime: `prime_core.rundir` gives the rules both built-in trainers follow
+    (`local_out_dir`, `claim` — one writer per folder —, `start_over` for ``force`` only after validation,
+    `trim_metrics` on resume)."""
 
     name: ClassVar[str] = "trainer"
 
@@ -296,9 +340,14 @@ class Exporter(abc.ABC):
 
     name: ClassVar[str] = "exporter"
 
+    @classmethod
+    def add_arguments(cls, parser: Any) -> None:
+        """Add this exporter's own options to ``prime export NAME`` (an argparse parser that already has
+        CHECKPOINT, -o/--output, --weights and --force); their values reach `export` as keyword options."""
+
     @abc.abstractmethod
     def export(self, checkpoint: str, output: str, **options: Any) -> str:
-        ...
+        """Write the exported artifact for ``checkpoint`` to ``output`` and return its path."""
 
 
 @attrs.frozen

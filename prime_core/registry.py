@@ -27,7 +27,7 @@ import pluggy
 
 from . import hookspecs
 from . import interfaces as itf
-from .errors import RegistryError
+from .errors import RegistryError, UnknownComponentError
 
 ENTRY_POINT_GROUP = "prime"
 CORE_DISTRIBUTION = "prime-core"
@@ -46,6 +46,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "trainer": ("register_trainers", itf.Trainer),
     "exporter": ("register_exporters", itf.Exporter),
     "metric": ("register_metrics", itf.Metric),
+    "runtime": ("register_runtimes", itf.Runtime),
 }
 
 
@@ -314,8 +315,9 @@ class Registry:
         except KeyError:
             available = ", ".join(sorted(self.components[kind])) or "none installed"
             hint = self._install_hint(provided_by)
-            raise RegistryError(f"unknown {kind} {name!r}{hint}; available: {available}", kind=kind, name=name,
-                                distribution=provided_by.get("distribution") if hint else None) from None
+            raise UnknownComponentError(f"unknown {kind} {name!r}{hint}; available: {available}", kind=kind,
+                                        name=name, distribution=provided_by.get("distribution") if hint else None
+                                        ) from None
 
     def _install_hint(self, provided_by: Mapping[str, Any] | None) -> str:
         """", provided by D V, which is not installed: pip install D==V" (or why the installed D lacks it).

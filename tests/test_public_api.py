@@ -20,12 +20,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 CORE = ROOT / "prime_core"
 SKIP_DIRS = {"tests", ".venv", ".tox", "build", "dist", "__pycache__"}
 PUBLIC_MODULES = {"prime_core", "prime_core.api", "prime_core.cliargs"}
-#: imports of other core modules that are known and scheduled to go, each with why. An entry that no longer
-#: occurs fails the test, so it is removed when the import is.
-KNOWN_MODULE_IMPORTS = {
-    "conformance/src/conformance/runner.py: prime_core.cli":
-        "`prime conformance` moves into prime-conformance through register_commands (issue 13, item 1)",
-}
 
 
 def _distributions() -> list[pathlib.Path]:
@@ -113,12 +107,9 @@ def _module_imports(path: pathlib.Path) -> set[str]:
 
 
 def test_distributions_import_only_the_public_modules():
-    used = {f"{path.relative_to(ROOT)}: {module}" for dist in _distributions() for path in _sources(dist)
-            for module in _module_imports(path) if module not in PUBLIC_MODULES}
-    unexpected = sorted(used - set(KNOWN_MODULE_IMPORTS))
-    assert not unexpected, "import these through prime_core.api instead:\n" + "\n".join(unexpected)
-    stale = sorted(set(KNOWN_MODULE_IMPORTS) - used)
-    assert not stale, f"no longer imported, remove from KNOWN_MODULE_IMPORTS: {stale}"
+    found = sorted(f"{path.relative_to(ROOT)}: {module}" for dist in _distributions() for path in _sources(dist)
+                   for module in _module_imports(path) if module not in PUBLIC_MODULES)
+    assert not found, "import these through prime_core / prime_core.api instead:\n" + "\n".join(found)
 
 
 def test_public_api_names_resolve_and_are_public():

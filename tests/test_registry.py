@@ -31,7 +31,7 @@ def test_builtins_are_registered_through_the_hooks(registry):
     assert {"carry-over", "joint", "independent"} <= set(registry.names("head"))
     assert registry.get("schedule", "cosine").distribution == "prime-core"
     assert set(KINDS) == {"map", "schedule", "backbone", "head", "sampler", "tokenizer", "dataset", "trainer",
-                          "exporter", "metric"}
+                          "exporter", "metric", "runtime"}
 
 
 def test_throwaway_plugin_registers_a_schedule(registered):

@@ -8,9 +8,21 @@ import sys
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    from prime_core.cli import add_conformance_arguments
+    from prime_core.cliargs import Parser
 
-    return add_conformance_arguments(parser or argparse.ArgumentParser(prog="prime conformance"))
+    return add_arguments(parser or Parser(prog="python -m conformance"))
+
+
+def add_arguments(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of ``prime conformance`` and ``python -m conformance``."""
+    sp.add_argument("--plugin", action="append", default=[], metavar="NAME",
+                    help="entry-point or distribution name (repeatable); default: every installed component")
+    sp.add_argument("--kind", action="append", default=[], help="only this component kind (repeatable)")
+    sp.add_argument("--xfail", action="append", default=[], metavar="CHECK=REASON",
+                    help="declare an expected failure, e.g. check_weights_finite='w is infinite at t=1'")
+    sp.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
+    sp.set_defaults(func=run)
+    return sp
 
 
 def pytest_argv(args) -> list[str]:

@@ -66,9 +66,15 @@ def cmd_fd(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """``prime-images`` (kept for existing scripts; the same commands are ``prime images …``)."""
     p = Parser(prog="prime-images")
     p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
-    sub = p.add_subparsers(dest="command", required=True)
+    add_subcommands(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+def add_subcommands(sub) -> None:
+    """train-classifier and fd, under ``prime images`` or ``prime-images``."""
     sp = sub.add_parser("train-classifier", help="train the FD-FMNIST feature network on Fashion-MNIST")
     sp.add_argument("--out", required=True, help="where to write the feature network (safetensors)")
     sp.add_argument("--root", default="/usr/share/datasets/fashion-mnist", help="Fashion-MNIST folder (Debian dataset-fashion-mnist)")
@@ -86,7 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--features", help="FD-FMNIST classifier checkpoint")
     sp.add_argument("--inception", nargs="?", const="", help="TorchScript Inception file (default: fid-helper's)")
     sp.set_defaults(func=cmd_fd)
-    return p
 
 
 def main(argv=None) -> int:

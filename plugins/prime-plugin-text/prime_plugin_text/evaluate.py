@@ -20,7 +20,7 @@ import time
 import torch
 
 from prime_core import PrimeError, get_registry, load_model
-from prime_core.api import build_dataset
+from prime_core.api import dataset_for_checkpoint
 from prime_core.cliargs import DEBUG_HELP, Parser, run_command, samples, seed, steps
 
 GEN_PPL_LABEL = "gen. PPL (judge: prime AR baseline)"
@@ -83,7 +83,7 @@ def text_report(checkpoint: str, *, judge: str | None = None, num_samples: int =
         judge_model, _, _ = load_model(judge, registry)
         rep["gen_ppl"] = {"label": GEN_PPL_LABEL, "value": generative_perplexity(judge_model, tokens, registry),
                           "judge": judge}
-    dataset = build_dataset(config, registry, ckpt.meta.get("data"))
+    dataset = dataset_for_checkpoint(config, ckpt.meta.get("data"), need_data=False, registry=registry)
     rep["samples"] = dataset.decode_samples(tokens[:4])
     rep["checkpoint"] = checkpoint
     return rep
@@ -103,9 +103,8 @@ def format_text_report(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = Parser(prog="python -m prime_plugin_text.evaluate", description=__doc__.splitlines()[0])
-    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+def add_arguments(p) -> None:
+    """The evaluator's arguments (``prime text evaluate`` and ``python -m prime_plugin_text.evaluate``)."""
     p.add_argument("checkpoint")
     p.add_argument("--judge", help="checkpoint of the AR baseline (dit-ar) trained on the same corpus")
     p.add_argument("-n", "--num-samples", type=samples, default=16)
@@ -113,14 +112,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--gumbel-dtype", choices=["float32", "float64"])
     p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    rep = text_report(args.checkpoint, judge=args.judge, num_samples=args.num_samples, steps=args.steps,
+                      seed=args.seed, gumbel_dtype=args.gumbel_dtype)
+    print(json.dumps(rep, indent=2) if args.json else format_text_report(rep))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = Parser(prog="python -m prime_plugin_text.evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    add_arguments(p)
     args = p.parse_args(argv)
-
-    def body() -> None:
-        rep = text_report(args.checkpoint, judge=args.judge, num_samples=args.num_samples, steps=args.steps,
-                          seed=args.seed, gumbel_dtype=args.gumbel_dtype)
-        print(json.dumps(rep, indent=2) if args.json else format_text_report(rep))
-
-    return run_command("prime_plugin_text.evaluate", body, args)
+    return run_command("prime_plugin_text.evaluate", lambda: run(args), args)
 
 
 if __name__ == "__main__":
