@@ -34,6 +34,15 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
+    if name == "__version__":  # the installed distribution's version, read on first use (no cost at import)
+        from importlib import metadata
+
+        try:
+            value = metadata.version("prime-core")
+        except metadata.PackageNotFoundError:  # a source tree that was never installed
+            value = "0+unknown"
+        globals()[name] = value
+        return value
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'prime_core' has no attribute {name!r}")

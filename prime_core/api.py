@@ -13,7 +13,7 @@ Grouped by the phase that needs them (discover → configure → build → train
 
 from __future__ import annotations
 
-import importlib.metadata as _md
+import prime_core as _prime_core
 
 # configure / build: configs, checkpoints, the registry
 from .build import (build_dataset, build_model, build_training_loss, dataset_for_checkpoint, distribution_version,
@@ -41,10 +41,7 @@ from .sampler import AncestralSampler, SampleResult, Step, filter_log_probs, gum
 from .schedules import LinearSchedule
 from .subtokens import BaseBMap, smallest_base
 
-try:
-    __version__ = _md.version("prime-core")
-except _md.PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+__version__ = _prime_core.__version__
 
 __all__ = [
     "AncestralSampler", "Backbone", "BackboneSpec", "BaseBMap", "CHECKPOINT_NAME", "Checkpoint", "CheckpointError",

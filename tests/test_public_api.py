@@ -117,4 +117,4 @@ def test_public_api_names_resolve_and_are_public():
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.__all__ lists {name!r}, which it lacks"
             assert not _private(name), f"{module.__name__}.__all__ lists the private name {name!r}"
-    assert prime_core.api.__version__
+    assert prime_core.__version__ == prime_core.api.__version__ != ""
