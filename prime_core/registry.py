@@ -179,6 +179,7 @@ class Registry:
         self.plugins: dict[str, PluginInfo] = {}
         self.components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
         self._collected = False
+        self._skipped: list[tuple[PluginInfo, str]] = []
 
     # discovery --------------------------------------------------------------------------------------------
     def add_plugin(self, plugin: object, name: str, distribution: str, version: str, builtin: bool = False) -> None:
@@ -247,6 +248,7 @@ class Registry:
         excluded: set[str] = set()  # plugins that failed to load were never registered with pluggy
         while True:
             self.components[kind] = {}
+            self._skipped: list[tuple[PluginInfo, str]] = []  # reported once this attempt stands (not on retry)
             for info in self.plugins.values():
                 info.components.pop(kind, None)
             skip = [self.pm.get_plugin(name) for name in excluded]
@@ -254,6 +256,8 @@ class Registry:
                 getattr(self.pm.hook, hook_name)
             try:
                 caller(register=_Registration(self, kind))
+                for info, message in self._skipped:
+                    info.fail(message)
                 return
             except _PluginFailure as failure:
                 self.plugins[failure.plugin].fail(f"{hook_name} failed: {_first_line(failure.exc)}", failure.tb)
@@ -289,8 +293,9 @@ class Registry:
             names.remove(drop.name)
             if not names:
                 del dropped.components[drop.kind]
-        dropped.fail(f"{drop.kind} {drop.name!r} is already registered by {keep.distribution} {keep.version} "
-                     f"({keep.plugin}); {drop.distribution}'s registration was skipped: rename it or uninstall one")
+        self._skipped.append((dropped, f"{drop.kind} {drop.name!r} is already registered by {keep.distribution} "
+                                       f"{keep.version} ({keep.plugin}); {drop.distribution}'s registration was "
+                                       f"skipped: rename it or uninstall one"))
 
     # lookup -----------------------------------------------------------------------------------------------
     def ensure_collected(self) -> None:

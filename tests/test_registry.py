@@ -390,3 +390,19 @@ def test_collecting_again_reports_a_problem_once(registered):
     reg.collect()
     reg.collect()
     assert reg.plugins["throwaway"].error.count("already registered") == 1
+
+
+def test_a_retried_hook_reports_a_duplicate_once():
+    """A raising plugin makes the registry call the hook again without it: the other plugin's duplicate is
+    reported once, not once per attempt."""
+    class Raises:
+        @hookimpl(trylast=True)  # after the duplicate was found
+        def register_schedules(self, register):
+            raise RuntimeError("boom")
+
+    reg = new_registry(load_plugins=False)
+    reg.add_plugin(DupPlugin(), "dup", "dup-dist", "1")
+    reg.add_plugin(Raises(), "raises", "raises-dist", "1")
+    reg.collect()
+    assert reg.plugins["dup"].error.count("already registered") == 1
+    assert "boom" in reg.plugins["raises"].error
