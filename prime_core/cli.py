@@ -136,8 +136,8 @@ def cmd_sample(args) -> int:
                                   top_p=_given(args.top_p, s.top_p))
     gumbel_dtype = _given(args.gumbel_dtype, s.gumbel_dtype)
     fixed = _parse_fixed(args.fix, model.length, model.num_classes)
-    # the data set decodes and draws; if --out needs it and it cannot be built, fail before sampling
-    dataset = _sample_dataset(config, ckpt.meta.get("data"), required=out is not None,
+    # the data set's presentation decodes and draws; if --out needs it and it cannot be built, fail before sampling
+    shown = _sample_dataset(config, ckpt.meta.get("data"), required=out is not None,
                               locations=_parse_options(args.data_option))
     result = sampler.sample(
         model, _given(args.num_samples, s.num_samples), steps=_given(args.steps, s.steps), seed=args.seed,
@@ -150,16 +150,16 @@ def cmd_sample(args) -> int:
               "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
               "forward_calls": result.forward_calls, "gumbel_dtype": gumbel_dtype,
               "tokens": result.tokens.tolist()}
-    report["decoded"] = (dataset.decode_samples(result.tokens) if dataset is not None
+    report["decoded"] = (shown.decode_samples(result.tokens) if shown is not None
                          else [" ".join(map(str, row.tolist())) for row in result.tokens])
     if out is not None:
         os.makedirs(out, exist_ok=True)
         write_text_atomic(os.path.join(out, "samples.json"), json.dumps(report))
-        png = dataset.render(result.tokens, os.path.join(out, "samples.png"))
+        png = shown.render(result.tokens, os.path.join(out, "samples.png"))
         if png:
             report["png"] = png
         if args.trajectory:
-            traj = dataset.render_trajectory(result.trajectory, model.map, os.path.join(out, "trajectory.png"))
+            traj = shown.render_trajectory(result.trajectory, model.map, os.path.join(out, "trajectory.png"))
             if traj:
                 report["trajectory_png"] = traj
     if args.json:
@@ -188,18 +188,20 @@ def _runtime(name: str):
 
 
 def _sample_dataset(config, data_meta, *, required: bool, locations: dict):
-    """The checkpoint's dataset, to decode (a stored tokenizer) and render samples. Only --out needs it; without
+    """How the checkpoint's samples are shown (its data set's `Presentation`: a stored tokenizer decodes, images
+    are drawn). Only --out needs it; without
     it a data set that cannot be built here (e.g. an image folder on another machine, a location not passed with
     --data-option, no stored tokenizer) leaves samples as ids."""
     import torch
 
     from .build import dataset_for_checkpoint
+    from .interfaces import presentation
 
     try:
-        dataset = dataset_for_checkpoint(config, data_meta, locations=locations, need_data=False)
+        shown = presentation(dataset_for_checkpoint(config, data_meta, locations=locations, need_data=False))
         # Decoding zero rows fails here, before --out is created, if the data set cannot decode at all.
-        dataset.decode_samples(torch.zeros((0, config.model.length), dtype=torch.long))
-        return dataset
+        shown.decode_samples(torch.zeros((0, config.model.length), dtype=torch.long))
+        return shown
     except (PrimeError, FileNotFoundError) as exc:
         if required:
             raise

@@ -11,7 +11,7 @@ import math
 import torch
 
 from .errors import PrimeError
-from .interfaces import Metric, MetricResult
+from .interfaces import ByteLengths, KnownDensity, Metric, MetricResult
 
 
 @torch.no_grad()
@@ -91,7 +91,7 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
                 registry.build("metric", "joint-loss")])
     results = [evaluate_metric(m, model, tokens, mc_samples=mc, batch_size=e.batch_size, seed=seed)
                for m in metrics]
-    bytes_per_token = dataset.bytes_per_token(split)
+    bytes_per_token = dataset.bytes_per_token(split) if isinstance(dataset, ByteLengths) else None
     report = {"checkpoint": checkpoint, "split": split, "sequences": int(tokens.shape[0]),
               "tokens_per_sequence": int(tokens.shape[1]), "ell": model.ell, "base": model.base,
               "num_classes": model.num_classes, "mc_samples": mc, "metrics": [{} for _ in results]}
@@ -102,8 +102,8 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
             row["perplexity_upper_bound"] = perplexity(r)
             if bytes_per_token:  # text data: bits per byte = (nats/token) / (ln 2 · bytes/token)
                 row["bits_per_byte_upper_bound"] = r.value / (math.log(2) * bytes_per_token)
-    data_lp = dataset.exact_log_prob(tokens)
-    if data_lp is not None:
+    if isinstance(dataset, KnownDensity):
+        data_lp = dataset.exact_log_prob(tokens)
         report["data_cross_entropy"] = float(-data_lp.mean() / tokens.shape[1])
     n_units = model.length * (1 if model.grouped else model.ell)
     if not own and not model.time_conditioned and n_units <= 8:

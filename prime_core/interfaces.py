@@ -266,7 +266,9 @@ class Tokenizer(abc.ABC):
 
 
 class Dataset(abc.ABC):
-    """Fixed-length token sequences: `split(name)` returns a LongTensor [N, L] with values < C."""
+    """A data source: fixed-length token sequences, `split(name)` a LongTensor [N, L] with values < C, and the
+    state a checkpoint needs to read them back. What else a data set can do is opt-in, by also subclassing
+    `Presentation` (decode / draw samples), `ByteLengths` (bits per byte) or `KnownDensity` (exact log p)."""
 
     name: ClassVar[str] = "dataset"
     #: Constructor options whose values are locations (files, folders, fsspec URLs) the data set reads or writes.
@@ -287,19 +289,6 @@ class Dataset(abc.ABC):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "num_classes": self.num_classes, "length": self.length}
 
-    def exact_log_prob(self, sequences: torch.Tensor) -> torch.Tensor | None:
-        """log p_data(x) for every row, if the data distribution is known exactly (toy sets); else None."""
-        return None
-
-    def render(self, tokens: torch.Tensor, path: str) -> str | None:
-        """Draw samples as a picture at ``path`` if this data set knows how; return the path or None."""
-        return None
-
-    def render_trajectory(self, trajectory: list[torch.Tensor], subtoken_map: SubTokenMap, path: str) -> str | None:
-        """Draw a denoising trajectory (sub-token states [N, L, ℓ] after each step, masks included) at ``path``
-        if this data set knows how; return the path or None."""
-        return None
-
     def checkpoint_meta(self) -> dict[str, Any]:
         """JSON-able state the trainer stores in checkpoints (metadata key "data"), e.g. a tokenizer trained on
         the training split, so a checkpoint decodes without the corpus. Default: nothing."""
@@ -311,13 +300,50 @@ class Dataset(abc.ABC):
         one: it must then decode only with restored state (never re-derive it from data) and raise a one-line
         `PrimeError` for malformed ``meta``. Default: nothing to restore."""
 
-    def bytes_per_token(self, split: str) -> float | None:
-        """Mean UTF-8 bytes per token of a split (text data sets), so bounds can be given in bits per byte."""
-        return None
+
+
+class Presentation(abc.ABC):
+    """Optional, next to `Dataset`: how samples look to people. A data set that also subclasses Presentation
+    decodes and draws its samples; any other is shown as token ids (`presentation`)."""
 
     def decode_samples(self, tokens: torch.Tensor) -> list[str]:
         """Human-readable form of sampled sequences [N, L] (text data sets return decoded text)."""
         return [" ".join(map(str, row.tolist())) for row in tokens]
+
+    def render(self, tokens: torch.Tensor, path: str) -> str | None:
+        """Draw samples as a picture at ``path`` if this data set knows how; return the path or None."""
+        return None
+
+    def render_trajectory(self, trajectory: list[torch.Tensor], subtoken_map: SubTokenMap, path: str) -> str | None:
+        """Draw a denoising trajectory (sub-token states [N, L, ℓ] after each step, masks included) at ``path``
+        if this data set knows how; return the path or None."""
+        return None
+
+
+class _TokenIds(Presentation):
+    """The presentation of a data set that has none: token ids, no pictures."""
+
+
+def presentation(dataset: Dataset) -> Presentation:
+    """``dataset`` itself when it subclasses `Presentation`, else the plain token-id presentation."""
+    return dataset if isinstance(dataset, Presentation) else _TokenIds()
+
+
+class ByteLengths(abc.ABC):
+    """Optional, next to `Dataset`: text whose bounds are also reported in bits per byte."""
+
+    @abc.abstractmethod
+    def bytes_per_token(self, split: str) -> float:
+        """Mean UTF-8 bytes per token of a split: BPB = (nats/token) / (ln 2 · bytes/token)."""
+
+
+class KnownDensity(abc.ABC):
+    """Optional, next to `Dataset`: data whose distribution is known exactly (toy sets); evaluation then prints
+    the data's own cross-entropy, the floor under every bound."""
+
+    @abc.abstractmethod
+    def exact_log_prob(self, sequences: torch.Tensor) -> torch.Tensor:
+        """log p_data(x) for every row [N, L] → [N]."""
 
 
 # --------------------------------------------------------------------------------------------- training / export / metrics

@@ -11,6 +11,7 @@ import torch
 from .build import dataset_for_checkpoint, load_model, user_locations
 from .config import Config
 from .evaluate import evaluate_report, format_report
+from .interfaces import presentation
 from .registry import Registry, get_registry
 from .rundir import claim, local_out_dir, write_text_atomic
 
@@ -45,9 +46,10 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     result = sampler.sample(model, s.num_samples, steps=s.steps, seed=0, temperature=s.temperature, top_p=s.top_p,
                             gumbel_dtype=getattr(torch, s.gumbel_dtype), progress=progress)
     sample_s = time.perf_counter() - t1
-    dataset = dataset_for_checkpoint(config, loaded.meta.get("data"), locations=locations, registry=registry)
-    texts = dataset.decode_samples(result.tokens)
-    png = dataset.render(result.tokens, os.path.join(out_dir, "samples.png"))
+    shown = presentation(dataset_for_checkpoint(config, loaded.meta.get("data"), locations=locations,
+                                                registry=registry))
+    texts = shown.decode_samples(result.tokens)
+    png = shown.render(result.tokens, os.path.join(out_dir, "samples.png"))
     sampling = {"num_samples": len(result.tokens), "steps": result.steps,
                 "nfe_mean": float(result.nfe.float().mean()),
                 "idle_ratio": float(result.idle_steps.float().mean() / result.steps),

@@ -1,6 +1,6 @@
 """Run folders (``--out`` of ``prime train`` / ``prime run``, built-in "simple" trainer): one writer at a time,
 ``--force`` only after validation, local folders only, bit-identical seeded runs, exact resume without duplicated
-log rows. See docs/reliability-runs.md for the guarantees these tests check.
+log rows. See docs/reliability.md (run folders) for the guarantees these tests check.
 
 Most runs are in-process (`prime_core.cli.main`, fast); a second process is used where the point is two processes.
 """

@@ -22,6 +22,7 @@ from ..config import Config, check_resume_config
 from ..errors import PrimeError
 from ..interfaces import Trainer
 from ..rundir import CHECKPOINT_NAME, claim, local_out_dir, start_over, trim_metrics
+from ..trainstate import load_optimizer_tensors, optimizer_tensors
 
 
 def batch_indices(step: int, batch_size: int, num_rows: int, seed: int) -> torch.Tensor:
@@ -33,24 +34,6 @@ def batch_indices(step: int, batch_size: int, num_rows: int, seed: int) -> torch
         perm = torch.randperm(num_rows, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         out.extend(perm[offset:offset + batch_size - len(out)].tolist())
     return torch.tensor(out)
-
-
-def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    out = {}
-    for idx, state in opt.state_dict()["state"].items():
-        for key, value in state.items():
-            out[f"optim/{idx}/{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    return out
-
-
-def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    state: dict[int, dict] = {}
-    for name, value in tensors.items():
-        idx, key = name.split("/", 1)
-        state.setdefault(int(idx), {})[key] = value
-    sd = opt.state_dict()
-    sd["state"] = state
-    opt.load_state_dict(sd)
 
 
 def learning_rate(step: int, config: Config) -> float:
@@ -152,9 +135,9 @@ class SimpleTrainer(Trainer):
     @staticmethod
     def _save(url, model, opt, config, step, registry, dataset=None):
         meta = model_metadata(model, config, registry, dataset)
-        meta["train_state"] = {"step": step}
+        meta["train_state"] = {"step": step, "trainer": SimpleTrainer.name}
         tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
-        tensors.update(optimizer_tensors(opt))
+        tensors.update({f"optim/{k}": v for k, v in optimizer_tensors(model, opt).items()})
         save_checkpoint(url, tensors, meta)
 
     @staticmethod
@@ -162,7 +145,7 @@ class SimpleTrainer(Trainer):
         ckpt = read_checkpoint(url)
         check_resume_config(ckpt.meta.get("config"), config, url)
         model.load_state_dict(ckpt.group("model"))
-        load_optimizer_tensors(opt, ckpt.group("optim"))
+        load_optimizer_tensors(model, opt, ckpt.group("optim"))
         return int(ckpt.meta.get("train_state", {}).get("step", 0))
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from prime_core import Dataset, PrimeError
+from prime_core import Dataset, Presentation, PrimeError
 
 FMNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 _SPLITS = ("train", "valid", "test")
@@ -99,7 +99,7 @@ def read_idx_labels(url: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- base class
-class ImageDataset(Dataset):
+class ImageDataset(Dataset, Presentation):
     """Shared machinery: shape checks, quantisation, token layout, PNG rendering."""
 
     name = "images"

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from prime_core import Dataset, PrimeError
+from prime_core import ByteLengths, Dataset, Presentation, PrimeError
 
 from .corpus import fingerprint, read_sources, split_text
 from .tokenizer import tokenizer_class, tokenizer_from_json
@@ -33,7 +33,7 @@ def default_cache_dir() -> str:
     return os.environ.get("PRIME_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "prime")
 
 
-class TextDataset(Dataset):
+class TextDataset(Dataset, Presentation, ByteLengths):
     """Options: ``source`` ("austen" | path | folder | fsspec URL | list), ``tokenizer`` ("bpe" | "bytes" |
     "gpt2"), ``tokenizer_options`` (e.g. {vocab_size = 2048} or GPT-2 file paths), ``length`` L,
     ``valid_fraction`` / ``test_fraction``, ``max_chars`` (use only the first characters of each document; 0 =

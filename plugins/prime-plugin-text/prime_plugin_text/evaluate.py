@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from prime_core import PrimeError, get_registry, load_model
+from prime_core import PrimeError, get_registry, load_model, presentation
 from prime_core.api import dataset_for_checkpoint
 from prime_core.cliargs import DEBUG_HELP, Parser, run_command, samples, seed, steps
 
@@ -84,7 +84,7 @@ def text_report(checkpoint: str, *, judge: str | None = None, num_samples: int =
         rep["gen_ppl"] = {"label": GEN_PPL_LABEL, "value": generative_perplexity(judge_model, tokens, registry),
                           "judge": judge}
     dataset = dataset_for_checkpoint(config, ckpt.meta.get("data"), need_data=False, registry=registry)
-    rep["samples"] = dataset.decode_samples(tokens[:4])
+    rep["samples"] = presentation(dataset).decode_samples(tokens[:4])
     rep["checkpoint"] = checkpoint
     return rep
 
