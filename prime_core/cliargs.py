@@ -138,9 +138,11 @@ def debug_enabled(args=None) -> bool:
 
 
 def run_command(prog: str, body: Callable[[], int | None], args=None) -> int:
-    """Run ``body()`` and return its exit code; any exception becomes `error_line`'s one line on stderr."""
+    """Run ``body()`` and return its exit code (an int it returns, else 0); any exception becomes `error_line`'s
+    one line on stderr."""
     try:
-        return int(body() or 0)
+        code = body()
+        return code if isinstance(code, int) and not isinstance(code, bool) else 0
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
