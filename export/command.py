@@ -39,3 +39,9 @@ COMMON = ("checkpoint", "output", "debug", "func", "command", "exporter")
 def exporter_options(args: argparse.Namespace) -> dict:
     """The keyword options `Exporter.export` gets from parsed arguments: weights, force and its own options."""
     return {k: v for k, v in vars(args).items() if k not in COMMON}
+
+
+def exporter_main(prog: str, exporter, parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """``python -m export.onnx|trt``: parse ``argv`` and run ``exporter`` with the one-line error contract."""
+    args = parser.parse_args(argv)
+    return run_command(prog, lambda: exporter.export(args.checkpoint, args.output, **exporter_options(args)), args)

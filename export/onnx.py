@@ -13,7 +13,7 @@ import argparse
 
 from prime_core.cliargs import count
 
-from .command import checkpoint_parser, exporter_options, run_command
+from .command import checkpoint_parser, exporter_main
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,9 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .plugin import OnnxExporter
 
-    args = build_parser().parse_args(argv)
-    return run_command("export.onnx", lambda: OnnxExporter().export(args.checkpoint, args.output,
-                                                                     **exporter_options(args)), args)
+    return exporter_main("export.onnx", OnnxExporter(), build_parser(), argv)
 
 
 def export_onnx(checkpoint: str, output: str, *, weights: str = "model", force: bool = False,

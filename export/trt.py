@@ -13,7 +13,7 @@ import argparse
 
 from prime_core.cliargs import count
 
-from .command import checkpoint_parser, exporter_options, run_command
+from .command import checkpoint_parser, exporter_main
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,9 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .plugin import TensorRTExporter
 
-    args = build_parser().parse_args(argv)
-    return run_command("export.trt", lambda: TensorRTExporter().export(args.checkpoint, args.output,
-                                                                        **exporter_options(args)), args)
+    return exporter_main("export.trt", TensorRTExporter(), build_parser(), argv)
 
 
 if __name__ == "__main__":
