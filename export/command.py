@@ -8,6 +8,9 @@ import sys
 from typing import Callable
 
 EXIT_USAGE = 2
+#: the modules of the ``prime-export[onnx]`` extra, and how to install them
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
+ONNX_EXTRA_HINT = "pip install 'prime-export[onnx]'"
 
 
 def checkpoint_parser(prog: str, doc: str, output: str, output_help: str) -> argparse.ArgumentParser:
@@ -29,4 +32,10 @@ def run_command(prog: str, body: Callable[[], None]) -> int:
         return 0
     except (PrimeError, ValueError, FileNotFoundError, PermissionError) as exc:
         print(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return EXIT_USAGE
+    except ImportError as exc:  # an optional dependency: one line naming the extra that installs it
+        missing = (exc.name or "").split(".")[0]
+        if missing not in ONNX_MODULES:
+            raise
+        print(f"{prog}: error: {missing} is not installed: {ONNX_EXTRA_HINT}", file=sys.stderr)
         return EXIT_USAGE

@@ -3,6 +3,7 @@
 Public API; internals live in their own modules. See DESIGN §2 for the math each module implements.
 """
 
+from .__about__ import __version__
 from .build import build_dataset, build_model, load_model, save_model
 from .checkpoint import Checkpoint, read_checkpoint, save_checkpoint
 from .config import Config, DataConfig, EvalConfig, ModelConfig, SampleConfig, TrainConfig, load_config
@@ -18,6 +19,7 @@ from .sampler import AncestralSampler, SampleResult
 from .subtokens import BaseBMap, smallest_base
 
 __all__ = [
+    "__version__",
     "AncestralSampler", "Backbone", "BackboneSpec", "BaseBMap", "Checkpoint", "CheckpointError", "Config",
     "ConfigError", "DataConfig", "Dataset", "EvalConfig", "Exporter", "Metric", "MetricResult", "ModelConfig",
     "NoiseSchedule", "Parameterization", "PrimeError", "PrimeModel", "Registry", "RegistryError", "SampleConfig",

@@ -109,7 +109,7 @@ def cmd_sample(args) -> int:
             from export.runner import runtime_sampler
         except ImportError as exc:
             raise PrimeError(f"--runtime {args.runtime} needs the prime-export distribution "
-                             f"(pip install -e export): {exc}") from None
+                             f"(pip install 'prime-export[onnx]'): {exc}") from None
         sampler = runtime_sampler(args.runtime, model, config, args.checkpoint, step_model=args.step_model,
                                   gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta, top_p=args.top_p or s.top_p)
     result = sampler.sample(
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_plugins)
 
     sp = sub.add_parser("train", help="train a model from a TOML config")
-    sp.add_argument("--config", help="TOML file (path or fsspec URL); defaults apply otherwise")
+    sp.add_argument("--config", help="TOML file (path or fsspec URL) or a shipped config's name (prime config list)")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. --set model.ell=4 (repeatable)")
     sp.add_argument("--out", default="runs/default", help="output folder (checkpoint, metrics, plots)")
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("run", help="the main job: train, sample, evaluate and write a report")
-    sp.add_argument("--config", help="TOML file (path or fsspec URL)")
+    sp.add_argument("--config", help="TOML file (path or fsspec URL) or a shipped config's name (prime config list)")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     sp.add_argument("--out", default="runs/main", help="output folder")
     sp.add_argument("--resume", action="store_true")
@@ -282,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_idle_steps)
+
+    from .shipped_configs import add_config_parser  # prime config list / show NAME
+
+    add_config_parser(sub)
 
     sp = sub.add_parser("conformance", help="run the conformance suites on a plugin's components (pytest)")
     add_conformance_arguments(sp)

@@ -59,3 +59,10 @@ def register_exporters(register):
 @hookspec
 def register_metrics(register):
     """Register metrics (subclasses of Metric); set ``is_bound = True`` only for valid NLL upper bounds."""
+
+
+@hookspec
+def register_configs(register):
+    """Register example configs shipped as package data: ``register(name, resource, description=None)``,
+    ``resource`` a TOML file (``importlib.resources.files(__package__) / "configs" / "x.toml"`` or a path).
+    Called when a config is looked up by name (``prime run --config main``, ``prime config list``)."""

@@ -184,10 +184,9 @@ class Registry:
 
 
 def _core_version() -> str:
-    try:
-        return md.version(CORE_DISTRIBUTION)
-    except md.PackageNotFoundError:
-        return "0+unknown"
+    from .__about__ import __version__
+
+    return __version__
 
 
 def new_registry(load_plugins: bool = True) -> Registry:
