@@ -163,8 +163,12 @@ class Registry:
         try:
             return self.components[kind][name]
         except KeyError:
+            from .distributions import distribution_hint
+
             available = ", ".join(sorted(self.components[kind])) or "none installed"
-            raise RegistryError(f"unknown {kind} {name!r}; available: {available}", kind=kind, name=name) from None
+            hint = distribution_hint(kind, name)
+            raise RegistryError(f"unknown {kind} {name!r}" + (f"; {hint}" if hint else "")
+                                + f"; available: {available}", kind=kind, name=name) from None
 
     def build(self, kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
         """Instantiate a registered component; bad options become a one-line RegistryError."""

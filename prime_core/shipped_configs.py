@@ -103,13 +103,12 @@ def get_shipped_config(name: str, registry=None) -> ShippedConfig:
     try:
         return configs[name]
     except KeyError:
-        known = ", ".join(sorted(configs)) or "none installed"
-        hint = ""
         from .distributions import distribution_hint
 
+        known = ", ".join(sorted(configs)) or "none installed"
         hint = distribution_hint("config", name)
-        raise ConfigError(f"unknown config {name!r} (not a file either); shipped configs: {known}"
-                          + (f"; {hint}" if hint else "; or give a path or fsspec URL")) from None
+        raise ConfigError(f"unknown config {name!r} (not a file either)" + (f"; {hint}" if hint else "")
+                          + f"; shipped configs: {known}; or give a path or fsspec URL") from None
 
 
 def read_config_source(path: str) -> tuple[str, str]:
