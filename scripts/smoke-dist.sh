@@ -12,19 +12,14 @@ DIST=$(cd "${1:-$ROOT/dist}" && pwd)
 PY=${PYTHON:-python3}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/prime-smoke.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-cp "$ROOT/constraints.txt" "$WORK/constraints.txt"
-export PIP_CONSTRAINT="$WORK/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1
+export PIP_CONSTRAINT="$ROOT/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1
 DISTS=(prime-core prime-plugin-dit prime-plugin-text prime-plugin-trainer prime-plugin-uvit prime-plugin-images
        "prime-export[onnx]" prime-conformance)
 "$PY" -m venv "$WORK/venv"
 . "$WORK/venv/bin/activate"
 cd "$WORK"   # outside the checkout from here on
-echo "smoke: third-party requirements from the index"
-python "$ROOT/scripts/dist_requirements.py" "$DIST" "${DISTS[@]}" > requirements.txt
-pip install -q -r requirements.txt
-echo "smoke: prime's distributions from $DIST only"
-pip install -q --no-index --find-links "$DIST" "${DISTS[@]}"
-pip check
+echo "smoke: third-party requirements from the index, then prime's distributions from $DIST only (--no-index)"
+PYTHON=python bash "$ROOT/scripts/install-dist.sh" "$DIST" "${DISTS[@]}"
 python - "$ROOT" <<'PY'
 import sys, importlib
 root = sys.argv[1]
