@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-# The default text corpus (configs/main.toml): Jane Austen's novels from Debian's r-cran-janeaustenr (DESIGN §4).
+# The default text corpus (the config `main`): Jane Austen's novels from Debian's r-cran-janeaustenr (DESIGN §4).
 AUSTEN=/usr/lib/R/site-library/janeaustenr/data/Rdata.rdb
 if [ ! -f "$AUSTEN" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
