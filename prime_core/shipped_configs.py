@@ -95,7 +95,7 @@ def shipped_configs(registry=None) -> dict[str, ShippedConfig]:
 def is_config_name(text: str) -> bool:
     """A bare name (``main``), as opposed to a path or a URL; an existing file of that name stays a path."""
     return ("/" not in text and os.sep not in text and "://" not in text and not text.endswith(".toml")
-            and not os.path.exists(text))
+            and not os.path.isfile(text))
 
 
 def get_shipped_config(name: str, registry=None) -> ShippedConfig:
