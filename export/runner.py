@@ -13,6 +13,7 @@ skips the graph call (no NFE), exactly as in the eager sampler.
 
 from __future__ import annotations
 
+import os
 import types
 from typing import Callable
 
@@ -59,8 +60,15 @@ class RuntimeSampler(AncestralSampler):
         from .graph import read_metadata
         from .validate import ort_session
 
-        sess = ort_session(path, providers, threads)
-        meta = read_metadata(path)
+        if not os.path.isfile(path):
+            raise PrimeError(f"--step-model {path} does not exist or is not a file (export one with "
+                             f"python -m export.onnx CKPT -o STEP.onnx)")
+        try:
+            meta = read_metadata(path)
+            sess = ort_session(path, providers, threads)
+        except Exception as exc:  # onnx / onnxruntime raise their own types for unreadable files
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PrimeError(f"--step-model {path} is not a readable ONNX model: {first}") from None
         if "step" not in meta:
             raise PrimeError(f"{path} is not an exported prime sampler step (no prime.* metadata)")
         return cls(lambda feeds: sess.run(["y_s"], feeds)[0], meta, "onnxruntime")
@@ -123,12 +131,11 @@ def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model:
         if not step_model:
             raise PrimeError("--runtime tensorrt needs --step-model ENGINE (build one with python -m export.trt)")
         engine = TensorRTStep(step_model)
-        return RuntimeSampler(engine, engine.meta, "tensorrt")
+        return _matching(RuntimeSampler(engine, engine.meta, "tensorrt"), model, step_model)
     if runtime != "onnxruntime":
         raise PrimeError(f"--runtime must be one of torch, onnxruntime, tensorrt; got {runtime!r}")
     if step_model:
-        return RuntimeSampler.from_onnx(step_model)
-    import os
+        return _matching(RuntimeSampler.from_onnx(step_model), model, step_model)
     import tempfile
 
     from .graph import export_step
@@ -140,3 +147,14 @@ def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model:
         export_step(model, config, path, checkpoint_meta=ckpt_meta, noise_dtype=noise, with_probs=False,
                     nucleus=nucleus, backbone_name=config.model.backbone)
         return RuntimeSampler.from_onnx(path)  # the session holds the graph in memory
+
+
+def _matching(sampler: RuntimeSampler, model, step_model: str) -> RuntimeSampler:
+    """Refuse a step exported from another model: its graph, not the checkpoint, would decide the tokens."""
+    for key in ("num_classes", "ell", "length", "base"):
+        ours, theirs = getattr(model, key), sampler.meta.get(key)
+        if theirs != ours:
+            raise PrimeError(f"--step-model {step_model} was exported from another model ({key}={theirs!r}, "
+                             f"the checkpoint has {ours!r}); export this checkpoint's step with python -m "
+                             f"export.onnx")
+    return sampler

@@ -10,7 +10,7 @@ import torch
 
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import Config
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, PrimeError
 from .interfaces import BackboneSpec
 from .model import PrimeModel
 from .registry import Registry, get_registry
@@ -74,7 +74,14 @@ def build_model(config: Config, registry: Registry | None = None) -> PrimeModel:
     schedule = registry.build("schedule", m.schedule, **m.schedule_options)
     spec = BackboneSpec(out_dim=head.output_dim(subtoken_map), base=subtoken_map.base, ell=m.ell, length=m.length,
                         width=m.width, num_classes=m.num_classes, time_conditioned=m.time_conditioned)
-    backbone = registry.build("backbone", m.backbone, spec, **m.backbone_options)
+    try:
+        backbone = registry.build("backbone", m.backbone, spec, **m.backbone_options)
+    except (TypeError, ValueError, RuntimeError) as exc:  # e.g. an unknown option, hidden=-5
+        if isinstance(exc, PrimeError):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"backbone {m.backbone!r} rejected model.backbone_options="
+                          f"{m.backbone_options}: {first}") from None
     return PrimeModel(subtoken_map, backbone, head, schedule, noise=m.noise)
 
 

@@ -11,9 +11,12 @@ import json
 import os
 import sys
 
+from . import cliargs
 from .errors import PrimeError
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+MAX_IDLE_UNITS = 2**24
 
 
 def _registry():
@@ -62,22 +65,27 @@ def cmd_run(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ sample
-def _parse_fixed(text: str | None, length: int):
-    """"i:tok,i:tok" → fixed-token row [L] with −1 elsewhere."""
+def _parse_fixed(text: str | None, length: int, num_classes: int):
+    """"i:tok,i:tok" → fixed-token row [L] with −1 elsewhere (positions < L, tokens < C: `cliargs.parse_fixed`)."""
     import torch
 
-    if not text:
+    from .cliargs import parse_fixed
+
+    if text is None:
         return None
+    try:
+        pairs = parse_fixed(text, length, num_classes)
+    except ValueError as exc:
+        raise PrimeError(str(exc)) from None
     row = torch.full((length,), -1, dtype=torch.long)
-    for part in text.split(","):
-        try:
-            pos, tok = (int(v) for v in part.split(":"))
-        except ValueError:
-            raise PrimeError(f"--fix expects position:token pairs like 0:5,1:7, got {part!r}") from None
-        if not 0 <= pos < length:
-            raise PrimeError(f"--fix position {pos} is outside [0, {length - 1}]")
+    for pos, tok in pairs:
         row[pos] = tok
     return row
+
+
+def _given(value, default):
+    """The option as given, or the stored default when it was left out (never when it is 0 or empty)."""
+    return default if value is None else value
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -98,9 +106,14 @@ def cmd_sample(args) -> int:
 
     model, config, ckpt = load_model(args.checkpoint, weights=args.weights)
     s = config.sample
-    name = args.sampler or s.sampler
+    name = _given(args.sampler, s.sampler)
     options = {**(s.options if name == s.sampler else {}), **_parse_options(args.option)}
     sampler = _registry().build("sampler", name, **options)
+    if args.step_model is not None and args.runtime == "torch":
+        raise PrimeError("--step-model is the exported step of --runtime onnxruntime or tensorrt; it does nothing "
+                         "with --runtime torch")
+    if args.trajectory and not args.out:
+        raise PrimeError("--trajectory draws trajectory.png into the --out folder: pass --out DIR")
     if args.runtime != "torch":  # the exported step (prime-export), imported only when asked for
         if name != "ancestral" or options:
             raise PrimeError(f"--runtime {args.runtime} drives the ancestral sampler without options only, "
@@ -111,17 +124,18 @@ def cmd_sample(args) -> int:
             raise PrimeError(f"--runtime {args.runtime} needs the prime-export distribution "
                              f"(pip install 'prime-export[onnx]'): {exc}") from None
         sampler = runtime_sampler(args.runtime, model, config, args.checkpoint, step_model=args.step_model,
-                                  gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta, top_p=args.top_p or s.top_p)
+                                  gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta, top_p=_given(args.top_p, s.top_p))
+    gumbel_dtype = _given(args.gumbel_dtype, s.gumbel_dtype)
     result = sampler.sample(
-        model, args.num_samples or s.num_samples, steps=args.steps or s.steps, seed=args.seed,
-        temperature=args.temperature or s.temperature, top_p=args.top_p or s.top_p,
-        gumbel_dtype=getattr(torch, args.gumbel_dtype or s.gumbel_dtype), cache=not args.no_cache,
-        fixed_tokens=_parse_fixed(args.fix, model.length), return_trajectory=args.trajectory,
+        model, _given(args.num_samples, s.num_samples), steps=_given(args.steps, s.steps), seed=args.seed,
+        temperature=_given(args.temperature, s.temperature), top_p=_given(args.top_p, s.top_p),
+        gumbel_dtype=getattr(torch, gumbel_dtype), cache=not args.no_cache,
+        fixed_tokens=_parse_fixed(args.fix, model.length, model.num_classes), return_trajectory=args.trajectory,
         progress=not args.quiet)
     report = {"steps": result.steps, "nfe_mean": float(result.nfe.float().mean()),
               "idle_steps_mean": float(result.idle_steps.float().mean()),
               "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
-              "forward_calls": result.forward_calls, "gumbel_dtype": args.gumbel_dtype or s.gumbel_dtype,
+              "forward_calls": result.forward_calls, "gumbel_dtype": gumbel_dtype,
               "tokens": result.tokens.tolist()}
     dataset = _sample_dataset(config, ckpt.meta.get("data"), required=bool(args.out))
     report["decoded"] = (dataset.decode_samples(result.tokens) if dataset is not None
@@ -179,10 +193,9 @@ def cmd_eval(args) -> int:
 def cmd_idle_steps(args) -> int:
     from .idle import idle_report
 
-    for name, value in (("--length", args.length), ("--ell", args.ell), ("--steps", args.steps),
-                        ("--runs", args.runs)):
-        if value < 1:
-            raise PrimeError(f"{name} must be ≥ 1, got {value}")
+    if args.length * args.ell > MAX_IDLE_UNITS:  # the simulation draws L·ℓ reveal steps per run
+        raise PrimeError(f"--length × --ell = {args.length * args.ell} sub-tokens is more than the simulation "
+                         f"handles ({MAX_IDLE_UNITS}); use a smaller L or ℓ")
     schedule = _registry().build("schedule", args.schedule)
     rep = idle_report(schedule, args.schedule, args.length, args.ell, args.steps, args.runs, args.seed)
     if args.json:
@@ -207,8 +220,20 @@ def cmd_conformance(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ parser
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error promise: one line ``prime: error: …`` and exit 2 (argparse's own error()
+    prints the whole usage first)."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"prime: error: {message} (see {self.prog} --help)\n")
+
+
+_DEBUG_HELP = "show the traceback of an error (also PRIME_DEBUG=1)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="prime", description="Partial-masking discrete diffusion (MDM-Prime).")
+    p = _Parser(prog="prime", description="Partial-masking discrete diffusion (MDM-Prime).")
+    p.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
     sp = sub.add_parser("plugins", help="list installed plugins and their components")
@@ -238,12 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("sample", help="draw samples from a checkpoint")
     sp.add_argument("checkpoint")
-    sp.add_argument("-n", "--num-samples", type=int)
-    sp.add_argument("--steps", type=int)
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("-n", "--num-samples", type=cliargs.samples, help=f"1 … {cliargs.MAX_SAMPLES}")
+    sp.add_argument("--steps", type=cliargs.steps, help=f"T, 1 … {cliargs.MAX_STEPS}")
+    sp.add_argument("--seed", type=cliargs.seed, default=0, help=f"0 … {cliargs.MAX_SEED}")
     sp.add_argument("--sampler")
-    sp.add_argument("--temperature", type=float)
-    sp.add_argument("--top-p", type=float)
+    sp.add_argument("--temperature", type=cliargs.temperature, help="τ in (0, 100]")
+    sp.add_argument("--top-p", type=cliargs.top_p, help="nucleus mass in (0, 1]")
     sp.add_argument("--gumbel-dtype", choices=["float32", "float64"])
     sp.add_argument("--no-cache", action="store_true", help="evaluate every row at every step (baseline)")
     sp.add_argument("--fix", help="prefix / infill constraints as position:token pairs, e.g. 0:3,1:7")
@@ -257,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--step-model", help="exported step for --runtime (.onnx, or a TensorRT .engine); "
                     "onnxruntime exports one on the fly when omitted")
     sp.add_argument("--out", help="folder for samples.json (and a PNG where the data set draws one)")
-    sp.add_argument("--show", type=int, default=8, help="samples to print")
+    sp.add_argument("--show", type=cliargs.count("--show", 0), default=8, help="samples to print")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_sample)
@@ -265,21 +290,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("eval", help="valid likelihood bounds (≤ PPL) and training objectives on held-out data")
     sp.add_argument("checkpoint")
     sp.add_argument("--split", default="valid", choices=["train", "valid", "test"])
-    sp.add_argument("--mc", type=int, help="Monte-Carlo samples per sequence")
-    sp.add_argument("--steps", type=int, help="T for the T-step NELBO")
-    sp.add_argument("--max-sequences", type=int)
+    sp.add_argument("--mc", type=cliargs.count("--mc", 1, cliargs.MAX_MC),
+                    help=f"Monte-Carlo samples per sequence, 1 … {cliargs.MAX_MC}")
+    sp.add_argument("--steps", type=cliargs.steps, help=f"T for the T-step NELBO, 1 … {cliargs.MAX_STEPS}")
+    sp.add_argument("--max-sequences", type=cliargs.count("--max-sequences"), help="≥ 1")
     sp.add_argument("--weights", default="model", choices=["model", "ema"])
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=cliargs.seed, default=0, help=f"0 … {cliargs.MAX_SEED}")
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("idle-steps", help="expected and simulated idle steps of the T-step sampler")
-    sp.add_argument("--length", type=int, required=True, help="L, tokens per sequence")
-    sp.add_argument("--ell", type=int, required=True, help="ℓ, sub-tokens per token")
-    sp.add_argument("--steps", type=int, required=True, help="T, sampling steps")
+    sp.add_argument("--length", type=cliargs.count("--length"), required=True, help="L, tokens per sequence")
+    sp.add_argument("--ell", type=cliargs.count("--ell", 1, 64), required=True, help="ℓ, sub-tokens per token")
+    sp.add_argument("--steps", type=cliargs.steps, required=True, help=f"T, sampling steps, 1 … {cliargs.MAX_STEPS}")
     sp.add_argument("--schedule", default="linear")
-    sp.add_argument("--runs", type=int, default=100, help="simulated sampling runs")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--runs", type=cliargs.count("--runs", 1, 100_000), default=100,
+                    help="simulated sampling runs, 1 … 100000")
+    sp.add_argument("--seed", type=cliargs.seed, default=0)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_idle_steps)
 
@@ -290,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("conformance", help="run the conformance suites on a plugin's components (pytest)")
     add_conformance_arguments(sp)
     sp.set_defaults(func=cmd_conformance)
+    for sp in sub.choices.values():  # `prime CMD … --debug` too; SUPPRESS keeps a `prime --debug CMD` intact
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
     return p
 
 
@@ -304,14 +333,41 @@ def add_conformance_arguments(sp: argparse.ArgumentParser) -> argparse.ArgumentP
     return sp
 
 
+#: Exceptions that mean bad input or a missing resource, not a bug: one line, exit 2.
+USER_ERRORS = (PrimeError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+               FileExistsError, ImportError, MemoryError)
+
+
+def _error_line(exc: BaseException) -> tuple[int, str]:
+    """(exit code, the one line printed) for an exception that reached the top of a command."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return EXIT_USAGE, f"prime: error: not enough memory for this request ({first})"
+    if isinstance(exc, ImportError) and not isinstance(exc, PrimeError):
+        return EXIT_USAGE, f"prime: error: a required package is missing: {first}"
+    if isinstance(exc, USER_ERRORS):
+        return EXIT_USAGE, f"prime: error: {first}"
+    return EXIT_INTERNAL, (f"prime: internal error: {type(exc).__name__}: {first} (a bug: please report it; "
+                           f"--debug or PRIME_DEBUG=1 shows the traceback)")
+
+
+def debug_enabled(args=None) -> bool:
+    """--debug on the command line, or PRIME_DEBUG set to anything but "" / "0"."""
+    return bool(getattr(args, "debug", False)) or os.environ.get("PRIME_DEBUG", "0") not in ("", "0")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (PrimeError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"prime: error: {msg}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("prime: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 — the one place that turns exceptions into exit codes
+        code, line = _error_line(exc)
+        if debug_enabled(args):
+            import traceback
+
+            traceback.print_exc()
+        print(line, file=sys.stderr)
+        return code

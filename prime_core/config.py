@@ -6,6 +6,7 @@ The whole config is stored inside every checkpoint as JSON and round-trips exact
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 from typing import Any
 
@@ -16,18 +17,37 @@ from .errors import ConfigError
 from .forward import NOISE_KINDS
 
 
-def _at_least(lo):
+def _where(inst, attribute) -> str:
+    """"train.steps" for a field of TrainConfig (the name users write in TOML and --set)."""
+    section = {cls: name for name, cls in _SECTIONS.items()}.get(type(inst))
+    return f"{section}.{attribute.name}" if section else attribute.name
+
+
+def _whole(lo, hi=None):
+    """A whole number in [lo, hi] (None allowed: "take it from the data"); 2.5, 1e9 as a float and true/false
+    are refused rather than truncated or read as 1/0."""
     def check(inst, attribute, value):
-        if value is not None and value < lo:
-            raise ConfigError(f"{attribute.name} must be ≥ {lo}, got {value}")
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{_where(inst, attribute)} must be a whole number, got {value!r}")
+        if value < lo or (hi is not None and value > hi):
+            bound = f"in [{lo}, {hi}]" if hi is not None else f"≥ {lo}"
+            raise ConfigError(f"{_where(inst, attribute)} must be {bound}, got {value}")
     return check
 
 
-def _in_range(lo, hi, *, lo_open=False):
+def _real(lo, hi=math.inf, *, lo_open=False):
+    """A finite number in [lo, hi] (or (lo, hi]); nan, ±inf and booleans are refused."""
     def check(inst, attribute, value):
-        ok = (value > lo if lo_open else value >= lo) and value <= hi
+        ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+              and (value > lo if lo_open else value >= lo) and value <= hi)
         if not ok:
-            raise ConfigError(f"{attribute.name} must lie in {'(' if lo_open else '['}{lo}, {hi}], got {value}")
+            if math.isfinite(hi):
+                allowed = f"in {'(' if lo_open else '['}{lo}, {hi}]"
+            else:
+                allowed = f"{'>' if lo_open else '≥'} {lo}"
+            raise ConfigError(f"{_where(inst, attribute)} must be a finite number {allowed}, got {value!r}")
     return check
 
 
@@ -46,10 +66,10 @@ _opts = attrs.field(factory=dict, validator=v.instance_of(dict))
 class ModelConfig:
     """num_classes C and length L default to the dataset's; width D must be divisible by ℓ (DESIGN §2.7)."""
 
-    num_classes: int | None = attrs.field(default=None, validator=_at_least(2))
-    length: int | None = attrs.field(default=None, validator=_at_least(1))
-    ell: int = attrs.field(default=2, validator=[v.instance_of(int), _at_least(1)])
-    width: int = attrs.field(default=64, validator=[v.instance_of(int), _at_least(1)])
+    num_classes: int | None = attrs.field(default=None, validator=_whole(2))
+    length: int | None = attrs.field(default=None, validator=_whole(1))
+    ell: int = attrs.field(default=2, validator=_whole(1, 64))
+    width: int = attrs.field(default=64, validator=_whole(1))
     map: str = attrs.field(default="base-b", validator=_name)
     head: str = attrs.field(default="carry-over", validator=_name)
     backbone: str = attrs.field(default="mlp", validator=_name)
@@ -75,39 +95,39 @@ class DataConfig:
 @attrs.frozen
 class TrainConfig:
     trainer: str = attrs.field(default="simple", validator=_name)
-    steps: int = attrs.field(default=1500, validator=_at_least(1))
-    batch_size: int = attrs.field(default=256, validator=_at_least(1))
-    lr: float = attrs.field(default=2e-3, validator=_in_range(0.0, 10.0, lo_open=True))
-    weight_decay: float = attrs.field(default=0.0, validator=_at_least(0.0))
-    warmup: int = attrs.field(default=50, validator=_at_least(0))
-    grad_clip: float = attrs.field(default=1.0, validator=_at_least(0.0))
+    steps: int = attrs.field(default=1500, validator=_whole(1))
+    batch_size: int = attrs.field(default=256, validator=_whole(1))
+    lr: float = attrs.field(default=2e-3, validator=_real(0.0, 10.0, lo_open=True))
+    weight_decay: float = attrs.field(default=0.0, validator=_real(0.0))
+    warmup: int = attrs.field(default=50, validator=_whole(0))
+    grad_clip: float = attrs.field(default=1.0, validator=_real(0.0))
     # "nelbo" | "joint" (prime_core.losses) or the name of a registered metric used as the loss, e.g. "ar-nll"
     loss: str = attrs.field(default="nelbo", validator=_name)
-    eps: float = attrs.field(default=1e-3, validator=_in_range(0.0, 1.0))
-    seed: int = attrs.field(default=0, validator=v.instance_of(int))
-    log_every: int = attrs.field(default=50, validator=_at_least(1))
-    checkpoint_every: int = attrs.field(default=500, validator=_at_least(1))
+    eps: float = attrs.field(default=1e-3, validator=_real(0.0, 1.0))
+    seed: int = attrs.field(default=0, validator=_whole(0, 2**32 - 1))
+    log_every: int = attrs.field(default=50, validator=_whole(1))
+    checkpoint_every: int = attrs.field(default=500, validator=_whole(1))
     options: dict = _opts
 
 
 @attrs.frozen
 class SampleConfig:
     sampler: str = attrs.field(default="ancestral", validator=_name)
-    steps: int = attrs.field(default=64, validator=_at_least(1))
-    temperature: float = attrs.field(default=1.0, validator=_in_range(0.0, 100.0, lo_open=True))
-    top_p: float = attrs.field(default=1.0, validator=_in_range(0.0, 1.0, lo_open=True))
+    steps: int = attrs.field(default=64, validator=_whole(1, 1_000_000))
+    temperature: float = attrs.field(default=1.0, validator=_real(0.0, 100.0, lo_open=True))
+    top_p: float = attrs.field(default=1.0, validator=_real(0.0, 1.0, lo_open=True))
     gumbel_dtype: str = attrs.field(default="float64", validator=_one_of("float32", "float64"))
-    num_samples: int = attrs.field(default=16, validator=_at_least(1))
+    num_samples: int = attrs.field(default=16, validator=_whole(1, 2**20))
     # constructor options of the sampler, e.g. { temperature_schedule = [0.5, 1.0, 0.6], warp = 1.5 } for "image"
     options: dict = _opts
 
 
 @attrs.frozen
 class EvalConfig:
-    mc_samples: int = attrs.field(default=4, validator=_at_least(1))
-    tstep_steps: int = attrs.field(default=64, validator=_at_least(1))
-    batch_size: int = attrs.field(default=256, validator=_at_least(1))
-    max_sequences: int = attrs.field(default=4096, validator=_at_least(1))
+    mc_samples: int = attrs.field(default=4, validator=_whole(1, 100_000))
+    tstep_steps: int = attrs.field(default=64, validator=_whole(1, 1_000_000))
+    batch_size: int = attrs.field(default=256, validator=_whole(1))
+    max_sequences: int = attrs.field(default=4096, validator=_whole(1))
 
 
 @attrs.frozen
@@ -127,6 +147,9 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Config":
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a table of sections ({', '.join(_SECTIONS)}), "
+                              f"got {type(data).__name__}")
         sections = {f.name: f.type for f in attrs.fields(cls)}
         unknown = set(data) - set(sections)
         if unknown:

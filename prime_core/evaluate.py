@@ -10,13 +10,22 @@ import math
 
 import torch
 
+from .errors import PrimeError
 from .interfaces import Metric, MetricResult
 
 
 @torch.no_grad()
 def evaluate_metric(metric: Metric, model, tokens: torch.Tensor, *, mc_samples: int = 1, batch_size: int = 256,
                     seed: int = 0) -> MetricResult:
-    """Average over rows and ``mc_samples`` Monte-Carlo draws of metric.per_sequence, in nats per token."""
+    """Average over rows and ``mc_samples`` Monte-Carlo draws of metric.per_sequence, in nats per token.
+
+    An estimate needs at least one draw of at least one sequence: anything less is refused, so a bound can
+    never be printed from zero samples."""
+    _check_count("mc_samples", mc_samples)
+    _check_count("batch_size", batch_size)
+    if tokens.ndim != 2 or tokens.shape[0] < 1 or tokens.shape[1] < 1:
+        raise PrimeError(f"{metric.name}: need at least one sequence of at least one token, got shape "
+                         f"{tuple(tokens.shape)}")
     g = torch.Generator().manual_seed(seed)
     device = model.device
     per_row = torch.zeros(tokens.shape[0], dtype=torch.float64)
@@ -32,6 +41,16 @@ def evaluate_metric(metric: Metric, model, tokens: torch.Tensor, *, mc_samples: 
                         is_bound=metric.is_bound,
                         extra={"label": getattr(metric, "label", metric.name), "sequences": tokens.shape[0],
                                "mc_samples": mc_samples})
+
+
+def _check_count(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PrimeError(f"{name} must be a whole number ≥ 1, got {value!r}")
+
+
+def _given(value, default):
+    """``value`` unless it is None (0 or a negative number is refused downstream, never replaced)."""
+    return default if value is None else value
 
 
 def perplexity(result: MetricResult) -> float:
@@ -60,8 +79,11 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
     model, config, ckpt = load_model(checkpoint, registry, weights=weights)
     e = config.eval
     dataset = build_dataset(config, registry, ckpt.meta.get("data"))
-    tokens = dataset.split(split)[: max_sequences or e.max_sequences]
-    mc, steps = mc_samples or e.mc_samples, steps or e.tstep_steps
+    mc, steps, rows = _given(mc_samples, e.mc_samples), _given(steps, e.tstep_steps), _given(max_sequences,
+                                                                                          e.max_sequences)
+    for name, value in (("mc_samples", mc), ("steps", steps), ("max_sequences", rows)):
+        _check_count(name, value)
+    tokens = dataset.split(split)[:rows]
     own = getattr(model.backbone, "eval_metrics", None)  # e.g. an AR backbone reports its exact NLL instead
     metrics = ([registry.build("metric", name) for name in own] if own else
                [registry.build("metric", "nelbo"), registry.build("metric", "tstep-nelbo", steps=steps),

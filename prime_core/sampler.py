@@ -15,6 +15,8 @@ order per row, so a batch equals its members sampled one by one and chunking nev
 
 from __future__ import annotations
 
+import math
+
 from typing import Callable
 
 import attrs
@@ -44,8 +46,8 @@ def reveal_probability(alpha_t: float, alpha_s: float) -> float:
 
 def filter_log_probs(log_p: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
     """Temperature τ (log p / τ) then nucleus: keep the smallest set of tokens whose mass reaches top_p."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not (temperature > 0 and math.isfinite(temperature)):  # written so that nan fails too
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
     scores = log_p / temperature if temperature != 1.0 else log_p
@@ -135,8 +137,9 @@ class AncestralSampler(Sampler):
 
         temperature: a float, or τ(t) as a callable of t ∈ [0, 1] (e.g. a·t^b + c); top_p ∈ (0, 1];
         gumbel_dtype float64 avoids fp32's lowered entropy; cache=False evaluates every row each step."""
-        if steps < 1:
-            raise ValueError(f"steps must be ≥ 1, got {steps}")
+        for label, value in (("num_samples", num_samples), ("steps", steps)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be a whole number ≥ 1, got {value!r}")
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
         seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)
@@ -201,8 +204,8 @@ class AncestralSampler(Sampler):
             rows = torch.arange(n) if not cache else active.nonzero().squeeze(-1)
             if len(rows):
                 tau = temperature(t) if callable(temperature) else temperature
-                if tau <= 0:
-                    raise ValueError(f"temperature must be > 0, got {tau} at t = {t:.4g}")
+                if not (tau > 0 and math.isfinite(tau)):  # nan and inf fail here too
+                    raise ValueError(f"temperature must be a finite number > 0, got {tau} at t = {t:.4g}")
                 step = Step(t, a_t, a_s, r, tau, top_p, gumbel_dtype)
                 y[rows] = self.reveal(model, y[rows], reveal[rows], draws[rows], [gens[int(i)] for i in rows], step)
                 nfe[rows] += 1

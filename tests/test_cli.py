@@ -74,7 +74,7 @@ def test_resume_continues_and_refuses_a_different_config(trained, tmp_path):
     (["train", "--set", "model.ell"], "section.key=value"),
     (["sample", "missing.safetensors"], "checkpoint not found"),
     (["eval", "README.md"], "not a prime checkpoint"),
-    (["idle-steps", "--length", "0", "--ell", "2", "--steps", "4"], "--length must be ≥ 1"),
+    (["idle-steps", "--length", "0", "--ell", "2", "--steps", "4"], "--length: must lie in [1,"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, pattern):
     (tmp_path / "README.md").write_text("hello")
@@ -86,7 +86,7 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, pattern):
 
 def test_out_of_range_fixed_token(trained):
     out = prime("sample", str(trained / "checkpoint.safetensors"), "--fix", "0:99", "--quiet", ok=False)
-    assert_one_line_error(out, "token ids must lie in [0, 5]")
+    assert_one_line_error(out, "--fix token 99 at position 0 is outside [0, 5]")
 
 
 def test_plugins_listing_is_json():

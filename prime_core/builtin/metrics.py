@@ -25,7 +25,9 @@ class TStepNelboMetric(Metric):
     label = "T-step NELBO"
 
     def __init__(self, steps: int = 64):
-        self.steps = int(steps)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"the T-step NELBO needs a whole number of steps T ≥ 1, got {steps!r}")
+        self.steps = steps
         self.label = f"{self.steps}-step NELBO (bound, {self.steps}-step sampler)"
 
     def per_sequence(self, model, tokens, *, generator=None):

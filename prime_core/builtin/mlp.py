@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..encoder import SubTokenEncoder
+from ..errors import ConfigError
 from ..interfaces import Backbone, BackboneSpec
 
 
@@ -29,6 +30,10 @@ class MLPBackbone(Backbone):
     """y [B, L, ℓ] → encoder [B, L, D] → flatten [B, L·D] → residual MLP (hidden H, depth) → [B, L, out_dim]."""
 
     def __init__(self, spec: BackboneSpec, hidden: int = 256, depth: int = 2, encoder: str = "shared"):
+        for name, value, lo in (("hidden", hidden, 1), ("depth", depth, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+                raise ConfigError(f"model.backbone_options.{name} of the mlp backbone must be a whole number "
+                                  f"≥ {lo}, got {value!r}")
         super().__init__(spec)
         self.time_conditioned = bool(spec.time_conditioned)
         self.encoder = SubTokenEncoder(spec.base, spec.ell, spec.width, encoder)

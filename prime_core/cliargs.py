@@ -1,0 +1,86 @@
+"""Argument types for the ``prime`` command line: every number is checked where it is parsed.
+
+Each factory returns an argparse ``type=`` callable that turns the text into a value or raises
+``argparse.ArgumentTypeError`` with a message that says what was wrong and what is allowed. Nothing is ever
+replaced by a default silently: an option left out is ``None`` and the command uses the checkpoint's or the
+config's value; an option given is used as given, or refused.
+
+Caps keep one typo from allocating gigabytes before anything else happens (``--steps 1000000000`` would build
+a float64 time grid of 8 GB); they are far above what the paper's setups use (T ≤ 1024 steps, 50k samples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+
+#: Upper limits of the command line's counts (see the module docstring).
+MAX_STEPS = 1_000_000
+#: Row seeds are seed·2²⁰ + i (prime_core.sampler.row_seeds): fewer than 2²⁰ rows keep seeds from colliding.
+MAX_SAMPLES = 2**20
+MAX_MC = 100_000
+MAX_SEED = 2**32 - 1
+MAX_COUNT = 2**31 - 1
+
+_INT = re.compile(r"[+-]?\d+")
+
+
+def count(label: str, lo: int = 1, hi: int = MAX_COUNT):
+    """An integer in [lo, hi]; "1e9", "2.5", "true" and out-of-range values are refused. argparse puts
+    "argument <label>:" before the messages."""
+
+    def parse(text: str) -> int:
+        if not _INT.fullmatch(text.strip()):
+            raise argparse.ArgumentTypeError(f"must be a whole number in [{lo}, {hi}], got {text!r}")
+        value = int(text)
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must lie in [{lo}, {hi}], got {value}")
+        return value
+
+    parse.__name__ = label  # argparse names the type in its own messages
+    return parse
+
+
+def real(label: str, *, lo: float, hi: float, lo_open: bool = True):
+    """A finite float in (lo, hi] (or [lo, hi] with ``lo_open=False``); nan and ±inf are refused."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        inside = (value > lo if lo_open else value >= lo) and value <= hi
+        if not math.isfinite(value) or not inside:
+            interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+            raise argparse.ArgumentTypeError(f"must be a finite number in {interval}, got {text!r}")
+        return value
+
+    parse.__name__ = label
+    return parse
+
+
+seed = count("--seed", 0, MAX_SEED)
+steps = count("--steps", 1, MAX_STEPS)
+samples = count("--num-samples", 1, MAX_SAMPLES)
+temperature = real("--temperature", lo=0.0, hi=100.0)
+top_p = real("--top-p", lo=0.0, hi=1.0)
+
+
+def parse_fixed(text: str, length: int, num_classes: int) -> list[tuple[int, int]]:
+    """``"i:tok,i:tok"`` → [(position, token)] with 0 ≤ position < L and 0 ≤ token < C, each position once."""
+    pairs: dict[int, int] = {}
+    for part in text.split(","):
+        fields = part.strip().split(":")
+        if len(fields) != 2 or not all(_INT.fullmatch(f.strip()) for f in fields):
+            raise ValueError(f"--fix expects position:token pairs like 0:5,1:7, got {part!r}")
+        pos, tok = (int(f) for f in fields)
+        if not 0 <= pos < length:
+            raise ValueError(f"--fix position {pos} is outside [0, {length - 1}] (L = {length})")
+        if not 0 <= tok < num_classes:
+            raise ValueError(f"--fix token {tok} at position {pos} is outside [0, {num_classes - 1}] "
+                             f"(C = {num_classes})")
+        if pos in pairs:
+            raise ValueError(f"--fix names position {pos} twice")
+        pairs[pos] = tok
+    return sorted(pairs.items())
