@@ -4,10 +4,8 @@ and the one-line error contract (bad input → one line on stderr, exit code 2, 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Callable
 
-EXIT_USAGE = 2
 #: the modules of the ``prime-export[onnx]`` extra, and how to install them
 ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
 ONNX_EXTRA_HINT = "pip install 'prime-export[onnx]'"
@@ -15,7 +13,15 @@ ONNX_EXTRA_HINT = "pip install 'prime-export[onnx]'"
 
 def checkpoint_parser(prog: str, doc: str, output: str, output_help: str) -> argparse.ArgumentParser:
     """A parser with CHECKPOINT, -o/--output (default ``output``), --weights and --force."""
-    p = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    from prime_core.cliargs import DEBUG_HELP, Parser
+
+    p = Parser(prog=prog, description=doc.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    return add_checkpoint_arguments(p, output, output_help)
+
+
+def add_checkpoint_arguments(p: argparse.ArgumentParser, output: str, output_help: str) -> argparse.ArgumentParser:
+    """CHECKPOINT, -o/--output (default ``output``), --weights and --force: what every exporter command takes."""
     p.add_argument("checkpoint", help="prime checkpoint (.safetensors path or fsspec URL)")
     p.add_argument("-o", "--output", default=output, help=f"{output_help} (default {output})")
     p.add_argument("--weights", default="model", choices=["model", "ema"], help="which weights to export")
@@ -23,19 +29,30 @@ def checkpoint_parser(prog: str, doc: str, output: str, output_help: str) -> arg
     return p
 
 
-def run_command(prog: str, body: Callable[[], None]) -> int:
-    """Run ``body``; a user error becomes one line ``prog: error: …`` on stderr and exit code 2."""
-    from prime_core.errors import PrimeError
+def run_command(prog: str, body: Callable[[], None], args=None) -> int:
+    """Run ``body``: bad input becomes one line ``prog: error: …`` on stderr and exit code 2 (prime_core.cliargs)."""
+    from prime_core.cliargs import run_command as run
 
+    return run(prog, lambda: _naming_the_extra(body), args)
+
+
+def _naming_the_extra(body: Callable[[], None]):
+    """``body()``; a missing module of the [onnx] extra becomes a one-line error naming the extra."""
     try:
-        body()
-        return 0
-    except (PrimeError, ValueError, FileNotFoundError, PermissionError) as exc:
-        print(f"{prog}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return EXIT_USAGE
-    except ImportError as exc:  # an optional dependency: one line naming the extra that installs it
+        return body()
+    except ImportError as exc:
         missing = (exc.name or "").split(".")[0]
         if missing not in ONNX_MODULES:
             raise
-        print(f"{prog}: error: {missing} is not installed: {ONNX_EXTRA_HINT}", file=sys.stderr)
-        return EXIT_USAGE
+        from prime_core import PrimeError
+
+        raise PrimeError(f"{missing} is not installed: {ONNX_EXTRA_HINT}") from None
+
+
+#: Arguments every exporter command has; the rest of the parsed arguments are the exporter's own options.
+COMMON = ("checkpoint", "output", "debug", "func", "command", "exporter")
+
+
+def exporter_options(args: argparse.Namespace) -> dict:
+    """The keyword options `Exporter.export` gets from parsed arguments: weights, force and its own options."""
+    return {k: v for k, v in vars(args).items() if k not in COMMON}

@@ -21,7 +21,7 @@ import warnings
 
 import torch
 
-from prime_core.errors import PrimeError
+from prime_core.api import PrimeError
 
 from .step import INPUT_NAMES, N_AXIS_INPUTS, SamplerStep, reveal_rule, revealing_positions
 
@@ -138,7 +138,7 @@ def step_metadata(model, config, checkpoint_meta: dict | None, *, noise_dtype, r
                   dynamic_length, opset, weights_dtype, nucleus=True) -> dict[str, str]:
     import onnx
 
-    from prime_core.build import _version
+    from prime_core.api import distribution_version as _version
 
     meta = dict(checkpoint_meta or {})
     versions = dict(meta.get("versions", {}))

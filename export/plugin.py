@@ -1,40 +1,72 @@
-"""Registers the exporters ("onnx", "tensorrt") through the ``prime`` entry-point group."""
+"""Registers the exporters ("onnx", "tensorrt") and the sampler runtimes ("onnxruntime", "tensorrt") through the
+``prime`` entry-point group."""
 
 from __future__ import annotations
 
 from prime_core import hookimpl
-from prime_core.interfaces import Exporter
+from prime_core.api import Exporter, Runtime
 
 
 class OnnxExporter(Exporter):
-    """One sampler step → ONNX (see `export.graph.export_step`); returns the output path."""
+    """One sampler step → ONNX, checked and compared with eager torch (see `export.onnx`); returns the path."""
 
     name = "onnx"
 
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        from .onnx import add_arguments
+
+        add_arguments(parser)
+
     def export(self, checkpoint: str, output: str, **options) -> str:
-        from prime_core.build import load_model
+        from .onnx import export_onnx
 
-        from .graph import export_step
-
-        model, config, ckpt = load_model(checkpoint, weights=options.pop("weights", "model"))
-        export_step(model, config, output, checkpoint_meta=ckpt.meta, backbone_name=config.model.backbone,
-                    **options)
-        return output
+        return export_onnx(checkpoint, output, **options)
 
 
 class TensorRTExporter(Exporter):
-    """One sampler step → ONNX → TensorRT engine (see `export.tensorrt.build_engine`)."""
+    """One sampler step → ONNX → TensorRT engine, validated (see `export.tensorrt.build_engine`)."""
 
     name = "tensorrt"
 
-    def export(self, checkpoint: str, output: str, **options) -> str:
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        from .trt import add_arguments
+
+        add_arguments(parser)
+
+    def export(self, checkpoint: str, output: str, *, fp16: bool = False, bf16: bool = False, **options) -> str:
         from .tensorrt import build_from_checkpoint
 
-        build_from_checkpoint(checkpoint, output, **options)
+        build_from_checkpoint(checkpoint, output, precision="fp16" if fp16 else "bf16" if bf16 else "fp32",
+                              **options)
         return output
+
+
+class OnnxRuntime(Runtime):
+    """Each step of the ancestral sampler as the exported graph under ONNX Runtime (`export.runner`)."""
+
+    name = "onnxruntime"
+
+    def sampler(self, model, config, checkpoint, **options):
+        from .runner import runtime_sampler
+
+        return runtime_sampler(self.name, model, config, checkpoint, **options)
+
+
+class TensorRTRuntime(OnnxRuntime):
+    """Each step as a TensorRT engine (``--step-model ENGINE`` from ``prime export tensorrt``)."""
+
+    name = "tensorrt"
 
 
 @hookimpl
 def register_exporters(register):
     register("onnx", OnnxExporter)
     register("tensorrt", TensorRTExporter)
+
+
+@hookimpl
+def register_runtimes(register):
+    register("onnxruntime", OnnxRuntime)
+    register("tensorrt", TensorRTRuntime)

@@ -20,8 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from prime_core.errors import PrimeError
-from prime_core.sampler import AncestralSampler, SampleResult, Step
+from prime_core.api import AncestralSampler, PrimeError, SampleResult, Step
 
 from .step import revealing_positions
 
@@ -32,13 +31,14 @@ _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 def spec_from_metadata(meta: dict, registry=None):
     """What the loop needs of a model (map f, schedule, sizes), rebuilt from the graph's metadata alone."""
-    from prime_core.config import Config
-    from prime_core.registry import get_registry
+    from prime_core.api import Config, get_registry
 
     registry = registry or get_registry()
     cfg = Config.from_dict(meta["config"]).model
-    subtoken_map = registry.build("map", cfg.map, meta["num_classes"], meta["ell"])
-    schedule = registry.build("schedule", cfg.schedule, **cfg.schedule_options)
+    origin = (meta.get("components") if isinstance(meta.get("components"), dict) else {}).get  # names what to install
+    subtoken_map = registry.build("map", cfg.map, meta["num_classes"], meta["ell"], provided_by=origin("map"),
+                                  **cfg.map_options)
+    schedule = registry.build("schedule", cfg.schedule, provided_by=origin("schedule"), **cfg.schedule_options)
     return types.SimpleNamespace(map=subtoken_map, schedule=schedule, length=meta["length"], ell=meta["ell"],
                                  base=meta["base"], mask_id=meta["mask_id"], num_classes=meta["num_classes"],
                                  grouped=meta["noise"] == "grouped")

@@ -19,7 +19,7 @@ import uuid
 import numpy as np
 import torch
 
-from prime_core.errors import PrimeError
+from prime_core.api import PrimeError
 
 MAX_TOPK = 3840
 
@@ -161,7 +161,7 @@ def build_from_checkpoint(checkpoint: str, output: str, *, precision: str = "fp3
     the engine against ONNX Runtime and eager torch on random masked inputs."""
     import tempfile
 
-    from prime_core.build import load_model
+    from prime_core.api import load_model
 
     from .graph import DEFAULT_OPSET, check_opset, check_output, export_step
 

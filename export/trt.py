@@ -1,4 +1,5 @@
-"""``python -m export.trt CKPT -o step.engine``: build a TensorRT engine of one sampler step and validate it.
+"""``python -m export.trt CKPT -o step.engine`` (also ``prime export tensorrt``): build a TensorRT engine of one
+sampler step and validate it.
 
 Exports the step to ONNX (float32 noise, weights in --fp16/--bf16/fp32), builds an engine with one optimisation
 profile over the batch axis (--min-batch/--opt-batch/--max-batch), writes ``step.engine`` and its metadata
@@ -10,33 +11,34 @@ from __future__ import annotations
 
 import argparse
 
-from .command import checkpoint_parser, run_command
+from prime_core.cliargs import count
+
+from .command import checkpoint_parser, exporter_options, run_command
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The TensorRT exporter's own options (after CHECKPOINT, -o, --weights, --force)."""
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true", help="float16 weights (an fp16 ONNX graph)")
+    prec.add_argument("--bf16", action="store_true", help="bfloat16 weights (a bf16 ONNX graph)")
+    p.add_argument("--min-batch", type=count("--min-batch", 1, 1 << 20), default=1)
+    p.add_argument("--opt-batch", type=count("--opt-batch", 1, 1 << 20), default=8)
+    p.add_argument("--max-batch", type=count("--max-batch", 1, 1 << 20), default=32)
+    p.add_argument("--opset", type=count("--opset", 1, 999), help="ONNX opset of the intermediate graph")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = checkpoint_parser("python -m export.trt", __doc__, "step.engine", "engine file to write")
-    prec = p.add_mutually_exclusive_group()
-    prec.add_argument("--fp16", action="store_true", help="float16 weights (an fp16 ONNX graph)")
-    prec.add_argument("--bf16", action="store_true", help="bfloat16 weights (a bf16 ONNX graph)")
-    p.add_argument("--min-batch", type=int, default=1)
-    p.add_argument("--opt-batch", type=int, default=8)
-    p.add_argument("--max-batch", type=int, default=32)
-    p.add_argument("--opset", type=int, help="ONNX opset of the intermediate graph")
+    add_arguments(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .plugin import TensorRTExporter
+
     args = build_parser().parse_args(argv)
-
-    def build() -> None:
-        from .tensorrt import build_from_checkpoint
-
-        precision = "fp16" if args.fp16 else "bf16" if args.bf16 else "fp32"
-        build_from_checkpoint(args.checkpoint, args.output, precision=precision, min_batch=args.min_batch,
-                              opt_batch=args.opt_batch, max_batch=args.max_batch, opset=args.opset,
-                              weights=args.weights, force=args.force)
-
-    return run_command("export.trt", build)
+    return run_command("export.trt", lambda: TensorRTExporter().export(args.checkpoint, args.output,
+                                                                        **exporter_options(args)), args)
 
 
 if __name__ == "__main__":

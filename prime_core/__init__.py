@@ -1,30 +1,52 @@
 """prime-core: partial-masking discrete diffusion (MDM-Prime).
 
 Public API; internals live in their own modules. See DESIGN §2 for the math each module implements.
+
+Names are imported on first use (PEP 562), so ``import prime_core`` — and ``prime --help`` — costs no torch
+import; ``from prime_core import load_model`` works as usual.
 """
 
-from .__about__ import __version__
-from .build import build_dataset, build_model, load_model, save_model
-from .checkpoint import Checkpoint, read_checkpoint, save_checkpoint
-from .config import Config, DataConfig, EvalConfig, ModelConfig, SampleConfig, TrainConfig, load_config
-from .encoder import SubTokenEncoder
-from .errors import CheckpointError, ConfigError, PrimeError, RegistryError
-from .hookspecs import hookimpl
-from .idle import expected_idle_steps, idle_report, simulate_idle_steps
-from .interfaces import (Backbone, BackboneSpec, Dataset, Exporter, Metric, MetricResult, NoiseSchedule,
-                         Parameterization, Sampler, SubTokenMap, Tokenizer, Trainer)
-from .model import PrimeModel
-from .registry import Registry, get_registry, new_registry
-from .sampler import AncestralSampler, SampleResult
-from .subtokens import BaseBMap, smallest_base
+from __future__ import annotations
 
-__all__ = [
-    "__version__",
-    "AncestralSampler", "Backbone", "BackboneSpec", "BaseBMap", "Checkpoint", "CheckpointError", "Config",
-    "ConfigError", "DataConfig", "Dataset", "EvalConfig", "Exporter", "Metric", "MetricResult", "ModelConfig",
-    "NoiseSchedule", "Parameterization", "PrimeError", "PrimeModel", "Registry", "RegistryError", "SampleConfig",
-    "SampleResult", "Sampler", "SubTokenEncoder", "SubTokenMap", "Tokenizer", "TrainConfig", "Trainer",
-    "build_dataset", "build_model", "expected_idle_steps", "get_registry", "hookimpl", "idle_report",
-    "load_config", "load_model", "new_registry", "read_checkpoint", "save_checkpoint", "save_model",
-    "simulate_idle_steps", "smallest_base",
-]
+import importlib
+
+#: public name → the module (under prime_core) that defines it
+_EXPORTS = {
+    "build_dataset": "build", "build_model": "build", "load_model": "build", "save_model": "build",
+    "Checkpoint": "checkpoint", "read_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "Config": "config", "DataConfig": "config", "EvalConfig": "config", "ModelConfig": "config",
+    "SampleConfig": "config", "TrainConfig": "config", "load_config": "config",
+    "SubTokenEncoder": "encoder",
+    "CheckpointError": "errors", "ConfigError": "errors", "PrimeError": "errors", "RegistryError": "errors",
+    "hookimpl": "hookspecs",
+    "expected_idle_steps": "idle", "idle_report": "idle", "simulate_idle_steps": "idle",
+    "Backbone": "interfaces", "BackboneSpec": "interfaces", "ByteLengths": "interfaces", "Dataset": "interfaces",
+    "Exporter": "interfaces", "KnownDensity": "interfaces", "Presentation": "interfaces", "presentation": "interfaces",
+    "Metric": "interfaces", "MetricResult": "interfaces", "NoiseSchedule": "interfaces",
+    "Parameterization": "interfaces", "Runtime": "interfaces", "Sampler": "interfaces", "SubTokenMap": "interfaces",
+    "Tokenizer": "interfaces", "Trainer": "interfaces",
+    "PrimeModel": "model",
+    "Registry": "registry", "get_registry": "registry", "new_registry": "registry",
+    "AncestralSampler": "sampler", "SampleResult": "sampler",
+    "BaseBMap": "subtokens", "smallest_base": "subtokens",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name == "__version__":  # prime_core/__about__.py: the single source the build reads too (no torch import)
+        from .__about__ import __version__ as value
+
+        globals()[name] = value
+        return value
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'prime_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

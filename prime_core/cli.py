@@ -1,7 +1,13 @@
-"""The ``prime`` command line: plugins, train, sample, eval, idle-steps, conformance.
+"""The ``prime`` command line: plugins, train, run, sample, eval, idle-steps — and every command that installed
+distributions add through the ``register_commands`` hook (`prime_core.commands`: export, images, text,
+conformance, …).
+
+argparse, not click: every program of the project (``prime``, ``python -m export.onnx``, the plugins' commands)
+shares one parser class with the one-line error promise (`prime_core.cliargs.Parser`), it costs no dependency,
+and plugins receive the sub-command group exactly as llm's plugins receive its click group.
 
 User errors (bad config, unknown component, bad checkpoint, ids out of range) print one line to stderr and exit
-with code 2, without a traceback.
+with code 2, without a traceback (``--debug`` or ``PRIME_DEBUG=1`` adds it); exit 1 means a bug.
 """
 
 from __future__ import annotations
@@ -14,8 +20,7 @@ import sys
 from . import cliargs
 from .errors import PrimeError
 
-EXIT_USAGE = 2
-EXIT_INTERNAL = 1
+EXIT_USAGE = cliargs.EXIT_USAGE
 MAX_IDLE_UNITS = 2**24
 
 
@@ -27,13 +32,16 @@ def _registry():
 
 # ------------------------------------------------------------------------------------------------ plugins
 def cmd_plugins(args) -> int:
+    """List plugins and their components; exit 1 when any listed plugin is broken (the rest still listed)."""
     reg = _registry()
-    rows = [info.to_json() for info in reg.plugins.values() if args.all or not info.builtin]
+    debug = cliargs.debug_enabled(args)
+    rows = [info.to_json(debug) for info in reg.plugins.values() if args.all or not info.builtin]
     if args.hook:
         rows = [r for r in rows if args.hook in r["hooks"]]
+    broken = 1 if any(r["error"] for r in rows) else 0
     if args.json:
         print(json.dumps(rows, indent=2))
-        return 0
+        return broken
     if not rows:
         print("no plugins installed (use --all to include the built-ins)")
     for r in rows:
@@ -41,7 +49,9 @@ def cmd_plugins(args) -> int:
         print(f"{r['name']}  ({r['distribution']} {r['version']}){status}")
         for kind, names in sorted(r["components"].items()):
             print(f"    {kind:<10} {', '.join(names)}")
-    return 0
+        if debug and r.get("traceback"):
+            print("    " + r["traceback"].rstrip().replace("\n", "\n    "))
+    return broken
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -103,7 +113,9 @@ def cmd_sample(args) -> int:
     import torch
 
     from .build import load_model
+    from .rundir import local_out_dir, write_text_atomic
 
+    out = None if args.out is None else local_out_dir(args.out)  # before any work: a URL or a file is refused
     model, config, ckpt = load_model(args.checkpoint, weights=args.weights)
     s = config.sample
     name = _given(args.sampler, s.sampler)
@@ -114,41 +126,40 @@ def cmd_sample(args) -> int:
                          "with --runtime torch")
     if args.trajectory and not args.out:
         raise PrimeError("--trajectory draws trajectory.png into the --out folder: pass --out DIR")
-    if args.runtime != "torch":  # the exported step (prime-export), imported only when asked for
+    if args.runtime != "torch":  # a registered runtime (prime-export registers onnxruntime and tensorrt)
         if name != "ancestral" or options:
             raise PrimeError(f"--runtime {args.runtime} drives the ancestral sampler without options only, "
                              f"not {name!r} {options or ''}".rstrip())
-        try:
-            from export.runner import runtime_sampler
-        except ImportError as exc:
-            raise PrimeError(f"--runtime {args.runtime} needs the prime-export distribution "
-                             f"(pip install 'prime-export[onnx]'): {exc}") from None
-        sampler = runtime_sampler(args.runtime, model, config, args.checkpoint, step_model=args.step_model,
-                                  gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta, top_p=_given(args.top_p, s.top_p))
+        runtime = _runtime(args.runtime)
+        sampler = runtime.sampler(model, config, args.checkpoint, step_model=args.step_model,
+                                  gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta,
+                                  top_p=_given(args.top_p, s.top_p))
     gumbel_dtype = _given(args.gumbel_dtype, s.gumbel_dtype)
+    fixed = _parse_fixed(args.fix, model.length, model.num_classes)
+    # the data set's presentation decodes and draws; if --out needs it and it cannot be built, fail before sampling
+    shown = _sample_dataset(config, ckpt.meta.get("data"), required=out is not None,
+                              locations=_parse_options(args.data_option))
     result = sampler.sample(
         model, _given(args.num_samples, s.num_samples), steps=_given(args.steps, s.steps), seed=args.seed,
         temperature=_given(args.temperature, s.temperature), top_p=_given(args.top_p, s.top_p),
         gumbel_dtype=getattr(torch, gumbel_dtype), cache=not args.no_cache,
-        fixed_tokens=_parse_fixed(args.fix, model.length, model.num_classes), return_trajectory=args.trajectory,
+        fixed_tokens=fixed, return_trajectory=args.trajectory,
         progress=not args.quiet)
     report = {"steps": result.steps, "nfe_mean": float(result.nfe.float().mean()),
               "idle_steps_mean": float(result.idle_steps.float().mean()),
               "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
               "forward_calls": result.forward_calls, "gumbel_dtype": gumbel_dtype,
               "tokens": result.tokens.tolist()}
-    dataset = _sample_dataset(config, ckpt.meta.get("data"), required=bool(args.out))
-    report["decoded"] = (dataset.decode_samples(result.tokens) if dataset is not None
+    report["decoded"] = (shown.decode_samples(result.tokens) if shown is not None
                          else [" ".join(map(str, row.tolist())) for row in result.tokens])
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "samples.json"), "w", encoding="utf-8") as fh:
-            json.dump(report, fh)
-        png = dataset.render(result.tokens, os.path.join(args.out, "samples.png"))
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
+        write_text_atomic(os.path.join(out, "samples.json"), json.dumps(report))
+        png = shown.render(result.tokens, os.path.join(out, "samples.png"))
         if png:
             report["png"] = png
         if args.trajectory:
-            traj = dataset.render_trajectory(result.trajectory, model.map, os.path.join(args.out, "trajectory.png"))
+            traj = shown.render_trajectory(result.trajectory, model.map, os.path.join(out, "trajectory.png"))
             if traj:
                 report["trajectory_png"] = traj
     if args.json:
@@ -165,13 +176,32 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def _sample_dataset(config, data_meta, *, required: bool):
-    """The checkpoint's dataset, to decode (a stored tokenizer) and render samples. Only --out needs it; without
-    it a data set that cannot be built here (e.g. an image folder on another machine) leaves samples as ids."""
-    from .build import build_dataset
+def _runtime(name: str):
+    """The registered runtime ``name`` (``torch``, eager, is built in and never looked up)."""
+    registry = _registry()
+    if name not in registry.names("runtime"):
+        known = ", ".join(["torch", *registry.names("runtime")])
+        exported = name in ("onnxruntime", "tensorrt")
+        hint = " (pip install prime-export for onnxruntime and tensorrt)" if exported else ""
+        raise PrimeError(f"unknown --runtime {name!r}; installed runtimes: {known}{hint}")
+    return registry.build("runtime", name)
+
+
+def _sample_dataset(config, data_meta, *, required: bool, locations: dict):
+    """How the checkpoint's samples are shown (its data set's `Presentation`: a stored tokenizer decodes, images
+    are drawn). Only --out needs it; without
+    it a data set that cannot be built here (e.g. an image folder on another machine, a location not passed with
+    --data-option, no stored tokenizer) leaves samples as ids."""
+    import torch
+
+    from .build import dataset_for_checkpoint
+    from .interfaces import presentation
 
     try:
-        return build_dataset(config, data_meta=data_meta)
+        shown = presentation(dataset_for_checkpoint(config, data_meta, locations=locations, need_data=False))
+        # Decoding zero rows fails here, before --out is created, if the data set cannot decode at all.
+        shown.decode_samples(torch.zeros((0, config.model.length), dtype=torch.long))
+        return shown
     except (PrimeError, FileNotFoundError) as exc:
         if required:
             raise
@@ -184,7 +214,8 @@ def cmd_eval(args) -> int:
     from .evaluate import evaluate_report, format_report
 
     report = evaluate_report(args.checkpoint, split=args.split, mc_samples=args.mc, steps=args.steps,
-                             max_sequences=args.max_sequences, weights=args.weights, seed=args.seed)
+                             max_sequences=args.max_sequences, weights=args.weights, seed=args.seed,
+                             data_options=_parse_options(args.data_option))
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
@@ -208,32 +239,11 @@ def cmd_idle_steps(args) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------------------------ conformance
-def cmd_conformance(args) -> int:
-    """Run the prime-conformance suites (pytest) on one plugin's components, or on everything installed."""
-    try:
-        from conformance.runner import run
-    except ImportError:
-        raise PrimeError("prime conformance needs the prime-conformance distribution: pip install "
-                         "prime-conformance (in this repository: pip install -e conformance)") from None
-    return run(args)
-
-
 # ------------------------------------------------------------------------------------------------ parser
-class _Parser(argparse.ArgumentParser):
-    """argparse with the CLI's error promise: one line ``prime: error: …`` and exit 2 (argparse's own error()
-    prints the whole usage first)."""
-
-    def error(self, message):
-        self.exit(EXIT_USAGE, f"prime: error: {message} (see {self.prog} --help)\n")
-
-
-_DEBUG_HELP = "show the traceback of an error (also PRIME_DEBUG=1)"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="prime", description="Partial-masking discrete diffusion (MDM-Prime).")
-    p.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command line: the core's commands, then the plugins' (the invoked one is loaded for real)."""
+    p = cliargs.Parser(prog="prime", description="Partial-masking discrete diffusion (MDM-Prime).")
+    p.add_argument("--debug", action="store_true", help=cliargs.DEBUG_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
     sp = sub.add_parser("plugins", help="list installed plugins and their components")
@@ -277,11 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--trajectory", action="store_true",
                     help="with --out: also draw the denoising trajectory (trajectory.png) where the data set can")
     sp.add_argument("--weights", default="model", choices=["model", "ema"])
-    sp.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "tensorrt"],
-                    help="run each step eagerly (torch) or as the exported step graph (prime-export); same tokens")
+    sp.add_argument("--runtime", default="torch",
+                    help="torch (eager, default) or a registered runtime, e.g. onnxruntime / tensorrt from "
+                         "prime-export: each step as the exported graph, same tokens")
     sp.add_argument("--step-model", help="exported step for --runtime (.onnx, or a TensorRT .engine); "
                     "onnxruntime exports one on the fly when omitted")
     sp.add_argument("--out", help="folder for samples.json (and a PNG where the data set draws one)")
+    _add_data_option(sp)
     sp.add_argument("--show", type=cliargs.count("--show", 0), default=8, help="samples to print")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--quiet", action="store_true")
@@ -297,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--weights", default="model", choices=["model", "ema"])
     sp.add_argument("--seed", type=cliargs.seed, default=0, help=f"0 … {cliargs.MAX_SEED}")
     sp.add_argument("--json", action="store_true")
+    _add_data_option(sp)
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("idle-steps", help="expected and simulated idle steps of the T-step sampler")
@@ -314,60 +327,39 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_config_parser(sub)
 
-    sp = sub.add_parser("conformance", help="run the conformance suites on a plugin's components (pytest)")
-    add_conformance_arguments(sp)
-    sp.set_defaults(func=cmd_conformance)
-    for sp in sub.choices.values():  # `prime CMD … --debug` too; SUPPRESS keeps a `prime --debug CMD` intact
-        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
+    from .commands import attach
+
+    attach(sub, sys.argv[1:] if argv is None else list(argv))  # plugin commands (register_commands hook)
+    _add_debug(sub)
     return p
 
 
-def add_conformance_arguments(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The arguments of `prime conformance` (also those of prime-conformance's own ``python -m conformance``)."""
-    sp.add_argument("--plugin", action="append", default=[], metavar="NAME",
-                    help="entry-point or distribution name (repeatable); default: every installed component")
-    sp.add_argument("--kind", action="append", default=[], help="only this component kind (repeatable)")
-    sp.add_argument("--xfail", action="append", default=[], metavar="CHECK=REASON",
-                    help="declare an expected failure, e.g. check_weights_finite='w is infinite at t=1'")
-    sp.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
-    return sp
+def _add_debug(sub: argparse._SubParsersAction) -> None:
+    """``prime CMD [SUB] … --debug`` too; SUPPRESS keeps a ``prime --debug CMD`` intact."""
+    for sp in sub.choices.values():
+        if not any("--debug" in a.option_strings for a in sp._actions):
+            sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=cliargs.DEBUG_HELP)
+        for action in sp._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_debug(action)
 
 
-#: Exceptions that mean bad input or a missing resource, not a bug: one line, exit 2.
-USER_ERRORS = (PrimeError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
-               FileExistsError, ImportError, MemoryError)
-
-
-def _error_line(exc: BaseException) -> tuple[int, str]:
-    """(exit code, the one line printed) for an exception that reached the top of a command."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, MemoryError):
-        return EXIT_USAGE, f"prime: error: not enough memory for this request ({first})"
-    if isinstance(exc, ImportError) and not isinstance(exc, PrimeError):
-        return EXIT_USAGE, f"prime: error: a required package is missing: {first}"
-    if isinstance(exc, USER_ERRORS):
-        return EXIT_USAGE, f"prime: error: {first}"
-    return EXIT_INTERNAL, (f"prime: internal error: {type(exc).__name__}: {first} (a bug: please report it; "
-                           f"--debug or PRIME_DEBUG=1 shows the traceback)")
-
-
-def debug_enabled(args=None) -> bool:
-    """--debug on the command line, or PRIME_DEBUG set to anything but "" / "0"."""
-    return bool(getattr(args, "debug", False)) or os.environ.get("PRIME_DEBUG", "0") not in ("", "0")
+def _add_data_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a location of the checkpoint's data set (e.g. source=PATH, cache_dir=DIR); a checkpoint "
+                    "never names the files or folders prime reads or writes (repeatable)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("prime: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 — the one place that turns exceptions into exit codes
-        code, line = _error_line(exc)
-        if debug_enabled(args):
-            import traceback
+        parser = build_parser(argv)
+    except PrimeError as exc:  # a plugin command that fails to load
+        failure = exc
+        return cliargs.run_command("prime", lambda: _raise(failure))
+    args = parser.parse_args(argv)
+    return cliargs.run_command("prime", lambda: args.func(args), args)
 
-            traceback.print_exc()
-        print(line, file=sys.stderr)
-        return code
+
+def _raise(exc: BaseException):
+    raise exc

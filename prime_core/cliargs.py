@@ -1,4 +1,7 @@
-"""Argument types for the ``prime`` command line: every number is checked where it is parsed.
+"""Command-line plumbing shared by ``prime`` and every plugin's program: argument types that check each number
+where it is parsed, a parser whose errors are one line, and `run_command`, which turns exceptions into the CLI's
+error promise (one line on stderr; exit 2 for bad input, 1 for a bug; ``--debug`` / ``PRIME_DEBUG=1`` adds the
+traceback). Public API: plugins use it for their own commands.
 
 Each factory returns an argparse ``type=`` callable that turns the text into a value or raises
 ``argparse.ArgumentTypeError`` with a message that says what was wrong and what is allowed. Nothing is ever
@@ -13,7 +16,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
+import sys
+from typing import Callable
+
+from .errors import PrimeError
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 1
 
 #: Upper limits of the command line's counts (see the module docstring).
 MAX_STEPS = 1_000_000
@@ -84,3 +95,60 @@ def parse_fixed(text: str, length: int, num_classes: int) -> list[tuple[int, int
             raise ValueError(f"--fix names position {pos} twice")
         pairs[pos] = tok
     return sorted(pairs.items())
+
+
+# ------------------------------------------------------------------------------------------------ errors
+class Parser(argparse.ArgumentParser):
+    """argparse with the CLI's error promise: one line ``PROG: error: …`` and exit 2 (argparse's own error()
+    prints the whole usage first). Subparsers inherit the class."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{program(self.prog)}: error: {message} (see {self.prog} --help)\n")
+
+
+def program(prog: str) -> str:
+    """The name errors start with: "prime" for "prime sample", "export.onnx" for "python -m export.onnx"."""
+    words = prog.split()
+    return words[2] if words[:2] == ["python", "-m"] and len(words) > 2 else words[0]
+
+
+DEBUG_HELP = "show the traceback of an error (also PRIME_DEBUG=1)"
+
+#: Exceptions that mean bad input or a missing resource, not a bug: one line, exit 2.
+USER_ERRORS = (PrimeError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+               FileExistsError, ImportError, MemoryError)
+
+
+def error_line(prog: str, exc: BaseException) -> tuple[int, str]:
+    """(exit code, the one line printed) for an exception that reached the top of a command."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return EXIT_USAGE, f"{prog}: error: not enough memory for this request ({first})"
+    if isinstance(exc, ImportError) and not isinstance(exc, PrimeError):
+        return EXIT_USAGE, f"{prog}: error: a required package is missing: {first}"
+    if isinstance(exc, USER_ERRORS):
+        return EXIT_USAGE, f"{prog}: error: {first}"
+    return EXIT_INTERNAL, (f"{prog}: internal error: {type(exc).__name__}: {first} (a bug: please report it; "
+                           f"--debug or PRIME_DEBUG=1 shows the traceback)")
+
+
+def debug_enabled(args=None) -> bool:
+    """--debug on the command line, or PRIME_DEBUG set to anything but "" / "0"."""
+    return bool(getattr(args, "debug", False)) or os.environ.get("PRIME_DEBUG", "0") not in ("", "0")
+
+
+def run_command(prog: str, body: Callable[[], int | None], args=None) -> int:
+    """Run ``body()`` and return its exit code; any exception becomes `error_line`'s one line on stderr."""
+    try:
+        return int(body() or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 — the one place that turns exceptions into exit codes
+        code, line = error_line(prog, exc)
+        if debug_enabled(args):
+            import traceback
+
+            traceback.print_exc()
+        print(line, file=sys.stderr)
+        return code

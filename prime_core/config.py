@@ -71,6 +71,8 @@ class ModelConfig:
     ell: int = attrs.field(default=2, validator=_whole(1, 64))
     width: int = attrs.field(default=64, validator=_whole(1))
     map: str = attrs.field(default="base-b", validator=_name)
+    # constructor options of the map, e.g. { seed = 3 } for the example plugin's "permuted-base-b"
+    map_options: dict = _opts
     head: str = attrs.field(default="carry-over", validator=_name)
     backbone: str = attrs.field(default="mlp", validator=_name)
     backbone_options: dict = _opts

@@ -28,7 +28,7 @@ DISTRIBUTIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "sampler": ("image",),
         "config": ("images-digits", "images-fmnist", "toy-study"),
     },
-    "prime-export": {"exporter": ("onnx", "tensorrt")},
+    "prime-export": {"exporter": ("onnx", "tensorrt"), "runtime": ("onnxruntime", "tensorrt")},
     "prime-plugin-example": {"map": ("permuted-base-b",), "schedule": ("example-sigmoid",)},
 }
 

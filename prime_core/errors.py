@@ -27,3 +27,8 @@ class RegistryError(PrimeError):
         self.kind = kind
         self.name = name
         self.distribution = distribution
+
+
+class UnknownComponentError(RegistryError):
+    """No component of that kind is registered under that name (e.g. a checkpoint needs a plugin that is not
+    installed); the message lists what is available and, when known, what to install."""

@@ -11,7 +11,7 @@ import math
 import torch
 
 from .errors import PrimeError
-from .interfaces import Metric, MetricResult
+from .interfaces import ByteLengths, KnownDensity, Metric, MetricResult
 
 
 @torch.no_grad()
@@ -69,16 +69,17 @@ def format_result(result: MetricResult) -> str:
 
 def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | None = None,
                     steps: int | None = None, max_sequences: int | None = None, weights: str = "model",
-                    seed: int = 0, registry=None) -> dict:
-    """Every registered bound and objective on a held-out split, plus exact references where they exist."""
+                    seed: int = 0, registry=None, data_options: dict | None = None) -> dict:
+    """Every registered bound and objective on a held-out split, plus exact references where they exist.
+    ``data_options``: the data set's locations (e.g. {"source": PATH}), which never come from the checkpoint."""
     from . import exact
-    from .build import build_dataset, load_model
+    from .build import dataset_for_checkpoint, load_model
     from .registry import get_registry
 
     registry = registry or get_registry()
     model, config, ckpt = load_model(checkpoint, registry, weights=weights)
     e = config.eval
-    dataset = build_dataset(config, registry, ckpt.meta.get("data"))
+    dataset = dataset_for_checkpoint(config, ckpt.meta.get("data"), locations=data_options, registry=registry)
     mc, steps, rows = _given(mc_samples, e.mc_samples), _given(steps, e.tstep_steps), _given(max_sequences,
                                                                                           e.max_sequences)
     for name, value in (("mc_samples", mc), ("steps", steps), ("max_sequences", rows)):
@@ -90,7 +91,7 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
                 registry.build("metric", "joint-loss")])
     results = [evaluate_metric(m, model, tokens, mc_samples=mc, batch_size=e.batch_size, seed=seed)
                for m in metrics]
-    bytes_per_token = dataset.bytes_per_token(split)
+    bytes_per_token = dataset.bytes_per_token(split) if isinstance(dataset, ByteLengths) else None
     report = {"checkpoint": checkpoint, "split": split, "sequences": int(tokens.shape[0]),
               "tokens_per_sequence": int(tokens.shape[1]), "ell": model.ell, "base": model.base,
               "num_classes": model.num_classes, "mc_samples": mc, "metrics": [{} for _ in results]}
@@ -101,8 +102,8 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
             row["perplexity_upper_bound"] = perplexity(r)
             if bytes_per_token:  # text data: bits per byte = (nats/token) / (ln 2 · bytes/token)
                 row["bits_per_byte_upper_bound"] = r.value / (math.log(2) * bytes_per_token)
-    data_lp = dataset.exact_log_prob(tokens)
-    if data_lp is not None:
+    if isinstance(dataset, KnownDensity):
+        data_lp = dataset.exact_log_prob(tokens)
         report["data_cross_entropy"] = float(-data_lp.mean() / tokens.shape[1])
     n_units = model.length * (1 if model.grouped else model.ell)
     if not own and not model.time_conditioned and n_units <= 8:

@@ -21,7 +21,7 @@ from .heads import subset_log_marginal
 MAX_UNITS = 10
 
 
-def _units(model) -> torch.Tensor:
+def reveal_units(model) -> torch.Tensor:
     """unit → which sub-tokens it covers: bool [N, L, ℓ]."""
     length, ell = model.length, model.ell
     if model.grouped:
@@ -32,7 +32,7 @@ def _units(model) -> torch.Tensor:
     return torch.eye(length * ell, dtype=torch.bool).view(length * ell, length, ell)
 
 
-def _revealed(units: torch.Tensor) -> torch.Tensor:
+def revealed_sets(units: torch.Tensor) -> torch.Tensor:
     """bool [2^N, L, ℓ]: the sub-tokens revealed by every set R (bit u of R set ⇔ unit u revealed)."""
     n = units.shape[0]
     bits = (torch.arange(2**n).unsqueeze(-1) >> torch.arange(n)) & 1  # [2^N, N]
@@ -46,14 +46,14 @@ class _Enumeration:
         if model.time_conditioned:
             raise ValueError("exact likelihoods need a time-independent denoiser (time_conditioned=False)")
         self.model = model
-        self.units = _units(model)
+        self.units = reveal_units(model)
         self.n = self.units.shape[0]
         if self.n > MAX_UNITS:
             raise ValueError(f"exact enumeration supports at most {MAX_UNITS} reveal units, got N={self.n}")
         self.full = 2**self.n - 1
         self.tokens = tokens
         self.y0 = model.map.encode(tokens.view(1, -1))[0]  # [L, ℓ]
-        self.revealed = _revealed(self.units)  # [2^N, L, ℓ]
+        self.revealed = revealed_sets(self.units)  # [2^N, L, ℓ]
         y = self.y0.expand(2**self.n, -1, -1).masked_fill(~self.revealed, model.mask_id)
         with torch.no_grad():
             self.log_p = model.log_probs(y, None).double()  # [2^N, L, C]
@@ -99,7 +99,7 @@ def exact_log_likelihood(model, tokens: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
-def _mask_weight(n: int, m: int) -> float:
+def mask_set_weight(n: int, m: int) -> float:
     """B(N−m+1, m) = (N−m)!(m−1)!/N!: the continuous-time weight of one set of m masked units."""
     return math.factorial(n - m) * math.factorial(m - 1) / math.factorial(n)
 
@@ -113,7 +113,7 @@ def exact_nelbo(model, tokens: torch.Tensor) -> torch.Tensor:
         total = torch.zeros((), dtype=torch.float64)
         for r in range(2**e.n - 1):
             m = e.n - int(e.size[r])
-            total = total - _mask_weight(e.n, m) * singles[r][~torch.isnan(singles[r])].sum()
+            total = total - mask_set_weight(e.n, m) * singles[r][~torch.isnan(singles[r])].sum()
         out.append(total)
     return torch.stack(out)
 
@@ -127,7 +127,7 @@ def exact_joint_loss(model, tokens: torch.Tensor) -> torch.Tensor:
         total = torch.zeros((), dtype=torch.float64)
         for r in range(2**e.n - 1):
             touched = ~e.revealed[r].all(-1)
-            total = total + _mask_weight(e.n, e.n - int(e.size[r])) * nll[r][touched].sum()
+            total = total + mask_set_weight(e.n, e.n - int(e.size[r])) * nll[r][touched].sum()
         out.append(total)
     return torch.stack(out)
 

@@ -1,8 +1,11 @@
 """Hook specifications: one ``register_<kind>(register)`` hook per component kind.
 
 Lifecycle: discover (entry points in the ``prime`` group are loaded one by one) → configure (each hook below is
-called once, built-ins first, then plugins in discovery order; ``register(name, component)`` records a class) →
-build (a config names components; the registry resolves them) → train → sample / evaluate / export.
+called once through pluggy's hook caller, so pluggy's order holds: ``tryfirst`` implementations, then the others
+last registered first — installed plugins before the built-ins — then ``trylast``, with wrappers around them;
+``register(name, component)`` records a class against the plugin that called it; a name already taken is skipped
+and reported, and a built-in always keeps its name) → build (a config names components; the registry resolves
+them) → train → sample / evaluate / export.
 """
 
 import pluggy
@@ -13,7 +16,7 @@ hookimpl = pluggy.HookimplMarker("prime")
 
 @hookspec
 def register_maps(register):
-    """Register sub-token maps (subclasses of SubTokenMap taking ``(num_classes, ell)``)."""
+    """Register sub-token maps (subclasses of SubTokenMap taking ``(num_classes, ell, **model.map_options)``)."""
 
 
 @hookspec
@@ -59,6 +62,22 @@ def register_exporters(register):
 @hookspec
 def register_metrics(register):
     """Register metrics (subclasses of Metric); set ``is_bound = True`` only for valid NLL upper bounds."""
+
+
+@hookspec
+def register_runtimes(register):
+    """Register sampler runtimes (subclasses of Runtime) for ``prime sample --runtime NAME``; eager torch is the
+    built-in default and needs none."""
+
+
+@hookspec
+def register_commands(commands):
+    """Add sub-commands to ``prime`` (phase: discover, while the command line is built).
+
+    ``commands`` is the argparse sub-command group of ``prime``: ``sp = commands.add_parser(NAME, help=…)``
+    adds ``prime NAME``; ``sp.set_defaults(func=…)`` names the function that runs it (it gets the parsed
+    arguments and returns an exit code). Declare each NAME as an entry point in the ``prime.commands`` group
+    pointing to the module with this hook, so that ``prime --help`` lists it without importing the module."""
 
 
 @hookspec

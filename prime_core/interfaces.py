@@ -211,6 +211,20 @@ class Sampler(abc.ABC):
         """Returns an object with at least ``tokens`` [N, L] (all < C), ``nfe`` and ``idle_steps``."""
 
 
+class Runtime(abc.ABC):
+    """Runs each sampler step somewhere other than eager torch (``prime sample --runtime NAME``), e.g. an
+    exported ONNX graph under ONNX Runtime; the tokens must equal the eager sampler's for the same seed."""
+
+    name: ClassVar[str] = "runtime"
+
+    @abc.abstractmethod
+    def sampler(self, model: Any, config: Any, checkpoint: str, *, step_model: str | None = None,
+                gumbel_dtype: str | None = None, ckpt_meta: dict | None = None,
+                top_p: float | None = None) -> Sampler:
+        """A `Sampler` for ``model`` (built from ``checkpoint``) whose steps run on this runtime;
+        ``step_model``: an exported step to use instead of exporting one."""
+
+
 # --------------------------------------------------------------------------------------------- data
 class Tokenizer(abc.ABC):
     """Text ↔ token ids in {0 … C−1}."""
@@ -230,15 +244,41 @@ class Tokenizer(abc.ABC):
     def decode(self, ids: list[int]) -> str:
         ...
 
+    #: True when the tokenizer must be fitted to a corpus (`trained`) before it encodes (e.g. BPE).
+    needs_training: ClassVar[bool] = False
+    #: Ids that open / close a document when documents are packed into blocks (None: no separator).
+    bos_id: int | None = None
+    eos_id: int | None = None
+
+    def trained(self, texts: Any) -> "Tokenizer":
+        """A tokenizer fitted to ``texts`` (an iterable of training documents); ``self`` when nothing is learnt."""
+        return self
+
     def to_json(self) -> dict[str, Any]:
-        """Everything needed to rebuild the tokenizer; stored inside checkpoints."""
-        return {}
+        """Everything needed to rebuild the tokenizer (with ``"name"``, its registered name); stored inside
+        checkpoints and rebuilt by `from_json`."""
+        return {"name": self.name}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Tokenizer":
+        """The tokenizer `to_json` describes; the default suits tokenizers without learnt state."""
+        return cls()
 
 
 class Dataset(abc.ABC):
-    """Fixed-length token sequences: `split(name)` returns a LongTensor [N, L] with values < C."""
+    """A data source: fixed-length token sequences, `split(name)` a LongTensor [N, L] with values < C, and the
+    state a checkpoint needs to read them back. What else a data set can do is opt-in, by also subclassing
+    `Presentation` (decode / draw samples), `ByteLengths` (bits per byte) or `KnownDensity` (exact log p)."""
 
     name: ClassVar[str] = "dataset"
+    #: Constructor options whose values are locations (files, folders, fsspec URLs) the data set reads or writes.
+    #: When a data set is rebuilt for a checkpoint these come from the user, never from the checkpoint's metadata
+    #: (DESIGN §3; see `prime_core.build.dataset_for_checkpoint`). A value equal to the option's default in the
+    #: constructor signature (e.g. a built-in corpus name) is not a location the metadata chose, and is kept.
+    location_options: ClassVar[tuple[str, ...]] = ()
+    #: The subset of `location_options` that hold caches (derived data that changes no result, e.g. tokenized
+    #: splits): a checkpoint's value is dropped and, unless the user gives one, the default is used.
+    cache_options: ClassVar[tuple[str, ...]] = ()
     num_classes: int
     length: int
 
@@ -249,9 +289,26 @@ class Dataset(abc.ABC):
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "num_classes": self.num_classes, "length": self.length}
 
-    def exact_log_prob(self, sequences: torch.Tensor) -> torch.Tensor | None:
-        """log p_data(x) for every row, if the data distribution is known exactly (toy sets); else None."""
-        return None
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """JSON-able state the trainer stores in checkpoints (metadata key "data"), e.g. a tokenizer trained on
+        the training split, so a checkpoint decodes without the corpus. Default: nothing."""
+        return {}
+
+    def load_checkpoint_meta(self, meta: dict[str, Any]) -> None:
+        """Restore what `checkpoint_meta` returned (``{}`` if the checkpoint stored nothing); called right after
+        construction whenever the dataset is rebuilt for a checkpoint, so it also tells the data set that it serves
+        one: it must then decode only with restored state (never re-derive it from data) and raise a one-line
+        `PrimeError` for malformed ``meta``. Default: nothing to restore."""
+
+
+
+class Presentation(abc.ABC):
+    """Optional, next to `Dataset`: how samples look to people. A data set that also subclasses Presentation
+    decodes and draws its samples; any other is shown as token ids (`presentation`)."""
+
+    def decode_samples(self, tokens: torch.Tensor) -> list[str]:
+        """Human-readable form of sampled sequences [N, L] (text data sets return decoded text)."""
+        return [" ".join(map(str, row.tolist())) for row in tokens]
 
     def render(self, tokens: torch.Tensor, path: str) -> str | None:
         """Draw samples as a picture at ``path`` if this data set knows how; return the path or None."""
@@ -262,27 +319,40 @@ class Dataset(abc.ABC):
         if this data set knows how; return the path or None."""
         return None
 
-    def checkpoint_meta(self) -> dict[str, Any]:
-        """JSON-able state the trainer stores in checkpoints (metadata key "data"), e.g. a tokenizer trained on
-        the training split, so a checkpoint decodes without the corpus. Default: nothing."""
-        return {}
 
-    def load_checkpoint_meta(self, meta: dict[str, Any]) -> None:
-        """Restore what `checkpoint_meta` returned; `build_dataset` calls it right after construction when the
-        dataset is rebuilt for a checkpoint. Default: nothing to restore."""
+class _TokenIds(Presentation):
+    """The presentation of a data set that has none: token ids, no pictures."""
 
-    def bytes_per_token(self, split: str) -> float | None:
-        """Mean UTF-8 bytes per token of a split (text data sets), so bounds can be given in bits per byte."""
-        return None
 
-    def decode_samples(self, tokens: torch.Tensor) -> list[str]:
-        """Human-readable form of sampled sequences [N, L] (text data sets return decoded text)."""
-        return [" ".join(map(str, row.tolist())) for row in tokens]
+def presentation(dataset: Dataset) -> Presentation:
+    """``dataset`` itself when it subclasses `Presentation`, else the plain token-id presentation."""
+    return dataset if isinstance(dataset, Presentation) else _TokenIds()
+
+
+class ByteLengths(abc.ABC):
+    """Optional, next to `Dataset`: text whose bounds are also reported in bits per byte."""
+
+    @abc.abstractmethod
+    def bytes_per_token(self, split: str) -> float:
+        """Mean UTF-8 bytes per token of a split: BPB = (nats/token) / (ln 2 · bytes/token)."""
+
+
+class KnownDensity(abc.ABC):
+    """Optional, next to `Dataset`: data whose distribution is known exactly (toy sets); evaluation then prints
+    the data's own cross-entropy, the floor under every bound."""
+
+    @abc.abstractmethod
+    def exact_log_prob(self, sequences: torch.Tensor) -> torch.Tensor:
+        """log p_data(x) for every row [N, L] → [N]."""
 
 
 # --------------------------------------------------------------------------------------------- training / export / metrics
 class Trainer(abc.ABC):
-    """Runs optimisation and writes checkpoints."""
+    """Runs optimisation and writes checkpoints.
+
+    ``fit`` owns ``out_dir`` for its lifetime: `prime_core.rundir` gives the rules both built-in trainers follow
+    (`local_out_dir`, `claim` — one writer per folder —, `start_over` for ``force`` only after validation,
+    `trim_metrics` on resume)."""
 
     name: ClassVar[str] = "trainer"
 
@@ -296,9 +366,14 @@ class Exporter(abc.ABC):
 
     name: ClassVar[str] = "exporter"
 
+    @classmethod
+    def add_arguments(cls, parser: Any) -> None:
+        """Add this exporter's own options to ``prime export NAME`` (an argparse parser that already has
+        CHECKPOINT, -o/--output, --weights and --force); their values reach `export` as keyword options."""
+
     @abc.abstractmethod
     def export(self, checkpoint: str, output: str, **options: Any) -> str:
-        ...
+        """Write the exported artifact for ``checkpoint`` to ``output`` and return its path."""
 
 
 @attrs.frozen

@@ -8,15 +8,27 @@ import time
 
 import torch
 
-from .build import build_dataset, load_model
+from .build import dataset_for_checkpoint, load_model, user_locations
 from .config import Config
 from .evaluate import evaluate_report, format_report
+from .interfaces import presentation
 from .registry import Registry, get_registry
+from .rundir import claim, local_out_dir, write_text_atomic
 
 
 def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: bool = False,
                  progress: bool = True, registry: Registry | None = None, echo=print) -> dict:
+    """Train, sample, evaluate and report into ``out_dir``, held exclusively from start to report."""
     registry = registry or get_registry()
+    out_dir = local_out_dir(out_dir)
+    # under torchrun the trainer takes the lock on rank 0 once its process group can tell the other ranks;
+    # the claim here keeps it until the report is written
+    with claim(out_dir, lock="WORLD_SIZE" not in os.environ):
+        return _run(config, out_dir, resume, force, progress, registry, echo)
+
+
+def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool, registry: Registry,
+         echo) -> dict:
     t0 = time.perf_counter()
     echo(f"[1/3] training ({config.train.trainer} trainer, {config.train.steps} steps) → {out_dir}")
     trainer = registry.build("trainer", config.train.trainer)
@@ -26,6 +38,7 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
         return {}
 
     echo("[2/3] sampling")
+    locations = user_locations(config, registry)  # the user's data locations, never the checkpoint's
     model, config, loaded = load_model(ckpt, registry)
     s = config.sample
     sampler = registry.build("sampler", s.sampler, **s.options)
@@ -33,19 +46,19 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
     result = sampler.sample(model, s.num_samples, steps=s.steps, seed=0, temperature=s.temperature, top_p=s.top_p,
                             gumbel_dtype=getattr(torch, s.gumbel_dtype), progress=progress)
     sample_s = time.perf_counter() - t1
-    dataset = build_dataset(config, registry, loaded.meta.get("data"))
-    texts = dataset.decode_samples(result.tokens)
-    png = dataset.render(result.tokens, os.path.join(out_dir, "samples.png"))
+    shown = presentation(dataset_for_checkpoint(config, loaded.meta.get("data"), locations=locations,
+                                                registry=registry))
+    texts = shown.decode_samples(result.tokens)
+    png = shown.render(result.tokens, os.path.join(out_dir, "samples.png"))
     sampling = {"num_samples": len(result.tokens), "steps": result.steps,
                 "nfe_mean": float(result.nfe.float().mean()),
                 "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
                 "seconds": sample_s, "gumbel_dtype": s.gumbel_dtype}
 
     echo("[3/3] evaluating")
-    report = evaluate_report(ckpt, registry=registry)
+    report = evaluate_report(ckpt, registry=registry, data_options=locations)
     report.update(sampling=sampling, train_seconds=train_s, samples=texts[:8])
-    with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2)
+    write_text_atomic(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2))
     _write_markdown(os.path.join(out_dir, "report.md"), config, report, png)
     echo(format_report(report))
     echo(f"sampling: {sampling['num_samples']} samples × {sampling['steps']} steps, NFE {sampling['nfe_mean']:.1f}"
@@ -76,5 +89,4 @@ def _write_markdown(path: str, config: Config, report: dict, png: str | None) ->
     if png:
         lines += [f"![samples]({os.path.basename(png)})", ""]
     lines += ["## Samples", ""] + [f"- `{t[:300]}`" for t in report["samples"]]
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")

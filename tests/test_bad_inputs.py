@@ -214,9 +214,19 @@ def test_internal_errors_exit_1_with_one_line(monkeypatch, capsys):
         raise KeyError("state")
 
     parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli, "build_parser", lambda argv=None: parser)
     parser._subparsers._group_actions[0].choices["idle-steps"].set_defaults(func=boom)
     monkeypatch.delenv("PRIME_DEBUG", raising=False)
     assert cli.main(["idle-steps", "--length", "2", "--ell", "1", "--steps", "2"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("prime: internal error: KeyError") and "--debug" in err[0]
+
+
+def test_sample_out_must_be_a_local_folder(ckpt, tmp_path):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("mine")
+    assert_refused(prime("sample", ckpt, "--out", "memory://samples", "--quiet"), "must be local")
+    assert_refused(prime("sample", ckpt, "--out", str(a_file), "--quiet"), "is an existing file")
+    assert a_file.read_text() == "mine"
+    done = prime("sample", ckpt, "-n", "2", "--out", f"file://{tmp_path}/s", "--quiet")
+    assert done.returncode == 0 and (tmp_path / "s" / "samples.json").exists()

@@ -110,11 +110,13 @@ def test_sample_without_buildable_dataset_prints_ids(trained, monkeypatch, capsy
     import prime_core.build
     from prime_core.cli import main
     from prime_core.errors import PrimeError
+    from prime_core.registry import get_registry
 
     def unavailable(*args, **kwargs):
         raise PrimeError("image folder not found: /elsewhere")
 
-    monkeypatch.setattr(prime_core.build, "build_dataset", unavailable)
+    get_registry()  # import every component first: a module importing the function now would keep the stand-in
+    monkeypatch.setattr(prime_core.build, "dataset_for_checkpoint", unavailable)
     ckpt = str(trained / "checkpoint.safetensors")
     assert main(["sample", ckpt, "-n", "2", "--steps", "4", "--quiet", "--json"]) == 0
     captured = capsys.readouterr()

@@ -32,6 +32,20 @@ class WrongDerivativeSchedule(NoiseSchedule):
         return -t
 
 
+class WrongWeightSchedule(NoiseSchedule):
+    """α_t = 1 − t² with the right α′ = −2t, but weight() = 1/t instead of −α′/(1 − α) = 2/t: every other
+    schedule check passes, and the NELBO is silently halved."""
+
+    def alpha(self, t):
+        return 1.0 - t**2
+
+    def alpha_prime(self, t):
+        return -2.0 * t
+
+    def weight(self, t):
+        return 1.0 / t
+
+
 class CollapsingMap(BaseBMap):
     """Tokens 2k and 2k+1 get the same digits: not invertible."""
 
@@ -125,6 +139,7 @@ class HalfWritingExporter(Exporter):
 BROKEN = [
     ("schedule", "wobbly", "check_strictly_decreasing"),
     ("schedule", "wrong-derivative", "check_alpha_prime_matches_finite_differences"),
+    ("schedule", "wrong-weight", "check_weight_matches_alpha"),
     ("map", "collapsing", "check_round_trip_all_tokens"),
     ("map", "lax", "check_invalid_codes_flagged"),
     ("head", "leaky", "check_zero_mass_outside_consistent_tokens"),
@@ -141,6 +156,7 @@ BROKEN = [
 def register_schedules(register):
     register("wobbly", WobblySchedule)
     register("wrong-derivative", WrongDerivativeSchedule)
+    register("wrong-weight", WrongWeightSchedule)
 
 
 @hookimpl

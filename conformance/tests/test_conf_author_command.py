@@ -38,6 +38,7 @@ def test_failures_name_component_distribution_and_check(fake_site):
     out = res.stdout
     for kind, name, check in [("schedule", "wobbly", "check_strictly_decreasing"),
                               ("schedule", "wrong-derivative", "check_alpha_prime_matches_finite_differences"),
+                              ("schedule", "wrong-weight", "check_weight_matches_alpha"),
                               ("map", "collapsing", "check_round_trip_all_tokens"),
                               ("map", "lax", "check_invalid_codes_flagged")]:
         assert f"{kind} '{name}' from prime-broken-fixtures 0.0 failed {check}: " in out
@@ -49,6 +50,8 @@ def test_failures_name_component_distribution_and_check(fake_site):
 def test_declared_expected_failures_pass(fake_site):
     xfails = ["schedule:wobbly=non-monotone on purpose (and w < 0 where α rises)",
               "wrong-derivative:check_alpha_prime_matches_finite_differences=α′ is off by a factor 2",
+              "wrong-derivative:check_weight_matches_alpha=the default weight follows the wrong α′",
+              "schedule:wrong-weight:check_weight_matches_alpha=weight() is 1/t, not 2/t",
               "map:collapsing=not invertible", "lax:check_invalid_codes_flagged=calls codes ≥ C valid"]
     res = _pytest(fake_site, *[f"--prime-xfail={x}" for x in xfails])
     assert res.returncode == 0, res.stdout[-3000:]
@@ -58,3 +61,15 @@ def test_declared_expected_failures_pass(fake_site):
 def test_expected_failure_needs_a_reason(fake_site):
     res = _pytest(fake_site, "--prime-xfail=check_boundaries")
     assert res.returncode == 4 and "must look like CHECK=REASON" in res.stderr
+
+
+def test_misspelled_expected_failure_is_a_usage_error(fake_site):
+    """A key naming no check would declare nothing; on the command line and in the ini option alike."""
+    res = _pytest(fake_site, "--prime-xfail=check_boundary=typo")
+    assert res.returncode == 4 and "unknown expected-failure key 'check_boundary': no check named" in res.stderr
+    (fake_site / "pytest.ini").write_text("[pytest]\nprime_xfail =\n    schedule:wobbly:check_nope = typo\n")
+    try:
+        res = _pytest(fake_site)
+        assert res.returncode == 4 and "no schedule check named 'check_nope'" in res.stderr
+    finally:
+        (fake_site / "pytest.ini").unlink()

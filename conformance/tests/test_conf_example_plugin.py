@@ -74,4 +74,20 @@ def test_prime_conformance_subcommand_on_example(tmp_path):
     res = _prime("conformance", "--plugin", "example", "--kind", "schedule", "--", "-q",
                  cwd=tmp_path)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert "4 passed" in res.stdout
+    assert "5 passed" in res.stdout
+
+
+def test_prime_conformance_prints_no_warnings_on_a_clean_plugin(tmp_path):
+    """Without PYTHONWARNINGS=ignore: no PytestAssertRewriteWarning (nor any other) on the example plugin."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PRIME_LOAD_PLUGINS", "PYTHONWARNINGS")}
+    res = subprocess.run([sys.executable, "-m", "prime_core", "conformance", "--plugin", "example", "--kind",
+                          "schedule", "--", "-q"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "Warning" not in res.stdout + res.stderr and "warnings summary" not in res.stdout
+
+
+def test_prime_conformance_refuses_an_unknown_xfail_key(tmp_path):
+    res = _prime("conformance", "--plugin", "example", "--kind", "schedule", "--xfail", "nosuchcheck=typo",
+                 cwd=tmp_path)
+    assert res.returncode != 0
+    assert "unknown expected-failure key 'nosuchcheck': no check named 'nosuchcheck'" in res.stderr

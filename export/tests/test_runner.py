@@ -92,3 +92,42 @@ def test_prime_sample_runtime_tensorrt_missing(checkpoint, capsys):
     assert prime_main(["sample", ckpt, "-n", "2", "--runtime", "tensorrt", "--step-model", "x.engine"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "TensorRT" in err
+
+
+def test_prime_export_onnx_is_the_registered_exporter_and_drives_prime_sample(checkpoint, tmp_path, capsys):
+    """`prime export onnx` (prime-export's register_commands) writes the same step python -m export.onnx does;
+    `prime sample --runtime onnxruntime` (a registered runtime) samples with it, tokens identical to eager."""
+    ckpt, _ = checkpoint("mlp-l2", CASES["mlp-l2"][0])
+    step = tmp_path / "step.onnx"
+    assert prime_main(["export", "onnx", ckpt, "-o", str(step), "--batch", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "onnx.checker: ok" in out and "sampled ids identical" in out and step.exists()
+    assert prime_main(["export", "onnx", ckpt, "-o", str(step)]) == 2  # exists, no --force: one line
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    common = [ckpt, "-n", "3", "--steps", "5", "--json", "--quiet"]
+    assert prime_main(["sample", *common]) == 0
+    eager = json.loads(capsys.readouterr().out)
+    assert prime_main(["sample", *common, "--runtime", "onnxruntime", "--step-model", str(step)]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"] == eager["tokens"]
+
+
+def test_a_step_of_another_model_is_refused(checkpoint, exported, capsys):
+    ckpt, _ = checkpoint("mlp-l1", CASES["mlp-l1"][0])
+    other, _, _ = exported("mlp-l2", *CASES["mlp-l2"])
+    assert prime_main(["sample", ckpt, "--runtime", "onnxruntime", "--step-model", other, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was exported from another model" in err[0]
+
+
+def test_a_graph_needing_a_missing_plugin_names_its_distribution():
+    """The graph's metadata records which distribution provided each component (issue 13)."""
+    from export.runner import spec_from_metadata
+    from prime_core import Config, RegistryError
+    from prime_core.registry import new_registry
+
+    config = Config.from_dict({"model": {"num_classes": 6, "length": 3, "map": "probe-gray"}})
+    meta = {"config": config.to_dict(), "num_classes": 6, "ell": 2,
+            "components": {"map": {"name": "probe-gray", "distribution": "prime-plugin-probe", "version": "0.1.0"}}}
+    with pytest.raises(RegistryError, match=r"unknown map 'probe-gray', provided by prime-plugin-probe 0.1.0, which "
+                                            r"is not installed: pip install prime-plugin-probe==0.1.0"):
+        spec_from_metadata(meta, new_registry(load_plugins=False))

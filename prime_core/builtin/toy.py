@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from ..interfaces import Dataset
+from ..interfaces import Dataset, KnownDensity, Presentation
 
 _SPLIT_OFFSET = {"train": 0, "valid": 1, "test": 2}
 
@@ -23,7 +23,7 @@ def _split_seed(seed: int, name: str) -> int:
     return seed * 10 + _SPLIT_OFFSET[name]
 
 
-class Toy2D(Dataset):
+class Toy2D(Dataset, Presentation, KnownDensity):
     """x = (row, col) ~ p on a size×size grid."""
 
     name = "toy-2d"
@@ -82,7 +82,7 @@ class Toy2D(Dataset):
         return float(-(p * self.log_density).sum())
 
 
-class ToyMarkov(Dataset):
+class ToyMarkov(Dataset, KnownDensity):
     """A first-order Markov chain: x₁ ~ π, x_{i+1} ~ P[x_i]; rows of P ~ Dirichlet(concentration)."""
 
     name = "toy-markov"

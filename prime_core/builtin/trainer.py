@@ -1,7 +1,9 @@
 """The single-process trainer: AdamW, linear warmup, gradient clipping, atomic checkpoints, exact resume.
 
-Data order and loss noise derive from (seed, step) alone, so ``--resume`` continues exactly where a killed run
-stopped: the checkpoint stores weights, optimizer moments and the step; nothing else has state.
+The seed fixes the initial weights; data order, loss noise and dropout derive from (seed, step) alone, so two runs
+of one config are bit-identical on CPU and ``--resume`` continues exactly where a killed run stopped: the
+checkpoint stores weights, optimizer moments and the step; nothing else has state. The run folder is held
+exclusively for the whole run (`prime_core.rundir`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from ..checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
 from ..config import Config, check_resume_config
 from ..errors import PrimeError
 from ..interfaces import Trainer
-
-CHECKPOINT_NAME = "checkpoint.safetensors"
+from ..rundir import CHECKPOINT_NAME, claim, local_out_dir, start_over, trim_metrics
+from ..trainstate import load_optimizer_tensors, optimizer_tensors
 
 
 def batch_indices(step: int, batch_size: int, num_rows: int, seed: int) -> torch.Tensor:
@@ -32,24 +34,6 @@ def batch_indices(step: int, batch_size: int, num_rows: int, seed: int) -> torch
         perm = torch.randperm(num_rows, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         out.extend(perm[offset:offset + batch_size - len(out)].tolist())
     return torch.tensor(out)
-
-
-def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    out = {}
-    for idx, state in opt.state_dict()["state"].items():
-        for key, value in state.items():
-            out[f"optim/{idx}/{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-    return out
-
-
-def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    state: dict[int, dict] = {}
-    for name, value in tensors.items():
-        idx, key = name.split("/", 1)
-        state.setdefault(int(idx), {})[key] = value
-    sd = opt.state_dict()
-    sd["state"] = state
-    opt.load_state_dict(sd)
 
 
 def learning_rate(step: int, config: Config) -> float:
@@ -88,12 +72,20 @@ class SimpleTrainer(Trainer):
 
     def fit(self, config: Config, *, out_dir: str, resume: bool = False, progress: bool = True,
             force: bool = False, registry=None) -> str:
+        out_dir = local_out_dir(out_dir)  # before anything else: an --out we cannot honour is refused up front
+        with claim(out_dir):
+            return self._fit(config, out_dir, resume, progress, force, registry)
+
+    def _fit(self, config, out_dir, resume, progress, force, registry) -> str:
         ckpt_url = os.path.join(out_dir, CHECKPOINT_NAME)
+        # validate everything (data, sizes, model, loss) before touching the folder's previous contents
         dataset = build_dataset(config, registry)
         config = resolve_sizes(config, dataset.num_classes, dataset.length)
-        start_step = 0
+        torch.manual_seed(config.train.seed)  # the seed fixes the initial weights
         model = build_model(config, registry)
         opt = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+        loss_fn = build_training_loss(config.train.loss, registry)
+        start_step = 0
         if checkpoint_exists(ckpt_url):
             if not (resume or force):
                 raise PrimeError(f"{ckpt_url} exists; pass --resume to continue it or --force to start over")
@@ -101,12 +93,11 @@ class SimpleTrainer(Trainer):
                 start_step = self._restore(ckpt_url, config, model, opt)
         elif resume:
             raise PrimeError(f"nothing to resume: {ckpt_url} does not exist")
-        os.makedirs(out_dir, exist_ok=True)
+        if force and not resume:
+            start_over(out_dir)  # the new run is valid: now the old one may go
         metrics_path = os.path.join(out_dir, "metrics.jsonl")
-        if start_step == 0 and os.path.exists(metrics_path):
-            os.remove(metrics_path)
+        trim_metrics(metrics_path, start_step)
         train = dataset.split("train")
-        loss_fn = build_training_loss(config.train.loss, registry)
         model.train()
         bar = tqdm(range(start_step, config.train.steps), initial=start_step, total=config.train.steps,
                    disable=not progress, desc="train", dynamic_ncols=True)
@@ -116,6 +107,7 @@ class SimpleTrainer(Trainer):
                 idx = batch_indices(step, config.train.batch_size, len(train), config.train.seed)
                 batch = train[idx].to(model.device)
                 g = torch.Generator().manual_seed(config.train.seed * 1_000_003 + step)
+                torch.manual_seed(config.train.seed * 1_000_003 + step)  # dropout: a function of (seed, step)
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(step, config)
                 loss = loss_fn(model, batch, eps=config.train.eps, generator=g).mean() / batch.shape[1]
@@ -140,9 +132,9 @@ class SimpleTrainer(Trainer):
     @staticmethod
     def _save(url, model, opt, config, step, registry, dataset=None):
         meta = model_metadata(model, config, registry, dataset)
-        meta["train_state"] = {"step": step}
+        meta["train_state"] = {"step": step, "trainer": SimpleTrainer.name}
         tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
-        tensors.update(optimizer_tensors(opt))
+        tensors.update({f"optim/{k}": v for k, v in optimizer_tensors(model, opt).items()})
         save_checkpoint(url, tensors, meta)
 
     @staticmethod
@@ -150,7 +142,7 @@ class SimpleTrainer(Trainer):
         ckpt = read_checkpoint(url)
         check_resume_config(ckpt.meta.get("config"), config, url)
         model.load_state_dict(ckpt.group("model"))
-        load_optimizer_tensors(opt, ckpt.group("optim"))
+        load_optimizer_tensors(model, opt, ckpt.group("optim"))
         return int(ckpt.meta.get("train_state", {}).get("step", 0))
 
 

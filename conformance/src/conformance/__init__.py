@@ -11,9 +11,10 @@ package is installed), written once and applied to every registered component of
 `conformance.strategies` holds the hypothesis strategies (sizes, C, ℓ, times, masks) for authors' own tests.
 """
 
-from .cases import (CHECKS, Case, CheckSpec, Subject, check, check_component, expected_failure, iter_cases,
-                    parametrize_with_checks, run_case)
+from .cases import (CHECKS, Case, CheckSpec, Setup, Subject, check, check_component, expected_failure, iter_cases,
+                    parametrize_with_checks, run_case, validate_expected_failures)
 from .errors import ConformanceError, Failure, SkipCheck
 
-__all__ = ["CHECKS", "Case", "CheckSpec", "ConformanceError", "Failure", "SkipCheck", "Subject", "check",
-           "check_component", "expected_failure", "iter_cases", "parametrize_with_checks", "run_case"]
+__all__ = ["CHECKS", "Case", "CheckSpec", "ConformanceError", "Failure", "Setup", "SkipCheck", "Subject", "check",
+           "check_component", "expected_failure", "iter_cases", "parametrize_with_checks", "run_case",
+           "validate_expected_failures"]

@@ -18,6 +18,9 @@ import attrs
 
 from .errors import ConformanceError, Failure, SkipCheck
 
+#: kinds whose checks run a tiny model, so they depend on a map and a schedule (see `Subject.setups`)
+END_TO_END_KINDS = ("head", "sampler", "metric")
+
 
 @attrs.frozen
 class CheckSpec:
@@ -45,11 +48,45 @@ def check(kind: str):
 
 
 @attrs.frozen
+class Setup:
+    """The sub-token map and noise schedule a head, sampler or metric check runs with (names for messages)."""
+
+    map_name: str
+    map_cls: type
+    schedule_name: str
+    schedule_cls: type
+
+    def build_map(self, num_classes: int, ell: int):
+        return self.map_cls(num_classes, ell, **_conformance_options(self.map_cls))
+
+    def build_schedule(self):
+        return self.schedule_cls(**_conformance_options(self.schedule_cls))
+
+    def describe(self) -> str:
+        return f"map {self.map_name!r}, schedule {self.schedule_name!r}"
+
+    def run(self, body: Callable[[], None]) -> None:
+        """Run ``body``; a `Failure` names this setup, so a plugin's map or schedule is seen to be involved."""
+        try:
+            body()
+        except Failure as f:
+            where = f"with {self.describe()}"
+            raise Failure(f.reason, f"{f.counterexample}; {where}" if f.counterexample else where) from f
+
+
+def _conformance_options(cls: type) -> dict[str, Any]:
+    return dict(getattr(cls, "conformance_options", {}) or {})
+
+
+@attrs.frozen
 class Subject:
-    """What a check receives: the registry entry of one component and the registry it came from."""
+    """What a check receives: the registry entry of one component, the registry it came from, and ``context``:
+    the plugin whose maps and schedules head, sampler and metric checks run with (default: the component's own
+    plugin; the built-in base-b map and linear schedule when that plugin provides none)."""
 
     component: Any  # prime_core.registry.Component
     registry: Any
+    context: str | None = None
 
     @property
     def cls(self) -> type:
@@ -60,11 +97,25 @@ class Subject:
         return self.component.name
 
     def options(self) -> dict[str, Any]:
-        return dict(getattr(self.cls, "conformance_options", {}) or {})
+        return _conformance_options(self.cls)
 
     def build(self, *args: Any, **kwargs: Any) -> Any:
         """Instantiate the component with its declared ``conformance_options`` (kwargs override them)."""
         return self.cls(*args, **{**self.options(), **kwargs})
+
+    def setups(self) -> list[Setup]:
+        """Every map and every schedule of the context plugin, each in at least one (map, schedule) pair:
+        its own components go through the suites end to end, not only the built-ins."""
+        from prime_core.api import BaseBMap, LinearSchedule
+
+        plugin = self.context or self.component.plugin
+        maps = [(c.name, c.obj) for c in self.registry.components.get("map", {}).values() if c.plugin == plugin]
+        schedules = [(c.name, c.obj) for c in self.registry.components.get("schedule", {}).values()
+                     if c.plugin == plugin]
+        maps = maps or [("base-b", BaseBMap)]
+        schedules = schedules or [("linear", LinearSchedule)]
+        count = max(len(maps), len(schedules))
+        return [Setup(*maps[i % len(maps)], *schedules[i % len(schedules)]) for i in range(count)]
 
 
 @attrs.frozen
@@ -79,7 +130,9 @@ class Case:
 
     @property
     def id(self) -> str:
-        return f"{self.kind}:{self.name}:{self.check.name}"
+        """``kind:name:check``, or ``kind:name:check@plugin`` for a built-in run with a plugin's maps/schedules."""
+        context = self.subject.context if self.subject is not None else None
+        return f"{self.kind}:{self.name}:{self.check.name}" + (f"@{context}" if context else "")
 
     def _error(self, reason: str, counterexample: str | None = None) -> ConformanceError:
         return ConformanceError(self.kind, self.name, self.distribution, self.version, self.check.name, reason,
@@ -118,10 +171,10 @@ def iter_cases(registry=None, *, plugins: Iterable[str] | None = None,
     everything installed, built-ins included); ``kinds``: component kinds to restrict to."""
     _load_checks()
     if registry is None:
-        from prime_core.registry import get_registry
+        from prime_core.api import get_registry
 
         registry = get_registry()
-    registry._ensure()
+    registry.ensure_collected()
     wanted = None if plugins is None else set(plugins)
     if wanted is not None:
         known = {n for info in registry.plugins.values() for n in (info.name, info.distribution)}
@@ -146,6 +199,25 @@ def iter_cases(registry=None, *, plugins: Iterable[str] | None = None,
                 continue
             for spec in CHECKS.get(kind, []):
                 cases.append(Case(kind, name, comp.distribution, comp.version, spec, Subject(comp, registry)))
+    return cases + _end_to_end_cases(registry, kinds, selected)
+
+
+def _end_to_end_cases(registry, kinds: list[str], selected: Callable[[str, str], bool]) -> list[Case]:
+    """The built-in heads, samplers and metrics run with the maps and schedules of every selected plugin that
+    provides some (and no head/sampler/metric of the same kind of its own, which already uses them): a
+    plugin's map or schedule is checked end to end — sampling, likelihood bounds — not only on its own."""
+    cases = []
+    for info in registry.plugins.values():
+        if info.builtin or not selected(info.name, info.distribution):
+            continue
+        if not ({"map", "schedule"} & set(info.components)):
+            continue
+        for kind in (k for k in kinds if k in END_TO_END_KINDS and k not in info.components):
+            for name in sorted(registry.components.get(kind, {})):
+                comp = registry.components[kind][name]
+                if comp.builtin:
+                    cases += [Case(kind, name, comp.distribution, comp.version, spec,
+                                   Subject(comp, registry, context=info.name)) for spec in CHECKS.get(kind, [])]
     return cases
 
 
@@ -155,13 +227,39 @@ def expected_failure(case: Case, expected: Mapping[str, str] | None) -> tuple[st
     ``kind:name`` — every check of that component may fail (not strict: some of its checks may pass)."""
     if not expected:
         return None
-    for key in (case.id, f"{case.name}:{case.check.name}", case.check.name):
+    for key in (case.id, f"{case.kind}:{case.name}:{case.check.name}", f"{case.name}:{case.check.name}",
+                case.check.name):
         if key in expected:
             return expected[key], True
     key = f"{case.kind}:{case.name}"
     if key in expected:
         return expected[key], False
     return None
+
+
+def validate_expected_failures(expected: Mapping[str, str] | None) -> None:
+    """Raise ValueError on a key that names no check or no kind (a misspelled key would silently declare
+    nothing). Component names are not checked: a shared config may name components of plugins that are not
+    installed everywhere."""
+    _load_checks()
+    checks = {spec.name for specs in CHECKS.values() for spec in specs} | {_PLUGIN_LOAD.name}
+    kinds = set(CHECKS) | {"plugin"}
+    for key in expected or {}:
+        parts = key.split("@", 1)[0].split(":")
+        if len(parts) == 1:
+            ok, what = parts[0] in checks, f"no check named {parts[0]!r}"
+        elif len(parts) == 2:  # name:check or kind:name
+            ok = parts[1] in checks or (parts[0] in kinds and bool(parts[1]) and not parts[1].startswith("check_"))
+            what = f"{parts[1]!r} is no check and {parts[0]!r} no kind"
+        elif len(parts) == 3:
+            kind, _, name = parts
+            ok = kind in kinds and name in {s.name for s in CHECKS.get(kind, [])} | {_PLUGIN_LOAD.name}
+            what = f"no {kind} check named {name!r}" if kind in kinds else f"no kind {kind!r}"
+        else:
+            ok, what = False, "too many ':'"
+        if not ok:
+            raise ValueError(f"unknown expected-failure key {key!r}: {what}; use CHECK, NAME:CHECK, KIND:NAME:CHECK "
+                             f"or KIND:NAME with a check of: {', '.join(sorted(checks))}")
 
 
 def _xfail_marks(case: Case, expected: Mapping[str, str] | None) -> list:
@@ -184,6 +282,7 @@ def parametrize_with_checks(registry=None, *, plugins: Iterable[str] | None = No
     """
     import pytest
 
+    validate_expected_failures(expected_failures)
     params = [pytest.param(case, id=case.id, marks=_xfail_marks(case, expected_failures))
               for case in iter_cases(registry, plugins=plugins, kinds=kinds)]
     return pytest.mark.parametrize("case", params)
@@ -204,13 +303,14 @@ def check_component(kind: str, name: str, registry=None, *,
                     expected_failures: Mapping[str, str] | None = None) -> dict[str, str]:
     """Run every check of one component without pytest (like scikit-learn's ``check_estimator``).
     Returns check → "passed" / "skipped: …" / "xfail: …"; raises the first unexpected `ConformanceError`."""
-    from prime_core.registry import get_registry
+    from prime_core.api import get_registry
 
     registry = registry or get_registry()
+    validate_expected_failures(expected_failures)
     comp = registry.get(kind, name)
     results: dict[str, str] = {}
     for case in iter_cases(registry, plugins=[comp.plugin], kinds=[kind]):
-        if case.name != name:
+        if case.name != name or case.subject is None or case.subject.context is not None:
             continue
         declared = expected_failure(case, expected_failures)
         reason, strict = declared if declared else (None, False)

@@ -32,8 +32,15 @@ def parse_expected_failures(entries) -> dict[str, str]:
 
 
 def pytest_configure(config):
-    config._prime_expected_failures = parse_expected_failures(
+    config._prime_expected_failures = expected = parse_expected_failures(
         list(config.getini("prime_xfail")) + config.getoption("prime_xfail"))
+    if expected:  # a misspelled key would declare nothing: refuse it (this imports the suites, so only then)
+        from .cases import validate_expected_failures
+
+        try:
+            validate_expected_failures(expected)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_generate_tests(metafunc):
@@ -42,10 +49,10 @@ def pytest_generate_tests(metafunc):
     from .cases import _xfail_marks, iter_cases
 
     config = metafunc.config
+    expected = config._prime_expected_failures
     try:
         cases = iter_cases(plugins=config.getoption("prime_plugin") or None,
                            kinds=config.getoption("prime_kind") or None)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
-    expected = config._prime_expected_failures
     metafunc.parametrize("prime_case", [pytest.param(c, id=c.id, marks=_xfail_marks(c, expected)) for c in cases])

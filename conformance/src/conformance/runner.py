@@ -8,9 +8,21 @@ import sys
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    from prime_core.cli import add_conformance_arguments
+    from prime_core.cliargs import Parser
 
-    return add_conformance_arguments(parser or argparse.ArgumentParser(prog="prime conformance"))
+    return add_arguments(parser or Parser(prog="python -m conformance"))
+
+
+def add_arguments(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments of ``prime conformance`` and ``python -m conformance``."""
+    sp.add_argument("--plugin", action="append", default=[], metavar="NAME",
+                    help="entry-point or distribution name (repeatable); default: every installed component")
+    sp.add_argument("--kind", action="append", default=[], help="only this component kind (repeatable)")
+    sp.add_argument("--xfail", action="append", default=[], metavar="CHECK=REASON",
+                    help="declare an expected failure, e.g. check_weights_finite='w is infinite at t=1'")
+    sp.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
+    sp.set_defaults(func=run)
+    return sp
 
 
 def pytest_argv(args) -> list[str]:
@@ -25,9 +37,12 @@ def pytest_argv(args) -> list[str]:
 
 
 def run(args) -> int:
-    import pytest
+    """Run pytest in a fresh interpreter, exactly as ``pytest --pyargs conformance`` would: this process has
+    already imported the ``conformance`` package (to get here), and pytest, which rewrites the asserts of
+    installed pytest plugins, would warn that it cannot rewrite a module imported before it started."""
+    import subprocess
 
-    return int(pytest.main(pytest_argv(args)))
+    return subprocess.call([sys.executable, "-m", "pytest", *pytest_argv(args)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from prime_core.builtin.mlp import MLPBackbone
-from prime_core.interfaces import Backbone, BackboneSpec
-from prime_core.model import PrimeModel
-from prime_core.schedules import LinearSchedule
-from prime_core.subtokens import BaseBMap
+from prime_core.api import Backbone, BackboneSpec, BaseBMap, LinearSchedule, MLPBackbone, PrimeModel
 
 
 class FixedLogitsBackbone(Backbone):
@@ -22,12 +18,13 @@ class FixedLogitsBackbone(Backbone):
 
     time_conditioned = False
 
-    def __init__(self, spec: BackboneSpec, seed: int = 0, coupling: float = 2.5):
+    def __init__(self, spec: BackboneSpec, seed: int = 0, coupling: float = 2.5, subtoken_map=None):
         super().__init__(spec)
         g = torch.Generator().manual_seed(seed)
         table = torch.randn(spec.length, spec.out_dim, generator=g)
         if spec.out_dim == spec.num_classes and spec.ell > 1:
-            digits = BaseBMap(spec.num_classes, spec.ell).encode(torch.arange(spec.num_classes))
+            subtoken_map = subtoken_map or BaseBMap(spec.num_classes, spec.ell)
+            digits = subtoken_map.encode(torch.arange(spec.num_classes))  # the digits the model will see
             agree = (digits == digits[:, :1]).sum(-1).float() - 1.0  # digits equal to the leading digit
             table = 0.5 * table + coupling * agree
         self.table = torch.nn.Parameter(table)
@@ -54,7 +51,7 @@ def tiny_model(num_classes: int, ell: int, length: int, *, head, noise: str = "i
     spec = BackboneSpec(out_dim=head.output_dim(subtoken_map), base=subtoken_map.base, ell=ell, length=length,
                         width=4 * ell, num_classes=num_classes, time_conditioned=False)
     if backbone == "fixed":
-        net = FixedLogitsBackbone(spec, seed=seed)
+        net = FixedLogitsBackbone(spec, seed=seed, subtoken_map=subtoken_map)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -1,6 +1,6 @@
 """A permuted base-b sub-token map (DESIGN §2.1): f(x) = base_b(π(x)), π a fixed seeded permutation of
 {0 … C−1}. decode(d) = π⁻¹(Σ_j d_j b^(ℓ−1−j)) for codes < C; codes ≥ C are returned unchanged, so they stay
-invalid. The base is the core's smallest b with b^ℓ ≥ C."""
+invalid. The base is the core's smallest b with b^ℓ ≥ C. Option ``seed`` (``model.map_options``) picks π."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from prime_core import Metric, SampleResult, Sampler
-from prime_core.sampler import filter_log_probs, gumbel, row_seeds
+from prime_core.api import filter_log_probs, gumbel, row_seeds
 
 from .model import DiT
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 import torch
 
 from prime_core import PrimeError
+from prime_core.cliargs import DEBUG_HELP, Parser, count, run_command, seed
 
 
 def cmd_train_classifier(args) -> int:
@@ -53,7 +53,7 @@ def cmd_fd(args) -> int:
     ds = build_dataset(config)
     fake = ds.images_from_tokens(_images_from(args.samples))
     # real images at the samples' quantisation (bin centres of the configured levels)
-    real = ds.images_from_tokens(ds.split(args.split)[: args.num_real or len(fake)])
+    real = ds.images_from_tokens(ds.split(args.split)[: len(fake) if args.num_real is None else args.num_real])
     if args.inception is not None:
         feature = InceptionFeatures(args.inception or None)
     elif args.features:
@@ -66,36 +66,38 @@ def cmd_fd(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="prime-images")
-    sub = p.add_subparsers(dest="command", required=True)
+    """``prime-images`` (kept for existing scripts; the same commands are ``prime images …``)."""
+    p = Parser(prog="prime-images")
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    add_subcommands(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+def add_subcommands(sub) -> None:
+    """train-classifier and fd, under ``prime images`` or ``prime-images``."""
     sp = sub.add_parser("train-classifier", help="train the FD-FMNIST feature network on Fashion-MNIST")
     sp.add_argument("--out", required=True, help="where to write the feature network (safetensors)")
     sp.add_argument("--root", default="/usr/share/datasets/fashion-mnist", help="Fashion-MNIST folder (Debian dataset-fashion-mnist)")
-    sp.add_argument("--size", type=int, default=28, help="image side the network scores; must match the samples' size")
-    sp.add_argument("--epochs", type=int, default=2, help="training epochs")
-    sp.add_argument("--num-train", type=int, help="use only the first N training images (default: all 60,000)")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--size", type=count("--size", 8, 1024), default=28, help="image side the network scores; must match the samples' size")
+    sp.add_argument("--epochs", type=count("--epochs", 1, 10_000), default=2, help="training epochs")
+    sp.add_argument("--num-train", type=count("--num-train"), help="use only the first N training images (default: all 60,000)")
+    sp.add_argument("--seed", type=seed, default=0)
     sp.set_defaults(func=cmd_train_classifier)
     sp = sub.add_parser("fd", help="Fréchet distance of sampled tokens (samples.json) to real images")
     sp.add_argument("samples", help="samples.json written by prime sample --out")
     sp.add_argument("--config", required=True, help="the data config the samples belong to")
     sp.add_argument("--set", action="append", default=[])
     sp.add_argument("--split", default="test", help="real images from this split")
-    sp.add_argument("--num-real", type=int, help="number of real images (default: the whole split)")
+    sp.add_argument("--num-real", type=count("--num-real"), help="number of real images (default: the whole split)")
     sp.add_argument("--features", help="FD-FMNIST classifier checkpoint")
     sp.add_argument("--inception", nargs="?", const="", help="TorchScript Inception file (default: fid-helper's)")
     sp.set_defaults(func=cmd_fd)
-    return p
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (PrimeError, ValueError, FileNotFoundError) as exc:
-        print(f"prime-images: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
+    return run_command("prime-images", lambda: args.func(args), args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from prime_core import Dataset, PrimeError
+from prime_core import Dataset, Presentation, PrimeError
 
 FMNIST_ROOT = "/usr/share/datasets/fashion-mnist"
 _SPLITS = ("train", "valid", "test")
@@ -99,7 +99,7 @@ def read_idx_labels(url: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------- base class
-class ImageDataset(Dataset):
+class ImageDataset(Dataset, Presentation):
     """Shared machinery: shape checks, quantisation, token layout, PNG rendering."""
 
     name = "images"
@@ -168,6 +168,7 @@ class FashionMNIST(ImageDataset):
     size (downsample 28×28 → size×size by area averaging), num_train (cap on training images)."""
 
     name = "fashion-mnist"
+    location_options = ("root",)  # the default root is the Debian package's folder, kept from a checkpoint
 
     def __init__(self, root: str = FMNIST_ROOT, levels: int = 256, size=28, num_train: int | None = None):
         hw = parse_size(size)
@@ -225,6 +226,7 @@ class ImageFolder(ImageDataset):
     test alike (small folders: the same held-out images)."""
 
     name = "image-folder"
+    location_options = ("path",)  # no default: a checkpoint's data set needs the user's own path
 
     def __init__(self, path: str, channels: int = 1, image_size=None, levels: int = 256, quantised: bool = False,
                  resize: bool = False, valid_fraction: float = 0.1, seed: int = 0):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from prime_core import Dataset, PrimeError
+from prime_core import Dataset, KnownDensity, Presentation, PrimeError
 
 _SPLIT_OFFSET = {"train": 0, "valid": 1, "test": 2}
 IMAGES = ("camera", "moon", "coins", "horse")
@@ -30,7 +30,7 @@ def picture(name: str) -> torch.Tensor:
     return img / img.max()
 
 
-class ImageDensity2D(Dataset):
+class ImageDensity2D(Dataset, Presentation, KnownDensity):
     """x = (row, col) ~ p on a size×size grid, p ∝ picture intensity (+ floor)."""
 
     name = "image-density-2d"

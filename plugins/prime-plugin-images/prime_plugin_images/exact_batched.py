@@ -15,8 +15,7 @@ import math
 
 import torch
 
-from prime_core.exact import _mask_weight, _revealed, _units
-from prime_core.heads import subset_log_marginal
+from prime_core.api import mask_set_weight, reveal_units, revealed_sets, subset_log_marginal
 
 
 @torch.no_grad()
@@ -25,8 +24,8 @@ def _all_log_probs(model, tokens: torch.Tensor):
     [2^N, L, ℓ] and y₀ [B, L, ℓ]."""
     if model.time_conditioned:
         raise ValueError("exact likelihoods need a time-independent denoiser (time_conditioned=False)")
-    units = _units(model)
-    revealed = _revealed(units)
+    units = reveal_units(model)
+    revealed = revealed_sets(units)
     y0 = model.map.encode(tokens)
     log_p = torch.stack([model.log_probs(y0.masked_fill(~revealed[r], model.mask_id), None).double()
                          for r in range(len(revealed))])
@@ -64,9 +63,9 @@ def _singles(model, tokens: torch.Tensor, batch_size: int = 8192):
     """log p_θ(y₀ᵘ | y_R) for every set R and unit u ∉ R: [2^N, N, B] (nan where u ∈ R)."""
     if model.time_conditioned:
         raise ValueError("exact likelihoods need a time-independent denoiser (time_conditioned=False)")
-    units = _units(model)  # [N, L, ℓ]
+    units = reveal_units(model)  # [N, L, ℓ]
     n = units.shape[0]
-    revealed = _revealed(units)  # [2^N, L, ℓ]
+    revealed = revealed_sets(units)  # [2^N, L, ℓ]
     y0 = model.map.encode(tokens)  # [B, L, ℓ]
     out = torch.full((2**n, n, len(tokens)), math.nan, dtype=torch.float64)
     for r in range(2**n):
@@ -105,5 +104,5 @@ def exact_nelbo_batched(model, tokens: torch.Tensor) -> torch.Tensor:
     for r in range(2**n - 1):
         m = n - bin(r).count("1")
         free = [u for u in range(n) if not r >> u & 1]
-        total -= _mask_weight(n, m) * singles[r, free].sum(0)
+        total -= mask_set_weight(n, m) * singles[r, free].sum(0)
     return total

@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from prime_core import PrimeError
-from prime_core.checkpoint import read_checkpoint, save_checkpoint
-from prime_core.errors import CheckpointError
+from prime_core.api import CheckpointError, read_checkpoint, save_checkpoint
 
 CLASSIFIER_KIND = "fd-classifier"
 

@@ -15,7 +15,7 @@ import fsspec
 import numpy as np
 import torch
 
-from prime_core.heads import consistent
+from prime_core.api import consistent
 
 MASK_RGB = np.array([40, 90, 200], dtype=np.float64)
 PARTIAL_TINT = np.array([255, 150, 30], dtype=np.float64)
@@ -97,7 +97,7 @@ def save_trajectory(trajectory: list[torch.Tensor], subtoken_map, dataset, path:
 
 def save_densities(panels: list[tuple[str, torch.Tensor]], path: str, suptitle: str | None = None) -> str | None:
     """Side-by-side heat maps (matplotlib, if installed) of 2-D densities, each normalised to sum 1."""
-    from prime_core.extras import matplotlib_pyplot
+    from prime_core.api import matplotlib_pyplot
 
     if (plt := matplotlib_pyplot("prime-plugin-images[toy]", f"{path} (density heat maps)")) is None:
         return None

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from prime_core import AncestralSampler, PrimeError, SampleResult
-from prime_core.sampler import reveal_probability
+from prime_core.api import reveal_probability
 
 
 class TemperatureSchedule:

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from prime_core import Dataset, PrimeError
+from prime_core import ByteLengths, Dataset, Presentation, PrimeError
 
 from .corpus import fingerprint, read_sources, split_text
-from .tokenizer import TOKENIZERS, ByteTokenizer, tokenizer_from_json
+from .tokenizer import tokenizer_class, tokenizer_from_json
 
 SPLITS = ("train", "valid", "test")
 
@@ -33,19 +33,23 @@ def default_cache_dir() -> str:
     return os.environ.get("PRIME_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "prime")
 
 
-class TextDataset(Dataset):
+class TextDataset(Dataset, Presentation, ByteLengths):
     """Options: ``source`` ("austen" | path | folder | fsspec URL | list), ``tokenizer`` ("bpe" | "bytes" |
     "gpt2"), ``tokenizer_options`` (e.g. {vocab_size = 2048} or GPT-2 file paths), ``length`` L,
     ``valid_fraction`` / ``test_fraction``, ``max_chars`` (use only the first characters of each document; 0 =
     all), ``cache_dir``. Nothing is read until the data is first needed."""
 
     name = "text"
+    # Read (source) and written (cache_dir) locations; never taken from a checkpoint. source = "austen" is the
+    # constructor default, the embedded corpus, a name rather than a location. tokenizer_options may hold gpt2
+    # file paths, but those are read only to build a tokenizer for training, which a checkpoint's data set never
+    # does (it decodes with the stored tokenizer or refuses).
+    location_options = ("source", "cache_dir")
+    cache_options = ("cache_dir",)
 
     def __init__(self, source: str | list[str] = "austen", tokenizer: str = "bpe", tokenizer_options: dict | None = None,
                  length: int = 128, valid_fraction: float = 0.05, test_fraction: float = 0.05, max_chars: int = 0,
                  cache_dir: str | None = None):
-        if tokenizer not in TOKENIZERS:
-            raise ValueError(f"unknown tokenizer {tokenizer!r}; tokenizers: {', '.join(TOKENIZERS)}")
         if not isinstance(length, int) or length < 2:
             raise ValueError(f"length L must be an integer ≥ 2, got {length!r}")
         if not (0 < valid_fraction < 0.5 and 0 < test_fraction < 0.5):
@@ -53,8 +57,9 @@ class TextDataset(Dataset):
         self.source, self.length = source, length
         self.fractions = (float(valid_fraction), float(test_fraction))
         self.max_chars, self.cache_dir = int(max_chars), cache_dir or default_cache_dir()
-        self.tokenizer = TOKENIZERS[tokenizer](**(tokenizer_options or {}))
-        self._trained = isinstance(self.tokenizer, ByteTokenizer)
+        self.tokenizer = tokenizer_class(tokenizer)(**(tokenizer_options or {}))  # any registered tokenizer
+        self._trained = not self.tokenizer.needs_training
+        self._for_checkpoint = False  # set by load_checkpoint_meta: never train a tokenizer then
         self._splits: dict[str, torch.Tensor] | None = None
         self._bytes: dict[str, float] = {}
 
@@ -69,8 +74,9 @@ class TextDataset(Dataset):
         return {"tokenizer": self.tokenizer.to_json()}
 
     def load_checkpoint_meta(self, meta: dict[str, Any]) -> None:
+        self._for_checkpoint = True
         if "tokenizer" in meta:
-            tok = tokenizer_from_json(meta["tokenizer"])
+            tok = _stored_tokenizer(meta["tokenizer"])
             if tok.name != self.tokenizer.name:
                 raise PrimeError(f"the checkpoint's tokenizer is {tok.name!r} but data.options.tokenizer is "
                                  f"{self.tokenizer.name!r}")
@@ -97,6 +103,9 @@ class TextDataset(Dataset):
     def _ensure_tokenizer(self, parts=None, docs=None) -> None:
         if self._trained:
             return
+        if self._for_checkpoint:  # a tokenizer trained now from whatever data is at hand is not the model's
+            raise PrimeError(f"this checkpoint stores no {self.tokenizer.name} tokenizer, and prime never trains "
+                             "one to read a checkpoint (it would not be the model's); its samples stay token ids")
         if parts is None:
             docs, parts = self._parts()
         key = self._key(docs, {"untrained": self.tokenizer.name, "options": getattr(self.tokenizer, "files", None),
@@ -129,8 +138,10 @@ class TextDataset(Dataset):
             data = {}
             for s in SPLITS:
                 ids: list[int] = []
+                bos = [] if tok.bos_id is None else [tok.bos_id]  # documents packed with BOS/EOS between them
+                eos = [] if tok.eos_id is None else [tok.eos_id]
                 for text in parts[s]:
-                    ids += [tok.bos_id, *tok.encode(text), tok.eos_id]
+                    ids += [*bos, *tok.encode(text), *eos]
                 n = len(ids) // self.length
                 data[s] = torch.tensor(ids[: n * self.length], dtype=torch.long).view(n, self.length)
                 data[f"{s}_bytes"] = torch.tensor([sum(len(t.encode("utf-8")) for t in parts[s]), len(ids)],
@@ -165,6 +176,19 @@ class TextDataset(Dataset):
     def decode_samples(self, tokens: torch.Tensor) -> list[str]:
         self._ensure_tokenizer()
         return [self.tokenizer.decode(row.tolist()) for row in tokens]
+
+
+def _stored_tokenizer(data: Any):
+    """A tokenizer from checkpoint metadata; anything malformed is a one-line `PrimeError`."""
+    if not isinstance(data, dict):
+        raise PrimeError(f"the checkpoint's tokenizer must be a JSON object, got {type(data).__name__}")
+    try:
+        return tokenizer_from_json(data)
+    except PrimeError:
+        raise
+    except Exception as exc:  # HF tokenizers raises a bare Exception for malformed JSON
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PrimeError(f"the checkpoint's {data.get('name')!r} tokenizer is corrupt: {first}") from None
 
 
 def _atomic_write(path: str, data: bytes) -> None:

@@ -13,16 +13,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 import time
 
 import torch
 
-from prime_core import PrimeError, get_registry, load_model
-from prime_core.build import build_dataset
+from prime_core import PrimeError, get_registry, load_model, presentation
+from prime_core.api import dataset_for_checkpoint
+from prime_core.cliargs import DEBUG_HELP, Parser, run_command, samples, seed, steps
 
 GEN_PPL_LABEL = "gen. PPL (judge: prime AR baseline)"
 
@@ -76,16 +75,16 @@ def text_report(checkpoint: str, *, judge: str | None = None, num_samples: int =
     model, config, ckpt = load_model(checkpoint, registry)
     s = config.sample
     sampler = registry.build("sampler", s.sampler, **s.options)
-    rep = sampling_report(model, sampler, num_samples, steps or s.steps, seed=seed,
-                          gumbel_dtype=gumbel_dtype or s.gumbel_dtype, temperature=s.temperature, top_p=s.top_p)
+    rep = sampling_report(model, sampler, num_samples, s.steps if steps is None else steps, seed=seed,
+                          gumbel_dtype=s.gumbel_dtype if gumbel_dtype is None else gumbel_dtype, temperature=s.temperature, top_p=s.top_p)
     tokens = rep.pop("tokens")
     rep["unigram_entropy"] = unigram_entropy(tokens)
     if judge:
         judge_model, _, _ = load_model(judge, registry)
         rep["gen_ppl"] = {"label": GEN_PPL_LABEL, "value": generative_perplexity(judge_model, tokens, registry),
                           "judge": judge}
-    dataset = build_dataset(config, registry, ckpt.meta.get("data"))
-    rep["samples"] = dataset.decode_samples(tokens[:4])
+    dataset = dataset_for_checkpoint(config, ckpt.meta.get("data"), need_data=False, registry=registry)
+    rep["samples"] = presentation(dataset).decode_samples(tokens[:4])
     rep["checkpoint"] = checkpoint
     return rep
 
@@ -104,25 +103,32 @@ def format_text_report(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m prime_plugin_text.evaluate", description=__doc__.splitlines()[0])
+def add_arguments(p) -> None:
+    """The evaluator's arguments (``prime text evaluate`` and ``python -m prime_plugin_text.evaluate``)."""
     p.add_argument("checkpoint")
     p.add_argument("--judge", help="checkpoint of the AR baseline (dit-ar) trained on the same corpus")
-    p.add_argument("-n", "--num-samples", type=int, default=16)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-n", "--num-samples", type=samples, default=16)
+    p.add_argument("--steps", type=steps)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--gumbel-dtype", choices=["float32", "float64"])
     p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    try:
-        rep = text_report(args.checkpoint, judge=args.judge, num_samples=args.num_samples, steps=args.steps,
-                          seed=args.seed, gumbel_dtype=args.gumbel_dtype)
-    except (PrimeError, ValueError) as exc:
-        print(f"prime: error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    rep = text_report(args.checkpoint, judge=args.judge, num_samples=args.num_samples, steps=args.steps,
+                      seed=args.seed, gumbel_dtype=args.gumbel_dtype)
     print(json.dumps(rep, indent=2) if args.json else format_text_report(rep))
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    p = Parser(prog="python -m prime_plugin_text.evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    add_arguments(p)
+    args = p.parse_args(argv)
+    return run_command("prime_plugin_text.evaluate", lambda: run(args), args)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -20,6 +20,7 @@ from prime_core import PrimeError, Tokenizer
 
 class ByteTokenizer(Tokenizer):
     name = "bytes"
+    needs_training = False
     bos_id, eos_id = 0xFE, 0xFF
 
     @property
@@ -41,6 +42,8 @@ class ByteTokenizer(Tokenizer):
 
 class _HFTokenizer(Tokenizer):
     """A tokenizer backed by an HF `tokenizers.Tokenizer` (byte-level BPE)."""
+
+    needs_training = True  # BPE learns its merges; GPT-2 reads its files in `trained`
 
     _hf = None
     _size: int
@@ -201,14 +204,24 @@ class GPT2Tokenizer(_HFTokenizer):
         return tok._load_hf(data["tokenizer"])
 
 
+#: This plugin's tokenizers, registered through ``register_tokenizers``; the data set looks every tokenizer up
+#: in the registry, so another plugin's tokenizer works by name too.
 TOKENIZERS = {cls.name: cls for cls in (ByteTokenizer, BPETokenizer, GPT2Tokenizer)}
+
+
+def tokenizer_class(name: str) -> type[Tokenizer]:
+    """The registered tokenizer ``name`` (any installed plugin's); unknown names list the registered ones."""
+    from prime_core import get_registry
+
+    registry = get_registry()
+    if name not in registry.names("tokenizer"):
+        raise PrimeError(f"unknown tokenizer {name!r}; registered tokenizers: {', '.join(registry.names('tokenizer'))}")
+    return registry.get("tokenizer", name).obj
 
 
 def tokenizer_from_json(data: dict) -> Tokenizer:
     """Rebuild a tokenizer from its `to_json()` form (as stored in a checkpoint)."""
     name = data.get("name")
-    if name == "bytes":
-        return ByteTokenizer()
-    if name not in TOKENIZERS:
-        raise PrimeError(f"checkpoint stores an unknown tokenizer {name!r}; known: {', '.join(TOKENIZERS)}")
-    return TOKENIZERS[name].from_json(data)
+    if not isinstance(name, str):
+        raise PrimeError(f"a stored tokenizer must name its tokenizer, got {name!r}")
+    return tokenizer_class(name).from_json(data)

@@ -27,7 +27,8 @@ def test_prime_run_on_text(corpus, cache, tmp_path, capsys):
     assert all(isinstance(s, str) for s in report["samples"])
     meta = read_checkpoint(str(out / "checkpoint.safetensors")).meta
     assert meta["data"]["tokenizer"]["name"] == "bpe"  # the tokenizer travels with the checkpoint
-    assert main(["eval", str(out / "checkpoint.safetensors"), "--mc", "1", "--max-sequences", "4"]) == 0
+    assert main(["eval", str(out / "checkpoint.safetensors"), "--mc", "1", "--max-sequences", "4",
+                 "--data-option", f"source={corpus}", "--data-option", f"cache_dir={cache}"]) == 0  # never stored
     assert "BPB ≤" in capsys.readouterr().out
     assert "bits/byte" in (out / "report.md").read_text()
     # `prime sample` decodes with the checkpoint's own tokenizer (no corpus needed)

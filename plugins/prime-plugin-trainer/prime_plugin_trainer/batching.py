@@ -12,9 +12,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from prime_core.builtin.trainer import batch_indices
-from prime_core.errors import PrimeError
-from prime_core.forward import sample_mask
+from prime_core.api import PrimeError, batch_indices, sample_mask
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from prime_core.errors import PrimeError
+from prime_core.api import PrimeError
 
 
 @attrs.define

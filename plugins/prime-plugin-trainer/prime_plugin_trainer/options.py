@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from prime_core.errors import ConfigError
+from prime_core.api import ConfigError
 
 
 def _one_of(*choices):

@@ -1,6 +1,7 @@
-"""Checkpoint contents of the torch trainer, as tensors only (never pickled):
+"""Checkpoint contents of the torch trainer: the core's one layout (`prime_core.trainstate`, shared with the
+single-process trainer), with full tensors gathered from shards under FSDP:
 
-"model/<name>"        the weights θ (full tensors, gathered from shards under FSDP)
+"model/<name>"        the weights θ
 "ema/<name>"          θ̄, the EMA of the parameters, with the model's buffers (absent when ema = 0)
 "optim/<param>/<key>" AdamW's moments and step count per parameter, keyed by parameter name
 metadata: the core's model metadata + {"train_state": {"step", "world_size", "trainer"}}.
@@ -14,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from prime_core import trainstate
+
 from .ema import EMA, _full, _like
 
 
@@ -23,12 +26,7 @@ def model_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def optimizer_tensors(module: nn.Module, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    out = {}
-    for name, p in module.named_parameters():
-        for key, value in opt.state.get(p, {}).items():
-            value = value if torch.is_tensor(value) else torch.tensor(value)
-            out[f"{name}/{key}"] = _full(value).detach().cpu()
-    return out
+    return trainstate.optimizer_tensors(module, opt, gather=_full)
 
 
 def ema_tensors(module: nn.Module, ema: EMA | None, model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -50,9 +48,4 @@ def load_model_tensors(module: nn.Module, tensors: dict[str, torch.Tensor]) -> N
 
 
 def load_optimizer_tensors(module: nn.Module, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    for name, p in module.named_parameters():
-        prefix = name + "/"
-        state = {k[len(prefix):]: tensors[k] for k in sorted(tensors) if k.startswith(prefix)}
-        if not state:
-            continue
-        opt.state[p] = {key: (value.clone() if key == "step" else _like(value, p)) for key, value in state.items()}
+    trainstate.load_optimizer_tensors(module, opt, tensors, place=_like)

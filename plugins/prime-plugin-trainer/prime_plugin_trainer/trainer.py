@@ -6,26 +6,26 @@ One optimizer step n on a global batch of B sequences of L tokens minimises
     estimator "nelbo" or the paper's "joint" loss — training objectives, not reported as bounds),
 whatever the split into processes × micro-batches: rank r's micro-batch contributes
 world_size · Σ_{its rows} loss_i / (B·L) and DDP/FSDP average gradients over the world_size ranks.
-Only rank 0 writes the checkpoint, metrics.jsonl, the progress bar and loss.png.
+Only rank 0 writes the checkpoint, metrics.jsonl, the progress bar and loss.png, and only rank 0 holds the run
+folder's lock (`prime_core.rundir`); the other ranks learn from it whether the run may proceed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from prime_core.build import build_dataset, build_model, build_training_loss, model_metadata, resolve_sizes
-from prime_core.builtin.trainer import CHECKPOINT_NAME, learning_rate, plot_loss_curve
-from prime_core.checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
-from prime_core.config import Config, check_resume_config
-from prime_core.errors import CheckpointError, PrimeError
-from prime_core.interfaces import Trainer
-from prime_core.registry import get_registry
+from prime_core.api import (CHECKPOINT_NAME, CheckpointError, Config, PrimeError, Trainer, build_dataset, build_model,
+                            build_training_loss, check_resume_config, checkpoint_exists, claim, get_registry,
+                            learning_rate, local_out_dir, model_metadata, plot_loss_curve, read_checkpoint,
+                            resolve_sizes, save_checkpoint, start_over, trim_metrics)
 
 from . import state as st
 from .batching import StepBatch, draw_step, micro_slices, noise_seed
@@ -45,12 +45,33 @@ class _Objective(nn.Module):
         return self.loss_fn(self.model, tokens, eps=self.eps, t=t, masked=masked)
 
 
-def _prepare_resume(ckpt_url: str, config: Config, resume: bool, force: bool):
-    """Decide, before anything is written or any process group exists, whether this run may proceed."""
+@contextlib.contextmanager
+def _claim_on_main(out_dir: str, layout: Layout):
+    """Rank 0 holds the run folder's lock for the run; every rank learns whether it got it, so when another
+    process writes the folder all ranks fail with the same one-line error instead of waiting for rank 0."""
+    error, held = None, contextlib.ExitStack()
+    with held:
+        if layout.is_main:
+            try:
+                held.enter_context(claim(out_dir))
+            except PrimeError as exc:
+                error = str(exc)
+        if layout.distributed:
+            box = [error]
+            dist.broadcast_object_list(box, src=0)
+            error = box[0]
+        if error is not None:
+            raise PrimeError(error)
+        yield
+
+
+def _prepare_resume(ckpt_url: str, config: Config, resume: bool, force: bool, *, read: bool = True):
+    """Decide, before anything is written, whether this run may proceed; returns the checkpoint to resume (with
+    ``read``) or None. ``read=False``: only the cheap checks, made before any process group exists."""
     if checkpoint_exists(ckpt_url):
         if not (resume or force):
             raise PrimeError(f"{ckpt_url} exists; pass --resume to continue it or --force to start over")
-        if resume:
+        if resume and read:
             ckpt = read_checkpoint(ckpt_url)
             check_resume_config(ckpt.meta.get("config"), config, ckpt_url)
             if ckpt.meta.get("train_state", {}).get("trainer") != TorchTrainer.name:
@@ -72,22 +93,27 @@ class TorchTrainer(Trainer):
     def fit(self, config: Config, *, out_dir: str, resume: bool = False, progress: bool = True,
             force: bool = False, registry=None) -> str:
         registry = registry or get_registry()
+        out_dir = local_out_dir(out_dir)  # an --out we cannot honour is refused before anything starts
         opts = TrainerOptions.from_dict(config.train.options)
         layout = env_layout(opts.device)
         ckpt_url = os.path.join(out_dir, CHECKPOINT_NAME)
         dataset = build_dataset(config, registry)
         config = resolve_sizes(config, dataset.num_classes, dataset.length)
         slices = micro_slices(config.train.batch_size, layout.world_size, opts.grad_accum, layout.rank)
-        ckpt = _prepare_resume(ckpt_url, config, resume, force)
+        _prepare_resume(ckpt_url, config, resume, force, read=False)  # fail early, before any process group
         init_group(layout)
         try:
-            return self._fit(config, opts, layout, ckpt, ckpt_url, out_dir, dataset, slices,
-                             progress and layout.is_main, registry)
+            with _claim_on_main(out_dir, layout):
+                # decided again under the lock: the folder may have changed while this run was starting
+                ckpt = _prepare_resume(ckpt_url, config, resume, force)
+                return self._fit(config, opts, layout, ckpt, ckpt_url, out_dir, dataset, slices,
+                                 progress and layout.is_main, registry, fresh=force and not resume)
         finally:
             layout.close()
 
     # ------------------------------------------------------------------------------------------------------
-    def _fit(self, config, opts, layout, ckpt, ckpt_url, out_dir, dataset, slices, progress, registry) -> str:
+    def _fit(self, config, opts, layout, ckpt, ckpt_url, out_dir, dataset, slices, progress, registry,
+             fresh=False) -> str:
         tc = config.train
         torch.manual_seed(tc.seed)  # identical initial weights on every rank
         model = build_model(config, registry).to(layout.device)
@@ -110,8 +136,9 @@ class TorchTrainer(Trainer):
                 ema.load(ckpt.group("ema") or ckpt.group("model"))
         metrics_path = os.path.join(out_dir, "metrics.jsonl")
         if layout.is_main:
-            os.makedirs(out_dir, exist_ok=True)
-            _trim_metrics(metrics_path, start_step)
+            if fresh:
+                start_over(out_dir)  # --force: the new run is valid (config, data, model, loss), the old one goes
+            trim_metrics(metrics_path, start_step)
         train = dataset.split("train")
         autocast, bf16 = _autocast(layout, opts)
         tokens_per_step = tc.batch_size * model.length
@@ -190,16 +217,3 @@ class TorchTrainer(Trainer):
 
 def _full(t):
     return t.full_tensor() if hasattr(t, "full_tensor") else t
-
-
-def _trim_metrics(path: str, start_step: int) -> None:
-    """Fresh runs start a new log; a resumed run drops rows logged after its checkpoint (they are replayed)."""
-    if not os.path.exists(path):
-        return
-    if start_step == 0:
-        os.remove(path)
-        return
-    with open(path, encoding="utf-8") as fh:
-        keep = [line for line in fh if line.strip() and json.loads(line).get("step", 0) <= start_step]
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.writelines(keep)

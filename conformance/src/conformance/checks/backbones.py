@@ -13,7 +13,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from prime_core.interfaces import BackboneSpec
+from prime_core.api import BackboneSpec
 
 from ..cases import check
 from ..errors import Failure

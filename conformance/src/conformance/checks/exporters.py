@@ -46,7 +46,7 @@ def _representative(subject) -> str:
             try:
                 opts = dict(getattr(comp.obj, "conformance_options", {}) or {})
                 spec_fields = {**attrs.asdict(_spec(subject)), **dict(getattr(comp.obj, "conformance_spec", {}) or {})}
-                from prime_core.interfaces import BackboneSpec
+                from prime_core.api import BackboneSpec
 
                 sizes[name] = sum(p.numel() for p in comp.obj(BackboneSpec(**spec_fields), **opts).parameters())
             except Exception:  # noqa: BLE001  (a variant that cannot be built is not a representative)
@@ -66,11 +66,7 @@ def check_exported_step_matches_eager(subject):
         raise SkipCheck(f"same forward implementation as backbone {chosen!r}, whose export is checked")
     import onnxruntime as ort
 
-    from prime_core.config import Config
-    from prime_core.interfaces import BackboneSpec
-    from prime_core.model import PrimeModel
-    from prime_core.schedules import LinearSchedule
-    from prime_core.subtokens import BaseBMap
+    from prime_core.api import BackboneSpec, BaseBMap, Config, LinearSchedule, PrimeModel
 
     from .backbones import _spec
 
@@ -92,7 +88,7 @@ def check_exported_step_matches_eager(subject):
         y_ort, p_ort = session.run(None, {n: a.numpy() for n, a in zip(input_names, args) if n in names})
     if not torch.equal(torch.from_numpy(y_ort), y_ref):
         raise Failure("exported step draws different sub-tokens than the eager step", "B=3, seed=1")
-    err = float((torch.from_numpy(p_ort).double() - p_ref.double()).abs().max())
+    err = float((torch.from_numpy(p_ort).double() - p_ref.detach().double()).abs().max())
     if err > 1e-4:
         raise Failure(f"exported step's probabilities differ from eager by {err:.3g} (> 1e-4)", "B=3, seed=1")
 
@@ -100,8 +96,7 @@ def check_exported_step_matches_eager(subject):
 # --------------------------------------------------------------------------------------------- exporter kind
 def _tiny_checkpoint(directory: str) -> tuple[str, object]:
     """A small saved model (MLP backbone, C = 6, ℓ = 2, L = 3) for exporters, which take a checkpoint."""
-    from prime_core.build import build_model, save_model
-    from prime_core.config import Config
+    from prime_core.api import Config, build_model, save_model
 
     config = Config.from_dict({"model": {"num_classes": 6, "length": 3, "ell": 2, "width": 8,
                                          "backbone_options": {"hidden": 16, "depth": 1}},
@@ -119,7 +114,7 @@ def check_exports_or_refuses_cleanly(subject):
     """export(checkpoint, output) writes a non-empty artifact and returns its path, or — when its runtime is
     missing (e.g. no TensorRT) — raises a one-line PrimeError and writes nothing. An ONNX artifact must give the
     eager step's sub-tokens and probabilities within 1e-4 under ONNX Runtime (when installed)."""
-    from prime_core.errors import PrimeError
+    from prime_core.api import PrimeError
 
     exporter = subject.build()
     with tempfile.TemporaryDirectory() as tmp:

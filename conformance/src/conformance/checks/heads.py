@@ -1,6 +1,8 @@
 """Parameterization suite (DESIGN §2.3): p_θ(x | y_t) is a valid pmf over the C tokens, zero outside the tokens
 V(y_t) consistent with the observed digits (carry-over, the paper's Prop. A.4), its digit marginals sum to one
-and put all mass on observed digits, and with ℓ = 1 it is plain MDM (softmax over C; one-hot when observed)."""
+and put all mass on observed digits, and with ℓ = 1 it is plain MDM (softmax over C; one-hot when observed).
+
+Each check runs with every sub-token map of the plugin under test (`Subject.setups`; base-b when it has none)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,6 @@ import math
 
 import torch
 from hypothesis import strategies as st
-
-from prime_core.subtokens import BaseBMap
 
 from .._property import falsify
 from ..cases import check
@@ -33,8 +33,8 @@ def _head_inputs(draw, max_classes: int = 40, ell: int | None = None):
     return {"C": num_classes, "ℓ": ell, "L": length, "x0": x0.tolist(), "masked": m.int().tolist(), "seed": seed}
 
 
-def _evaluate(subject, ex, training: bool = False):
-    m = BaseBMap(ex["C"], ex["ℓ"])
+def _evaluate(subject, setup, ex, training: bool = False):
+    m = setup.build_map(ex["C"], ex["ℓ"])
     head = subject.build()
     x0 = torch.tensor(ex["x0"])
     masked = torch.tensor(ex["masked"]).bool()
@@ -52,12 +52,18 @@ def _consistent(m, y_t):
     return agree.all(-1)
 
 
+def _each_map(subject, prop, strategy, **kw) -> None:
+    """Falsify ``prop(example, setup)`` once per map the plugin under test provides (heads use no schedule)."""
+    for setup in {s.map_name: s for s in subject.setups()}.values():
+        setup.run(lambda: falsify(lambda ex: prop(ex, setup), strategy, **kw))
+
+
 @check("head")
 def check_valid_pmf(subject):
     """log_probs is [B, L, C], not NaN, and exp sums to 1 over the C tokens at every position."""
 
-    def prop(ex):
-        m, head, y_t, logits, lp = _evaluate(subject, ex)
+    def prop(ex, setup):
+        m, head, y_t, logits, lp = _evaluate(subject, setup, ex)
         if tuple(lp.shape) != (*y_t.shape[:-1], m.num_classes):
             raise Failure(f"log_probs shape {tuple(lp.shape)}, expected [B, L, C]={[*y_t.shape[:-1], m.num_classes]}")
         if bool(torch.isnan(lp).any()) or bool((lp == math.inf).any()):
@@ -67,7 +73,7 @@ def check_valid_pmf(subject):
         if worst > ATOL:
             raise Failure(f"p_θ(· | y_t) must sum to 1 over C, off by {worst:.3g}")
 
-    falsify(prop, _head_inputs())
+    _each_map(subject, prop, _head_inputs())
 
 
 @check("head")
@@ -76,9 +82,9 @@ def check_zero_mass_outside_consistent_tokens(subject):
     declared; a fully observed token gets probability 1."""
     carry = bool(getattr(subject.cls, "carry_over", False))
 
-    def prop(ex):
+    def prop(ex, setup):
         for training in ((False, True) if carry else (False,)):
-            m, head, y_t, logits, lp = _evaluate(subject, ex, training)
+            m, head, y_t, logits, lp = _evaluate(subject, setup, ex, training)
             v = _consistent(m, y_t)
             leak = lp.double().exp().masked_fill(v, 0.0)
             if float(leak.max()) > 0.0:
@@ -93,7 +99,7 @@ def check_zero_mass_outside_consistent_tokens(subject):
                 if float((p_obs - 1).abs().max()) > ATOL:
                     raise Failure("a fully observed token must keep probability 1 (carry-over)")
 
-    falsify(prop, _head_inputs())
+    _each_map(subject, prop, _head_inputs())
 
 
 @check("head")
@@ -101,8 +107,8 @@ def check_position_wise(subject):
     """log_probs is position-wise: on rows gathered at some positions ([N, out_dim], [N, ℓ], as the sampler
     calls it through `PrimeModel.log_probs_at`) it equals the [B, L] result at those positions."""
 
-    def prop(ex):
-        m, head, y_t, logits, lp = _evaluate(subject, ex)
+    def prop(ex, setup):
+        m, head, y_t, logits, lp = _evaluate(subject, setup, ex)
         where = torch.rand(y_t.shape[:-1], generator=torch.Generator().manual_seed(ex["seed"])) < 0.5
         gathered = head.log_probs(logits[where], y_t[where], m)
         if tuple(gathered.shape) != (int(where.sum()), m.num_classes):
@@ -113,7 +119,7 @@ def check_position_wise(subject):
         if diff > ATOL or not torch.equal(torch.isinf(gathered), torch.isinf(lp[where])):
             raise Failure(f"log_probs on gathered positions differs from the [B, L] result by {diff:.3g}")
 
-    falsify(prop, _head_inputs())
+    _each_map(subject, prop, _head_inputs())
 
 
 @check("head")
@@ -121,8 +127,8 @@ def check_marginals_sum_to_one(subject):
     """Digit marginals p(d_j = v | y_t) = Σ_{x: f(x)_j = v} p(x | y_t) sum to 1 per slot, and equal 1 on the
     observed value of an observed digit."""
 
-    def prop(ex):
-        m, head, y_t, logits, lp = _evaluate(subject, ex)
+    def prop(ex, setup):
+        m, head, y_t, logits, lp = _evaluate(subject, setup, ex)
         table = m.encode(torch.arange(m.num_classes))
         p = lp.double().exp()
         for j in range(m.ell):
@@ -136,7 +142,7 @@ def check_marginals_sum_to_one(subject):
                     raise Failure(f"an observed digit {j} must keep marginal probability 1, got "
                                   f"{float(on_obs.min()):.4g}")
 
-    falsify(prop, _head_inputs())
+    _each_map(subject, prop, _head_inputs())
 
 
 @check("head")
@@ -144,8 +150,8 @@ def check_ell1_is_plain_mdm(subject):
     """ℓ = 1: a masked token's distribution is softmax over C of the backbone's C logits (when the head asks
     for C logits), an observed token is one-hot — MDLM's parameterization."""
 
-    def prop(ex):
-        m, head, y_t, logits, lp = _evaluate(subject, ex)
+    def prop(ex, setup):
+        m, head, y_t, logits, lp = _evaluate(subject, setup, ex)
         masked = y_t[..., 0] == m.mask_id
         x0 = torch.tensor(ex["x0"])
         if bool((~masked).any()):
@@ -154,28 +160,32 @@ def check_ell1_is_plain_mdm(subject):
                 raise Failure("ℓ = 1: an observed token must be one-hot")
         if head.output_dim(m) == m.num_classes and bool(masked.any()):
             ref = torch.log_softmax(logits.double(), -1)
-            diff = float((lp.double() - ref)[masked].abs().max())
+            # the C logits may index tokens (joint heads) or the digit f(x) (a digit head); with a map other
+            # than base-b these differ by the map's relabelling, and either is plain MDM
+            by_digit = ref[..., m.encode(torch.arange(m.num_classes))[:, 0]]
+            diff = min(float((lp.double() - r)[masked].abs().max()) for r in (ref, by_digit))
             if diff > 1e-4:
                 raise Failure(f"ℓ = 1: a masked token must get softmax over C of the logits (MDM), off by {diff:.3g}")
 
-    falsify(prop, _head_inputs(ell=1))
+    _each_map(subject, prop, _head_inputs(ell=1))
 
 
 @check("head")
 def check_sequence_probabilities_sum_to_one(subject):
     """The model's exact likelihood p_θ(x) (prime_core.exact, over every reveal order) sums to 1 over all C^L
     valid sequences, for a random time-independent backbone."""
-    from prime_core.exact import all_sequences, exact_log_likelihood
+    from prime_core.api import all_sequences, exact_log_likelihood
 
     from ..toy import tiny_model
 
-    def prop(problem):
+    def prop(problem, setup):
         num_classes, ell, length = problem
         if num_classes**length > 300:
             return
-        model = tiny_model(num_classes, ell, length, head=subject.build(), backbone="mlp", seed=num_classes)
+        model = tiny_model(num_classes, ell, length, head=subject.build(), backbone="mlp", seed=num_classes,
+                           subtoken_map=setup.build_map(num_classes, ell), schedule=setup.build_schedule())
         total = float(exact_log_likelihood(model, all_sequences(num_classes, length)).exp().sum())
         if abs(total - 1.0) > 1e-6:
             raise Failure(f"Σ_x p_θ(x) over the C^L valid sequences = {total:.8f}, not 1")
 
-    falsify(prop, enumerable_problems(max_units=4, max_classes=7), max_examples=8)
+    _each_map(subject, prop, enumerable_problems(max_units=4, max_classes=7), max_examples=8)

@@ -7,6 +7,9 @@ likelihood p_T (compared with `exact_tstep_log_likelihood`), otherwise the conti
 (`exact_log_likelihood`). The metric is a Monte-Carlo estimator, so its mean over R replicates per sequence is
 compared: a failure needs mean + 5·stderr < exact NLL − 1e-4, with ~10⁵ draws per problem (the T-step NELBO
 is heavy-tailed: most draws reveal nothing, a few carry T·NLL, so fewer draws make the stderr itself unreliable).
+
+Every problem runs with each map and schedule of the plugin under test (`Subject.setups`; the built-in base-b map
+and linear schedule when it has none), so a schedule whose weight mis-scales the NELBO fails here too.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from prime_core.exact import all_sequences, exact_log_likelihood, exact_tstep_log_likelihood
+from prime_core.api import all_sequences, exact_log_likelihood, exact_tstep_log_likelihood
 
 from ..cases import check
 from ..errors import Failure, SkipCheck
@@ -85,12 +88,19 @@ def check_bound_ge_exact_nll(subject):
     if not getattr(subject.cls, "is_bound", False):
         raise SkipCheck("not declared a bound (is_bound=False): nothing to check")
     metric = subject.build()
+    for setup in subject.setups():
+        setup.run(lambda: _bound_holds(subject, metric, setup))
+
+
+def _bound_holds(subject, metric, setup) -> None:
     for problem in PROBLEMS:
         if problem.head not in subject.registry.components["head"]:
             continue
         head = subject.registry.build("head", problem.head)
         model = tiny_model(problem.num_classes, problem.ell, problem.length, head=head, noise=problem.noise,
-                           backbone=problem.backbone, seed=1, scale=0.15)  # moderate NLLs: MC noise stays small
+                           backbone=problem.backbone, seed=1, scale=0.15,  # moderate NLLs: MC noise stays small
+                           subtoken_map=setup.build_map(problem.num_classes, problem.ell),
+                           schedule=setup.build_schedule())
         tokens = all_sequences(problem.num_classes, problem.length)
         exact = _exact_nll(metric, model, tokens)
         mean, se = _estimate(metric, model, tokens, ROWS // len(tokens))

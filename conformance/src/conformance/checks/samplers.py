@@ -5,6 +5,9 @@ same samples, a batch equals its members sampled one by one, idle-step counts ma
 The contract: ``sample(model, n, steps=T, seed=s)`` returns ``tokens`` [n, L], ``nfe`` and ``idle_steps``
 (per sequence). Optional capabilities, detected from the signature: ``seeds=`` (per-row seeds, needed for the
 batch check), ``fixed_tokens=`` (prefix conditioning), ``return_trajectory=`` (states after each step).
+
+Each check runs with every map and schedule of the plugin under test (`Subject.setups`; the built-in base-b
+map and linear schedule when it has none).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import inspect
 
 import torch
 
-from prime_core.idle import expected_idle_steps
+from prime_core.api import expected_idle_steps
 
 from ..cases import check
 from ..errors import Failure, SkipCheck
@@ -27,8 +30,15 @@ def _accepts(sampler, name: str) -> bool:
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def _model(subject, noise: str = "independent"):
-    return tiny_model(C, ELL, L, head=subject.registry.build("head", "carry-over"), noise=noise, seed=3)
+def _model(subject, setup, noise: str = "independent"):
+    return tiny_model(C, ELL, L, head=subject.registry.build("head", "carry-over"), noise=noise, seed=3,
+                      subtoken_map=setup.build_map(C, ELL), schedule=setup.build_schedule())
+
+
+def _each_setup(subject, body) -> None:
+    """Run ``body(setup)`` for each (map, schedule) of the plugin under test; failures name the setup."""
+    for setup in subject.setups():
+        setup.run(lambda: body(setup))
 
 
 def _tokens_ok(result, n: int, where: str) -> torch.Tensor:
@@ -46,10 +56,14 @@ def _tokens_ok(result, n: int, where: str) -> torch.Tensor:
 def check_valid_tokens_no_masks(subject):
     """Every output token lies in [0, C) (never an invalid code ≥ C, never a leftover mask), for independent
     and grouped noise and for T = 1 (the last step fills every mask)."""
+    _each_setup(subject, lambda setup: _valid_tokens_no_masks(subject, setup))
+
+
+def _valid_tokens_no_masks(subject, setup):
     sampler = subject.build()
     for noise in ("independent", "grouped"):
         for steps in (1, 4, 16):
-            model = _model(subject, noise)
+            model = _model(subject, setup, noise)
             res = sampler.sample(model, 64, steps=steps, seed=0)
             _tokens_ok(res, 64, f"noise={noise}, steps={steps}")
             traj = getattr(res, "trajectory", None)
@@ -61,8 +75,12 @@ def check_valid_tokens_no_masks(subject):
 def check_observed_subtokens_never_change(subject):
     """Once a sub-token is revealed it keeps its value in every later state, and fixed (prefix) tokens come
     out unchanged. Needs ``return_trajectory=`` or ``fixed_tokens=``."""
+    _each_setup(subject, lambda setup: _observed_subtokens_never_change(subject, setup))
+
+
+def _observed_subtokens_never_change(subject, setup):
     sampler = subject.build()
-    model = _model(subject)
+    model = _model(subject, setup)
     checked = False
     if _accepts(sampler, "return_trajectory"):
         res = sampler.sample(model, 32, steps=8, seed=1, return_trajectory=True)
@@ -99,8 +117,12 @@ def check_observed_subtokens_never_change(subject):
 @check("sampler")
 def check_same_seed_same_samples(subject):
     """Two runs with the same seed give identical tokens, NFE and idle counts."""
+    _each_setup(subject, lambda setup: _same_seed_same_samples(subject, setup))
+
+
+def _same_seed_same_samples(subject, setup):
     sampler = subject.build()
-    model = _model(subject)
+    model = _model(subject, setup)
     a = sampler.sample(model, 16, steps=8, seed=7)
     b = sampler.sample(model, 16, steps=8, seed=7)
     ta, tb = torch.as_tensor(a.tokens), torch.as_tensor(b.tokens)
@@ -115,10 +137,14 @@ def check_same_seed_same_samples(subject):
 @check("sampler")
 def check_batch_equals_members(subject):
     """Sampling a batch with per-row seeds equals sampling each row alone with its seed (needs ``seeds=``)."""
+    _each_setup(subject, lambda setup: _batch_equals_members(subject, setup))
+
+
+def _batch_equals_members(subject, setup):
     sampler = subject.build()
     if not _accepts(sampler, "seeds"):
         raise SkipCheck("sampler declares no per-row seeds= option")
-    model = _model(subject)
+    model = _model(subject, setup)
     seeds = [11, 5, 2**20 + 3, 0]
     batch = torch.as_tensor(sampler.sample(model, len(seeds), steps=8, seeds=seeds).tokens)
     for i, s in enumerate(seeds):
@@ -133,10 +159,14 @@ def check_idle_steps_match_closed_form(subject):
     """0 ≤ idle ≤ T, NFE ≥ T − idle (every step that reveals something needs a forward pass) and NFE ≤ T,
     and the mean idle count matches E[#idle] = Σ_k (1 − (ᾱ_{k+1} − ᾱ_k))^N (DESIGN §2.6), N = L·ℓ units
     (L under grouped noise), within 5 standard errors."""
+    _each_setup(subject, lambda setup: _idle_steps_match_closed_form(subject, setup))
+
+
+def _idle_steps_match_closed_form(subject, setup):
     sampler = subject.build()
     n, steps = 400, 16
     for noise in ("independent", "grouped"):
-        model = _model(subject, noise)
+        model = _model(subject, setup, noise)
         res = sampler.sample(model, n, steps=steps, seed=5)
         idle = torch.as_tensor(res.idle_steps).double()
         nfe = torch.as_tensor(res.nfe).double()

@@ -86,3 +86,21 @@ def check_weights_finite(subject):
     falsify(prop, times(EPS, 1.0))
     for t in (EPS, 1.0):  # the ends, always
         prop(t)
+
+
+@check("schedule")
+def check_weight_matches_alpha(subject):
+    """w(t) = −α′(t)/(1 − α(t)) with α′ from central differences of ``alpha`` (not the schedule's own
+    ``alpha_prime``), on [0.01, 0.99] in float64: an overridden ``weight`` that mis-scales the NELBO fails."""
+    s = subject.build()
+    h = 1e-5
+
+    def prop(t):
+        tt = torch.tensor([t - h, t, t + h], dtype=torch.float64)
+        a = s.alpha(tt).double()
+        expected = float(-(a[2] - a[0]) / (2 * h) / (1.0 - a[1]))
+        got = float(s.weight(tt[1:2])[0])
+        if not abs(got - expected) <= 1e-4 * max(1.0, abs(expected)):
+            raise Failure(f"w({t:.6g}) = {got:.8g} but −α′/(1 − α) from finite differences of α is {expected:.8g}")
+
+    falsify(prop, times(0.01, 0.99))

@@ -1,0 +1,61 @@
+"""The public API for plugin authors, beyond the names of the package root (``prime_core.__all__``).
+
+Everything a distribution other than prime-core imports from the core comes from ``prime_core``,
+``prime_core.api`` or ``prime_core.cliargs`` (the CLI plumbing), and never has a leading underscore. These names
+follow the compatibility policy in docs/plugins.md ("Compatibility policy"): they change incompatibly only in a
+major release, after a deprecation period of one minor release. Every other module of prime-core (and all of
+``prime_core.builtin``, the built-in components, which plugins reach by name through the registry) is internal:
+it may change in any release. tests/test_public_api.py checks that no plugin in this repository imports
+anything else.
+
+Grouped by the phase that needs them (discover → configure → build → train → sample / evaluate / export).
+"""
+
+from __future__ import annotations
+
+import prime_core as _prime_core
+
+# configure / build: configs, checkpoints, the registry
+from .build import (build_dataset, build_model, build_training_loss, dataset_for_checkpoint, distribution_version,
+                    load_model, model_metadata, resolve_sizes, save_model)
+from .builtin.mlp import MLPBackbone  # the small reference backbone, for tests and conformance
+# train: what any trainer needs to behave like the built-in one (same batches, schedule, checkpoint name)
+from .builtin.trainer import CHECKPOINT_NAME, batch_indices, learning_rate, plot_loss_curve
+from .checkpoint import Checkpoint, checkpoint_exists, read_checkpoint, save_checkpoint
+from .config import Config, check_resume_config, load_config
+from .errors import CheckpointError, ConfigError, PrimeError, RegistryError, UnknownComponentError
+# likelihood: exact values on enumerable problems (DESIGN §2.4)
+# optional dependencies: a missing one is one line naming the extra that installs it
+from .extras import matplotlib_pyplot, optional_import, require
+from .exact import (all_sequences, exact_log_likelihood, exact_tstep_log_likelihood, mask_set_weight,
+                    reveal_units, revealed_sets)
+from .forward import sample_mask
+from .heads import consistent, subset_log_marginal
+from .idle import expected_idle_steps
+from .interfaces import (Backbone, BackboneSpec, Dataset, Exporter, Metric, MetricResult, NoiseSchedule,
+                         Parameterization, Runtime, Sampler, SubTokenMap, Tokenizer, Trainer)
+from .model import PrimeModel
+from .registry import Component, PluginInfo, Registry, get_registry, new_registry
+# run folders: one writer per folder, --force semantics shared by every trainer
+from .rundir import claim, local_out_dir, start_over, trim_metrics
+# sample: the pieces of the ancestral sampler that other samplers and runtimes reuse (DESIGN §2.5)
+from .sampler import AncestralSampler, SampleResult, Step, filter_log_probs, gumbel, reveal_probability, row_seeds
+from .schedules import LinearSchedule
+from .subtokens import BaseBMap, smallest_base
+
+__version__ = _prime_core.__version__
+
+__all__ = [
+    "AncestralSampler", "Backbone", "BackboneSpec", "BaseBMap", "CHECKPOINT_NAME", "Checkpoint", "CheckpointError",
+    "Component", "Config", "ConfigError", "Dataset", "Exporter", "LinearSchedule", "MLPBackbone", "Metric",
+    "MetricResult", "NoiseSchedule", "Parameterization", "PluginInfo", "PrimeError", "PrimeModel", "Registry",
+    "RegistryError", "Runtime", "SampleResult", "Sampler", "Step", "SubTokenMap", "Tokenizer", "Trainer",
+    "UnknownComponentError", "__version__", "all_sequences", "batch_indices", "build_dataset", "build_model",
+    "build_training_loss", "check_resume_config", "checkpoint_exists", "claim", "consistent",
+    "dataset_for_checkpoint", "distribution_version", "exact_log_likelihood", "exact_tstep_log_likelihood",
+    "expected_idle_steps", "filter_log_probs", "get_registry", "gumbel", "learning_rate", "load_config",
+    "load_model", "local_out_dir", "mask_set_weight", "matplotlib_pyplot", "model_metadata", "new_registry",
+    "optional_import", "plot_loss_curve", "require",
+    "read_checkpoint", "resolve_sizes", "reveal_probability", "reveal_units", "revealed_sets", "row_seeds",
+    "sample_mask", "save_checkpoint", "save_model", "smallest_base", "start_over", "trim_metrics",
+]
