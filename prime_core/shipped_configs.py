@@ -88,7 +88,10 @@ def shipped_configs(registry=None) -> dict[str, ShippedConfig]:
                     pass
             found[name] = entry
 
-        impl.function(register=register)
+        try:
+            impl.function(register)  # pluggy's implementation (the registry wraps it: positional arguments)
+        except Exception as exc:  # the registry wraps a plugin's exception to name the plugin: raise the original
+            raise getattr(exc, "exc", exc) from None
     return found
 
 
