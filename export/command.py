@@ -37,9 +37,11 @@ def run_command(prog: str, body: Callable[[], None], args=None) -> int:
 
 
 def _naming_the_extra(body: Callable[[], None]):
-    """``body()``; a missing module of the [onnx] extra becomes a one-line error naming the extra."""
+    """``body()`` (an export: it returns the path it wrote, not an exit code, so success is 0); a missing module
+    of the [onnx] extra becomes a one-line error naming the extra."""
     try:
-        return body()
+        body()
+        return 0
     except ImportError as exc:
         missing = (exc.name or "").split(".")[0]
         if missing not in ONNX_MODULES:
