@@ -31,11 +31,10 @@ def build(backbone: str):
     from prime_core import build_model, load_config
     from prime_core.config import Config
 
-    root = os.path.join(os.path.dirname(__file__), "..", "configs")
-    if backbone == "dit":
-        cfg = load_config(os.path.join(root, "main.toml"), ["model.num_classes=1024", "model.length=64"])
+    if backbone == "dit":  # the shipped configs, by name (prime config list)
+        cfg = load_config("main", ["model.num_classes=1024", "model.length=64"])
     else:
-        cfg = load_config(os.path.join(root, "toy2d.toml"), ["model.num_classes=64", "model.length=2"])
+        cfg = load_config("toy2d", ["model.num_classes=64", "model.length=2"])
     cfg = Config.from_dict(cfg.to_dict())
     torch.manual_seed(0)
     model = build_model(cfg).eval()

@@ -34,7 +34,7 @@ def train_or_reuse(config, out: str, reuse: bool) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="configs/images-fmnist.toml")
+    ap.add_argument("--config", default="images-fmnist")
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--ells", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--steps", type=int, nargs="+", default=[32, 64, 128])

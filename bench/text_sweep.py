@@ -49,7 +49,7 @@ def train(config, out_dir, registry) -> tuple[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--config", default="configs/text-sweep.toml")
+    p.add_argument("--config", default="text-sweep")
     p.add_argument("--out", default="runs/text-sweep")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--ells", type=int, nargs="+", default=[1, 2, 3, 4])

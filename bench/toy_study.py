@@ -62,7 +62,7 @@ def evaluate(ckpt: str, dataset) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="configs/toy-study.toml")
+    ap.add_argument("--config", default="toy-study")
     ap.add_argument("--steps", type=int)
     ap.add_argument("--out", default="runs/toy_study")
     ap.add_argument("--png", default="docs/results-images/toy-study.png")

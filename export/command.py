@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+#: the modules of the ``prime-export[onnx]`` extra, and how to install them
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
+ONNX_EXTRA_HINT = "pip install 'prime-export[onnx]'"
+
 
 def checkpoint_parser(prog: str, doc: str, output: str, output_help: str) -> argparse.ArgumentParser:
     """A parser with CHECKPOINT, -o/--output (default ``output``), --weights and --force."""
@@ -29,7 +33,22 @@ def run_command(prog: str, body: Callable[[], None], args=None) -> int:
     """Run ``body``: bad input becomes one line ``prog: error: …`` on stderr and exit code 2 (prime_core.cliargs)."""
     from prime_core.cliargs import run_command as run
 
-    return run(prog, body, args)
+    return run(prog, lambda: _naming_the_extra(body), args)
+
+
+def _naming_the_extra(body: Callable[[], None]):
+    """``body()`` (an export: it returns the path it wrote, not an exit code, so success is 0); a missing module
+    of the [onnx] extra becomes a one-line error naming the extra."""
+    try:
+        body()
+        return 0
+    except ImportError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in ONNX_MODULES:
+            raise
+        from prime_core import PrimeError
+
+        raise PrimeError(f"{missing} is not installed: {ONNX_EXTRA_HINT}") from None
 
 
 #: Arguments every exporter command has; the rest of the parsed arguments are the exporter's own options.

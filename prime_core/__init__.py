@@ -35,13 +35,9 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    if name == "__version__":  # the installed distribution's version, read on first use (no cost at import)
-        from importlib import metadata
+    if name == "__version__":  # prime_core/__about__.py: the single source the build reads too (no torch import)
+        from .__about__ import __version__ as value
 
-        try:
-            value = metadata.version("prime-core")
-        except metadata.PackageNotFoundError:  # a source tree that was never installed
-            value = "0+unknown"
         globals()[name] = value
         return value
     module = _EXPORTS.get(name)

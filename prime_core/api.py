@@ -25,6 +25,8 @@ from .checkpoint import Checkpoint, checkpoint_exists, read_checkpoint, save_che
 from .config import Config, check_resume_config, load_config
 from .errors import CheckpointError, ConfigError, PrimeError, RegistryError, UnknownComponentError
 # likelihood: exact values on enumerable problems (DESIGN §2.4)
+# optional dependencies: a missing one is one line naming the extra that installs it
+from .extras import matplotlib_pyplot, optional_import, require
 from .exact import (all_sequences, exact_log_likelihood, exact_tstep_log_likelihood, mask_set_weight,
                     reveal_units, revealed_sets)
 from .forward import sample_mask
@@ -52,7 +54,8 @@ __all__ = [
     "build_training_loss", "check_resume_config", "checkpoint_exists", "claim", "consistent",
     "dataset_for_checkpoint", "distribution_version", "exact_log_likelihood", "exact_tstep_log_likelihood",
     "expected_idle_steps", "filter_log_probs", "get_registry", "gumbel", "learning_rate", "load_config",
-    "load_model", "local_out_dir", "mask_set_weight", "model_metadata", "new_registry", "plot_loss_curve",
+    "load_model", "local_out_dir", "mask_set_weight", "matplotlib_pyplot", "model_metadata", "new_registry",
+    "optional_import", "plot_loss_curve", "require",
     "read_checkpoint", "resolve_sizes", "reveal_probability", "reveal_units", "revealed_sets", "row_seeds",
     "sample_mask", "save_checkpoint", "save_model", "smallest_base", "start_over", "trim_metrics",
 ]

@@ -253,7 +253,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_plugins)
 
     sp = sub.add_parser("train", help="train a model from a TOML config")
-    sp.add_argument("--config", help="TOML file (path or fsspec URL); defaults apply otherwise")
+    sp.add_argument("--config", help="TOML file (path or fsspec URL) or a shipped config's name (prime config list)")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. --set model.ell=4 (repeatable)")
     sp.add_argument("--out", default="runs/default", help="output folder (checkpoint, metrics, plots)")
@@ -263,7 +263,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("run", help="the main job: train, sample, evaluate and write a report")
-    sp.add_argument("--config", help="TOML file (path or fsspec URL)")
+    sp.add_argument("--config", help="TOML file (path or fsspec URL) or a shipped config's name (prime config list)")
     sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     sp.add_argument("--out", default="runs/main", help="output folder")
     sp.add_argument("--resume", action="store_true")
@@ -322,6 +322,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=cliargs.seed, default=0)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_idle_steps)
+
+    from .shipped_configs import add_config_parser  # prime config list / show NAME
+
+    add_config_parser(sub)
 
     from .commands import attach
 

@@ -214,9 +214,17 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
-    """Defaults ← TOML file (if any, local path or fsspec URL) ← overrides."""
+    """Defaults ← TOML file (if any: local path, fsspec URL or a shipped config's name) ← overrides."""
     data: dict[str, Any] = {}
-    if path:
+    from .shipped_configs import is_config_name, read_config_source
+
+    if path and is_config_name(path):  # a shipped config's name, e.g. "main" (prime config list)
+        text, where = read_config_source(path)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML in shipped config {where}: {exc}") from None
+    elif path:
         import fsspec
 
         try:

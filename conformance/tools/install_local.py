@@ -17,8 +17,9 @@ def main(root: str) -> int:
         return sorted(d for d in glob.glob(os.path.join(root, pattern)) if os.path.isfile(os.path.join(d, "pyproject.toml")))
 
     args = []
-    for d in dists("plugins/*/") + dists("export/") + dists("conformance/"):
+    for d in dists("plugins/*/") + dists("conformance/"):
         args += ["-e", d]
+    args += ["-e", os.path.join(root, "export") + "[onnx]"]  # the exporter suites need prime-export's [onnx] extra
     args += dists("examples/*/")
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", *args]
     print("+", " ".join(cmd), flush=True)

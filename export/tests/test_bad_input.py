@@ -42,6 +42,23 @@ def test_corrupt_checkpoint(tmp_path, capsys):
     assert os.listdir(tmp_path) == ["bad.safetensors"]
 
 
+def test_success_exits_0(checkpoint, tmp_path, capsys):
+    """The exporter returns the path it wrote; the command's exit code is still 0 (not int(path))."""
+    ckpt, _ = checkpoint("mlp-l2", mlp_config(2))
+    out = tmp_path / "s.onnx"
+    assert onnx_main([ckpt, "-o", str(out)]) == 0
+    assert out.exists() and "error" not in capsys.readouterr().err
+
+
+def test_missing_onnx_names_the_extra(checkpoint, tmp_path, capsys, monkeypatch):
+    import sys
+
+    ckpt, _ = checkpoint("mlp-l2", mlp_config(2))
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx → ImportError
+    assert onnx_main([ckpt, "-o", str(tmp_path / "s.onnx")]) == 2
+    assert "pip install 'prime-export[onnx]'" in _one_error_line(capsys)
+
+
 def test_existing_output_needs_force(checkpoint, tmp_path, capsys):
     ckpt, _ = checkpoint("mlp-l2", mlp_config(2))
     out = tmp_path / "s.onnx"

@@ -1,5 +1,7 @@
 """The core's own components, registered through the same hooks any plugin uses."""
 
+from importlib.resources import files
+
 from ..hookspecs import hookimpl
 from ..heads import BUILTIN_HEADS
 from ..sampler import BUILTIN_SAMPLERS
@@ -54,3 +56,8 @@ def register_trainers(register):
 @hookimpl
 def register_metrics(register):
     _register_all(register, BUILTIN_METRICS)
+
+
+@hookimpl
+def register_configs(register):
+    register("toy2d", files("prime_core") / "configs" / "toy2d.toml")

@@ -8,6 +8,7 @@ first-order Markov chain over C states (Dirichlet rows), L from the options.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -58,12 +59,9 @@ class Toy2D(Dataset, Presentation, KnownDensity):
 
     def render(self, tokens: torch.Tensor, path: str) -> str | None:
         """Sample histogram beside the true density, as a PNG."""
-        try:
-            import matplotlib
+        from ..extras import matplotlib_pyplot
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
+        if (plt := matplotlib_pyplot("prime-core[plots]", f"{os.path.basename(path)} (toy samples)")) is None:
             return None
         c = self.num_classes
         hist = torch.bincount(tokens[:, 0] * c + tokens[:, 1], minlength=c * c).view(c, c).double()

@@ -48,12 +48,9 @@ def learning_rate(step: int, config: Config) -> float:
 
 
 def plot_loss_curve(metrics_path: str, png_path: str) -> str | None:
-    try:
-        import matplotlib
+    from ..extras import matplotlib_pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if (plt := matplotlib_pyplot("prime-core[plots]", f"{os.path.basename(png_path)} (loss curve)")) is None:
         return None
     rows = [json.loads(line) for line in open(metrics_path, encoding="utf-8") if line.strip()]
     rows = [r for r in rows if "loss" in r]

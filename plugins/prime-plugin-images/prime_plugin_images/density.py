@@ -20,7 +20,8 @@ def picture(name: str) -> torch.Tensor:
     try:
         import skimage.data
     except ImportError:
-        raise PrimeError("the image-density-2d data set needs scikit-image (pip install scikit-image)") from None
+        raise PrimeError("the image-density-2d data set needs scikit-image, which is not installed: "
+                         "pip install 'prime-plugin-images[toy]'") from None
     if name not in IMAGES:
         raise PrimeError(f"image must be one of {', '.join(IMAGES)} (bundled with scikit-image), got {name!r}")
     img = torch.as_tensor(getattr(skimage.data, name)()).double()

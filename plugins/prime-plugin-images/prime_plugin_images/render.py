@@ -97,12 +97,9 @@ def save_trajectory(trajectory: list[torch.Tensor], subtoken_map, dataset, path:
 
 def save_densities(panels: list[tuple[str, torch.Tensor]], path: str, suptitle: str | None = None) -> str | None:
     """Side-by-side heat maps (matplotlib, if installed) of 2-D densities, each normalised to sum 1."""
-    try:
-        import matplotlib
+    from prime_core.api import matplotlib_pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    if (plt := matplotlib_pyplot("prime-plugin-images[toy]", f"{path} (density heat maps)")) is None:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.9))
     for ax, (title, dens) in zip(np.atleast_1d(axes), panels):

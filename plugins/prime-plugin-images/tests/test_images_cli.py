@@ -1,7 +1,6 @@
 """`prime sample` on an image checkpoint writes the sample grid and the trajectory PNG; options reach the sampler."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,8 +45,7 @@ def test_prime_images_fd_cli(checkpoint, tmp_path, capsys):
 
     assert main(["sample", str(checkpoint), "-n", "8", "--steps", "4", "--quiet", "--out", str(tmp_path)]) == 0
     capsys.readouterr()
-    root = Path(__file__).resolve().parents[3]
-    cfg = ["--config", str(root / "configs" / "images-digits.toml"), "--set", "data.options={levels=4}"]
+    cfg = ["--config", "images-digits", "--set", "data.options={levels=4}"]  # shipped with this plugin
     # FD-FMNIST-style score with a quickly built 8×8 feature network
     from prime_plugin_images.features import FMNISTClassifier, save_classifier
     feat = save_classifier(str(tmp_path / "f.safetensors"), FMNISTClassifier(1, 8, 8), {})
