@@ -20,20 +20,22 @@ from .build import (build_dataset, build_model, build_training_loss, dataset_for
                     load_model, model_metadata, resolve_sizes, save_model)
 from .builtin.mlp import MLPBackbone  # the small reference backbone, for tests and conformance
 # train: what any trainer needs to behave like the built-in one (same batches, schedule, checkpoint name)
-from .builtin.trainer import CHECKPOINT_NAME, batch_indices, learning_rate, plot_loss_curve
+from .builtin.trainer import CHECKPOINT_NAME, batch_indices, learning_rate
 from .checkpoint import Checkpoint, checkpoint_exists, read_checkpoint, save_checkpoint
 from .config import Config, check_resume_config, load_config
 from .errors import CheckpointError, ConfigError, PrimeError, RegistryError, UnknownComponentError
 # likelihood: exact values on enumerable problems (DESIGN §2.4)
 # optional dependencies: a missing one is one line naming the extra that installs it
 from .extras import matplotlib_pyplot, optional_import, require
+from .report import finish_training, plot_loss_curve, write_report_markdown
 from .exact import (all_sequences, exact_log_likelihood, exact_tstep_log_likelihood, mask_set_weight,
                     reveal_units, revealed_sets)
 from .forward import sample_mask
 from .heads import consistent, subset_log_marginal
 from .idle import expected_idle_steps
-from .interfaces import (Backbone, BackboneSpec, Dataset, Exporter, Metric, MetricResult, NoiseSchedule,
-                         Parameterization, Runtime, Sampler, SubTokenMap, Tokenizer, Trainer)
+from .interfaces import (Backbone, BackboneSpec, ByteLengths, Dataset, Exporter, KnownDensity, Metric, MetricResult,
+                         NoiseSchedule, Parameterization, Presentation, Runtime, Sampler, SubTokenMap, Tokenizer,
+                         Trainer, presentation)
 from .model import PrimeModel
 from .registry import Component, PluginInfo, Registry, get_registry, new_registry
 # run folders: one writer per folder, --force semantics shared by every trainer
@@ -55,7 +57,8 @@ __all__ = [
     "dataset_for_checkpoint", "distribution_version", "exact_log_likelihood", "exact_tstep_log_likelihood",
     "expected_idle_steps", "filter_log_probs", "get_registry", "gumbel", "learning_rate", "load_config",
     "load_model", "local_out_dir", "mask_set_weight", "matplotlib_pyplot", "model_metadata", "new_registry",
-    "optional_import", "plot_loss_curve", "require",
+    "optional_import", "plot_loss_curve", "require", "finish_training", "write_report_markdown", "presentation",
+    "Presentation", "ByteLengths", "KnownDensity",
     "read_checkpoint", "resolve_sizes", "reveal_probability", "reveal_units", "revealed_sets", "row_seeds",
     "sample_mask", "save_checkpoint", "save_model", "smallest_base", "start_over", "trim_metrics",
 ]

@@ -58,9 +58,16 @@ def cmd_plugins(args) -> int:
 def cmd_train(args) -> int:
     from .config import load_config
 
+    from .report import finish_training
+    from .rundir import claim, local_out_dir
+
     config = load_config(args.config, args.set)
     trainer = _registry().build("trainer", config.train.trainer)
-    url = trainer.fit(config, out_dir=args.out, resume=args.resume, progress=not args.quiet, force=args.force)
+    out = local_out_dir(args.out)
+    # held until loss.png is drawn; under torchrun the trainer takes the lock on rank 0 (see prime_core.rundir)
+    with claim(out, lock="WORLD_SIZE" not in os.environ):
+        url = trainer.fit(config, out_dir=out, resume=args.resume, progress=not args.quiet, force=args.force)
+        finish_training(out)
     print(f"checkpoint: {url}")
     return 0
 

@@ -13,6 +13,7 @@ from .config import Config
 from .evaluate import evaluate_report, format_report
 from .interfaces import presentation
 from .registry import Registry, get_registry
+from .report import finish_training, write_report_markdown
 from .rundir import claim, local_out_dir, write_text_atomic
 
 
@@ -36,6 +37,7 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     train_s = time.perf_counter() - t0
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 samples, evaluates and reports
         return {}
+    finish_training(out_dir)
 
     echo("[2/3] sampling")
     locations = user_locations(config, registry)  # the user's data locations, never the checkpoint's
@@ -59,7 +61,7 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     report = evaluate_report(ckpt, registry=registry, data_options=locations)
     report.update(sampling=sampling, train_seconds=train_s, samples=texts[:8])
     write_text_atomic(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2))
-    _write_markdown(os.path.join(out_dir, "report.md"), config, report, png)
+    write_report_markdown(os.path.join(out_dir, "report.md"), config, report, png)
     echo(format_report(report))
     echo(f"sampling: {sampling['num_samples']} samples × {sampling['steps']} steps, NFE {sampling['nfe_mean']:.1f}"
          f"/sequence, idle steps {100 * sampling['idle_ratio']:.1f} %")
@@ -67,26 +69,3 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
         echo(f"  sample: {text[:200]}")
     echo(f"report: {os.path.join(out_dir, 'report.md')}")
     return report
-
-
-def _write_markdown(path: str, config: Config, report: dict, png: str | None) -> None:
-    lines = ["# prime run report", "", f"Dataset `{config.data.dataset}`, ℓ = {report['ell']}, b = {report['base']}, "
-             f"C = {report['num_classes']}, L = {report['tokens_per_sequence']}; trained {config.train.steps} steps "
-             f"in {report['train_seconds']:.0f} s.", "", "| quantity | nats/token | ± | PPL | bits/byte |", "|---|---|---|---|---|"]
-    for row in report["metrics"]:
-        ppl = f"≤ {row['perplexity_upper_bound']:.3f}" if row["is_bound"] else "— (not a bound)"
-        bpb = f"≤ {row['bits_per_byte_upper_bound']:.4f}" if "bits_per_byte_upper_bound" in row else "—"
-        lines.append(f"| {row['label']} | {row['value']:.4f} | {row['stderr']:.4f} | {ppl} | {bpb} |")
-    if "exact_nll" in report:
-        lines.append(f"| {report['exact_nll']['label']} | {report['exact_nll']['value']:.4f} | exact | | |")
-    if "data_cross_entropy" in report:
-        lines.append(f"| true data distribution | {report['data_cross_entropy']:.4f} | exact | | |")
-    s = report["sampling"]
-    lines += ["", f"Sampling: {s['num_samples']} samples, {s['steps']} steps, NFE {s['nfe_mean']:.1f} per sequence, "
-              f"idle-step ratio {100 * s['idle_ratio']:.1f} %, Gumbel noise in {s['gumbel_dtype']}.", ""]
-    if os.path.exists(os.path.join(os.path.dirname(path), "loss.png")):
-        lines += ["![training loss](loss.png)", ""]
-    if png:
-        lines += [f"![samples]({os.path.basename(png)})", ""]
-    lines += ["## Samples", ""] + [f"- `{t[:300]}`" for t in report["samples"]]
-    write_text_atomic(path, "\n".join(lines) + "\n")

@@ -120,7 +120,7 @@ def test_the_distribution_table_matches_what_installed_distributions_register():
 
 def test_missing_matplotlib_is_one_line_naming_the_extra(tmp_path, monkeypatch, capsys):
     from prime_core import extras
-    from prime_core.builtin.trainer import plot_loss_curve
+    from prime_core.report import plot_loss_curve
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib → ImportError
     monkeypatch.setattr(extras, "_warned", set())

@@ -47,26 +47,6 @@ def learning_rate(step: int, config: Config) -> float:
     return base
 
 
-def plot_loss_curve(metrics_path: str, png_path: str) -> str | None:
-    from ..extras import matplotlib_pyplot
-
-    if (plt := matplotlib_pyplot("prime-core[plots]", f"{os.path.basename(png_path)} (loss curve)")) is None:
-        return None
-    rows = [json.loads(line) for line in open(metrics_path, encoding="utf-8") if line.strip()]
-    rows = [r for r in rows if "loss" in r]
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
-    ax.set_xlabel("step")
-    ax.set_ylabel(f"training loss ({rows[-1].get('loss_name', '')}, nats/token)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
-    return png_path
-
-
 class SimpleTrainer(Trainer):
     name = "simple"
 
@@ -126,7 +106,6 @@ class SimpleTrainer(Trainer):
                 if (step + 1) % config.train.checkpoint_every == 0 or step + 1 == config.train.steps:
                     self._save(ckpt_url, model, opt, config, step + 1, registry, dataset)
         bar.close()
-        plot_loss_curve(metrics_path, os.path.join(out_dir, "loss.png"))
         return ckpt_url
 
     @staticmethod

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from prime_core.api import (CHECKPOINT_NAME, CheckpointError, Config, PrimeError, Trainer, build_dataset, build_model,
                             build_training_loss, check_resume_config, checkpoint_exists, claim, get_registry,
-                            learning_rate, local_out_dir, model_metadata, plot_loss_curve, read_checkpoint,
+                            learning_rate, local_out_dir, model_metadata, read_checkpoint,
                             resolve_sizes, save_checkpoint, start_over, trim_metrics)
 
 from . import state as st
@@ -180,8 +180,6 @@ class TorchTrainer(Trainer):
             bar.close()
             if log is not None:
                 log.close()
-        if layout.is_main:
-            plot_loss_curve(metrics_path, os.path.join(out_dir, "loss.png"))
         layout.barrier()
         return ckpt_url
 

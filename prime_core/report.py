@@ -1,0 +1,68 @@
+"""Reporting: what a run folder shows people — the loss curve of a training run and ``report.md`` of ``prime run``.
+
+Trainers only train (weights, optimizer state, ``metrics.jsonl``); the commands that run them (``prime train``,
+``prime run``) draw from what they wrote, once, on rank 0 (`finish_training`), whichever trainer ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .rundir import write_text_atomic
+
+LOSS_PNG = "loss.png"
+METRICS = "metrics.jsonl"
+
+
+def finish_training(out_dir: str) -> str | None:
+    """Draw ``loss.png`` from ``metrics.jsonl`` in ``out_dir`` (rank 0 only under torchrun); returns its path."""
+    if int(os.environ.get("RANK", "0")) != 0 or not os.path.isfile(os.path.join(out_dir, METRICS)):
+        return None
+    return plot_loss_curve(os.path.join(out_dir, METRICS), os.path.join(out_dir, LOSS_PNG))
+
+
+def plot_loss_curve(metrics_path: str, png_path: str) -> str | None:
+    """``loss.png``: the training loss of every logged step of ``metrics.jsonl``; None (after a one-line warning
+    naming ``prime-core[plots]``) without matplotlib, or when nothing was logged."""
+    from .extras import matplotlib_pyplot
+
+    if (plt := matplotlib_pyplot("prime-core[plots]", f"{os.path.basename(png_path)} (loss curve)")) is None:
+        return None
+    rows = [json.loads(line) for line in open(metrics_path, encoding="utf-8") if line.strip()]
+    rows = [r for r in rows if "loss" in r]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"training loss ({rows[-1].get('loss_name', '')}, nats/token)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+    return png_path
+
+
+def write_report_markdown(path: str, config, report: dict, png: str | None) -> None:
+    """``report.md`` of ``prime run``: the bounds (PPL only for valid bounds), sampling cost, plots, samples."""
+    lines = ["# prime run report", "", f"Dataset `{config.data.dataset}`, ℓ = {report['ell']}, b = {report['base']}, "
+             f"C = {report['num_classes']}, L = {report['tokens_per_sequence']}; trained {config.train.steps} steps "
+             f"in {report['train_seconds']:.0f} s.", "", "| quantity | nats/token | ± | PPL | bits/byte |", "|---|---|---|---|---|"]
+    for row in report["metrics"]:
+        ppl = f"≤ {row['perplexity_upper_bound']:.3f}" if row["is_bound"] else "— (not a bound)"
+        bpb = f"≤ {row['bits_per_byte_upper_bound']:.4f}" if "bits_per_byte_upper_bound" in row else "—"
+        lines.append(f"| {row['label']} | {row['value']:.4f} | {row['stderr']:.4f} | {ppl} | {bpb} |")
+    if "exact_nll" in report:
+        lines.append(f"| {report['exact_nll']['label']} | {report['exact_nll']['value']:.4f} | exact | | |")
+    if "data_cross_entropy" in report:
+        lines.append(f"| true data distribution | {report['data_cross_entropy']:.4f} | exact | | |")
+    s = report["sampling"]
+    lines += ["", f"Sampling: {s['num_samples']} samples, {s['steps']} steps, NFE {s['nfe_mean']:.1f} per sequence, "
+              f"idle-step ratio {100 * s['idle_ratio']:.1f} %, Gumbel noise in {s['gumbel_dtype']}.", ""]
+    if os.path.exists(os.path.join(os.path.dirname(path), "loss.png")):
+        lines += ["![training loss](loss.png)", ""]
+    if png:
+        lines += [f"![samples]({os.path.basename(png)})", ""]
+    lines += ["## Samples", ""] + [f"- `{t[:300]}`" for t in report["samples"]]
+    write_text_atomic(path, "\n".join(lines) + "\n")
