@@ -19,7 +19,9 @@ def register_commands(commands):
     for name in registry.names("exporter"):
         component = registry.get("exporter", name)
         doc = (component.obj.__doc__ or name).strip().splitlines()[0]
-        sp = names.add_parser(name, help=f"{doc} [{component.distribution}]", description=doc)
+        aliases = ["trt"] if name == "tensorrt" else []  # `prime export trt`, like `python -m export.trt`
+        sp = names.add_parser(name, aliases=aliases, help=f"{doc} [{component.distribution}]", description=doc)
+        sp.set_defaults(exporter=name)  # the registered name, also when invoked by an alias
         add_checkpoint_arguments(sp, f"step.{'engine' if name == 'tensorrt' else name}", "file to write")
         component.obj.add_arguments(sp)
         sp.set_defaults(func=_run)

@@ -114,3 +114,14 @@ def test_untraceable_backbone_names_the_culprit(tmp_path, cls, expected):
     msg = str(info.value)
     assert "cannot be traced" in msg and expected in msg and "\n" not in msg
     assert os.listdir(tmp_path) == []
+
+
+def test_prime_export_trt_is_the_tensorrt_exporter(tmp_path, capsys):
+    """`prime export trt` (alias of `prime export tensorrt`) reaches the TensorRT exporter: without tensorrt it is
+    one line, exit 2, nothing written."""
+    from prime_core.cli import main
+
+    out = tmp_path / "step.engine"
+    assert main(["export", "trt", str(tmp_path / "missing.safetensors"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("TensorRT" in err[0] or "checkpoint" in err[0]) and not out.exists()
