@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from prime_core.api import AncestralSampler, PrimeError, SampleResult, Step
+from prime_core.api import AncestralSampler, PrimeError, SampleResult, Step, first_line
 
 from .step import revealing_positions
 
@@ -67,7 +67,7 @@ class RuntimeSampler(AncestralSampler):
             meta = read_metadata(path)
             sess = ort_session(path, providers, threads)
         except Exception as exc:  # onnx / onnxruntime raise their own types for unreadable files
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise PrimeError(f"--step-model {path} is not a readable ONNX model: {first}") from None
         if "step" not in meta:
             raise PrimeError(f"{path} is not an exported prime sampler step (no prime.* metadata)")

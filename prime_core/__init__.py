@@ -18,6 +18,7 @@ _EXPORTS = {
     "SampleConfig": "config", "TrainConfig": "config", "load_config": "config",
     "SubTokenEncoder": "encoder",
     "CheckpointError": "errors", "ConfigError": "errors", "PrimeError": "errors", "RegistryError": "errors",
+    "check_count": "errors", "first_line": "errors",
     "hookimpl": "hookspecs",
     "expected_idle_steps": "idle", "idle_report": "idle", "simulate_idle_steps": "idle",
     "Backbone": "interfaces", "BackboneSpec": "interfaces", "ByteLengths": "interfaces", "Dataset": "interfaces",

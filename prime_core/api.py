@@ -23,7 +23,8 @@ from .builtin.mlp import MLPBackbone  # the small reference backbone, for tests 
 from .builtin.trainer import CHECKPOINT_NAME, batch_indices, learning_rate
 from .checkpoint import Checkpoint, checkpoint_exists, read_checkpoint, save_checkpoint
 from .config import Config, check_resume_config, load_config
-from .errors import CheckpointError, ConfigError, PrimeError, RegistryError, UnknownComponentError
+from .errors import (CheckpointError, ConfigError, PrimeError, RegistryError, UnknownComponentError, check_count,
+                     first_line)
 # likelihood: exact values on enumerable problems (DESIGN §2.4)
 # optional dependencies: a missing one is one line naming the extra that installs it
 from .extras import matplotlib_pyplot, optional_import, require
@@ -57,7 +58,7 @@ __all__ = [
     "dataset_for_checkpoint", "distribution_version", "exact_log_likelihood", "exact_tstep_log_likelihood",
     "expected_idle_steps", "filter_log_probs", "get_registry", "gumbel", "learning_rate", "load_config",
     "load_model", "local_out_dir", "mask_set_weight", "matplotlib_pyplot", "model_metadata", "new_registry",
-    "optional_import", "plot_loss_curve", "require", "finish_training", "write_report_markdown", "presentation",
+    "optional_import", "plot_loss_curve", "require", "check_count", "first_line", "finish_training", "write_report_markdown", "presentation",
     "Presentation", "ByteLengths", "KnownDensity",
     "read_checkpoint", "resolve_sizes", "reveal_probability", "reveal_units", "revealed_sets", "row_seeds",
     "sample_mask", "save_checkpoint", "save_model", "smallest_base", "start_over", "trim_metrics",

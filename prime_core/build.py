@@ -11,7 +11,7 @@ import torch
 
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import Config
-from .errors import CheckpointError, ConfigError, PrimeError, UnknownComponentError
+from .errors import CheckpointError, ConfigError, PrimeError, UnknownComponentError, first_line
 from .interfaces import BackboneSpec
 from .model import PrimeModel
 from .registry import Registry, get_registry
@@ -26,11 +26,16 @@ def build_dataset(config: Config, registry: Registry | None = None, data_meta: d
     dataset = registry.build("dataset", config.data.dataset, **config.data.options)
     if data_meta:
         dataset.load_checkpoint_meta(data_meta)
-        c = config.model.num_classes
-        if c is not None and dataset.num_classes != c:
-            raise ConfigError(f"vocabulary mismatch: the data set's tokenizer has C={dataset.num_classes} classes, "
-                              f"the checkpoint's model C={c}")
+        _check_vocabulary(dataset, config)
     return dataset
+
+
+def _check_vocabulary(dataset, config: Config) -> None:
+    """A data set restored from a checkpoint must have the C of the checkpoint's model."""
+    c = config.model.num_classes
+    if c is not None and dataset.num_classes != c:
+        raise ConfigError(f"vocabulary mismatch: the data set's tokenizer has C={dataset.num_classes} classes, "
+                          f"the checkpoint's model C={c}")
 
 
 def dataset_for_checkpoint(config: Config, data_meta: Any, *, locations: dict | None = None,
@@ -50,10 +55,7 @@ def dataset_for_checkpoint(config: Config, data_meta: Any, *, locations: dict | 
         raise CheckpointError(f"checkpoint metadata 'data' must be a JSON object, got {type(data_meta).__name__}")
     dataset = registry.build("dataset", name, **options)
     dataset.load_checkpoint_meta(data_meta or {})
-    c = config.model.num_classes
-    if c is not None and dataset.num_classes != c:
-        raise ConfigError(f"vocabulary mismatch: the data set's tokenizer has C={dataset.num_classes} classes, "
-                          f"the checkpoint's model C={c}")
+    _check_vocabulary(dataset, config)
     return dataset
 
 
@@ -148,7 +150,7 @@ def build_model(config: Config, registry: Registry | None = None, *,
     except (TypeError, ValueError, RuntimeError) as exc:  # e.g. an unknown option, hidden=-5
         if isinstance(exc, PrimeError):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ConfigError(f"backbone {m.backbone!r} rejected model.backbone_options="
                           f"{m.backbone_options}: {first}") from None
     return PrimeModel(subtoken_map, backbone, head, schedule, noise=m.noise)
@@ -212,8 +214,7 @@ def load_model(url: str, registry: Registry | None = None, weights: str = "model
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # dtypes or values the shape check cannot see
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(f"checkpoint {url} does not match its config's model: {first}") from None
+        raise CheckpointError(f"checkpoint {url} does not match its config's model: {first_line(exc)}") from None
     model.eval()
     return model, config, ckpt
 
@@ -227,7 +228,7 @@ def checkpoint_config(meta: dict[str, Any], url: str) -> Config:
     try:
         config = Config.from_dict(raw)
     except (KeyError, TypeError, ValueError) as exc:  # ConfigError is a ValueError
-        raise CheckpointError(f"checkpoint {url} has no valid config: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"checkpoint {url} has no valid config: {first_line(exc)}") from None
     if config.model.num_classes is None or config.model.length is None:
         raise CheckpointError(f"checkpoint {url} has no valid config: model.num_classes and model.length must be set")
     return config
@@ -259,7 +260,7 @@ def _meta_model(config: Config, registry: Registry | None, url: str,
         # build_model turns a backbone's RuntimeError into a one-line ConfigError; its context tells them apart
         if isinstance(exc.__context__, meta_only) and not isinstance(exc.__context__, PrimeError):
             return None
-        raise CheckpointError(f"checkpoint {url} has no valid config: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"checkpoint {url} has no valid config: {first_line(exc)}") from None
 
 
 def _check_model(meta: dict[str, Any], model: PrimeModel, state: dict, weights: str, url: str) -> None:
@@ -289,10 +290,7 @@ def _check_state_shapes(model: PrimeModel, state: dict[str, torch.Tensor], weigh
 
 def _check_model_memory(model: PrimeModel, url: str) -> None:
     """Parameters and buffers (non-persistent ones too) must fit in the memory available now."""
-    from .checkpoint import available_memory
+    from .checkpoint import check_memory
 
     nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    avail = available_memory()
-    if avail is not None and nbytes > avail:
-        raise CheckpointError(f"checkpoint {url} describes a model of {nbytes / 2**30:.1f} GiB, more than the "
-                              f"{avail / 2**30:.1f} GiB of memory available")
+    check_memory(nbytes, f"checkpoint {url} describes a model of")

@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 
 FORMAT = "prime-checkpoint"
 FORMAT_VERSION = 1
@@ -76,7 +76,7 @@ def read_checkpoint(url: str) -> Checkpoint:
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {url}") from None
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {url}: {_first_line(exc)}") from None
+        raise CheckpointError(f"cannot read checkpoint {url}: {first_line(exc)}") from None
     if info.get("type") == "directory":
         raise CheckpointError(f"checkpoint path is a directory, expected a .safetensors file: {url}")
     if info.get("type") != "file":  # /dev/zero, a FIFO, a socket: no size to check the header against
@@ -85,7 +85,7 @@ def read_checkpoint(url: str) -> Checkpoint:
         with _open(fs, path) as fh:
             return read_checkpoint_file(fh, int(info.get("size") or 0), url)
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {url}: {_first_line(exc)}") from None
+        raise CheckpointError(f"cannot read checkpoint {url}: {first_line(exc)}") from None
 
 
 def read_checkpoint_file(fh: BinaryIO, size: int, url: str = "<file>") -> Checkpoint:
@@ -104,12 +104,13 @@ def read_checkpoint_file(fh: BinaryIO, size: int, url: str = "<file>") -> Checkp
         raise CheckpointError(f"not a prime checkpoint (the file has {size} bytes, its header declares "
                               f"{8 + n + data_end}; truncated or with trailing data): {url}")
     meta = _prime_meta(metadata, url)
-    _check_memory(2 * data_end, url)  # the file's bytes and the tensors made from them coexist while loading
+    # the file's bytes and the tensors made from them coexist while loading
+    check_memory(2 * data_end, f"loading checkpoint {url} needs")
     blob = b"".join([n.to_bytes(8, "little"), raw_header, *_read_chunks(fh, data_end, url)])
     try:
         tensors = st_load(blob)
     except Exception as exc:  # safetensors raises its own error type; the header was checked, so this is rare
-        raise CheckpointError(f"corrupt checkpoint {url}: {_first_line(exc)}") from None
+        raise CheckpointError(f"corrupt checkpoint {url}: {first_line(exc)}") from None
     return Checkpoint(tensors, meta)
 
 
@@ -126,7 +127,7 @@ def _filesystem(url: str):
         raise CheckpointError(f"reading {protocol}:// URLs needs the {package} package (pip install {package}): "
                               f"{url}") from None
     except ValueError as exc:  # unknown protocol
-        raise CheckpointError(f"cannot read checkpoint {url}: {_first_line(exc)}") from None
+        raise CheckpointError(f"cannot read checkpoint {url}: {first_line(exc)}") from None
 
 
 def _open(fs, path: str) -> BinaryIO:
@@ -221,12 +222,13 @@ def _prime_meta(metadata: Any, url: str) -> dict[str, Any]:
     return meta
 
 
-def _check_memory(nbytes: int, url: str) -> None:
-    """Refuse to load when the ``nbytes`` it needs exceed the memory available now, before reading anything."""
+def check_memory(nbytes: int, what: str) -> None:
+    """Refuse work whose ``nbytes`` exceed the memory available now, before allocating any of it; the message is
+    ``what`` followed by the sizes."""
     avail = available_memory()
     if avail is not None and nbytes > avail:
-        raise CheckpointError(f"loading this checkpoint needs {nbytes / 2**30:.1f} GiB, more than the "
-                              f"{avail / 2**30:.1f} GiB of memory available: {url}")
+        raise CheckpointError(f"{what} {nbytes / 2**30:.1f} GiB, more than the {avail / 2**30:.1f} GiB of memory "
+                              f"available")
 
 
 def available_memory() -> int | None:
@@ -242,11 +244,6 @@ def available_memory() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def checkpoint_exists(url: str) -> bool:

@@ -18,7 +18,7 @@ import os
 import sys
 
 from . import cliargs
-from .errors import PrimeError
+from .errors import PrimeError, first_line
 
 EXIT_USAGE = cliargs.EXIT_USAGE
 MAX_IDLE_UNITS = 2**24
@@ -57,7 +57,6 @@ def cmd_plugins(args) -> int:
 # ------------------------------------------------------------------------------------------------ train
 def cmd_train(args) -> int:
     from .config import load_config
-
     from .report import finish_training
     from .rundir import claim, local_out_dir
 
@@ -90,19 +89,10 @@ def _parse_fixed(text: str | None, length: int, num_classes: int):
 
     if text is None:
         return None
-    try:
-        pairs = parse_fixed(text, length, num_classes)
-    except ValueError as exc:
-        raise PrimeError(str(exc)) from None
     row = torch.full((length,), -1, dtype=torch.long)
-    for pos, tok in pairs:
+    for pos, tok in parse_fixed(text, length, num_classes):  # its ValueError is bad input: one line, exit 2
         row[pos] = tok
     return row
-
-
-def _given(value, default):
-    """The option as given, or the stored default when it was left out (never when it is 0 or empty)."""
-    return default if value is None else value
 
 
 def _parse_options(items: list[str]) -> dict:
@@ -125,7 +115,7 @@ def cmd_sample(args) -> int:
     out = None if args.out is None else local_out_dir(args.out)  # before any work: a URL or a file is refused
     model, config, ckpt = load_model(args.checkpoint, weights=args.weights)
     s = config.sample
-    name = _given(args.sampler, s.sampler)
+    name = cliargs.given(args.sampler, s.sampler)
     options = {**(s.options if name == s.sampler else {}), **_parse_options(args.option)}
     sampler = _registry().build("sampler", name, **options)
     if args.step_model is not None and args.runtime == "torch":
@@ -140,15 +130,15 @@ def cmd_sample(args) -> int:
         runtime = _runtime(args.runtime)
         sampler = runtime.sampler(model, config, args.checkpoint, step_model=args.step_model,
                                   gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta,
-                                  top_p=_given(args.top_p, s.top_p))
-    gumbel_dtype = _given(args.gumbel_dtype, s.gumbel_dtype)
+                                  top_p=cliargs.given(args.top_p, s.top_p))
+    gumbel_dtype = cliargs.given(args.gumbel_dtype, s.gumbel_dtype)
     fixed = _parse_fixed(args.fix, model.length, model.num_classes)
     # the data set's presentation decodes and draws; if --out needs it and it cannot be built, fail before sampling
     shown = _sample_dataset(config, ckpt.meta.get("data"), required=out is not None,
-                              locations=_parse_options(args.data_option))
+                            locations=_parse_options(args.data_option))
     result = sampler.sample(
-        model, _given(args.num_samples, s.num_samples), steps=_given(args.steps, s.steps), seed=args.seed,
-        temperature=_given(args.temperature, s.temperature), top_p=_given(args.top_p, s.top_p),
+        model, cliargs.given(args.num_samples, s.num_samples), steps=cliargs.given(args.steps, s.steps), seed=args.seed,
+        temperature=cliargs.given(args.temperature, s.temperature), top_p=cliargs.given(args.top_p, s.top_p),
         gumbel_dtype=getattr(torch, gumbel_dtype), cache=not args.no_cache,
         fixed_tokens=fixed, return_trajectory=args.trajectory,
         progress=not args.quiet)
@@ -157,8 +147,7 @@ def cmd_sample(args) -> int:
               "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
               "forward_calls": result.forward_calls, "gumbel_dtype": gumbel_dtype,
               "tokens": result.tokens.tolist()}
-    report["decoded"] = (shown.decode_samples(result.tokens) if shown is not None
-                         else [" ".join(map(str, row.tolist())) for row in result.tokens])
+    report["decoded"] = shown.decode_samples(result.tokens)
     if out is not None:
         os.makedirs(out, exist_ok=True)
         write_text_atomic(os.path.join(out, "samples.json"), json.dumps(report))
@@ -196,9 +185,8 @@ def _runtime(name: str):
 
 def _sample_dataset(config, data_meta, *, required: bool, locations: dict):
     """How the checkpoint's samples are shown (its data set's `Presentation`: a stored tokenizer decodes, images
-    are drawn). Only --out needs it; without
-    it a data set that cannot be built here (e.g. an image folder on another machine, a location not passed with
-    --data-option, no stored tokenizer) leaves samples as ids."""
+    are drawn). Only --out needs the data set; without --out one that cannot be built here (an image folder on
+    another machine, a location not passed with --data-option, no stored tokenizer) shows samples as ids."""
     import torch
 
     from .build import dataset_for_checkpoint
@@ -212,8 +200,8 @@ def _sample_dataset(config, data_meta, *, required: bool, locations: dict):
     except (PrimeError, FileNotFoundError) as exc:
         if required:
             raise
-        print(f"prime: note: samples shown as token ids ({str(exc).splitlines()[0]})", file=sys.stderr)
-        return None
+        print(f"prime: note: samples shown as token ids ({first_line(exc)})", file=sys.stderr)
+        return presentation(None)  # token ids
 
 
 # ------------------------------------------------------------------------------------------------ eval
@@ -359,14 +347,9 @@ def _add_data_option(sp: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        parser = build_parser(argv)
-    except PrimeError as exc:  # a plugin command that fails to load
-        failure = exc
-        return cliargs.run_command("prime", lambda: _raise(failure))
-    args = parser.parse_args(argv)
-    return cliargs.run_command("prime", lambda: args.func(args), args)
 
+    def run() -> int:  # building the parser loads the invoked plugin command, which may fail: one line too
+        args = build_parser(argv).parse_args(argv)
+        return args.func(args)
 
-def _raise(exc: BaseException):
-    raise exc
+    return cliargs.run_command("prime", run, argparse.Namespace(debug="--debug" in argv))

@@ -21,7 +21,7 @@ import re
 import sys
 from typing import Callable
 
-from .errors import PrimeError
+from .errors import PrimeError, first_line
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 1
@@ -97,6 +97,12 @@ def parse_fixed(text: str, length: int, num_classes: int) -> list[tuple[int, int
     return sorted(pairs.items())
 
 
+def given(value, default):
+    """The option as given, or ``default`` when it was left out (None) — never when it is 0 or empty: an option
+    given is used as given, or refused."""
+    return default if value is None else value
+
+
 # ------------------------------------------------------------------------------------------------ errors
 class Parser(argparse.ArgumentParser):
     """argparse with the CLI's error promise: one line ``PROG: error: …`` and exit 2 (argparse's own error()
@@ -121,7 +127,7 @@ USER_ERRORS = (PrimeError, ValueError, FileNotFoundError, IsADirectoryError, Not
 
 def error_line(prog: str, exc: BaseException) -> tuple[int, str]:
     """(exit code, the one line printed) for an exception that reached the top of a command."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     if isinstance(exc, MemoryError):
         return EXIT_USAGE, f"{prog}: error: not enough memory for this request ({first})"
     if isinstance(exc, ImportError) and not isinstance(exc, PrimeError):

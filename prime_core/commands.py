@@ -21,7 +21,7 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from .errors import PrimeError
+from .errors import PrimeError, first_line
 
 COMMANDS_GROUP = "prime.commands"
 PLUGINS_GROUP = "prime"
@@ -77,7 +77,7 @@ def load(commands: argparse._SubParsersAction, entry: CommandEntry) -> None:
     except Exception as exc:  # noqa: BLE001 — any failure of a third-party module is reported the same way
         if isinstance(exc, PrimeError):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise PrimeError(f"command {entry.name!r} of {entry.distribution} {entry.version} failed to load "
                          f"({type(exc).__name__}: {first}); reinstall or upgrade {entry.distribution}") from None
     if entry.name not in commands.choices:

@@ -32,3 +32,16 @@ class RegistryError(PrimeError):
 class UnknownComponentError(RegistryError):
     """No component of that kind is registered under that name (e.g. a checkpoint needs a plugin that is not
     installed); the message lists what is available and, when known, what to install."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty): what a one-line
+    error quotes of a failure raised by another library."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_count(name: str, value) -> None:
+    """``value`` must be a whole number ≥ 1 (booleans and floats are refused, never truncated)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}")

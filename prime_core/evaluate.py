@@ -10,7 +10,8 @@ import math
 
 import torch
 
-from .errors import PrimeError
+from .cliargs import given
+from .errors import PrimeError, check_count
 from .interfaces import ByteLengths, KnownDensity, Metric, MetricResult
 
 
@@ -21,8 +22,8 @@ def evaluate_metric(metric: Metric, model, tokens: torch.Tensor, *, mc_samples: 
 
     An estimate needs at least one draw of at least one sequence: anything less is refused, so a bound can
     never be printed from zero samples."""
-    _check_count("mc_samples", mc_samples)
-    _check_count("batch_size", batch_size)
+    check_count("mc_samples", mc_samples)
+    check_count("batch_size", batch_size)
     if tokens.ndim != 2 or tokens.shape[0] < 1 or tokens.shape[1] < 1:
         raise PrimeError(f"{metric.name}: need at least one sequence of at least one token, got shape "
                          f"{tuple(tokens.shape)}")
@@ -41,16 +42,6 @@ def evaluate_metric(metric: Metric, model, tokens: torch.Tensor, *, mc_samples: 
                         is_bound=metric.is_bound,
                         extra={"label": getattr(metric, "label", metric.name), "sequences": tokens.shape[0],
                                "mc_samples": mc_samples})
-
-
-def _check_count(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PrimeError(f"{name} must be a whole number ≥ 1, got {value!r}")
-
-
-def _given(value, default):
-    """``value`` unless it is None (0 or a negative number is refused downstream, never replaced)."""
-    return default if value is None else value
 
 
 def perplexity(result: MetricResult) -> float:
@@ -80,10 +71,10 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
     model, config, ckpt = load_model(checkpoint, registry, weights=weights)
     e = config.eval
     dataset = dataset_for_checkpoint(config, ckpt.meta.get("data"), locations=data_options, registry=registry)
-    mc, steps, rows = _given(mc_samples, e.mc_samples), _given(steps, e.tstep_steps), _given(max_sequences,
-                                                                                          e.max_sequences)
+    mc, steps, rows = given(mc_samples, e.mc_samples), given(steps, e.tstep_steps), given(max_sequences,
+                                                                                       e.max_sequences)
     for name, value in (("mc_samples", mc), ("steps", steps), ("max_sequences", rows)):
-        _check_count(name, value)
+        check_count(name, value)
     tokens = dataset.split(split)[:rows]
     own = getattr(model.backbone, "eval_metrics", None)  # e.g. an AR backbone reports its exact NLL instead
     metrics = ([registry.build("metric", name) for name in own] if own else

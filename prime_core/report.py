@@ -60,8 +60,8 @@ def write_report_markdown(path: str, config, report: dict, png: str | None) -> N
     s = report["sampling"]
     lines += ["", f"Sampling: {s['num_samples']} samples, {s['steps']} steps, NFE {s['nfe_mean']:.1f} per sequence, "
               f"idle-step ratio {100 * s['idle_ratio']:.1f} %, Gumbel noise in {s['gumbel_dtype']}.", ""]
-    if os.path.exists(os.path.join(os.path.dirname(path), "loss.png")):
-        lines += ["![training loss](loss.png)", ""]
+    if os.path.exists(os.path.join(os.path.dirname(path), LOSS_PNG)):
+        lines += [f"![training loss]({LOSS_PNG})", ""]
     if png:
         lines += [f"![samples]({os.path.basename(png)})", ""]
     lines += ["## Samples", ""] + [f"- `{t[:300]}`" for t in report["samples"]]

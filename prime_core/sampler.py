@@ -23,6 +23,7 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
+from .errors import check_count
 from .heads import consistent
 from .interfaces import Sampler
 
@@ -137,9 +138,8 @@ class AncestralSampler(Sampler):
 
         temperature: a float, or τ(t) as a callable of t ∈ [0, 1] (e.g. a·t^b + c); top_p ∈ (0, 1];
         gumbel_dtype float64 avoids fp32's lowered entropy; cache=False evaluates every row each step."""
-        for label, value in (("num_samples", num_samples), ("steps", steps)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{label} must be a whole number ≥ 1, got {value!r}")
+        check_count("num_samples", num_samples)
+        check_count("steps", steps)
         if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
         seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)

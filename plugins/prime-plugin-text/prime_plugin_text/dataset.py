@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from prime_core import ByteLengths, Dataset, Presentation, PrimeError
+from prime_core import ByteLengths, Dataset, Presentation, PrimeError, first_line
 
 from .corpus import fingerprint, read_sources, split_text
 from .tokenizer import tokenizer_class, tokenizer_from_json
@@ -187,8 +187,7 @@ def _stored_tokenizer(data: Any):
     except PrimeError:
         raise
     except Exception as exc:  # HF tokenizers raises a bare Exception for malformed JSON
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise PrimeError(f"the checkpoint's {data.get('name')!r} tokenizer is corrupt: {first}") from None
+        raise PrimeError(f"the checkpoint's {data.get('name')!r} tokenizer is corrupt: {first_line(exc)}") from None
 
 
 def _atomic_write(path: str, data: bytes) -> None:
