@@ -28,7 +28,7 @@ EXIT_INTERNAL = 1
 
 #: Upper limits of the command line's counts (see the module docstring).
 MAX_STEPS = 1_000_000
-#: Row seeds are seed·2²⁰ + i (prime_core.sampler.row_seeds): fewer than 2²⁰ rows keep seeds from colliding.
+#: Row keys are seed·2³² + i (prime_core.sampler.row_seeds): unique for any row count; this caps a run's size.
 MAX_SAMPLES = 2**20
 MAX_MC = 100_000
 MAX_SEED = 2**32 - 1

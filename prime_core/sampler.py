@@ -9,8 +9,14 @@ Idle steps: which units are revealed does not depend on p_θ, so it is drawn fir
 the rows that reveal something in this step. A row whose step reveals nothing costs no forward pass (its cached
 p is never needed). With ``cache=False`` every row is evaluated every step (the baseline; same tokens).
 
-Randomness: one generator per sequence (row seed = seed·2²⁰ + index, or explicit ``seeds``), drawn in a fixed
-order per row, so a batch equals its members sampled one by one and chunking never changes samples.
+Randomness (`prime_core.counter_rng`): every uniform is Philox4x32-10 of the row key and a counter, drawn for the
+whole batch in one vectorised call on ``model.device`` — the reveal uniform of unit j at position i in step k is
+keyed by (row key, k, i, j, stream REVEAL), the Gumbel noise of class c by (row key, k, i, c, stream GUMBEL), the
+corrector's re-mask uniforms by stream REMASK. A number never depends on which other rows, positions or steps
+are drawn, so a batch equals its members sampled one by one, and chunking, batch size and the idle-step cache
+never change a sample. Row keys are seed·2³² + i (row i), or explicit 64-bit ``seeds``. The state y, the draws,
+the head, filtering and Gumbel-max all stay on ``model.device``; only the final tokens (and the trajectory, when
+asked) are copied to the host.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
+from .counter_rng import GUMBEL, REMASK, REVEAL, gumbel_from_uniform, key_words, row_keys, uniforms
 from .errors import check_count
 from .heads import consistent
 from .interfaces import Sampler
@@ -45,13 +52,14 @@ def reveal_probability(alpha_t: float, alpha_s: float) -> float:
     return 1.0 if alpha_t >= 1.0 else float((alpha_s - alpha_t) / (1.0 - alpha_t))
 
 
-def filter_log_probs(log_p: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
-    """Temperature τ (log p / τ) then nucleus: keep the smallest set of tokens whose mass reaches top_p."""
-    if not (temperature > 0 and math.isfinite(temperature)):  # written so that nan fails too
+def filter_log_probs(log_p: torch.Tensor, temperature: float | torch.Tensor = 1.0, top_p: float = 1.0) -> torch.Tensor:
+    """Temperature τ (log p / τ) then nucleus: keep the smallest set of tokens whose mass reaches top_p.
+    τ is a number, or a tensor broadcastable to log_p (e.g. [n, 1], one τ per row; checked by the caller)."""
+    if not torch.is_tensor(temperature) and not (temperature > 0 and math.isfinite(temperature)):  # nan fails too
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-    scores = log_p / temperature if temperature != 1.0 else log_p
+    scores = log_p if not torch.is_tensor(temperature) and temperature == 1.0 else log_p / temperature
     if top_p < 1.0:
         probs = torch.softmax(scores, dim=-1)
         sorted_p, order = probs.sort(dim=-1, descending=True)
@@ -63,10 +71,26 @@ def filter_log_probs(log_p: torch.Tensor, temperature: float = 1.0, top_p: float
 
 
 def gumbel(shape, generator: torch.Generator, dtype=torch.float32) -> torch.Tensor:
-    """Standard Gumbel noise −log(−log U) with U strictly inside (0, 1)."""
+    """Standard Gumbel noise −log(−log U) with U strictly inside (0, 1), from a stateful ``torch.Generator``
+    (for samplers that keep one; the built-in samplers use the keyed noise of `token_uniforms`)."""
     u = torch.rand(shape, generator=generator, dtype=dtype)
     tiny = torch.finfo(dtype).tiny
     return -torch.log(-torch.log(u.clamp(tiny, 1.0 - torch.finfo(dtype).eps)))
+
+
+def reveal_uniforms(keys: torch.Tensor, step: int, length: int, units: int, stream: int = REVEAL) -> torch.Tensor:
+    """float64 uniforms [n, L, U] of step k: unit (i, j) keyed by (row key, k, element i·U + j, ``stream``)."""
+    zero = torch.zeros(len(keys), dtype=torch.long, device=keys.device)
+    return uniforms(keys, step, zero, length * units, stream, torch.float64).view(len(keys), length, units)
+
+
+def token_uniforms(keys: torch.Tensor, step, where: torch.Tensor, num_classes: int, dtype: torch.dtype,
+                   stream: int = GUMBEL) -> torch.Tensor:
+    """Uniforms [N, C] for the N positions ``where`` [m, L] (bool) marks, row-major: class c of position i of
+    row r keyed by (key_r, k, i, c, ``stream``); ``step`` an int k or one k per row [m]."""
+    rows, cols = where.nonzero(as_tuple=True)
+    step = torch.as_tensor(step, dtype=torch.long, device=keys.device)
+    return uniforms(keys[rows], step[rows] if step.dim() else step, cols, num_classes, stream, dtype)
 
 
 def ancestral_update(scores: torch.Tensor, y_t: torch.Tensor, reveal: torch.Tensor, noise: torch.Tensor,
@@ -82,7 +106,19 @@ def ancestral_update(scores: torch.Tensor, y_t: torch.Tensor, reveal: torch.Tens
 
 
 def row_seeds(num_samples: int, seed: int) -> list[int]:
-    return [seed * 2**20 + i for i in range(num_samples)]
+    """Row keys seed·2³² + i, i = 0 … n−1 (`prime_core.counter_rng.row_keys`): distinct for every seed < 2³²."""
+    return row_keys(num_samples, seed)
+
+
+def model_device(model) -> torch.device:
+    """Where the sampler's state lives: the model's device (CPU for a graph's metadata stand-in)."""
+    return torch.device(getattr(model, "device", "cpu"))
+
+
+def check_temperature(tau, t: float) -> float:
+    if not (tau > 0 and math.isfinite(tau)):  # nan and inf fail here too
+        raise ValueError(f"temperature must be a finite number > 0, got {tau} at t = {t:.4g}")
+    return float(tau)
 
 
 def initial_state(model, num_samples: int, fixed_tokens: torch.Tensor | None = None,
@@ -118,12 +154,13 @@ class Step:
     temperature: float
     top_p: float
     gumbel_dtype: torch.dtype
+    index: int = 0  # k: the step counter of the keyed noise
 
 
 class AncestralSampler(Sampler):
     """The loop of the module docstring. Subclasses change the grid (`step_grid`), the per-step probabilities
     (`step_probabilities`, e.g. a re-masking corrector) or how revealed digits are drawn (`reveal`, e.g. an
-    exported graph); the noise order, the idle-step cache and the NFE accounting stay this class's."""
+    exported graph); the keyed noise, the idle-step cache and the NFE accounting stay this class's."""
 
     name = "ancestral"
     progress_label = "sampling"
@@ -136,8 +173,9 @@ class AncestralSampler(Sampler):
                return_trajectory: bool = False, progress: bool = False) -> SampleResult:
         """Draw ``num_samples`` sequences in ``steps`` reveal steps (see module docstring).
 
-        temperature: a float, or τ(t) as a callable of t ∈ [0, 1] (e.g. a·t^b + c); top_p ∈ (0, 1];
-        gumbel_dtype float64 avoids fp32's lowered entropy; cache=False evaluates every row each step."""
+        seeds: explicit 64-bit row keys (default seed·2³² + i); temperature: a float, or τ(t) as a callable of
+        t ∈ [0, 1] (e.g. a·t^b + c); top_p ∈ (0, 1]; gumbel_dtype float64 avoids fp32's lowered entropy;
+        cache=False evaluates every row each step (same tokens)."""
         check_count("num_samples", num_samples)
         check_count("steps", steps)
         if not 0.0 < top_p <= 1.0:
@@ -145,9 +183,11 @@ class AncestralSampler(Sampler):
         seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)
         if len(seeds) != num_samples:
             raise ValueError(f"got {len(seeds)} seeds for {num_samples} samples")
-        y0 = initial_state(model, num_samples, fixed_tokens, fixed_digits)
+        device = model_device(model)
+        keys = key_words(seeds, device)
+        y0 = initial_state(model, num_samples, fixed_tokens, fixed_digits).to(device)
         batch_size = batch_size or num_samples
-        parts = [self._sample_batch(model, y0[i:i + batch_size], seeds[i:i + batch_size], steps, temperature,
+        parts = [self._sample_batch(model, y0[i:i + batch_size], keys[i:i + batch_size], steps, temperature,
                                     top_p, gumbel_dtype, cache, return_trajectory, progress)
                  for i in range(0, num_samples, batch_size)]
         return SampleResult(
@@ -165,62 +205,67 @@ class AncestralSampler(Sampler):
         return reveal_probability(alpha_t, alpha_s), 0.0
 
     def reveal(self, model, y: torch.Tensor, reveal: torch.Tensor, u_reveal: torch.Tensor,
-               gens: list[torch.Generator], step: Step) -> torch.Tensor:
-        """y_s for the evaluated rows y [m, L, ℓ]: one forward pass, then Gumbel-max digits for the units
-        ``reveal`` [m, L, ℓ] marks. u_reveal [m, L, U] are the rows' reveal uniforms (unused here); gens the
-        rows' generators, from which each row draws its [c, C] Gumbel noise for its c revealing positions."""
-        tt = torch.full((len(y),), step.t, device=model.device)
+               keys: torch.Tensor, step: Step) -> torch.Tensor:
+        """y_s for the evaluated rows y [m, L, ℓ] (on the model's device): one forward pass, then Gumbel-max
+        digits for the units ``reveal`` [m, L, ℓ] marks. u_reveal [m, L, U] are the rows' reveal uniforms (unused
+        here); keys [m, 2] the rows' key words, which key the Gumbel noise of step ``step.index``."""
         pos = reveal.any(-1)
-        log_p = model.log_probs_at(y.to(model.device), pos.to(model.device), tt).cpu()  # [n, C], head at pos only
-        counts = pos.sum(-1).tolist()  # revealing positions per row
-        noise = [gumbel((c, model.num_classes), g, step.gumbel_dtype) for c, g in zip(counts, gens) if c]
-        if not noise:  # with cache=False a step may reveal nothing in any evaluated row
+        if not bool(pos.any()):  # with cache=False a step may reveal nothing in any evaluated row
             return y
+        tt = torch.full((len(y),), step.t, device=y.device)
+        log_p = model.log_probs_at(y, pos, tt)  # [n, C], head at the revealing positions only
+        noise = gumbel_from_uniform(token_uniforms(keys, step.index, pos, model.num_classes, step.gumbel_dtype))
         scores = filter_log_probs(log_p, step.temperature, step.top_p)
-        return ancestral_update(scores, y, reveal, torch.cat(noise), model.map)
+        return ancestral_update(scores, y, reveal, noise, model.map)
 
-    def _sample_batch(self, model, y, seeds, steps, temperature, top_p, gumbel_dtype, cache, return_trajectory,
+    def _sample_batch(self, model, y, keys, steps, temperature, top_p, gumbel_dtype, cache, return_trajectory,
                       progress) -> SampleResult:
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         times, alphas = self.step_grid(model, steps)
         n, length, ell = y.shape
+        units = 1 if model.grouped else ell
         fixed = y != model.mask_id  # prefix / infill constraints: never re-masked
-        nfe = torch.zeros(n, dtype=torch.long)
-        idle = torch.zeros(n, dtype=torch.long)
+        nfe = torch.zeros(n, dtype=torch.long, device=y.device)
+        idle = torch.zeros(n, dtype=torch.long, device=y.device)
         calls, trajectory = 0, []
-        unit_shape = (length, 1) if model.grouped else (length, ell)
         for k in tqdm(range(steps), disable=not progress, desc=self.progress_label, leave=False):
             t, a_t, a_s = float(times[k]), float(alphas[k]), float(alphas[k + 1])
             r, sigma = self.step_probabilities(a_t, a_s)
             masked = y == model.mask_id
-            draws = torch.stack([torch.rand(unit_shape, generator=g, dtype=torch.float64) for g in gens])
+            draws = reveal_uniforms(keys, k, length, units)  # [n, L, U], one call for the whole batch
             reveal = masked & (draws < r).expand(n, length, ell)
             remask = None
             if sigma:
-                back = torch.stack([torch.rand(unit_shape, generator=g, dtype=torch.float64) for g in gens])
+                back = reveal_uniforms(keys, k, length, units, REMASK)
                 remask = ~masked & ~fixed & (back < sigma).expand(n, length, ell)
             active = reveal.flatten(1).any(-1)
             idle += ~active
-            rows = torch.arange(n) if not cache else active.nonzero().squeeze(-1)
-            if len(rows):
-                tau = temperature(t) if callable(temperature) else temperature
-                if not (tau > 0 and math.isfinite(tau)):  # nan and inf fail here too
-                    raise ValueError(f"temperature must be a finite number > 0, got {tau} at t = {t:.4g}")
-                step = Step(t, a_t, a_s, r, tau, top_p, gumbel_dtype)
-                y[rows] = self.reveal(model, y[rows], reveal[rows], draws[rows], [gens[int(i)] for i in rows], step)
-                nfe[rows] += 1
+            rows = None if not cache or bool(active.all()) else active.nonzero().squeeze(-1)
+            if rows is None or len(rows):
+                tau = check_temperature(temperature(t) if callable(temperature) else temperature, t)
+                step = Step(t, a_t, a_s, r, tau, top_p, gumbel_dtype, k)
+                if rows is None:  # every row evaluated: no gather / scatter
+                    y = self.reveal(model, y, reveal, draws, keys, step)
+                    nfe += 1
+                else:
+                    y[rows] = self.reveal(model, y[rows], reveal[rows], draws[rows], keys[rows], step)
+                    nfe[rows] += 1
                 calls += 1
             if remask is not None:
                 y[remask] = model.mask_id
             if return_trajectory:
-                trajectory.append(y.clone())
-        if bool((y == model.mask_id).any()):
-            raise RuntimeError(f"{self.name} sampler left masked sub-tokens")
-        tokens = model.map.decode(y)
-        if not bool(model.map.is_valid(tokens).all()):
-            raise RuntimeError(f"{self.name} sampler produced an invalid code (≥ C)")
-        return SampleResult(tokens=tokens, nfe=nfe, idle_steps=idle, steps=steps, forward_calls=calls,
-                            trajectory=trajectory if return_trajectory else None)
+                trajectory.append(y.cpu())
+        return finish(self.name, model, y, nfe, idle, steps, calls, trajectory if return_trajectory else None)
+
+
+def finish(name: str, model, y: torch.Tensor, nfe, idle, steps: int, calls: int, trajectory) -> SampleResult:
+    """Check that nothing is left masked and every code is < C; the tokens (and counts) come to the host."""
+    if bool((y == model.mask_id).any()):
+        raise RuntimeError(f"{name} sampler left masked sub-tokens")
+    tokens = model.map.decode(y)
+    if not bool(model.map.is_valid(tokens).all()):
+        raise RuntimeError(f"{name} sampler produced an invalid code (≥ C)")
+    return SampleResult(tokens=tokens.cpu(), nfe=nfe.cpu(), idle_steps=idle.cpu(), steps=steps,
+                        forward_calls=calls, trajectory=trajectory)
 
 
 BUILTIN_SAMPLERS = [AncestralSampler]
