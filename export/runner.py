@@ -1,14 +1,15 @@
 """The ancestral sampler loop (DESIGN §2.5) driven by an exported step (ONNX Runtime, or a TensorRT engine).
 
 The loop stays in Python; each step's graph call does the backbone, the head, filtering, the Gumbel-max draw and
-the reveal update (`export.step`). The noise is exactly the eager sampler's (`prime_core.sampler`): one
-generator per row (row seed = seed·2²⁰ + i); per step each row first draws its reveal uniforms [L, U] in float64
-(U = ℓ, or 1 with grouped noise), then — only if the row reveals something — uniforms [c, C] in the Gumbel dtype
-for its c revealing positions, in position order. Here those rows are concatenated into u_token [N, C] and the
-graph gets the N flat positions they belong to (``positions``). Hence for the same seed the
-tokens are identical to `AncestralSampler`'s, up to Gumbel-max comparisons decided by less than the runtimes'
-numerical difference (~1e-6 in float32). The idle-step cache is per row: a row that reveals nothing in a step
-skips the graph call (no NFE), exactly as in the eager sampler.
+the reveal update (`export.step`). The noise is exactly the eager sampler's (`prime_core.sampler`): keyed
+Philox uniforms (`prime_core.counter_rng`), the reveal uniforms u_reveal [B, L, U] keyed by (row key, step k,
+unit) in float64 (U = ℓ, or 1 with grouped noise) and, for the N positions that reveal something, the token
+uniforms u_token [N, C] keyed by (row key, k, position, class) in the Gumbel dtype — computed for the whole batch
+in one vectorised call by the same functions the eager sampler uses, and fed to the graph with the flat positions
+they belong to (``positions``). Hence for the same seed the tokens are identical to `AncestralSampler`'s, up to
+Gumbel-max comparisons decided by less than the runtimes' numerical difference (~1e-6 in float32). The idle-step
+cache is per row: a row that reveals nothing in a step skips the graph call (no NFE), exactly as in the eager
+sampler.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from prime_core.api import AncestralSampler, PrimeError, SampleResult, Step, first_line
+from prime_core.api import AncestralSampler, PrimeError, SampleResult, Step, first_line, model_device, token_uniforms
 
 from .step import revealing_positions
 
@@ -96,14 +97,13 @@ class RuntimeSampler(AncestralSampler):
                               fixed_tokens=fixed_tokens, fixed_digits=fixed_digits,
                               return_trajectory=return_trajectory, progress=progress)
 
-    def reveal(self, spec, y, reveal, u_reveal, gens, step: Step) -> torch.Tensor:
-        """One graph call for the evaluated rows, fed the eager sampler's own uniforms (module docstring)."""
+    def reveal(self, spec, y, reveal, u_reveal, keys, step: Step) -> torch.Tensor:
+        """One graph call for the evaluated rows, fed the eager sampler's own keyed uniforms (module docstring)."""
+        y, reveal, u_reveal, keys = y.cpu(), reveal.cpu(), u_reveal.cpu(), keys.cpu()
         pos = reveal.any(-1)  # [m, L] positions that reveal something
-        # the eager sampler's gumbel((count, C), gens[row]) draws exactly these uniforms, row by row
-        noise = [torch.rand((int(pos[i].sum()), spec.num_classes), generator=g, dtype=self.noise_dtype)
-                 for i, g in enumerate(gens) if bool(pos[i].any())]
-        if not noise:  # (with cache=False a step may reveal nothing in any row: y stays as it is)
+        if not bool(pos.any()):  # (with cache=False a step may reveal nothing in any row: y stays as it is)
             return y
+        u_token = token_uniforms(keys, step.index, pos, spec.num_classes, self.noise_dtype)  # [N, C]
         # float64 graphs compare the uniforms themselves; float32 graphs (TensorRT) get the decision snapped
         # to −1 (reveal) / 2 (keep), so rounding α to float32 cannot change it
         exact_reals = self.real_dtype == torch.float64
@@ -111,10 +111,10 @@ class RuntimeSampler(AncestralSampler):
         real, m = (np.float64 if exact_reals else np.float32), len(y)
         feeds = {"y": y.numpy(), "t": np.full(m, step.t, np.float32),
                  "alpha_t": np.full(m, step.alpha_t, real), "alpha_s": np.full(m, step.alpha_s, real),
-                 "u_reveal": u.numpy().astype(real), "u_token": torch.cat(noise).numpy(),
+                 "u_reveal": u.numpy().astype(real), "u_token": u_token.numpy(),
                  "temperature": np.full(m, step.temperature, np.float32), "top_p": np.full(m, step.top_p, np.float32),
                  "positions": revealing_positions(pos[..., None]).numpy()}
-        return torch.from_numpy(np.asarray(self.step_fn(feeds), dtype=np.int64))
+        return torch.from_numpy(np.asarray(self.step_fn(feeds), dtype=np.int64)).to(model_device(spec))
 
 
 def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model: str | None = None,

@@ -42,14 +42,19 @@ from .registry import Component, PluginInfo, Registry, get_registry, new_registr
 # run folders: one writer per folder, --force semantics shared by every trainer
 from .rundir import claim, local_out_dir, start_over, trim_metrics
 # sample: the pieces of the ancestral sampler that other samplers and runtimes reuse (DESIGN §2.5)
-from .sampler import AncestralSampler, SampleResult, Step, filter_log_probs, gumbel, reveal_probability, row_seeds
+from .sampler import (AncestralSampler, SampleResult, Step, filter_log_probs, gumbel, model_device, reveal_probability,
+                      reveal_uniforms, row_seeds, token_uniforms)
+from .first_hitting import FirstHittingSampler
+# keyed randomness (DESIGN §2.5 item 7): Philox4x32-10 uniforms keyed by (row key, step, position, element, stream)
+from .counter_rng import gumbel_from_uniform, key_words, philox4x32, row_keys, uniforms
 from .schedules import LinearSchedule
 from .subtokens import BaseBMap, smallest_base
 
 __version__ = _prime_core.__version__
 
 __all__ = [
-    "AncestralSampler", "Backbone", "BackboneSpec", "BaseBMap", "CHECKPOINT_NAME", "Checkpoint", "CheckpointError",
+    "AncestralSampler", "FirstHittingSampler", "gumbel_from_uniform", "key_words", "model_device", "philox4x32",
+    "reveal_uniforms", "row_keys", "token_uniforms", "uniforms", "Backbone", "BackboneSpec", "BaseBMap", "CHECKPOINT_NAME", "Checkpoint", "CheckpointError",
     "Component", "Config", "ConfigError", "Dataset", "Exporter", "LinearSchedule", "MLPBackbone", "Metric",
     "MetricResult", "NoiseSchedule", "Parameterization", "PluginInfo", "PrimeError", "PrimeModel", "Registry",
     "RegistryError", "Runtime", "SampleResult", "Sampler", "Step", "SubTokenMap", "Tokenizer", "Trainer",

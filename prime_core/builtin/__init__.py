@@ -2,6 +2,7 @@
 
 from importlib.resources import files
 
+from ..first_hitting import BUILTIN_FIRST_HITTING
 from ..hookspecs import hookimpl
 from ..heads import BUILTIN_HEADS
 from ..sampler import BUILTIN_SAMPLERS
@@ -40,7 +41,7 @@ def register_heads(register):
 
 @hookimpl
 def register_samplers(register):
-    _register_all(register, BUILTIN_SAMPLERS)
+    _register_all(register, BUILTIN_SAMPLERS + BUILTIN_FIRST_HITTING)
 
 
 @hookimpl
