@@ -100,3 +100,22 @@ def test_first_hitting_options_and_cli(tiny_model, tmp_path, capsys):
         fh.sample(model, 2, seed=0, temperature=lambda t: -1.0)
     with pytest.raises(ValueError, match="continuous"):
         FirstHittingSampler(continuous="yes")
+
+
+def test_prime_sample_first_hitting(tmp_path, capsys):
+    import json
+
+    from prime_core.cli import main
+    from test_cli import TINY
+
+    assert main(["train", "--out", str(tmp_path), "--quiet", *TINY]) == 0
+    ckpt = str(tmp_path / "checkpoint.safetensors")
+    common = [ckpt, "-n", "5", "--steps", "6", "--seed", "2", "--json", "--quiet", "--sampler", "first-hitting"]
+    assert main(["sample", *common]) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert len(a["tokens"]) == 5 and a["idle_steps_mean"] == 0.0 and 0 < a["nfe_mean"] <= 6
+    assert main(["sample", *common, "--option", "continuous=true"]) == 0
+    b = json.loads(capsys.readouterr().out)
+    assert b["steps"] == 0 and len(b["tokens"]) == 5
+    assert main(["sample", *common, "--option", "continuous=3"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
