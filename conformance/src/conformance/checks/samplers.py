@@ -158,7 +158,9 @@ def _batch_equals_members(subject, setup):
 def check_idle_steps_match_closed_form(subject):
     """0 ≤ idle ≤ T, NFE ≥ T − idle (every step that reveals something needs a forward pass) and NFE ≤ T,
     and the mean idle count matches E[#idle] = Σ_k (1 − (ᾱ_{k+1} − ᾱ_k))^N (DESIGN §2.6), N = L·ℓ units
-    (L under grouped noise), within 5 standard errors."""
+    (L under grouped noise), within 5 standard errors. An event-driven sampler (class attribute
+    ``event_driven = True``, e.g. first-hitting) has no idle steps (idle = 0) and evaluates once per distinct
+    step that reveals something: its mean NFE must match T − E[#idle] instead."""
     _each_setup(subject, lambda setup: _idle_steps_match_closed_form(subject, setup))
 
 
@@ -174,14 +176,29 @@ def _idle_steps_match_closed_form(subject, setup):
         if tuple(idle.shape) != (n,) or tuple(nfe.shape) != (n,):
             raise Failure(f"idle_steps and nfe must be per sequence [N]={[n]}, got {list(idle.shape)}, "
                           f"{list(nfe.shape)}", where)
+        units = L if noise == "grouped" else L * ELL
+        expected = expected_idle_steps(model.schedule, units, 1, steps)
+        if getattr(sampler, "event_driven", False):
+            _event_nfe_matches(idle, nfe, steps, expected, where)
+            continue
         if bool((idle < 0).any() | (idle > steps).any()):
             raise Failure("idle-step counts must lie in [0, T]", where)
         if bool((nfe < steps - idle).any() | (nfe > steps).any()):
             raise Failure("NFE must lie in [T − idle, T]: a step that reveals something needs a forward pass",
                           where)
-        units = L if noise == "grouped" else L * ELL
-        expected = expected_idle_steps(model.schedule, units, 1, steps)
         mean, se = float(idle.mean()), float(idle.std() / n**0.5)
         if abs(mean - expected) > 5 * se + 0.05:
             raise Failure(f"mean idle steps {mean:.3f} ± {se:.3f} disagree with the closed form {expected:.3f}",
                           where)
+
+
+def _event_nfe_matches(idle, nfe, steps: int, expected_idle: float, where: str) -> None:
+    """NFE of an event-driven sampler = distinct reveal steps, E = T − E[#idle]; idle must be 0."""
+    if bool((idle != 0).any()):
+        raise Failure("an event-driven sampler has no idle steps: idle_steps must be 0", where)
+    if bool((nfe < 1).any() | (nfe > steps).any()):
+        raise Failure("NFE must lie in [1, T]: at least one reveal event, at most one per step", where)
+    mean, se = float(nfe.mean()), float(nfe.std() / len(nfe) ** 0.5)
+    if abs(mean - (steps - expected_idle)) > 5 * se + 0.05:
+        raise Failure(f"mean NFE {mean:.3f} ± {se:.3f} disagrees with T − E[#idle] = {steps - expected_idle:.3f}",
+                      where)
