@@ -5,8 +5,9 @@ Every uniform a sampler uses is a pure function of a **row key** and a **counter
 with k₀, k₁ the two 32-bit words of the row key, c the element (digit j, or class c of the C-way Gumbel noise),
 i the position (0 … L−1), k the step (or event) index and s the stream (what the uniform is for: `REVEAL`,
 `GUMBEL`, `REMASK`, `REVEAL_TIME`, `EVENT_GUMBEL`). One Philox call gives four 32-bit words, so the element
-counter is c // 4 (float32: 24 bits a word) or c // 2 (float64: 53 bits from two words), and the uniform is
-(m + ½)·2⁻ᵇⁱᵗˢ with m the leading bits — strictly inside (0, 1) in its dtype.
+counter is c // 4 (float32: one word each) or c // 2 (float64: two words each), and the uniform is (m + ½)·2⁻ⁿ
+with m the leading n = 23 (float32) or 52 (float64, 26 bits of each word) bits — exact in its dtype and strictly
+inside (0, 1) (one bit short of the mantissa, since the top bin centre of 24 / 53 bits rounds to 1).
 
 Nothing depends on which other rows, positions or steps are drawn, or in which order: a batch equals its members
 sampled one by one, chunking, the idle-step cache and the device never change a sample, and an exported graph
@@ -37,9 +38,9 @@ SEED_LIMIT = 2**32
 def _mulhilo(m: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(hi, lo) 32-bit words of the 64-bit product m·x (m, x < 2³²), in int64 without overflow:
     m·x = P_hi·2³² + (P_lo·2¹⁶ + m·x_lo) with P = m·x_hi = P_hi·2¹⁶ + P_lo."""
-    p = m * (x // 65536)  # < 2⁴⁸
-    s = (p % 65536) * 65536 + m * (x % 65536)  # < 2⁴⁹
-    return p // 65536 + s // 2**32, s % 2**32
+    p = m * (x >> 16)  # < 2⁴⁸
+    s = ((p & 0xFFFF) << 16) + m * (x & 0xFFFF)  # < 2⁴⁹
+    return (p >> 16) + (s >> 32), s & _MASK32
 
 
 def philox4x32(counter: tuple[torch.Tensor, ...], key: tuple[torch.Tensor, torch.Tensor],
@@ -51,7 +52,7 @@ def philox4x32(counter: tuple[torch.Tensor, ...], key: tuple[torch.Tensor, torch
     k0, k1 = (torch.as_tensor(k, dtype=torch.long) for k in key)
     for r in range(rounds):
         if r:
-            k0, k1 = (k0 + _W0) % 2**32, (k1 + _W1) % 2**32
+            k0, k1 = (k0 + _W0) & _MASK32, (k1 + _W1) & _MASK32
         hi0, lo0 = _mulhilo(_M0, c0)
         hi1, lo1 = _mulhilo(_M1, c2)
         c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
@@ -84,12 +85,14 @@ def key_words(keys, device=None) -> torch.Tensor:
 
 
 def _to_unit(hi: torch.Tensor, lo: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
-    """(m + ½)·2⁻ⁿ from the leading n = 24 (float32) or 53 (float64: 26 bits of hi, 27 of lo) bits: in (0, 1)."""
+    """(m + ½)·2⁻ⁿ from the leading n = 23 (float32) or 52 (float64: 26 bits of each word) bits: the centres of
+    2ⁿ equal bins, every one exact in its dtype and strictly inside (0, 1) (with n = 24 / 53 the top centre
+    1 − 2⁻ⁿ⁻¹ would round to 1)."""
     if dtype == torch.float64:
-        m = (hi // 64) * 2**27 + lo // 32  # 26 + 27 = 53 bits, exact in float64
-        return (m.double() + 0.5) * 2.0**-53
+        m = ((hi >> 6) << 26) + (lo >> 6)  # 26 + 26 = 52 bits
+        return (m.double() + 0.5) * 2.0**-52
     if dtype == torch.float32:
-        return ((hi // 256).float() + 0.5) * 2.0**-24  # 24 bits: every value exact in float32
+        return ((hi >> 9).float() + 0.5) * 2.0**-23
     raise ValueError(f"uniforms come in float32 or float64, not {dtype}")
 
 
