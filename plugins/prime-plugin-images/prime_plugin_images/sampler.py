@@ -1,5 +1,5 @@
 """Image sampler controls (DESIGN §2.5, "image extras"): a temperature schedule, a timestep warp, a re-masking
-corrector, and imputation, on top of the core's ancestral sub-token sampler (its loop, noise order and idle-step
+corrector, and imputation, on top of the core's ancestral sub-token sampler (its loop, keyed noise and idle-step
 cache; this module only changes the grid and the per-step probabilities).
 
 - Temperature schedule τ(t) = a·t^b + c, applied to log p_θ at the step's time t (t = 1 first, → 0 last).
