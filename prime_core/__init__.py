@@ -25,7 +25,7 @@ _EXPORTS = {
     "Exporter": "interfaces", "KnownDensity": "interfaces", "Presentation": "interfaces", "presentation": "interfaces",
     "Metric": "interfaces", "MetricResult": "interfaces", "NoiseSchedule": "interfaces",
     "Parameterization": "interfaces", "Runtime": "interfaces", "Sampler": "interfaces", "SubTokenMap": "interfaces",
-    "Tokenizer": "interfaces", "Trainer": "interfaces",
+    "TextPrompts": "interfaces", "Tokenizer": "interfaces", "Trainer": "interfaces",
     "PrimeModel": "model",
     "Registry": "registry", "get_registry": "registry", "new_registry": "registry",
     "AncestralSampler": "sampler", "SampleResult": "sampler",

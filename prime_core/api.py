@@ -35,8 +35,8 @@ from .forward import sample_mask
 from .heads import consistent, subset_log_marginal
 from .idle import expected_idle_steps
 from .interfaces import (Backbone, BackboneSpec, ByteLengths, Dataset, Exporter, KnownDensity, Metric, MetricResult,
-                         NoiseSchedule, Parameterization, Presentation, Runtime, Sampler, SubTokenMap, Tokenizer,
-                         Trainer, presentation)
+                         NoiseSchedule, Parameterization, Presentation, Runtime, Sampler, SubTokenMap, TextPrompts,
+                         Tokenizer, Trainer, presentation)
 from .model import PrimeModel
 from .registry import Component, PluginInfo, Registry, get_registry, new_registry
 # run folders: one writer per folder, --force semantics shared by every trainer
@@ -64,7 +64,7 @@ __all__ = [
     "expected_idle_steps", "filter_log_probs", "get_registry", "gumbel", "learning_rate", "load_config",
     "load_model", "local_out_dir", "mask_set_weight", "matplotlib_pyplot", "model_metadata", "new_registry",
     "optional_import", "plot_loss_curve", "require", "check_count", "first_line", "finish_training", "write_report_markdown", "presentation",
-    "Presentation", "ByteLengths", "KnownDensity",
+    "Presentation", "ByteLengths", "KnownDensity", "TextPrompts",
     "read_checkpoint", "resolve_sizes", "reveal_probability", "reveal_units", "revealed_sets", "row_seeds",
     "sample_mask", "save_checkpoint", "save_model", "smallest_base", "start_over", "trim_metrics",
 ]

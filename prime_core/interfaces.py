@@ -329,6 +329,32 @@ def presentation(dataset: Dataset) -> Presentation:
     return dataset if isinstance(dataset, Presentation) else _TokenIds()
 
 
+class TextPrompts(abc.ABC):
+    """Optional, next to `Dataset`: text in and out with the checkpoint's own tokenizer, for prompts, infill
+    templates and zero-shot evaluation of local text (`prime sample --prompt`, `prime eval --data`).
+
+    The promise: for every string s, ``decode_text(encode_text(s)) == s`` (a prompt is reproduced exactly), and
+    decoding ``encode_text(s) + ids`` starts with s for any ids (token boundaries never eat into the prompt)."""
+
+    @abc.abstractmethod
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids (< C) of ``text``, without BOS/EOS; special-token spellings in the text stay plain text."""
+
+    @abc.abstractmethod
+    def decode_text(self, ids: list[int]) -> str:
+        """The text of token ids (BOS/EOS ids are dropped)."""
+
+    @property
+    def bos_id(self) -> int | None:
+        """The id that opens a document (None: no separator)."""
+        return None
+
+    @property
+    def eos_id(self) -> int | None:
+        """The id that closes a document; ``--stop-at-eos`` stops a row there (None: no separator)."""
+        return None
+
+
 class ByteLengths(abc.ABC):
     """Optional, next to `Dataset`: text whose bounds are also reported in bits per byte."""
 

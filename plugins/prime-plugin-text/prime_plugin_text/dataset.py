@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from prime_core import ByteLengths, Dataset, Presentation, PrimeError, first_line
+from prime_core import ByteLengths, Dataset, Presentation, PrimeError, TextPrompts, first_line
 
 from .corpus import fingerprint, read_sources, split_text
 from .tokenizer import tokenizer_class, tokenizer_from_json
@@ -33,7 +33,7 @@ def default_cache_dir() -> str:
     return os.environ.get("PRIME_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "prime")
 
 
-class TextDataset(Dataset, Presentation, ByteLengths):
+class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
     """Options: ``source`` ("austen" | path | folder | fsspec URL | list), ``tokenizer`` ("bpe" | "bytes" |
     "gpt2"), ``tokenizer_options`` (e.g. {vocab_size = 2048} or GPT-2 file paths), ``length`` L,
     ``valid_fraction`` / ``test_fraction``, ``max_chars`` (use only the first characters of each document; 0 =
@@ -176,6 +176,29 @@ class TextDataset(Dataset, Presentation, ByteLengths):
     def decode_samples(self, tokens: torch.Tensor) -> list[str]:
         self._ensure_tokenizer()
         return [self.tokenizer.decode(row.tolist()) for row in tokens]
+
+    # TextPrompts: prompts, infill templates and local text files, with the stored tokenizer ----------------------
+    def encode_text(self, text: str) -> list[int]:
+        """Ids of ``text`` such that decode(ids) == text; a tokenizer that cannot promise it is refused."""
+        self._ensure_tokenizer()
+        encode = getattr(self.tokenizer, "encode_text", self.tokenizer.encode)
+        ids = encode(text)
+        if self.tokenizer.decode(ids) != text:
+            raise PrimeError(f"the {self.tokenizer.name} tokenizer does not reproduce this text exactly: "
+                             f"{text[:40]!r}")
+        return ids
+
+    def decode_text(self, ids: list[int]) -> str:
+        self._ensure_tokenizer()
+        return self.tokenizer.decode([int(i) for i in ids])
+
+    @property
+    def bos_id(self) -> int | None:
+        return self.tokenizer.bos_id
+
+    @property
+    def eos_id(self) -> int | None:
+        return self.tokenizer.eos_id
 
 
 def _stored_tokenizer(data: Any):

@@ -33,6 +33,10 @@ class ByteTokenizer(Tokenizer):
     def decode(self, ids: list[int]) -> str:
         return bytes(i for i in ids if i not in (self.bos_id, self.eos_id)).decode("utf-8", errors="replace")
 
+    def encode_text(self, text: str) -> list[int]:
+        """UTF-8 bytes: lossless, and 0xFE/0xFF (BOS/EOS) never occur in UTF-8."""
+        return self.encode(text)
+
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name}
 
@@ -62,6 +66,17 @@ class _HFTokenizer(Tokenizer):
 
     def decode(self, ids: list[int]) -> str:
         return self._require().decode([int(i) for i in ids], skip_special_tokens=True)
+
+    def encode_text(self, text: str) -> list[int]:
+        """Like `encode`, but a special token's spelling in ``text`` (e.g. "<|endoftext|>") stays plain text, so
+        that decode(encode_text(s)) == s: byte-level BPE covers every byte, and nothing else is lost."""
+        hf = self._require()
+        before = hf.encode_special_tokens
+        hf.encode_special_tokens = True
+        try:
+            return hf.encode(text, add_special_tokens=False).ids
+        finally:
+            hf.encode_special_tokens = before
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "vocab_size": self._size, "tokenizer": self._require().to_str()}
