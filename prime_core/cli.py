@@ -132,26 +132,24 @@ def cmd_sample(args) -> int:
                                   gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta,
                                   top_p=cliargs.given(args.top_p, s.top_p))
     gumbel_dtype = cliargs.given(args.gumbel_dtype, s.gumbel_dtype)
-    fixed = _parse_fixed(args.fix, model.length, model.num_classes)
+    texts = bool(args.prompt or args.prompts or args.infill)
     # the data set's presentation decodes and draws; if --out needs it and it cannot be built, fail before sampling
-    shown = _sample_dataset(config, ckpt.meta.get("data"), required=out is not None,
+    shown = _sample_dataset(config, ckpt.meta.get("data"), required=out is not None or texts or args.stop_at_eos,
                             locations=_parse_options(args.data_option))
-    result = sampler.sample(
-        model, cliargs.given(args.num_samples, s.num_samples), steps=cliargs.given(args.steps, s.steps), seed=args.seed,
-        temperature=cliargs.given(args.temperature, s.temperature), top_p=cliargs.given(args.top_p, s.top_p),
-        gumbel_dtype=getattr(torch, gumbel_dtype), cache=not args.no_cache,
-        fixed_tokens=fixed, return_trajectory=args.trajectory,
-        progress=not args.quiet)
-    report = {"steps": result.steps, "nfe_mean": float(result.nfe.float().mean()),
-              "idle_steps_mean": float(result.idle_steps.float().mean()),
-              "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
-              "forward_calls": result.forward_calls, "gumbel_dtype": gumbel_dtype,
-              "tokens": result.tokens.tolist()}
-    report["decoded"] = shown.decode_samples(result.tokens)
+    rows = _sample_rows(args, model, shown, cliargs.given(args.num_samples, s.num_samples))
+    options = dict(steps=cliargs.given(args.steps, s.steps), temperature=cliargs.given(args.temperature, s.temperature),
+                   top_p=cliargs.given(args.top_p, s.top_p), gumbel_dtype=getattr(torch, gumbel_dtype),
+                   cache=not args.no_cache, progress=not args.quiet)
+    if args.trajectory:
+        options["return_trajectory"] = True
+    result, report = _generate_rows(args, model, sampler, shown, rows, options)
+    report.update(gumbel_dtype=gumbel_dtype, tokens=result.tokens.tolist())
     if out is not None:
         os.makedirs(out, exist_ok=True)
         write_text_atomic(os.path.join(out, "samples.json"), json.dumps(report))
-        png = shown.render(result.tokens, os.path.join(out, "samples.png"))
+        write_text_atomic(os.path.join(out, "samples.jsonl"), "".join(json.dumps(r) + "\n" for r in report["rows"]))
+        png = shown.render(result.tokens, os.path.join(out, "samples.png")) if result.tokens.shape[1] == model.length \
+            else None
         if png:
             report["png"] = png
         if args.trajectory:
@@ -161,15 +159,86 @@ def cmd_sample(args) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"{len(result.tokens)} samples, {result.steps} steps: NFE {report['nfe_mean']:.1f}/sequence, "
-          f"idle steps {report['idle_steps_mean']:.1f} ({100 * report['idle_ratio']:.1f} %)")
-    for text in report["decoded"][: args.show]:
-        print("  " + text)
+    print(f"{len(result.tokens)} samples of {result.tokens.shape[1]} tokens, {result.blocks} block(s) × "
+          f"{result.steps} steps: NFE {report['nfe_mean']:.1f}/sequence, idle steps {report['idle_steps_mean']:.1f} "
+          f"({100 * report['idle_ratio']:.1f} %)")
     if report.get("png"):
         print(f"wrote {report['png']}")
     if report.get("trajectory_png"):
         print(f"wrote {report['trajectory_png']}")
     return 0
+
+
+def _sample_rows(args, model, shown, num_samples: int):
+    """(fixed rows [n, N] with −1 free, each row's `Prompt` or None): from --prompt/--prompts/--infill (text, with
+    the checkpoint's tokenizer; -n rows per prompt, default 1) or --fix (token ids, shared by the -n rows)."""
+    import torch
+
+    from .interfaces import TextPrompts
+    from .prompts import collect_prompts, fixed_rows
+
+    length = args.length or model.length
+    if not (args.prompt or args.prompts or args.infill):
+        row = _parse_fixed(args.fix, length, model.num_classes)
+        fixed = torch.full((num_samples, length), -1, dtype=torch.long) if row is None else row.expand(num_samples, -1)
+        return fixed.clone(), [None] * num_samples
+    if args.fix:
+        raise PrimeError("--fix (token ids) and --prompt/--prompts/--infill (text) cannot be combined; use one")
+    if not isinstance(shown, TextPrompts):
+        raise PrimeError("--prompt/--prompts/--infill need text: this checkpoint's data set has no tokenizer "
+                         "(use --fix position:token for token ids)")
+    prompts = collect_prompts(shown, args.prompt, args.prompts, args.infill)
+    per = args.num_samples or 1
+    if len(prompts) * per > cliargs.MAX_SAMPLES:
+        raise PrimeError(f"{len(prompts)} prompts × {per} rows is more than {cliargs.MAX_SAMPLES} samples")
+    return fixed_rows(prompts, per, length), [p for p in prompts for _ in range(per)]
+
+
+def _generate_rows(args, model, sampler, shown, rows, options):
+    """Generate in batches of --batch-size rows (same tokens as one batch: row seeds), printing each batch's
+    decoded rows as it completes; returns the whole `Generation` and the report's counters and rows."""
+    import torch
+
+    from .prompts import decode_row
+    from .sampler import row_seeds
+    from .semiar import Generation, generate
+
+    fixed, prompts = rows
+    n, length = fixed.shape
+    seeds = row_seeds(n, args.seed)
+    eos = getattr(shown, "eos_id", None) if args.stop_at_eos else None
+    if args.stop_at_eos and eos is None:
+        raise PrimeError("--stop-at-eos needs a tokenizer with an end-of-sequence id; this data set has none")
+    parts, out_rows, printed = [], [], 0
+    for lo in range(0, n, args.batch_size):
+        hi = min(n, lo + args.batch_size)
+        g = generate(model, sampler, length, seeds=seeds[lo:hi], fixed=fixed[lo:hi], stride=args.stride,
+                     context=args.context, eos_id=eos, **options)
+        parts.append(g)
+        for i in range(hi - lo):
+            ids = g.tokens[i].tolist()
+            if hasattr(shown, "decode_text"):
+                row = decode_row(shown, ids, prompts[lo + i], g.stopped_at[i])
+                text, extra = row.decoded, {"prompt": row.prompt, "completion": row.completion}
+            else:
+                text, extra = shown.decode_samples(g.tokens[i:i + 1])[0], {}
+            out_rows.append({**extra, "decoded": text, "nfe": int(g.nfe[i]), "idle_steps": int(g.idle_steps[i]),
+                             "stopped_at_eos": g.stopped_at[i]})
+            if not args.json and printed < args.show:
+                print("  " + text, flush=True)
+                printed += 1
+    g = Generation(tokens=torch.cat([p.tokens for p in parts]), nfe=torch.cat([p.nfe for p in parts]),
+                   idle_steps=torch.cat([p.idle_steps for p in parts]), steps=parts[0].steps,
+                   blocks=parts[0].blocks, forward_calls=sum(p.forward_calls for p in parts),
+                   stopped_at=[x for p in parts for x in p.stopped_at],
+                   trajectory=None if parts[0].trajectory is None else
+                   [torch.cat(s) for s in zip(*(p.trajectory for p in parts))])
+    steps_total = g.steps * g.blocks
+    report = {"steps": g.steps, "blocks": g.blocks, "length": length, "nfe_mean": float(g.nfe.float().mean()),
+              "idle_steps_mean": float(g.idle_steps.float().mean()),
+              "idle_ratio": float(g.idle_steps.float().mean() / steps_total), "forward_calls": g.forward_calls,
+              "decoded": [r["decoded"] for r in out_rows], "rows": out_rows}
+    return g, report
 
 
 def _runtime(name: str):
@@ -277,6 +346,22 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--gumbel-dtype", choices=["float32", "float64"])
     sp.add_argument("--no-cache", action="store_true", help="evaluate every row at every step (baseline)")
     sp.add_argument("--fix", help="prefix / infill constraints as position:token pairs, e.g. 0:3,1:7")
+    sp.add_argument("--prompt", action="append", default=[], metavar="TEXT",
+                    help="a text prompt, tokenised with the checkpoint's tokenizer; each decoded row starts with it "
+                    "(repeatable: one prompt per -n rows)")
+    sp.add_argument("--prompts", metavar="FILE", help="a local UTF-8 file of prompts, one per line")
+    sp.add_argument("--infill", action="append", default=[], metavar="TEMPLATE",
+                    help='an infill template: text with [MASK:k] for k free tokens, e.g. "She said [MASK:12] and left"')
+    sp.add_argument("--length", type=cliargs.count("--length", 1, 2**20),
+                    help="N tokens per sample (default L); N > L: semi-autoregressive blocks (--stride, --context)")
+    sp.add_argument("--stride", type=cliargs.count("--stride"), help="new tokens per block after the first "
+                    "(default L // 2)")
+    sp.add_argument("--context", type=cliargs.count("--context", 0), help="generated tokens kept fixed as the "
+                    "next block's prefix (default L − stride)")
+    sp.add_argument("--stop-at-eos", action="store_true", help="stop a row at the tokenizer's end-of-sequence id "
+                    "and cut its text there")
+    sp.add_argument("--batch-size", type=cliargs.count("--batch-size", 1, cliargs.MAX_SAMPLES), default=16,
+                    help="rows generated together; each batch is printed as it completes (same samples any size)")
     sp.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="sampler constructor option (TOML value), e.g. --option warp=1.5 (repeatable)")
     sp.add_argument("--trajectory", action="store_true",

@@ -103,3 +103,23 @@ def decode_row(text_io: TextPrompts, ids: list[int], prompt: Prompt | None, stop
     if not decoded.startswith(head) or head != prompt.text:
         raise RuntimeError(f"the tokenizer broke its TextPrompts promise on the prompt {prompt.text[:40]!r}")
     return DecodedRow(prompt.text, decoded, decoded[len(head):])
+
+
+def read_prompts_file(path: str) -> list[str]:
+    """``--prompts FILE``: one prompt per line (UTF-8, a local file); blank lines are skipped."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = [line.rstrip("\r\n") for line in fh]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PrimeError(f"--prompts {path}: cannot read it as UTF-8 text ({type(exc).__name__})") from None
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        raise PrimeError(f"--prompts {path}: no prompt in it (one prompt per line)")
+    return lines
+
+
+def collect_prompts(text_io: TextPrompts, prompts: list[str], prompts_file: str | None,
+                    infills: list[str]) -> list[Prompt]:
+    """The rows' prompts in order: each --prompt, then each line of --prompts FILE, then each --infill."""
+    texts = list(prompts) + (read_prompts_file(prompts_file) if prompts_file else [])
+    return [encode_prompt(text_io, t) for t in texts] + [encode_infill(text_io, t) for t in infills]
