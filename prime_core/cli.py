@@ -277,6 +277,13 @@ def _sample_dataset(config, data_meta, *, required: bool, locations: dict):
 def cmd_eval(args) -> int:
     from .evaluate import evaluate_report, format_report
 
+    if args.data:  # zero-shot: local text files, one row each (prime_core.fileeval)
+        from .fileeval import evaluate_files, format_files_report
+
+        report = evaluate_files(args.checkpoint, args.data, mc_samples=args.mc, steps=args.steps,
+                                weights=args.weights, seed=args.seed)
+        print(json.dumps(report, indent=2) if args.json else format_files_report(report))
+        return 0
     report = evaluate_report(args.checkpoint, split=args.split, mc_samples=args.mc, steps=args.steps,
                              max_sequences=args.max_sequences, weights=args.weights, seed=args.seed,
                              data_options=_parse_options(args.data_option))
@@ -386,6 +393,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                     help=f"Monte-Carlo samples per sequence, 1 … {cliargs.MAX_MC}")
     sp.add_argument("--steps", type=cliargs.steps, help=f"T for the T-step NELBO, 1 … {cliargs.MAX_STEPS}")
     sp.add_argument("--max-sequences", type=cliargs.count("--max-sequences"), help="≥ 1")
+    sp.add_argument("--data", nargs="+", metavar="FILE", help="zero-shot: local UTF-8 text files, one row each, in "
+                    "non-overlapping windows of L tokens (instead of the data set's --split)")
     sp.add_argument("--weights", default="model", choices=["model", "ema"])
     sp.add_argument("--seed", type=cliargs.seed, default=0, help=f"0 … {cliargs.MAX_SEED}")
     sp.add_argument("--json", action="store_true")
