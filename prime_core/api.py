@@ -48,6 +48,10 @@ from .first_hitting import FirstHittingSampler
 # keyed randomness (DESIGN §2.5 item 7): Philox4x32-10 uniforms keyed by (row key, step, position, element, stream)
 from .counter_rng import gumbel_from_uniform, key_words, philox4x32, row_keys, uniforms
 from .schedules import LinearSchedule
+# text and long sequences: prompts, semi-autoregressive generation, conditional bounds (docs/generation.md)
+from .conditional import conditional_nelbo
+from .prompts import Prompt, decode_row, encode_infill, encode_prompt, fixed_rows, template_parts
+from .semiar import Generation, block_seed, generate, window_plan
 from .subtokens import BaseBMap, smallest_base
 
 __version__ = _prime_core.__version__
@@ -65,6 +69,8 @@ __all__ = [
     "load_model", "local_out_dir", "mask_set_weight", "matplotlib_pyplot", "model_metadata", "new_registry",
     "optional_import", "plot_loss_curve", "require", "check_count", "first_line", "finish_training", "write_report_markdown", "presentation",
     "Presentation", "ByteLengths", "KnownDensity", "TextPrompts",
+    "Generation", "Prompt", "block_seed", "conditional_nelbo", "decode_row", "encode_infill", "encode_prompt",
+    "fixed_rows", "generate", "template_parts", "window_plan",
     "read_checkpoint", "resolve_sizes", "reveal_probability", "reveal_units", "revealed_sets", "row_seeds",
     "sample_mask", "save_checkpoint", "save_model", "smallest_base", "start_over", "trim_metrics",
 ]

@@ -6,6 +6,7 @@ Extras of this repository's distributions (pyproject.toml of each) and what they
 ``prime-core[plots]``              matplotlib: ``loss.png`` of every training run, the toy data's ``samples.png``
 ``prime-core[all]``                every optional dependency of prime-core (today: ``plots``)
 ``prime-plugin-images[toy]``       scikit-image + matplotlib: the ``image-density-2d`` data set and its PNGs
+``prime-plugin-text[lmeval]``      lm-eval 0.4.x: the lm-evaluation-harness model ``prime`` (prime_plugin_text.lmeval)
 ``prime-plugin-trainer[plots]``    matplotlib: the ``torch`` trainer's ``loss.png``
 ``prime-export[onnx]``             onnx, onnxscript, onnxruntime: ``python -m export.onnx``, ``--runtime onnxruntime``
 ``prime-export[tensorrt]``         TensorRT from NVIDIA (never installed in CI): ``python -m export.trt``

