@@ -50,11 +50,11 @@ def template_parts(template: str) -> list[str | int]:
         parts += [template[last:match.start()], k]
         last = match.end()
     parts.append(template[last:])
+    if "[MASK" in "".join(p for p in parts if isinstance(p, str)):
+        raise PrimeError(f"--infill {template[:40]!r}: a [MASK…] is malformed; write [MASK:k] with k a whole number")
     if not any(isinstance(p, int) for p in parts):
         raise PrimeError(f"--infill {template[:40]!r} has no [MASK:k] span (k free tokens, e.g. [MASK:12]); "
                          "use --prompt for a plain prefix")
-    if "[MASK" in "".join(p for p in parts if isinstance(p, str)):
-        raise PrimeError(f"--infill {template[:40]!r}: a [MASK…] is malformed; write [MASK:k] with k a whole number")
     return [p for p in parts if p != ""]
 
 
