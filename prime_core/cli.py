@@ -199,6 +199,7 @@ def _generate_rows(args, model, sampler, shown, rows, options):
     decoded rows as it completes; returns the whole `Generation` and the report's counters and rows."""
     import torch
 
+    from .interfaces import TextPrompts
     from .prompts import decode_row
     from .sampler import row_seeds
     from .semiar import Generation, generate
@@ -217,7 +218,7 @@ def _generate_rows(args, model, sampler, shown, rows, options):
         parts.append(g)
         for i in range(hi - lo):
             ids = g.tokens[i].tolist()
-            if hasattr(shown, "decode_text"):
+            if isinstance(shown, TextPrompts):
                 row = decode_row(shown, ids, prompts[lo + i], g.stopped_at[i])
                 text, extra = row.decoded, {"prompt": row.prompt, "completion": row.completion}
             else:

@@ -32,12 +32,6 @@ class Prompt:
     fixed: tuple[int, ...]
     infill: bool = False
 
-    @property
-    def prefix_length(self) -> int:
-        """Tokens fixed before the first free position (the whole prompt for a plain prompt)."""
-        free = [i for i, v in enumerate(self.fixed) if v < 0]
-        return free[0] if free else len(self.fixed)
-
 
 def template_parts(template: str) -> list[str | int]:
     """``"a [MASK:3] b"`` → ["a ", 3, " b"]: text pieces and free-span lengths, in order (empty text dropped)."""
