@@ -54,6 +54,10 @@ def held_out_rows(valid: torch.Tensor, count: int) -> torch.Tensor:
 
 def validation_metric(model, registry):
     """The metric ``prime eval`` reports first: the backbone's own (``eval_metrics``) or the NELBO."""
+    if registry is None:
+        from .registry import get_registry
+
+        registry = get_registry()
     own = getattr(model.backbone, "eval_metrics", None)
     metric = registry.build("metric", own[0] if own else "nelbo")
     if not metric.is_bound:
