@@ -44,7 +44,7 @@ def plot_loss_curve(metrics_path: str, png_path: str) -> str | None:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.5))
     if rows:
-        ax.plot([r["step"] for r in rows], [r["loss"] for r in rows],
+        ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker="." if len(rows) < 20 else None,
                 label=f"training loss ({rows[-1].get('loss_name', '')}, objective)")
     if valid:
         metric = valid[-1]["valid_metric"]

@@ -189,6 +189,26 @@ def test_best_so_far_round_trips_and_compares():
     assert BestSoFar.from_meta(b.to_meta()) == b and BestSoFar.from_meta(None) == BestSoFar()
 
 
+def test_loss_plot_and_report_show_the_validation_bound(run_both, tmp_path):
+    pytest.importorskip("matplotlib")
+    from prime_core.report import plot_loss_curve, read_metrics, write_report_markdown
+
+    out, _ = run_both
+    train, valid = read_metrics(str(out / "metrics.jsonl"))
+    assert [r["step"] for r in valid] == [3, 6, 7] and all("loss" in r for r in train)
+    assert plot_loss_curve(str(out / "metrics.jsonl"), str(tmp_path / "loss.png")) == str(tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").stat().st_size > 0
+    (tmp_path / "metrics.jsonl").write_text((out / "metrics.jsonl").read_text())
+    report = {"ell": 2, "base": 3, "num_classes": 6, "tokens_per_sequence": 3, "train_seconds": 1.0, "metrics": [],
+              "sampling": {"num_samples": 1, "steps": 2, "nfe_mean": 2.0, "idle_ratio": 0.0,
+                           "gumbel_dtype": "float64"}, "samples": []}
+    write_report_markdown(str(tmp_path / "report.md"), tiny(), report, None)
+    text = (tmp_path / "report.md").read_text()
+    best = min(valid, key=lambda r: r["valid_nelbo"])
+    assert f"best {best['valid_nelbo']:.4f} at step {best['step']} (PPL ≤ {best['valid_nelbo_ppl_bound']:.3f})" in text
+    assert "training loss and validation bound" in text
+
+
 # ------------------------------------------------------------------------------------------------ TensorBoard
 def test_tensorboard_event_files_hold_the_curves(tmp_path):
     pytest.importorskip("tensorboard")
