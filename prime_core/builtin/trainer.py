@@ -115,7 +115,7 @@ class SimpleTrainer(Trainer):
                 if validator is not None and is_eval_step(done, tc):
                     bound = self._validate(validator, model, config, done, best, out_dir, registry, dataset)
                     log.write(bound.row(done), group="valid")
-                    shown["valid"] = bound.short()
+                    shown[bound.key] = bound.short()  # e.g. valid_nelbo=PPL≤30.3
                 bar.set_postfix(shown, refresh=False)
                 if done % tc.checkpoint_every == 0 or done == tc.steps:
                     self._save(ckpt_url, model, opt, config, done, registry, dataset, best)

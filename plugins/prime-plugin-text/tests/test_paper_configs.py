@@ -29,7 +29,13 @@ def test_all_fourteen_are_shipped_with_a_description():
     for name in PAPER_CONFIGS:
         assert configs[name].distribution == "prime-plugin-text"
         assert "DiT 12×768" in configs[name].description
+
+
+def test_the_checkouts_configs_folder_links_to_them():
     root = os.path.join(os.path.dirname(__file__), "..", "..", "..", "configs")
+    if not os.path.isdir(root):
+        pytest.skip("not run from a checkout (tests copied beside installed wheels)")
+    configs = shipped_configs()
     for name in PAPER_CONFIGS:  # the repository's configs/ links to the shipped file, as for main.toml
         link = os.path.join(root, f"{name}.toml")
         assert os.path.islink(link) and open(link, encoding="utf-8").read() == configs[name].read_text()

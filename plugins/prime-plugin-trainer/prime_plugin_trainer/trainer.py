@@ -185,7 +185,7 @@ class TorchTrainer(Trainer):
                     bound = self._validate(validator, runner, model, ema, config, done, layout, best, out_dir,
                                            registry, dataset)
                     log.write(bound.row(done), group="valid")
-                    shown["valid"] = bound.short()
+                    shown[bound.key] = bound.short()  # e.g. valid_nelbo=PPL≤30.3
                 if layout.is_main:
                     bar.set_postfix(shown, refresh=False)
                 if done % tc.checkpoint_every == 0 or last:
