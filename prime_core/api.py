@@ -34,6 +34,10 @@ from .exact import (all_sequences, exact_log_likelihood, exact_tstep_log_likelih
 from .forward import sample_mask
 from .heads import consistent, subset_log_marginal
 from .idle import expected_idle_steps
+# train: validation on held-out rows, the best checkpoint, metrics.jsonl + TensorBoard (shared by every trainer)
+from .keep import BEST_NAME, KEEP_CHOICES, BestSoFar, finish_keep, keeps_best
+from .trainlog import TENSORBOARD_DIR, TrainLog, require_tensorboard
+from .validation import ValidBound, Validator, evaluating, held_out_rows, is_eval_step, validation_metric
 from .interfaces import (Backbone, BackboneSpec, ByteLengths, Dataset, Exporter, KnownDensity, Metric, MetricResult,
                          NoiseSchedule, Parameterization, Presentation, Runtime, Sampler, SubTokenMap, TextPrompts,
                          Tokenizer, Trainer, presentation)
@@ -73,4 +77,7 @@ __all__ = [
     "fixed_rows", "generate", "template_parts", "window_plan",
     "read_checkpoint", "resolve_sizes", "reveal_probability", "reveal_units", "revealed_sets", "row_seeds",
     "sample_mask", "save_checkpoint", "save_model", "smallest_base", "start_over", "trim_metrics",
+    "BEST_NAME", "KEEP_CHOICES", "BestSoFar", "finish_keep", "keeps_best", "TENSORBOARD_DIR", "TrainLog",
+    "require_tensorboard", "ValidBound", "Validator", "evaluating", "held_out_rows", "is_eval_step",
+    "validation_metric",
 ]

@@ -15,6 +15,7 @@ from attrs import validators as v
 
 from .errors import ConfigError
 from .forward import NOISE_KINDS
+from .keep import KEEP_CHOICES
 
 
 def _where(inst, attribute) -> str:
@@ -54,8 +55,15 @@ def _real(lo, hi=math.inf, *, lo_open=False):
 def _one_of(*choices):
     def check(inst, attribute, value):
         if value not in choices:
-            raise ConfigError(f"{attribute.name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+            raise ConfigError(f"{_where(inst, attribute)} must be one of {', '.join(map(str, choices))}, "
+                              f"got {value!r}")
     return check
+
+
+def _flag(inst, attribute, value):
+    """true or false (TOML booleans), not 0/1 or "yes"."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{_where(inst, attribute)} must be true or false, got {value!r}")
 
 
 _name = v.instance_of(str)
@@ -109,7 +117,21 @@ class TrainConfig:
     seed: int = attrs.field(default=0, validator=_whole(0, 2**32 - 1))
     log_every: int = attrs.field(default=50, validator=_whole(1))
     checkpoint_every: int = attrs.field(default=500, validator=_whole(1))
+    # validation (prime_core.validation): every eval_every steps (0 = off) and at the last step, the valid
+    # NELBO bound on eval_sequences fixed rows of the valid split (eval.mc_samples draws, fixed noise seed)
+    eval_every: int = attrs.field(default=0, validator=_whole(0))
+    eval_sequences: int = attrs.field(default=256, validator=_whole(1))
+    # checkpoints left in the run folder (prime_core.keep): "last" (checkpoint.safetensors), "best"
+    # (best.safetensors, by the validation bound), "both"
+    keep: str = attrs.field(default="last", validator=_one_of(*KEEP_CHOICES))
+    # also write TensorBoard event files under <out>/tensorboard (needs the [tensorboard] extra)
+    tensorboard: bool = attrs.field(default=False, validator=_flag)
     options: dict = _opts
+
+    def __attrs_post_init__(self):
+        if self.keep != "last" and self.eval_every == 0:
+            raise ConfigError(f"train.keep={self.keep!r} picks the best checkpoint by the validation bound, "
+                              f"which needs train.eval_every > 0 (got 0: validation off)")
 
 
 @attrs.frozen
@@ -237,9 +259,12 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
     return Config.from_dict(apply_overrides(data, list(overrides)))
 
 
-#: Keys a resumed run may change: how long it runs and how often it logs and saves. (With a cosine learning
-#: rate, a new ``train.steps`` stretches the schedule's remaining tail; every other key must match.)
-RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.checkpoint_every")
+#: Keys a resumed run may change: how long it runs, how often it logs, validates and saves, which checkpoints it
+#: keeps and whether it writes TensorBoard events. (With a cosine learning rate, a new ``train.steps`` stretches
+#: the schedule's remaining tail; every other key must match — train.eval_sequences too, so the best-so-far
+#: bound stays comparable.)
+RESUMABLE_CHANGES = ("train.steps", "train.log_every", "train.checkpoint_every", "train.eval_every", "train.keep",
+                     "train.tensorboard")
 
 
 def _by_key(config: dict[str, Any]) -> dict[str, Any]:
@@ -257,7 +282,9 @@ def _by_key(config: dict[str, Any]) -> dict[str, Any]:
 def check_resume_config(saved: dict[str, Any] | None, config: Config, url: str) -> None:
     """Refuse to resume ``url`` (a ConfigError naming the differing keys) unless ``config`` equals the
     checkpoint's stored config up to `RESUMABLE_CHANGES`."""
-    old, new = _by_key(saved or {}), _by_key(config.to_dict())
+    # a key the checkpoint lacks was added to prime after it was written: that run used the key's default
+    new = _by_key(config.to_dict())
+    old = {**_by_key(Config().to_dict()), **_by_key(saved or {})} if saved else {}
     differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
     if differ:
         shown = ", ".join(f"{k} ({old.get(k)!r} → {new.get(k)!r})" for k in differ[:3])

@@ -19,7 +19,8 @@ DISTRIBUTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "prime-plugin-text": {
         "tokenizer": ("bytes", "bpe", "gpt2"),
         "dataset": ("text",),
-        "config": ("main", "text-sweep"),
+        "config": ("main", "text-sweep") + tuple(f"{data}-{kind}" for data in ("owt", "lm1b") for kind in (
+            "mdlm", "prime-l2", "prime-l3", "prime-l4", "prime-l6", "prime-l8", "ar")),
     },
     "prime-plugin-trainer": {"trainer": ("torch",)},
     "prime-plugin-uvit": {"backbone": ("uvit", "uvit-tiny", "uvit-small", "uvit-mid")},

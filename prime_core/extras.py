@@ -2,17 +2,19 @@
 
 Extras of this repository's distributions (pyproject.toml of each) and what they enable:
 
-=================================  =====================================================================
-``prime-core[plots]``              matplotlib: ``loss.png`` of every training run, the toy data's ``samples.png``
-``prime-core[all]``                every optional dependency of prime-core (today: ``plots``)
-``prime-plugin-images[toy]``       scikit-image + matplotlib: the ``image-density-2d`` data set and its PNGs
-``prime-plugin-text[lmeval]``      lm-eval 0.4.x: the lm-evaluation-harness model ``prime`` (prime_plugin_text.lmeval)
-``prime-plugin-trainer[plots]``    matplotlib: the ``torch`` trainer's ``loss.png``
-``prime-export[onnx]``             onnx, onnxscript, onnxruntime: ``python -m export.onnx``, ``--runtime onnxruntime``
-``prime-export[tensorrt]``         TensorRT from NVIDIA (never installed in CI): ``python -m export.trt``
-``prime-export[all]``              ``onnx`` + ``tensorrt``
-``prime-conformance[export]``      onnx + onnxruntime: the exporter suites' ONNX Runtime checks
-=================================  =====================================================================
+=======================================  =====================================================================
+``prime-core[plots]``                    matplotlib: ``loss.png`` of every training run, the toy data's ``samples.png``
+``prime-core[tensorboard]``              tensorboard: ``train.tensorboard = true`` in the ``simple`` trainer
+``prime-core[all]``                      every optional dependency of prime-core (``plots``, ``tensorboard``)
+``prime-plugin-images[toy]``             scikit-image + matplotlib: the ``image-density-2d`` data set and its PNGs
+``prime-plugin-text[lmeval]``            lm-eval 0.4.x: the lm-evaluation-harness model ``prime`` (prime_plugin_text.lmeval)
+``prime-plugin-trainer[plots]``          matplotlib: the ``torch`` trainer's ``loss.png``
+``prime-plugin-trainer[tensorboard]``    tensorboard: ``train.tensorboard = true`` in the ``torch`` trainer
+``prime-export[onnx]``                   onnx, onnxscript, onnxruntime: ``python -m export.onnx``, ``--runtime onnxruntime``
+``prime-export[tensorrt]``               TensorRT from NVIDIA (never installed in CI): ``python -m export.trt``
+``prime-export[all]``                    ``onnx`` + ``tensorrt``
+``prime-conformance[export]``            onnx + onnxruntime: the exporter suites' ONNX Runtime checks
+=======================================  =====================================================================
 """
 
 from __future__ import annotations

@@ -22,21 +22,38 @@ def finish_training(out_dir: str) -> str | None:
     return plot_loss_curve(os.path.join(out_dir, METRICS), os.path.join(out_dir, LOSS_PNG))
 
 
+def read_metrics(metrics_path: str) -> tuple[list[dict], list[dict]]:
+    """(training rows, validation rows) of ``metrics.jsonl``: rows with a ``loss`` and rows with a
+    ``valid_metric`` (`prime_core.validation.ValidBound.row`)."""
+    rows = [json.loads(line) for line in open(metrics_path, encoding="utf-8") if line.strip()]
+    rows = [r for r in rows if isinstance(r, dict) and "step" in r]
+    valid = [r for r in rows if "valid_" + str(r.get("valid_metric", "")).replace("-", "_") in r]
+    return [r for r in rows if "loss" in r], valid
+
+
 def plot_loss_curve(metrics_path: str, png_path: str) -> str | None:
-    """``loss.png``: the training loss of every logged step of ``metrics.jsonl``; None (after a one-line warning
-    naming ``prime-core[plots]``) without matplotlib, or when nothing was logged."""
+    """``loss.png``: the training loss of every logged step of ``metrics.jsonl`` and, when the run validated
+    (``train.eval_every``), the validation bound B̂ ≥ −log p_θ(x)/L on the same axes (both nats/token). None
+    (after a one-line warning naming ``prime-core[plots]``) without matplotlib, or when nothing was logged."""
     from .extras import matplotlib_pyplot
 
     if (plt := matplotlib_pyplot("prime-core[plots]", f"{os.path.basename(png_path)} (loss curve)")) is None:
         return None
-    rows = [json.loads(line) for line in open(metrics_path, encoding="utf-8") if line.strip()]
-    rows = [r for r in rows if "loss" in r]
-    if not rows:
+    rows, valid = read_metrics(metrics_path)
+    if not rows and not valid:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
+    if rows:
+        ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], marker="." if len(rows) < 20 else None,
+                label=f"training loss ({rows[-1].get('loss_name', '')}, objective)")
+    if valid:
+        metric = valid[-1]["valid_metric"]
+        key = "valid_" + metric.replace("-", "_")
+        ax.plot([r["step"] for r in valid], [r[key] for r in valid], marker="o",
+                label=f"valid {metric} (upper bound on NLL)")
     ax.set_xlabel("step")
-    ax.set_ylabel(f"training loss ({rows[-1].get('loss_name', '')}, nats/token)")
+    ax.set_ylabel("nats/token")
+    ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
@@ -60,9 +77,26 @@ def write_report_markdown(path: str, config, report: dict, png: str | None) -> N
     s = report["sampling"]
     lines += ["", f"Sampling: {s['num_samples']} samples, {s['steps']} steps, NFE {s['nfe_mean']:.1f} per sequence, "
               f"idle-step ratio {100 * s['idle_ratio']:.1f} %, Gumbel noise in {s['gumbel_dtype']}.", ""]
-    if os.path.exists(os.path.join(os.path.dirname(path), LOSS_PNG)):
-        lines += [f"![training loss]({LOSS_PNG})", ""]
+    folder = os.path.dirname(path)
+    if os.path.exists(os.path.join(folder, METRICS)):
+        lines += _validation_lines(os.path.join(folder, METRICS))
+    if os.path.exists(os.path.join(folder, LOSS_PNG)):
+        lines += [f"![training loss and validation bound]({LOSS_PNG})", ""]
     if png:
         lines += [f"![samples]({os.path.basename(png)})", ""]
     lines += ["## Samples", ""] + [f"- `{t[:300]}`" for t in report["samples"]]
     write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _validation_lines(metrics_path: str) -> list[str]:
+    """report.md's sentence on validation during training: the last and the best bound, named, with PPL ≤."""
+    _, valid = read_metrics(metrics_path)
+    if not valid:
+        return []
+    key = "valid_" + valid[-1]["valid_metric"].replace("-", "_")
+    best = min(valid, key=lambda r: r[key])
+    last = valid[-1]
+    return [f"Validation during training ({last.get('valid_label', last['valid_metric'])} on "
+            f"{last['valid_sequences']} fixed valid sequences, {last['valid_mc_samples']} draws each): "
+            f"{last[key]:.4f} nats/token at step {last['step']} (PPL ≤ {last[key + '_ppl_bound']:.3f}); best "
+            f"{best[key]:.4f} at step {best['step']} (PPL ≤ {best[key + '_ppl_bound']:.3f}).", ""]

@@ -22,12 +22,16 @@ from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 from .errors import PrimeError
+from .keep import BEST_NAME
 
 LOCK_NAME = ".prime.lock"
 CHECKPOINT_NAME = "checkpoint.safetensors"
 # what prime itself writes into a run folder; --force removes these and nothing else (the checkpoint first, so a
 # half-finished clean-up can never be resumed with another run's log)
-RUN_ARTIFACTS = (CHECKPOINT_NAME, "metrics.jsonl", "loss.png", "report.json", "report.md", "samples.png")
+RUN_ARTIFACTS = (CHECKPOINT_NAME, BEST_NAME, "metrics.jsonl", "loss.png", "report.json", "report.md",
+                 "samples.png")
+# folders prime writes (TensorBoard event files, train.tensorboard); --force removes the event files in them
+RUN_FOLDERS = ("tensorboard",)
 
 
 def local_out_dir(out: str) -> str:
@@ -187,6 +191,18 @@ def start_over(folder: str) -> list[str]:
             removed.append(name)
         except FileNotFoundError:
             pass
+    for sub in RUN_FOLDERS:
+        path = os.path.join(folder, sub)
+        if not os.path.isdir(path):
+            continue
+        for name in sorted(os.listdir(path)):
+            if name.startswith("events.out.tfevents."):  # only what TensorBoard's writer made
+                os.remove(os.path.join(path, name))
+                removed.append(f"{sub}/{name}")
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass  # the user put something else there: keep it
     return removed
 
 

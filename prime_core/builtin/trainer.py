@@ -1,4 +1,6 @@
-"""The single-process trainer: AdamW, linear warmup, gradient clipping, atomic checkpoints, exact resume.
+"""The single-process trainer: AdamW, linear warmup, gradient clipping, atomic checkpoints, exact resume,
+validation on held-out rows every ``train.eval_every`` steps (`prime_core.validation`), the best checkpoint
+(``train.keep``, `prime_core.keep`) and optional TensorBoard logging (`prime_core.trainlog`).
 
 The seed fixes the initial weights; data order, loss noise and dropout derive from (seed, step) alone, so two runs
 of one config are bit-identical on CPU and ``--resume`` continues exactly where a killed run stopped: the
@@ -8,7 +10,6 @@ exclusively for the whole run (`prime_core.rundir`).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -21,8 +22,13 @@ from ..checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
 from ..config import Config, check_resume_config
 from ..errors import PrimeError
 from ..interfaces import Trainer
-from ..rundir import CHECKPOINT_NAME, claim, local_out_dir, start_over, trim_metrics
+from ..keep import BEST_NAME, BestSoFar, finish_keep, keeps_best
+from ..rundir import CHECKPOINT_NAME, claim, local_out_dir, start_over
+from ..trainlog import TrainLog, require_tensorboard
 from ..trainstate import load_optimizer_tensors, optimizer_tensors
+from ..validation import Validator, evaluating, is_eval_step
+
+TENSORBOARD_EXTRA = "prime-core[tensorboard]"
 
 
 def batch_indices(step: int, batch_size: int, num_rows: int, seed: int) -> torch.Tensor:
@@ -58,71 +64,99 @@ class SimpleTrainer(Trainer):
 
     def _fit(self, config, out_dir, resume, progress, force, registry) -> str:
         ckpt_url = os.path.join(out_dir, CHECKPOINT_NAME)
-        # validate everything (data, sizes, model, loss) before touching the folder's previous contents
+        tc = config.train
+        # validate everything (data, sizes, model, loss, extras) before touching the folder's previous contents
         dataset = build_dataset(config, registry)
         config = resolve_sizes(config, dataset.num_classes, dataset.length)
-        torch.manual_seed(config.train.seed)  # the seed fixes the initial weights
+        torch.manual_seed(tc.seed)  # the seed fixes the initial weights
         model = build_model(config, registry)
-        opt = torch.optim.AdamW(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
-        loss_fn = build_training_loss(config.train.loss, registry)
-        start_step = 0
+        opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        loss_fn = build_training_loss(tc.loss, registry)
+        validator = Validator.from_config(config, dataset, model, registry) if tc.eval_every else None
+        if tc.tensorboard:
+            require_tensorboard(TENSORBOARD_EXTRA)
+        start_step, best = 0, BestSoFar()
         if checkpoint_exists(ckpt_url):
             if not (resume or force):
                 raise PrimeError(f"{ckpt_url} exists; pass --resume to continue it or --force to start over")
             if resume:
-                start_step = self._restore(ckpt_url, config, model, opt)
+                start_step, best = self._restore(ckpt_url, config, model, opt)
         elif resume:
             raise PrimeError(f"nothing to resume: {ckpt_url} does not exist")
         if force and not resume:
             start_over(out_dir)  # the new run is valid: now the old one may go
-        metrics_path = os.path.join(out_dir, "metrics.jsonl")
-        trim_metrics(metrics_path, start_step)
         train = dataset.split("train")
         model.train()
-        bar = tqdm(range(start_step, config.train.steps), initial=start_step, total=config.train.steps,
+        bar = tqdm(range(start_step, tc.steps), initial=start_step, total=tc.steps,
                    disable=not progress, desc="train", dynamic_ncols=True)
-        t0, tokens_seen = time.perf_counter(), 0
-        with open(metrics_path, "a", encoding="utf-8") as log:
+        t0, tokens_seen, shown = time.perf_counter(), 0, {}
+        log = TrainLog(out_dir, start_step=start_step, tensorboard_extra=TENSORBOARD_EXTRA if tc.tensorboard else None)
+        try:
             for step in bar:
-                idx = batch_indices(step, config.train.batch_size, len(train), config.train.seed)
+                idx = batch_indices(step, tc.batch_size, len(train), tc.seed)
                 batch = train[idx].to(model.device)
-                g = torch.Generator().manual_seed(config.train.seed * 1_000_003 + step)
-                torch.manual_seed(config.train.seed * 1_000_003 + step)  # dropout: a function of (seed, step)
+                g = torch.Generator().manual_seed(tc.seed * 1_000_003 + step)
+                torch.manual_seed(tc.seed * 1_000_003 + step)  # dropout: a function of (seed, step)
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(step, config)
-                loss = loss_fn(model, batch, eps=config.train.eps, generator=g).mean() / batch.shape[1]
+                loss = loss_fn(model, batch, eps=tc.eps, generator=g).mean() / batch.shape[1]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                if config.train.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+                if tc.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
                 opt.step()
                 tokens_seen += batch.numel()
-                if (step + 1) % config.train.log_every == 0 or step + 1 == config.train.steps:
+                done = step + 1
+                if done % tc.log_every == 0 or done == tc.steps:
                     rate = tokens_seen / (time.perf_counter() - t0)
-                    bar.set_postfix(loss=f"{loss.item():.4f}", tok_s=f"{rate:,.0f}")
-                    log.write(json.dumps({"step": step + 1, "loss": loss.item(), "loss_name": config.train.loss,
-                                          "lr": opt.param_groups[0]["lr"], "tokens_per_s": rate}) + "\n")
-                    log.flush()
-                if (step + 1) % config.train.checkpoint_every == 0 or step + 1 == config.train.steps:
-                    self._save(ckpt_url, model, opt, config, step + 1, registry, dataset)
-        bar.close()
-        return ckpt_url
+                    shown.update(loss=f"{loss.item():.4f}", tok_s=f"{rate:,.0f}")
+                    log.write({"step": done, "loss": loss.item(), "loss_name": tc.loss,
+                               "lr": opt.param_groups[0]["lr"], "tokens_per_s": rate}, group="train")
+                if validator is not None and is_eval_step(done, tc):
+                    bound = self._validate(validator, model, config, done, best, out_dir, registry, dataset)
+                    log.write(bound.row(done), group="valid")
+                    shown[bound.key] = bound.short()  # e.g. valid_nelbo=PPL≤30.3
+                bar.set_postfix(shown, refresh=False)
+                if done % tc.checkpoint_every == 0 or done == tc.steps:
+                    self._save(ckpt_url, model, opt, config, done, registry, dataset, best)
+        finally:
+            log.close()
+            bar.close()
+        return finish_keep(out_dir, ckpt_url, tc.keep)
+
+    def _validate(self, validator, model, config, step, best, out_dir, registry, dataset):
+        """The validation bound of the current weights; a new best is saved as best.safetensors (train.keep)."""
+        with evaluating(model):
+            bound = validator.estimate(lambda rows, g: validator.metric.per_sequence(model, rows.to(model.device),
+                                                                                       generator=g))
+        if best.improved_by(bound.value):
+            best.update(bound.value, step, bound.metric)
+            if keeps_best(config.train.keep):
+                meta = model_metadata(model, config, registry, dataset)
+                meta["train_state"] = {"step": step, "trainer": SimpleTrainer.name}
+                meta["valid"] = bound.row(step)
+                save_checkpoint(os.path.join(out_dir, BEST_NAME),
+                                {f"model/{k}": v for k, v in model.state_dict().items()}, meta)
+        return bound
 
     @staticmethod
-    def _save(url, model, opt, config, step, registry, dataset=None):
+    def _save(url, model, opt, config, step, registry, dataset=None, best: BestSoFar | None = None):
         meta = model_metadata(model, config, registry, dataset)
-        meta["train_state"] = {"step": step, "trainer": SimpleTrainer.name}
+        meta["train_state"] = {"step": step, "trainer": SimpleTrainer.name,
+                               "best_valid": best.to_meta() if best is not None else None}
         tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
         tensors.update({f"optim/{k}": v for k, v in optimizer_tensors(model, opt).items()})
         save_checkpoint(url, tensors, meta)
 
     @staticmethod
-    def _restore(url, config, model, opt) -> int:
+    def _restore(url, config, model, opt) -> tuple[int, BestSoFar]:
+        """Weights and optimizer state from ``url``; returns (its step, the best validation bound so far)."""
         ckpt = read_checkpoint(url)
         check_resume_config(ckpt.meta.get("config"), config, url)
         model.load_state_dict(ckpt.group("model"))
         load_optimizer_tensors(model, opt, ckpt.group("optim"))
-        return int(ckpt.meta.get("train_state", {}).get("step", 0))
+        state = ckpt.meta.get("train_state", {})
+        return int(state.get("step", 0)), BestSoFar.from_meta(state.get("best_valid"))
 
 
 BUILTIN_TRAINERS = [SimpleTrainer]

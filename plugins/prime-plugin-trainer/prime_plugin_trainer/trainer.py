@@ -6,14 +6,16 @@ One optimizer step n on a global batch of B sequences of L tokens minimises
     estimator "nelbo" or the paper's "joint" loss — training objectives, not reported as bounds),
 whatever the split into processes × micro-batches: rank r's micro-batch contributes
 world_size · Σ_{its rows} loss_i / (B·L) and DDP/FSDP average gradients over the world_size ranks.
-Only rank 0 writes the checkpoint, metrics.jsonl, the progress bar and loss.png, and only rank 0 holds the run
-folder's lock (`prime_core.rundir`); the other ranks learn from it whether the run may proceed.
+Every ``train.eval_every`` steps and at the last one, the valid bound on fixed held-out rows
+(`prime_core.validation`) is estimated with the chunks shared out over the ranks and all-reduced; the best one is
+kept as best.safetensors (``train.keep``). Only rank 0 writes the checkpoints, metrics.jsonl, TensorBoard events
+(``train.tensorboard``), the progress bar and loss.png, and only rank 0 holds the run folder's lock
+(`prime_core.rundir`); the other ranks learn from it whether the run may proceed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 
@@ -22,16 +24,19 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from prime_core.api import (CHECKPOINT_NAME, CheckpointError, Config, PrimeError, Trainer, build_dataset, build_model,
-                            build_training_loss, check_resume_config, checkpoint_exists, claim, get_registry,
-                            learning_rate, local_out_dir, model_metadata, read_checkpoint,
-                            resolve_sizes, save_checkpoint, start_over, trim_metrics)
+from prime_core.api import (BEST_NAME, CHECKPOINT_NAME, BestSoFar, CheckpointError, Config, PrimeError, TrainLog,
+                            Trainer, Validator, build_dataset, build_model, build_training_loss, check_resume_config,
+                            checkpoint_exists, claim, evaluating, finish_keep, get_registry, is_eval_step,
+                            keeps_best, learning_rate, local_out_dir, model_metadata, read_checkpoint,
+                            require_tensorboard, resolve_sizes, save_checkpoint, start_over)
 
 from . import state as st
 from .batching import StepBatch, draw_step, micro_slices, noise_seed
 from .distributed import Layout, env_layout, init_group, maybe_no_sync, wrap
 from .ema import EMA
 from .options import TrainerOptions
+
+TENSORBOARD_EXTRA = "prime-plugin-trainer[tensorboard]"
 
 
 class _Objective(nn.Module):
@@ -41,7 +46,9 @@ class _Objective(nn.Module):
         super().__init__()
         self.model, self.loss_fn, self.eps = model, build_training_loss(loss, registry), eps
 
-    def forward(self, tokens, t, masked):  # → per-row loss [b]
+    def forward(self, tokens, t=None, masked=None, *, metric=None, generator=None):  # → per-row loss [b]
+        if metric is not None:  # validation: a metric's per-row estimate, through the DDP/FSDP wrapper
+            return metric.per_sequence(self.model, tokens, generator=generator)
         return self.loss_fn(self.model, tokens, eps=self.eps, t=t, masked=masked)
 
 
@@ -101,6 +108,8 @@ class TorchTrainer(Trainer):
         config = resolve_sizes(config, dataset.num_classes, dataset.length)
         slices = micro_slices(config.train.batch_size, layout.world_size, opts.grad_accum, layout.rank)
         _prepare_resume(ckpt_url, config, resume, force, read=False)  # fail early, before any process group
+        if config.train.tensorboard:
+            require_tensorboard(TENSORBOARD_EXTRA)  # every rank, before any process group
         init_group(layout)
         try:
             with _claim_on_main(out_dir, layout):
@@ -117,13 +126,15 @@ class TorchTrainer(Trainer):
         tc = config.train
         torch.manual_seed(tc.seed)  # identical initial weights on every rank
         model = build_model(config, registry).to(layout.device)
-        start_step = 0
+        start_step, best = 0, BestSoFar()
+        validator = Validator.from_config(config, dataset, model, registry) if tc.eval_every else None
         if ckpt is not None:
             try:
                 st.load_model_tensors(model, ckpt.group("model"))
             except (KeyError, RuntimeError) as exc:
                 raise CheckpointError(f"cannot resume {ckpt_url}: {str(exc).splitlines()[0]}") from None
             start_step = int(ckpt.meta["train_state"]["step"])
+            best = BestSoFar.from_meta(ckpt.meta["train_state"].get("best_valid"))
         if opts.compile:
             model.backbone.compile()
         objective = _Objective(model, tc.loss, tc.eps, registry)
@@ -134,19 +145,17 @@ class TorchTrainer(Trainer):
             st.load_optimizer_tensors(model, opt, ckpt.group("optim"))
             if ema is not None:
                 ema.load(ckpt.group("ema") or ckpt.group("model"))
-        metrics_path = os.path.join(out_dir, "metrics.jsonl")
-        if layout.is_main:
-            if fresh:
-                start_over(out_dir)  # --force: the new run is valid (config, data, model, loss), the old one goes
-            trim_metrics(metrics_path, start_step)
+        if layout.is_main and fresh:
+            start_over(out_dir)  # --force: the new run is valid (config, data, model, loss), the old one goes
         train = dataset.split("train")
         autocast, bf16 = _autocast(layout, opts)
         tokens_per_step = tc.batch_size * model.length
         model.train()
         bar = tqdm(range(start_step, tc.steps), initial=start_step, total=tc.steps, disable=not progress,
                    desc="train", unit="step", dynamic_ncols=True)
-        t0, steps_done = time.perf_counter(), 0
-        log = open(metrics_path, "a", encoding="utf-8") if layout.is_main else None
+        t0, steps_done, shown = time.perf_counter(), 0, {}
+        log = TrainLog(out_dir, start_step=start_step, enabled=layout.is_main,
+                       tensorboard_extra=TENSORBOARD_EXTRA if tc.tensorboard else None)
         try:
             for step in bar:
                 batch = draw_step(train, step, tc.batch_size, tc.seed, model, tc.eps)
@@ -161,27 +170,49 @@ class TorchTrainer(Trainer):
                 if ema is not None:
                     ema.update(model)
                 steps_done += 1
-                last = step + 1 == tc.steps
-                if (step + 1) % tc.log_every == 0 or last:
+                done = step + 1
+                last = done == tc.steps
+                if done % tc.log_every == 0 or last:
                     loss = float(layout.all_sum(loss_sum)) / tokens_per_step
                     elapsed = time.perf_counter() - t0
                     rate = steps_done * tokens_per_step / elapsed
-                    if log is not None:
-                        bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{rate:,.0f}")
-                        log.write(json.dumps({"step": step + 1, "loss": loss, "loss_name": tc.loss, "lr": lr,
-                                              "grad_norm": float(_full(grad_norm)), "tokens_per_s": rate,
-                                              "bf16": bf16, "world_size": layout.world_size,
-                                              "backend": layout.backend, "device": str(layout.device),
-                                              "elapsed_s": elapsed}) + "\n")
-                        log.flush()
-                if (step + 1) % tc.checkpoint_every == 0 or last:
-                    self._save(ckpt_url, model, opt, ema, config, step + 1, layout, registry, dataset)
+                    shown.update(loss=f"{loss:.4f}", tok_s=f"{rate:,.0f}")
+                    log.write({"step": done, "loss": loss, "loss_name": tc.loss, "lr": lr,
+                               "grad_norm": float(_full(grad_norm)), "tokens_per_s": rate, "bf16": bf16,
+                               "world_size": layout.world_size, "backend": layout.backend,
+                               "device": str(layout.device), "elapsed_s": elapsed}, group="train")
+                if validator is not None and is_eval_step(done, tc):
+                    bound = self._validate(validator, runner, model, ema, config, done, layout, best, out_dir,
+                                           registry, dataset)
+                    log.write(bound.row(done), group="valid")
+                    shown[bound.key] = bound.short()  # e.g. valid_nelbo=PPL≤30.3
+                if layout.is_main:
+                    bar.set_postfix(shown, refresh=False)
+                if done % tc.checkpoint_every == 0 or last:
+                    self._save(ckpt_url, model, opt, ema, config, done, layout, registry, dataset, best)
         finally:
             bar.close()
-            if log is not None:
-                log.close()
+            log.close()
         layout.barrier()
-        return ckpt_url
+        return finish_keep(out_dir, ckpt_url, tc.keep, is_main=layout.is_main)
+
+    def _validate(self, validator, runner, model, ema, config, step, layout, best, out_dir, registry, dataset):
+        """The valid bound of the current weights (every rank evaluates its chunks through the DDP/FSDP wrapper;
+        sums are all-reduced, so all ranks agree); a new best is saved as best.safetensors (train.keep)."""
+        device = layout.device
+
+        def per_sequence(rows, g):
+            return runner(rows.to(device), metric=validator.metric, generator=g)
+
+        with evaluating(model):
+            bound = validator.estimate(per_sequence, rank=layout.rank, world_size=layout.world_size,
+                                       all_sum=lambda x: layout.all_sum(x.to(device)).cpu())
+        if best.improved_by(bound.value):  # the same decision on every rank: the value is all-reduced
+            best.update(bound.value, step, bound.metric)
+            if keeps_best(config.train.keep):
+                self._save(os.path.join(out_dir, BEST_NAME), model, None, ema, config, step, layout, registry,
+                           dataset, best, valid=bound.row(step))
+        return bound
 
     @staticmethod
     def _accumulate(runner, batch: StepBatch, slices, step, tc, layout, autocast) -> torch.Tensor:
@@ -200,15 +231,20 @@ class TorchTrainer(Trainer):
         return total
 
     @staticmethod
-    def _save(url, model, opt, ema, config, step, layout, registry, dataset) -> None:
+    def _save(url, model, opt, ema, config, step, layout, registry, dataset, best, valid=None) -> None:
+        """Weights, EMA and (unless ``opt`` is None: best.safetensors) optimizer state, written by rank 0."""
         model_state = st.model_tensors(model)  # every rank: collectives under FSDP
         tensors = {f"model/{k}": v for k, v in model_state.items()}
-        tensors.update({f"optim/{k}": v for k, v in st.optimizer_tensors(model, opt).items()})
+        if opt is not None:
+            tensors.update({f"optim/{k}": v for k, v in st.optimizer_tensors(model, opt).items()})
         tensors.update({f"ema/{k}": v for k, v in st.ema_tensors(model, ema, model_state).items()})
         if layout.is_main:
             meta = model_metadata(model, config, registry, dataset)
-            meta["train_state"] = {"step": step, "world_size": layout.world_size, "trainer": TorchTrainer.name}
+            meta["train_state"] = {"step": step, "world_size": layout.world_size, "trainer": TorchTrainer.name,
+                                   "best_valid": best.to_meta()}
             meta["ema_decay"] = ema.decay if ema is not None else None
+            if valid is not None:
+                meta["valid"] = valid
             save_checkpoint(url, tensors, meta)
         layout.barrier()
 

@@ -33,6 +33,7 @@ warmup = 4
 log_every = 4
 checkpoint_every = {checkpoint_every}
 options = {options}
+{train_extra}
 
 [sample]
 steps = 8
@@ -42,6 +43,7 @@ num_samples = 16
 mc_samples = 1
 tstep_steps = 8
 max_sequences = 64
+{eval_extra}
 """
 
 
@@ -53,9 +55,12 @@ def toml_inline(options: dict) -> str:
     return "{ " + ", ".join(f"{k} = {fmt(v)}" for k, v in options.items()) + " }"
 
 
-def write_config(path, *, steps=24, batch_size=32, checkpoint_every=8, options=None) -> str:
+def write_config(path, *, steps=24, batch_size=32, checkpoint_every=8, options=None, train_extra="",
+                 eval_extra="") -> str:
+    """``train_extra`` / ``eval_extra``: more TOML lines for [train] / [eval], e.g. "eval_every = 4"."""
     path.write_text(BASE.format(steps=steps, batch_size=batch_size, checkpoint_every=checkpoint_every,
-                                options=toml_inline({"ema": 0.9, **(options or {})})))
+                                options=toml_inline({"ema": 0.9, **(options or {})}), train_extra=train_extra,
+                                eval_extra=eval_extra))
     return str(path)
 
 

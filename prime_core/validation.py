@@ -1,0 +1,167 @@
+"""Validation during training: a valid likelihood bound on fixed held-out rows (``train.eval_every``).
+
+The number is the first metric ``prime eval`` reports for the model (`validation_metric`): the continuous-time
+NELBO over the N = L·ℓ sub-tokens (`prime_core.losses.nelbo`, DESIGN §2.4),
+
+    B(x) = ∫₀¹ w(t) E_q[Σ_{masked units u} −log p_θ(y₀ᵘ | y_t)] dt ≥ −log p_θ(x),   w(t) = −α′_t / (1 − α_t),
+
+or a backbone's own exact metric (``eval_metrics``, e.g. ``ar-nll`` of a causal DiT). It is estimated on
+``train.eval_sequences`` rows of the valid split with ``eval.mc_samples`` Monte-Carlo draws each, in nats per
+token: B̂ = Σ_rows Σ_draws B / (rows · draws · L), and PPL ≤ exp(B̂) (per token, not per sub-token). The joint
+training loss is never used here: it is not a bound (DESIGN §1).
+
+Everything random is fixed once, so successive values are comparable (one curve, one "best"):
+- rows: `held_out_rows` picks them with a permutation seeded by `ROW_SEED`, the same for every run on a data set;
+- noise: the rows are cut into chunks of ``eval.batch_size``; chunk k draws all its noise from a generator seeded
+  with ``seed + k · CHUNK_STRIDE`` (`chunk_seed`), whichever process evaluates it. With one chunk this is exactly
+  `prime_core.evaluate.evaluate_metric` on those rows with that seed.
+Under torchrun chunk k goes to rank k mod W; every rank runs the same number of forward passes (the extra ones are
+discarded: DDP and FSDP forwards are collectives) and the per-row sums are all-reduced, so 1 process and W
+processes report the same number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Callable
+
+import attrs
+import torch
+
+from .errors import PrimeError
+
+ROW_SEED = 0
+CHUNK_STRIDE = 1_000_003
+DEFAULT_SEED = 0  # the noise seed; the same default as `prime eval --seed`
+
+
+def chunk_seed(seed: int, k: int) -> int:
+    return seed + k * CHUNK_STRIDE
+
+
+def held_out_rows(valid: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` fixed rows of the valid split [N, L] (all N rows, in order, when count ≥ N)."""
+    n = int(valid.shape[0])
+    if n == 0:
+        raise PrimeError("train.eval_every > 0 needs a valid split with at least one sequence, but the data set's "
+                         "valid split is empty; use more data or set train.eval_every = 0")
+    if count >= n:
+        return valid[:]
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(ROW_SEED))[:count].sort().values
+    return valid[pick]
+
+
+def validation_metric(model, registry):
+    """The metric ``prime eval`` reports first: the backbone's own (``eval_metrics``) or the NELBO."""
+    if registry is None:
+        from .registry import get_registry
+
+        registry = get_registry()
+    own = getattr(model.backbone, "eval_metrics", None)
+    metric = registry.build("metric", own[0] if own else "nelbo")
+    if not metric.is_bound:
+        raise PrimeError(f"validation metric {metric.name!r} is not a likelihood bound; refusing to report it "
+                         f"as one")
+    return metric
+
+
+@attrs.frozen
+class ValidBound:
+    """One validation result: ``value`` B̂ in nats/token (a valid upper bound in expectation) and its standard
+    error over rows."""
+
+    metric: str
+    label: str
+    value: float
+    stderr: float
+    sequences: int
+    mc_samples: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """The metrics.jsonl field: ``valid_nelbo`` (``valid_ar_nll`` …)."""
+        return "valid_" + self.metric.replace("-", "_")
+
+    @property
+    def ppl_bound(self) -> float:
+        return math.exp(self.value)
+
+    def row(self, step: int) -> dict:
+        """The metrics.jsonl row: the bound, its perplexity bound ``<key>_ppl_bound``, and how it was made."""
+        return {"step": step, "valid_metric": self.metric, "valid_label": self.label, self.key: self.value,
+                f"{self.key}_stderr": self.stderr, f"{self.key}_ppl_bound": self.ppl_bound,
+                "valid_sequences": self.sequences, "valid_mc_samples": self.mc_samples, "valid_seed": self.seed}
+
+    def short(self) -> str:
+        """For a progress bar: "PPL≤12.34" (a bound, so never "=")."""
+        return f"PPL≤{self.ppl_bound:.4g}"
+
+
+PerSequence = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@attrs.define
+class Validator:
+    """Held-out rows [n, L] + the metric + fixed noise; `estimate` gives the `ValidBound` of the current weights."""
+
+    metric: object
+    rows: torch.Tensor
+    mc_samples: int = 1
+    batch_size: int = 256
+    seed: int = DEFAULT_SEED
+
+    @classmethod
+    def from_config(cls, config, dataset, model, registry) -> "Validator":
+        rows = held_out_rows(dataset.split("valid"), config.train.eval_sequences)
+        return cls(validation_metric(model, registry), rows, config.eval.mc_samples, config.eval.batch_size)
+
+    @property
+    def num_chunks(self) -> int:
+        return -(-int(self.rows.shape[0]) // self.batch_size)
+
+    def chunks_of(self, rank: int, world_size: int) -> list[tuple[int, bool]]:
+        """(chunk index, counted) pairs rank ``rank`` evaluates: its own chunks k ≡ rank (mod W), then repeats of
+        chunk 0 (not counted) until every rank has run ⌈chunks / W⌉ of them."""
+        own = list(range(rank, self.num_chunks, world_size))
+        per_rank = -(-self.num_chunks // world_size)
+        return [(k, True) for k in own] + [(0, False)] * (per_rank - len(own))
+
+    def estimate(self, per_sequence: PerSequence, *, rank: int = 0, world_size: int = 1,
+                 all_sum: Callable[[torch.Tensor], torch.Tensor] = lambda x: x) -> ValidBound:
+        """B̂ of the weights behind ``per_sequence(rows, generator) → [b]`` (nats per row; call it under
+        ``torch.no_grad`` with the model in eval mode). ``all_sum`` sums a float64 tensor over ranks."""
+        length = int(self.rows.shape[1])
+        sums = torch.zeros(3, dtype=torch.float64)  # Σ_rows r, Σ_rows r², rows;  r = row's mean nats per token
+        for k, counted in self.chunks_of(rank, world_size):
+            chunk = self.rows[k * self.batch_size:(k + 1) * self.batch_size]
+            g = torch.Generator().manual_seed(chunk_seed(self.seed, k))
+            per_row = torch.zeros(chunk.shape[0], dtype=torch.float64)
+            for _ in range(self.mc_samples):
+                per_row += per_sequence(chunk, g).detach().double().cpu()
+            if counted:
+                r = per_row / (self.mc_samples * length)
+                sums += torch.stack([r.sum(), (r * r).sum(), torch.tensor(float(len(r)), dtype=torch.float64)])
+        total, squares, n = (float(x) for x in all_sum(sums))
+        mean = total / n
+        var = max(0.0, (squares - n * mean * mean) / (n - 1)) if n > 1 else math.nan
+        return ValidBound(self.metric.name, getattr(self.metric, "label", self.metric.name), mean,
+                          math.sqrt(var / n) if n > 1 else math.nan, int(n), self.mc_samples, self.seed)
+
+
+def is_eval_step(done: int, train) -> bool:
+    """Validate after step ``done`` (1-based) when it is a multiple of ``train.eval_every`` or the last step."""
+    return train.eval_every > 0 and (done % train.eval_every == 0 or done == train.steps)
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module):
+    """Eval mode (no dropout) and no autograd for the block; the previous mode is restored after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
