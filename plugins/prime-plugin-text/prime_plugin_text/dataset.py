@@ -8,6 +8,10 @@ concatenated and cut into blocks of L tokens (the tail shorter than L is dropped
 Tokenized splits are cached once per (corpus, tokenizer, L, fractions) in ``cache_dir``
 (default ``$PRIME_CACHE`` or ``~/.cache/prime``) as one safetensors file written atomically. The tokenizer is
 stored in checkpoints (`checkpoint_meta`) and restored from them, so a checkpoint decodes without its corpus.
+
+With ``prepared = DIR`` (a folder written by ``prime data prepare``, see `prepared`) nothing is tokenized or
+cached: the tokenizer is the folder's, and each split is a lazy `WindowView` over the memory-mapped tokens
+(``packing`` "wrap" or "pad"), so memory does not grow with the corpus.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from prime_core import ByteLengths, Dataset, Presentation, PrimeError, TextPrompts, first_line
 
 from .corpus import fingerprint, read_sources, split_text
+from .prepared import PreparedCorpus, WindowView
 from .tokenizer import tokenizer_class, tokenizer_from_json
 
 SPLITS = ("train", "valid", "test")
@@ -34,22 +39,25 @@ def default_cache_dir() -> str:
 
 
 class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
-    """Options: ``source`` ("austen" | path | folder | fsspec URL | list), ``tokenizer`` ("bpe" | "bytes" |
-    "gpt2"), ``tokenizer_options`` (e.g. {vocab_size = 2048} or GPT-2 file paths), ``length`` L,
-    ``valid_fraction`` / ``test_fraction``, ``max_chars`` (use only the first characters of each document; 0 =
-    all), ``cache_dir``. Nothing is read until the data is first needed."""
+    """Options: ``source`` ("austen" | path | folder | fsspec URL | list), ``tokenizer`` (any registered
+    tokenizer: "bpe" (the default) | "bytes" | "gpt2" …), ``tokenizer_options`` (e.g. {vocab_size = 2048} or GPT-2
+    file paths), ``length`` L, ``valid_fraction`` / ``test_fraction``, ``max_chars`` (use only the first
+    characters of each document; 0 = all), ``cache_dir``; or ``prepared`` (a `prime data prepare` folder, instead
+    of ``source``) with ``packing`` ("wrap": packed blocks with BOS/EOS between documents; "pad": one document
+    per window, truncated to L and padded with EOS). Nothing is read until the data is first needed."""
 
     name = "text"
     # Read (source) and written (cache_dir) locations; never taken from a checkpoint. source = "austen" is the
     # constructor default, the embedded corpus, a name rather than a location. tokenizer_options may hold gpt2
     # file paths, but those are read only to build a tokenizer for training, which a checkpoint's data set never
     # does (it decodes with the stored tokenizer or refuses).
-    location_options = ("source", "cache_dir")
+    location_options = ("source", "cache_dir", "prepared")
     cache_options = ("cache_dir",)
 
-    def __init__(self, source: str | list[str] = "austen", tokenizer: str = "bpe", tokenizer_options: dict | None = None,
-                 length: int = 128, valid_fraction: float = 0.05, test_fraction: float = 0.05, max_chars: int = 0,
-                 cache_dir: str | None = None):
+    def __init__(self, source: str | list[str] = "austen", tokenizer: str | None = None,
+                 tokenizer_options: dict | None = None, length: int = 128, valid_fraction: float = 0.05,
+                 test_fraction: float = 0.05, max_chars: int = 0, cache_dir: str | None = None,
+                 prepared: str | None = None, packing: str = "wrap"):
         if not isinstance(length, int) or length < 2:
             raise ValueError(f"length L must be an integer ≥ 2, got {length!r}")
         if not (0 < valid_fraction < 0.5 and 0 < test_fraction < 0.5):
@@ -57,19 +65,54 @@ class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
         self.source, self.length = source, length
         self.fractions = (float(valid_fraction), float(test_fraction))
         self.max_chars, self.cache_dir = int(max_chars), cache_dir or default_cache_dir()
-        self.tokenizer = tokenizer_class(tokenizer)(**(tokenizer_options or {}))  # any registered tokenizer
+        if prepared is not None and not isinstance(prepared, str):
+            raise ValueError(f"prepared must be the path of a `prime data prepare` folder, got {prepared!r}")
+        if prepared is not None and source != "austen":
+            raise ValueError("give data.options.source or data.options.prepared, not both (a prepared folder "
+                             "already holds its tokenized corpus)")
+        self.prepared, self.packing, self._corpus = prepared, packing, None
+        self._tokenizer_given = tokenizer is not None
+        if prepared is not None and tokenizer_options:
+            raise ValueError("data.options.tokenizer_options do not apply to a prepared corpus (its tokenizer is "
+                             "stored in the folder); give them to prime data prepare --tokenizer-option")
+        # any registered tokenizer; with `prepared` a placeholder until the folder's is read
+        self.tokenizer = tokenizer_class(tokenizer or "bpe")(**(tokenizer_options or {}))
         self._trained = not self.tokenizer.needs_training
         self._for_checkpoint = False  # set by load_checkpoint_meta: never train a tokenizer then
+        self._restored = False  # a checkpoint's stored tokenizer was restored
         self._splits: dict[str, torch.Tensor] | None = None
         self._bytes: dict[str, float] = {}
 
     # sizes -------------------------------------------------------------------------------------------------
     @property
     def num_classes(self) -> int:
+        if self.prepared is not None:
+            return self._prepared_corpus().num_classes
         return self.tokenizer.vocab_size
+
+    def _prepared_corpus(self) -> PreparedCorpus:
+        """The prepared folder (sidecar read once); its tokenizer becomes this data set's, unless a checkpoint's
+        stored tokenizer was restored, which must then be the very one the folder was tokenized with."""
+        if self._corpus is None:
+            corpus = PreparedCorpus(self.prepared)
+            stored = _stored_tokenizer(corpus.meta["tokenizer"])
+            if self._restored:
+                if stored.to_json() != self.tokenizer.to_json():
+                    raise PrimeError(f"the prepared corpus {self.prepared} was tokenized with another "
+                                     f"{stored.name} tokenizer than this checkpoint's; prepare it with the "
+                                     "checkpoint's tokenizer")
+            elif self._tokenizer_given and stored.name != self.tokenizer.name:
+                raise PrimeError(f"data.options.tokenizer is {self.tokenizer.name!r} but the prepared corpus "
+                                 f"{self.prepared} was tokenized with {stored.name!r}; leave tokenizer out")
+            else:
+                self.tokenizer, self._trained = stored, True
+            self._corpus = corpus
+        return self._corpus
 
     # checkpoint round trip -----------------------------------------------------------------------------------
     def checkpoint_meta(self) -> dict[str, Any]:
+        if self.prepared is not None:
+            self._prepared_corpus()
         self._ensure_tokenizer()
         return {"tokenizer": self.tokenizer.to_json()}
 
@@ -77,10 +120,10 @@ class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
         self._for_checkpoint = True
         if "tokenizer" in meta:
             tok = _stored_tokenizer(meta["tokenizer"])
-            if tok.name != self.tokenizer.name:
+            if self._tokenizer_given and tok.name != self.tokenizer.name:
                 raise PrimeError(f"the checkpoint's tokenizer is {tok.name!r} but data.options.tokenizer is "
                                  f"{self.tokenizer.name!r}")
-            self.tokenizer, self._trained, self._splits = tok, True, None
+            self.tokenizer, self._trained, self._splits, self._restored = tok, True, None, True
 
     # data ---------------------------------------------------------------------------------------------------
     def _documents(self):
@@ -101,6 +144,8 @@ class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
         return docs, parts
 
     def _ensure_tokenizer(self, parts=None, docs=None) -> None:
+        if self.prepared is not None and not self._restored:
+            self._prepared_corpus()  # the folder's tokenizer (never trained here)
         if self._trained:
             return
         if self._for_checkpoint:  # a tokenizer trained now from whatever data is at hand is not the model's
@@ -161,16 +206,32 @@ class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
         self._splits = {s: data[s] for s in SPLITS}
         return self._splits
 
-    def split(self, name: str) -> torch.Tensor:
+    def split(self, name: str) -> torch.Tensor | WindowView:
+        """[N, L] token ids: a tensor, or with ``prepared`` a `WindowView` read lazily (len, shape, indexing by
+        LongTensor / slice → LongTensor)."""
         if name not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {name!r}")
+        if self.prepared is not None:
+            corpus = self._prepared_corpus()
+            return WindowView(corpus, name, self.length, self.packing, self.tokenizer.eos_id)
+        if self.packing != "wrap":
+            raise PrimeError(f"data.options.packing = {self.packing!r} needs a prepared corpus "
+                             "(data.options.prepared = DIR from prime data prepare); text sources are packed (wrap)")
         return self._load()[name]
 
     def bytes_per_token(self, split: str) -> float | None:
+        """UTF-8 bytes per token of the split (bits per byte = nats/token / (ln 2 · this)); None for packing "pad",
+        whose windows hold truncated documents and padding."""
+        if self.prepared is not None:
+            info = self._prepared_corpus().split_info(split)
+            return None if self.packing == "pad" else info["bytes"] / max(1, info["tokens"])
         self._load()
         return self._bytes[split]
 
     def describe(self) -> dict[str, Any]:
+        if self.prepared is not None:
+            return {**super().describe(), "prepared": self.prepared, "packing": self.packing,
+                    "tokenizer": self.tokenizer.name}
         return {**super().describe(), "source": self.source, "tokenizer": self.tokenizer.name}
 
     def decode_samples(self, tokens: torch.Tensor) -> list[str]:

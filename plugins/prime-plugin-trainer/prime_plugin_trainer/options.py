@@ -49,6 +49,9 @@ class TrainerOptions:
     compile: wrap the backbone's forward in torch.compile.
     parallel: "ddp" or "fsdp" (FSDP2 ``fully_shard``), used when launched with more than one process.
     device: "auto" (cuda:LOCAL_RANK when CUDA is available, else cpu), "cpu" or "cuda".
+    order: which training windows step n reads: "random" (per-epoch permutations keyed by (seed, epoch)) or
+        "sequential" (windows nB … nB + B − 1, wrapping around).
+    prefetch: read step n + 1's rows on a background thread while step n trains.
     """
 
     schedule: str = attrs.field(default="constant", validator=_one_of("constant", "cosine"))
@@ -58,6 +61,8 @@ class TrainerOptions:
     compile: bool = attrs.field(default=False, validator=_bool)
     parallel: str = attrs.field(default="ddp", validator=_one_of("ddp", "fsdp"))
     device: str = attrs.field(default="auto", validator=_one_of("auto", "cpu", "cuda"))
+    order: str = attrs.field(default="random", validator=_one_of("random", "sequential"))
+    prefetch: bool = attrs.field(default=True, validator=_bool)
 
     @classmethod
     def from_dict(cls, options: dict[str, Any]) -> "TrainerOptions":

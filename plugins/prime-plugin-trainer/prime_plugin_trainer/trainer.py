@@ -31,7 +31,7 @@ from prime_core.api import (BEST_NAME, CHECKPOINT_NAME, BestSoFar, CheckpointErr
                             require_tensorboard, resolve_sizes, save_checkpoint, start_over)
 
 from . import state as st
-from .batching import StepBatch, draw_step, micro_slices, noise_seed
+from .batching import StepBatch, StepLoader, micro_slices, noise_seed, rank_rows
 from .distributed import Layout, env_layout, init_group, maybe_no_sync, wrap
 from .ema import EMA
 from .options import TrainerOptions
@@ -147,7 +147,10 @@ class TorchTrainer(Trainer):
                 ema.load(ckpt.group("ema") or ckpt.group("model"))
         if layout.is_main and fresh:
             start_over(out_dir)  # --force: the new run is valid (config, data, model, loss), the old one goes
-        train = dataset.split("train")
+        train = dataset.split("train")  # a tensor or a lazy view (len, indexing): this rank reads only its rows
+        loader = StepLoader(train, start_step, tc.steps, batch_size=tc.batch_size, seed=tc.seed, model=model,
+                            eps=tc.eps, rows=rank_rows(slices), order=opts.order, prefetch=opts.prefetch,
+                            pin=layout.device.type == "cuda")
         autocast, bf16 = _autocast(layout, opts)
         tokens_per_step = tc.batch_size * model.length
         model.train()
@@ -158,7 +161,7 @@ class TorchTrainer(Trainer):
                        tensorboard_extra=TENSORBOARD_EXTRA if tc.tensorboard else None)
         try:
             for step in bar:
-                batch = draw_step(train, step, tc.batch_size, tc.seed, model, tc.eps)
+                batch = loader.next(step)
                 lr = learning_rate(step, config)  # warmup, then options.schedule: constant or cosine
                 for group in opt.param_groups:
                     group["lr"] = lr
@@ -191,6 +194,7 @@ class TorchTrainer(Trainer):
                 if done % tc.checkpoint_every == 0 or last:
                     self._save(ckpt_url, model, opt, ema, config, done, layout, registry, dataset, best)
         finally:
+            loader.close()
             bar.close()
             log.close()
         layout.barrier()
@@ -220,7 +224,7 @@ class TorchTrainer(Trainer):
         scale = layout.world_size / (tc.batch_size * batch.tokens.shape[1])
         total = torch.zeros((), device=layout.device, dtype=torch.float64)
         for a, sl in enumerate(slices):
-            micro = batch.rows(sl).to(layout.device)
+            micro = batch.rows(sl).to(layout.device, non_blocking=True)
             # dropout and any other global-RNG use: a function of (seed, step, micro-batch), so resume is exact
             torch.manual_seed(noise_seed(tc.seed, step) * 4099 + sl.start)
             with maybe_no_sync(runner, skip=a + 1 < len(slices)):
