@@ -82,7 +82,7 @@ def test_eval_never_reads_a_stored_url_or_writes_a_stored_cache(tmp_path, corpus
 def test_data_option_takes_only_locations(tmp_path, tokenizer_meta, guarded, capsys):
     ckpt = _checkpoint(tmp_path / "c.safetensors", URL_SOURCE, None, tokenizer_meta)
     assert main(["eval", ckpt, "--data-option", "length=8"]) == 2
-    _one_line(capsys, "takes only its locations from the command line (source, cache_dir)")
+    _one_line(capsys, "takes only its locations from the command line (source, cache_dir, prepared)")
 
 
 def test_sample_without_stored_tokenizer_never_trains_one(tmp_path, corpus, guarded, capsys):
