@@ -18,7 +18,11 @@ Two views of a split as sequences of L tokens (`WindowView`, option ``packing``)
   (a fixed, invertible function of the truncated document, so still a valid bound for it); per-token figures
   divide by L and count the pads, so they are not comparable with ``wrap`` and no bits-per-byte is given.
 
-Only the rows asked for are read: indexing a view by n window ids touches n·L tokens of the memmap.
+Only the rows asked for are read: indexing a view by n window ids reads n·L tokens, one positional read
+(``os.pread``) per window from the token file. Reading through the mapping instead would add every touched page
+(with the kernel's large page-cache folios, up to 2 MB per random window) to the process's resident memory, which
+would then grow with the corpus over a run; positional reads leave the pages in the shared page cache only.
+`PreparedCorpus.tokens` still gives the whole stream as a numpy memmap, for inspection.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class PreparedCorpus:
         self.dtype = np.dtype(self.meta["dtype"])
         self._tokens: dict[str, np.memmap] = {}
         self._offsets: dict[str, np.ndarray] = {}
+        self._files: dict[str, Any] = {}
 
     @property
     def num_classes(self) -> int:
@@ -75,17 +80,29 @@ class PreparedCorpus:
                              f"{', '.join(self.splits)}); prepare it with --split train=…,{split}=…")
         return self.splits[split]
 
+    def _checked_path(self, split: str) -> str:
+        info, path = self.split_info(split), tokens_path(self.directory, split)
+        expected = int(info["tokens"]) * self.dtype.itemsize
+        size = os.path.getsize(path) if os.path.isfile(path) else -1
+        if size != expected:
+            raise PrimeError(f"prepared corpus file {path} has {size} bytes, the sidecar says {expected}: the "
+                             "folder is incomplete or was changed; prepare it again with --force")
+        return path
+
     def tokens(self, split: str) -> np.ndarray:
         """The split's token stream as a read-only memmap (nothing is read until rows are indexed)."""
         if split not in self._tokens:
-            info, path = self.split_info(split), tokens_path(self.directory, split)
-            expected = int(info["tokens"]) * self.dtype.itemsize
-            size = os.path.getsize(path) if os.path.isfile(path) else -1
-            if size != expected:
-                raise PrimeError(f"prepared corpus file {path} has {size} bytes, the sidecar says {expected}: the "
-                                 "folder is incomplete or was changed; prepare it again with --force")
-            self._tokens[split] = np.memmap(path, dtype=self.dtype, mode="r", shape=(int(info["tokens"]),))
+            self._tokens[split] = np.memmap(self._checked_path(split), dtype=self.dtype, mode="r",
+                                            shape=(int(self.split_info(split)["tokens"]),))
         return self._tokens[split]
+
+    def read(self, split: str, start: int, stop: int) -> np.ndarray:
+        """Tokens stream[start:stop] of a split, by one positional read (thread-safe; no mapping)."""
+        if split not in self._files:
+            self._files[split] = open(self._checked_path(split), "rb", buffering=0)
+        size = self.dtype.itemsize
+        data = os.pread(self._files[split].fileno(), (stop - start) * size, start * size)
+        return np.frombuffer(data, dtype=self.dtype)
 
     def offsets(self, split: str) -> np.ndarray:
         """Document offsets [D + 1] into the stream (memory-mapped .npy; never unpickled)."""
@@ -169,19 +186,19 @@ class WindowView:
         return out
 
     def _wrap(self, ids: np.ndarray) -> np.ndarray:
-        stream, length = self.corpus.tokens(self.split), self.length
-        out = np.empty((len(ids), length), dtype=stream.dtype)
+        corpus, length = self.corpus, self.length
+        out = np.empty((len(ids), length), dtype=corpus.dtype)
         for r, i in enumerate(ids.tolist()):  # one contiguous read per window
-            out[r] = stream[i * length:(i + 1) * length]
+            out[r] = corpus.read(self.split, i * length, (i + 1) * length)
         return out
 
     def _pad(self, ids: np.ndarray) -> np.ndarray:
-        stream, off, length = self.corpus.tokens(self.split), self.corpus.offsets(self.split), self.length
-        out = np.full((len(ids), length), self.pad_id, dtype=stream.dtype)
+        corpus, off, length = self.corpus, self.corpus.offsets(self.split), self.length
+        out = np.full((len(ids), length), self.pad_id, dtype=corpus.dtype)
         for r, d in enumerate(ids.tolist()):
             a, b = int(off[d]), int(off[d + 1])
             b = min(b, a + length)
-            out[r, : b - a] = stream[a:b]
+            out[r, : b - a] = corpus.read(self.split, a, b)
         return out
 
     def __repr__(self) -> str:
