@@ -284,7 +284,9 @@ class Dataset(abc.ABC):
 
     @abc.abstractmethod
     def split(self, name: str) -> torch.Tensor:
-        """name ∈ {"train", "valid", "test"} → [N, L] token ids."""
+        """name ∈ {"train", "valid", "test"} → [N, L] token ids: a LongTensor, or a lazy view of a large corpus
+        (e.g. prime-plugin-text's memory-mapped windows) that has ``len()``, ``.shape`` and returns a LongTensor
+        [n, L] when indexed by a LongTensor of row ids or a slice. Callers use only those operations."""
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "num_classes": self.num_classes, "length": self.length}

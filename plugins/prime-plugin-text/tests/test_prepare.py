@@ -238,6 +238,15 @@ def test_wrap_windows_are_consecutive_blocks_of_the_stream(prepared, length, pic
     assert torch.equal(view[:3], view[torch.arange(3)]) and torch.equal(view[int(ids[0])], rows[0])
 
 
+def test_a_view_reads_only_the_windows_asked_for(prepared, monkeypatch):
+    corpus = PreparedCorpus(str(prepared))
+    reads, real = [], corpus.read
+    monkeypatch.setattr(corpus, "read", lambda split, a, b: reads.append(b - a) or real(split, a, b))
+    view = WindowView(corpus, "train", 16, "wrap", 0xFF)
+    assert view[torch.tensor([3, 1, 4])].shape == (3, 16) and reads == [16, 16, 16]
+    assert len(view) * 16 <= corpus.splits["train"]["tokens"] and reads == [16, 16, 16]  # len reads nothing
+
+
 def test_pad_windows_hold_one_document_each(prepared):
     ds = TextDataset(prepared=str(prepared), length=40, packing="pad")
     view, docs = ds.split("train"), _stream_documents(prepared, "train")
