@@ -125,6 +125,11 @@ def test_prepare_reads_parquet_globs_and_fsspec_urls(tmp_path):
     prepare(PrepareRequest([str(tmp_path / "*.parquet")], str(out), text_field="body", progress=False,
                            split="train=0.9,valid=0.05,test=0.05"))
     assert sum(c["documents"] for c in PreparedCorpus(str(out)).splits.values()) == 40
+    with pa.ipc.new_stream(str(tmp_path / "rows.arrow"), pa.schema([("text", pa.string())])) as writer:
+        writer.write_table(pa.table({"text": [_doc(i) for i in range(40, 70)]}))
+    prepare(PrepareRequest([str(tmp_path / "rows.arrow")], str(tmp_path / "arrow"), progress=False,
+                           split="train=0.6,valid=0.4"))
+    assert sum(c["documents"] for c in PreparedCorpus(str(tmp_path / "arrow")).splits.values()) == 30
     fs = fsspec.filesystem("memory")
     for i in range(30):
         fs.pipe(f"/corpus-prep/d{i}.txt", _doc(i).encode())
@@ -157,6 +162,15 @@ def test_bad_inputs_are_one_line_and_write_nothing(sources, tmp_path, capsys):
     assert main(["data", "prepare", str(src), "--out", str(tmp_path / "afile"), "--quiet"]) == 2
     _one_line(capsys, "is a file")
     assert not out.exists()
+
+
+def test_tables_without_the_data_extra_name_it(sources, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "datasets", None)  # as if HF datasets were not installed
+    assert main(["data", "prepare", str(sources[0] / "a.jsonl"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    _one_line(capsys, "pip install 'prime-plugin-text[data]'")
+    assert not (tmp_path / "o").exists()
 
 
 def test_a_complete_folder_is_refused_without_force(sources, tmp_path, capsys):
