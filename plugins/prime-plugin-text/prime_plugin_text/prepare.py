@@ -236,7 +236,8 @@ class PrepareRequest:
 
 def prepare(req: PrepareRequest) -> dict[str, Any]:
     """Run ``prime data prepare``; returns the sidecar written to ``req.out``."""
-    fractions, cuts = parse_split(req.split), cumulative(parse_split(req.split))
+    fractions = parse_split(req.split)
+    cuts = cumulative(fractions)
     if req.text_unit not in TEXT_UNITS:
         raise PrimeError(f"--text-unit must be one of {', '.join(TEXT_UNITS)}, got {req.text_unit!r}")
     _check_out(req.out, req.force)

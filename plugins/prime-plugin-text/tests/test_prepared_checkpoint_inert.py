@@ -78,7 +78,8 @@ def test_eval_refuses_a_prepared_folder_tokenized_with_another_tokenizer(tmp_pat
     cfg = Config(data=DataConfig(dataset="text", options={"prepared": "/nowhere", "length": 16}),
                  model=ModelConfig(num_classes=300, length=16, ell=2, width=8,
                                    backbone_options={"hidden": 16, "depth": 1}))
-    ckpt = save_model(str(tmp_path / "c.safetensors"), build_model(cfg), cfg, extra_meta={"data": {"tokenizer": stored}})
+    ckpt = save_model(str(tmp_path / "c.safetensors"), build_model(cfg), cfg,
+                      extra_meta={"data": {"tokenizer": stored}})
     assert main(["eval", ckpt, "--mc", "1", "--max-sequences", "2", "--data-option",
                  f"prepared={tmp_path / 'mine'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -146,3 +146,17 @@ def test_a_killed_and_resumed_run_sees_the_same_batches(tmp_path, monkeypatch, o
         got = resumed[step] if step >= 4 else killed[step]
         assert torch.equal(got, whole[step]), step
     assert len({tuple(whole[s].flatten().tolist()) for s in whole}) > 1  # the batches do change between steps
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (pinned host memory, non-blocking copies)")
+def test_pinned_prefetch_on_cuda_gives_the_same_batches(toy):
+    train, model = toy
+    kw = dict(batch_size=8, seed=1, model=model, eps=1e-3, rows=slice(0, 8))
+    pinned = StepLoader(train, 0, 3, prefetch=True, pin=True, **kw)
+    for step in range(3):
+        batch = pinned.next(step)
+        assert batch.tokens.is_pinned() and batch.masked.is_pinned()
+        on_gpu = batch.to("cuda", non_blocking=True)
+        ref = draw_step(train, step, 8, 1, model, 1e-3)
+        assert torch.equal(on_gpu.tokens.cpu(), ref.tokens) and torch.equal(on_gpu.masked.cpu(), ref.masked)
+    pinned.close()
