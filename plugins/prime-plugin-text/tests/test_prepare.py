@@ -284,3 +284,18 @@ def test_prepared_option_errors(prepared, corpus):
         TextDataset(source=str(corpus), tokenizer="bytes", packing="pad").split("train")
     with pytest.raises(PrimeError, match="shorter than one window"):
         TextDataset(prepared=str(prepared), length=100_000).split("valid")
+
+
+@pytest.mark.parametrize("packing", ["wrap", "pad"])
+def test_prime_train_on_a_prepared_corpus(prepared, tmp_path, capsys, packing):
+    """The documented interface: --set data.dataset=text --set 'data.options={prepared="DIR", length=L}'."""
+    from prime_core import read_checkpoint
+
+    out = tmp_path / f"run-{packing}"
+    assert main(["train", "--out", str(out), "--quiet", "--set", "data.dataset=text",
+                 "--set", f'data.options={{prepared="{prepared}", length=16, packing="{packing}"}}',
+                 "--set", 'model.backbone="dit-tiny"', "--set", "model.width=16", "--set", "model.ell=2",
+                 "--set", 'train.trainer="torch"', "--set", "train.steps=2", "--set", "train.batch_size=4",
+                 "--set", "train.warmup=0"]) == 0
+    meta = read_checkpoint(str(out / "checkpoint.safetensors")).meta
+    assert meta["data"]["tokenizer"] == {"name": "bytes"} and meta["config"]["model"]["num_classes"] == 256
