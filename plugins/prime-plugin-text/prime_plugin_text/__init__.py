@@ -3,9 +3,9 @@ blocks (Jane Austen by default), prepared corpora (``prime data prepare``: memor
 windows) and text evaluation (bits per byte, unigram entropy, judged generative PPL)."""
 
 from .dataset import TextDataset
-from .prepare import PrepareRequest, prepare
+from .prepare import PrepareRequest  # run it with prime_plugin_text.prepare.prepare(request)
 from .prepared import PreparedCorpus, WindowView
 from .tokenizer import BPETokenizer, ByteTokenizer, GPT2Tokenizer, tokenizer_from_json
 
 __all__ = ["BPETokenizer", "ByteTokenizer", "GPT2Tokenizer", "PrepareRequest", "PreparedCorpus", "TextDataset",
-           "WindowView", "prepare", "tokenizer_from_json"]
+           "WindowView", "tokenizer_from_json"]
