@@ -296,6 +296,10 @@ def test_prime_train_on_a_prepared_corpus(prepared, tmp_path, capsys, packing):
                  "--set", f'data.options={{prepared="{prepared}", length=16, packing="{packing}"}}',
                  "--set", 'model.backbone="dit-tiny"', "--set", "model.width=16", "--set", "model.ell=2",
                  "--set", 'train.trainer="torch"', "--set", "train.steps=2", "--set", "train.batch_size=4",
-                 "--set", "train.warmup=0"]) == 0
+                 "--set", "train.warmup=0", "--set", "train.eval_every=1", "--set", "train.eval_sequences=3",
+                 "--set", "eval.mc_samples=1"]) == 0
     meta = read_checkpoint(str(out / "checkpoint.safetensors")).meta
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in rows if "valid_nelbo" in r]  # validation during training read the lazy valid view
+    assert [r["step"] for r in valid] == [1, 2] and all(r["valid_sequences"] == 3 for r in valid)
     assert meta["data"]["tokenizer"] == {"name": "bytes"} and meta["config"]["model"]["num_classes"] == 256
