@@ -1,5 +1,6 @@
 """Entry point (group ``prime``, name ``dit``): registers the DiT backbones, their named presets, the causal
-AR baseline, its exact-NLL metric and its left-to-right sampler."""
+AR baseline, its exact-NLL metric and its left-to-right sampler, and the released networks (``dit-official``,
+``ar-official``) that ``prime import`` (commands.py) loads official checkpoints into."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from prime_core import hookimpl
 
 from .ar import ARNLLMetric, ARSampler, DiTAR
 from .model import DiT, PRESETS
+from .official import OfficialAR, OfficialDiT
 
 
 def _with_preset(cls, preset: str):
@@ -22,6 +24,8 @@ def _with_preset(cls, preset: str):
 def register_backbones(register):
     register("dit", DiT)
     register("dit-ar", DiTAR)
+    register("dit-official", OfficialDiT)  # the released MDLM / MDM-Prime networks (prime import)
+    register("ar-official", OfficialAR)
     for preset in PRESETS:
         register(f"dit-{preset}", _with_preset(DiT, preset))
         register(f"dit-ar-{preset}", _with_preset(DiTAR, preset))

@@ -1,0 +1,252 @@
+"""Read a ``torch.save`` file (zip: ``*/data.pkl`` + ``*/data/<key>`` storages) without running pickled code.
+
+`read_torch_file` unpickles ``data.pkl`` with `RestrictedUnpickler`, whose ``find_class`` never imports a module:
+
+- tensors: ``torch._utils._rebuild_tensor_v2`` / ``_rebuild_parameter`` and the ``torch.*Storage`` types are
+  answered by this module's own functions, which build a `TensorRef` (storage key, dtype, offset, size,
+  stride) — bytes are read from the zip only when `TensorRef.load` is called, and checked against the
+  storage's declared size;
+- plain containers: ``collections.OrderedDict`` (a dict), ``builtins.set`` / ``frozenset``;
+- an allow-list of inert records (`INERT_MODULES`: OmegaConf / Hydra config nodes, ``typing``, enum values,
+  ``transformers`` / ``tokenizers`` objects, Lightning bookkeeping, numpy scalars): a `Record` class per name,
+  which stores the arguments and state it is given and never constructs, imports or calls anything;
+- any other global (``os.system``, ``builtins.eval``, ``subprocess.*``, ``functools.partial``, …) stops the
+  read with `UnsafeCheckpointError`, naming it. Nothing from the file has run by then: a ``__reduce__`` payload
+  is a GLOBAL followed by REDUCE, and the GLOBAL is refused before its REDUCE is reached.
+
+`to_plain` turns records into plain data: an OmegaConf DictConfig / ListConfig into a dict / list of its node
+values, any other record into a dict of what it recorded.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+import zipfile
+from typing import Any
+
+import attrs
+import torch
+
+from prime_core import CheckpointError
+
+#: Module prefixes whose globals are read as inert `Record`s (configs, tokenizers, trainer bookkeeping).
+INERT_MODULES = ("omegaconf", "hydra", "typing", "enum", "transformers", "tokenizers", "lightning",
+                 "pytorch_lightning", "lightning_fabric", "numpy", "pathlib", "datetime", "argparse",
+                 "torchmetrics", "copyreg")
+#: Builtin names allowed as type references (recorded, never called): e.g. OmegaConf's ``object_type=dict``.
+INERT_BUILTINS = {"dict", "list", "tuple", "int", "float", "str", "bool", "bytes", "object", "NoneType", "type"}
+_STORAGE_DTYPES = {
+    "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
+    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
+    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+}
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file references a global outside the allow-list (nothing of it was executed)."""
+
+
+# --------------------------------------------------------------------------------------------- records
+class Record:
+    """An inert stand-in for an object of the class named ``qualname``: REDUCE / NEWOBJ arguments go to
+    ``args``, BUILD state to ``state``, appended / set items to ``items``. Never runs anything of the file."""
+
+    qualname = "?"
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs, self.state, self.items = args, kwargs, None, {}
+
+    def __new__(cls, *args, **kwargs):
+        obj = super().__new__(cls)
+        obj.args, obj.kwargs, obj.state, obj.items = args, kwargs, None, {}
+        return obj
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __setitem__(self, key, value):
+        self.items[key] = value
+
+    def append(self, value):
+        self.items[len(self.items)] = value
+
+    def extend(self, values):
+        for v in values:
+            self.append(v)
+
+    def __repr__(self):
+        return f"Record({self.qualname})"
+
+
+def _record_class(qualname: str) -> type[Record]:
+    return type(qualname.rsplit(".", 1)[-1], (Record,), {"qualname": qualname, "__module__": __name__})
+
+
+# --------------------------------------------------------------------------------------------- tensors
+@attrs.frozen
+class StorageRef:
+    archive: zipfile.ZipFile = attrs.field(eq=False, repr=False)
+    prefix: str
+    key: str
+    dtype: torch.dtype
+    numel: int
+
+    def read(self) -> torch.Tensor:
+        """The storage's elements as a 1-D tensor; its byte count must equal numel × itemsize."""
+        name = f"{self.prefix}data/{self.key}"
+        try:
+            raw = self.archive.read(name)
+        except (KeyError, zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise CheckpointError(f"tensor storage {self.key} is missing or corrupt in the file ({exc})") from None
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        if len(raw) != self.numel * itemsize:
+            raise CheckpointError(f"tensor storage {self.key} holds {len(raw)} bytes, its record declares "
+                                  f"{self.numel} × {itemsize}")
+        return torch.frombuffer(bytearray(raw), dtype=self.dtype) if raw else torch.empty(0, dtype=self.dtype)
+
+
+@attrs.frozen
+class TensorRef:
+    """A tensor of the file, read only on `load` (shape known before)."""
+
+    storage: StorageRef
+    offset: int
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+
+    def load(self) -> torch.Tensor:
+        flat = self.storage.read()
+        need = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride)) + 1 if all(self.shape) else 0
+        if need > flat.numel():
+            raise CheckpointError(f"a tensor of shape {list(self.shape)} reaches past its storage "
+                                  f"({flat.numel()} elements)")
+        return torch.as_strided(flat, self.shape, self.stride, self.offset).clone()
+
+
+class _StorageType:
+    def __init__(self, dtype: torch.dtype):
+        self.dtype = dtype
+
+
+def _rebuild_tensor(storage, offset, size, stride, *unused) -> TensorRef:
+    if not isinstance(storage, StorageRef):
+        raise CheckpointError("a tensor record in the file has no storage")
+    return TensorRef(storage, int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
+
+
+def _rebuild_parameter(data, *unused):
+    return data
+
+
+def _latin1_bytes(text, encoding="latin1"):
+    """Protocol-2 pickles store bytes as _codecs.encode(str, "latin1"): only that form is rebuilt."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise CheckpointError("refused: _codecs.encode in the file is used for something other than bytes")
+    return text.encode("latin1")
+
+
+_SAFE_GLOBALS = {("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+                  ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+                  ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+                  ("_codecs", "encode"): _latin1_bytes}
+
+
+# --------------------------------------------------------------------------------------------- unpickler
+class RestrictedUnpickler(pickle.Unpickler):
+    """pickle.Unpickler whose globals come from the tables above; see the module docstring."""
+
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str):
+        super().__init__(io.BytesIO(data))
+        self.archive, self.prefix = archive, prefix
+        self.records: dict[str, type[Record]] = {}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _SAFE_GLOBALS:
+            return _SAFE_GLOBALS[(module, name)]
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(_STORAGE_DTYPES[name])
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if module == "builtins" and name in ("set", "frozenset"):
+            return {"set": set, "frozenset": frozenset}[name]
+        qualname = f"{module}.{name}"
+        if module.split(".")[0] in INERT_MODULES or (module == "builtins" and name in INERT_BUILTINS):
+            return self.records.setdefault(qualname, _record_class(qualname))
+        raise UnsafeCheckpointError(f"refused: the file's pickle references {qualname}, which is not an allowed "
+                                    "type (tensors, numbers, strings, containers and inert config / tokenizer / "
+                                    "trainer records); nothing in it was executed")
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
+                and isinstance(pid[1], _StorageType)):
+            raise CheckpointError(f"unsupported tensor storage record in the file: {pid!r:.80}")
+        _, kind, key, _location, numel = pid
+        return StorageRef(self.archive, self.prefix, str(key), kind.dtype, int(numel))
+
+
+def read_torch_file(path: str) -> tuple[Any, zipfile.ZipFile]:
+    """The unpickled object of a torch.save zip file (tensors as `TensorRef`) and the open archive."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(f"{path} is not a torch.save zip archive ({exc}); only that format is read "
+                              "(legacy or foreign pickles are refused)") from None
+    pkl = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") == 1]
+    if len(pkl) != 1:
+        raise CheckpointError(f"{path} is a zip file but not a torch.save archive (expected one */data.pkl)")
+    prefix = pkl[0][: -len("data.pkl")]
+    order = _member(archive, prefix + "byteorder")
+    if order not in (None, b"little"):
+        raise CheckpointError(f"{path} was written on a {order!r}-endian machine; only little-endian is read")
+    data = _member(archive, pkl[0])
+    try:
+        return RestrictedUnpickler(data, archive, prefix).load(), archive
+    except CheckpointError:
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        raise CheckpointError(f"{path}: the pickle is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+
+
+def _member(archive: zipfile.ZipFile, name: str) -> bytes | None:
+    try:
+        return archive.read(name)
+    except KeyError:
+        return None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:  # truncated: CRC or size mismatch
+        raise CheckpointError(f"the archive member {name} is corrupt or truncated ({exc})") from None
+
+
+# --------------------------------------------------------------------------------------------- plain data
+def to_plain(obj: Any) -> Any:
+    """Records → plain data: DictConfig → dict, ListConfig → list, value nodes → their value, other records →
+    {"__type__": qualname, ...recorded}; containers recursively; TensorRefs are kept."""
+    if isinstance(obj, Record):
+        return _record_to_plain(obj)
+    if isinstance(obj, dict):
+        return {k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_plain(v) for v in obj)
+    return obj
+
+
+def _record_to_plain(rec: Record) -> Any:
+    name, state = rec.qualname, rec.state if isinstance(rec.state, dict) else {}
+    if name.startswith("omegaconf.") and "_content" in state:
+        content = state["_content"]
+        if isinstance(content, dict):
+            return {k: to_plain(v) for k, v in content.items()}
+        if isinstance(content, (list, tuple)):
+            return [to_plain(v) for v in content]
+        return to_plain(content)  # None or a "???" / interpolation string
+    if name.startswith("omegaconf.") and "_val" in state:
+        return to_plain(state["_val"])
+    return {"__type__": name, "args": to_plain(list(rec.args)), "state": to_plain(rec.state),
+            **({"items": to_plain(rec.items)} if rec.items else {})}
+
+
+__all__ = ["INERT_MODULES", "Record", "RestrictedUnpickler", "TensorRef", "UnsafeCheckpointError", "read_torch_file",
+           "to_plain"]
