@@ -237,13 +237,14 @@ class OfficialDiT(Backbone):
 
 
 class OfficialAR(Backbone):
-    """The official causal ``AR`` (ℓ = 1): position i sees tokens < i and gives C logits for token i.
+    """The official causal ``AR`` (ℓ = 1): logits [B, L, C] where position i gives p_θ(x_i | x_{<i}).
 
-    The official model reads x_{0…L−2} and predicts x_{1…L−1}; it never predicts x₀. Here the input is shifted
-    right with the mask symbol m = C (the official table's unused last row) as a start symbol, so position 0
-    gets p_θ(x₀ | m): a normalised distribution the official training never fitted (x₀ is BOS in its data), so
-    the exact NLL of prime's ``ar-nll`` includes one such term per sequence. Options: ``n_heads``,
-    ``n_blocks``, ``mlp_ratio``."""
+    The official model reads x_{0…L−2} and predicts x_{1…L−1} (a causal network: position i − 1's output
+    depends on x_{≤i−1} only); positions 1 … L−1 here are exactly those outputs. It never predicts x₀: position
+    0 here is the network run on the one-token sequence [m], m = C the official table's mask row (never trained),
+    a normalised p_θ(x₀ | m) that the official training never fitted (x₀ is BOS in its data). The exact NLL of
+    prime's ``ar-nll`` therefore has one such term per sequence beyond the official L − 1 next-token terms.
+    Options: ``n_heads``, ``n_blocks``, ``mlp_ratio``."""
 
     causal = True
     eval_metrics = ("ar-nll",)
@@ -260,14 +261,21 @@ class OfficialAR(Backbone):
         self.blocks = nn.ModuleList(CausalBlock(d, n_heads, mlp_ratio) for _ in range(n_blocks))
         self.output_layer = CausalFinalLayer(d, spec.num_classes + 1)
 
-    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None,
-                positions: torch.Tensor | None = None) -> torch.Tensor:
-        start = torch.full_like(y[:, :1, 0], self.spec.num_classes)  # m = C
-        x = self.vocab_embed(torch.cat([start, y[:, :-1, 0]], dim=1))  # [B, L, D]
-        cos, sin = self.rotary_emb(x.shape[1], y.device)
+    def network(self, ids: torch.Tensor) -> torch.Tensor:
+        """The official AR network on token ids [B, n] (positions 0 … n−1): C + 1 logits [B, n, C+1]."""
+        x = self.vocab_embed(ids)
+        cos, sin = self.rotary_emb(ids.shape[1], ids.device)
         for block in self.blocks:
             x = block(x, cos, sin)
-        return _select(self.output_layer(x)[..., : self.spec.num_classes], positions)
+        return self.output_layer(x)
+
+    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = y[..., 0]  # [B, L]
+        first = self.network(torch.full_like(tokens[:, :1], self.spec.num_classes))  # p(x₀ | m)
+        rest = self.network(tokens[:, :-1])  # official: x_{0…L−2} → predictions of x_{1…L−1}
+        logits = torch.cat([first, rest], dim=1)[..., : self.spec.num_classes]  # drop the mask's column
+        return _select(logits, positions)
 
 
 __all__ = ["OfficialAR", "OfficialDiT"]

@@ -20,6 +20,7 @@ values, any other record into a dict of what it recorded.
 
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import io
 import pickle
@@ -163,6 +164,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.records: dict[str, type[Record]] = {}
 
     def find_class(self, module: str, name: str):
+        # Python 2 names of protocol-2 pickles (__builtin__ → builtins), mapped as pickle's fix_imports does
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in _SAFE_GLOBALS:
             return _SAFE_GLOBALS[(module, name)]
         if module == "torch" and name in _STORAGE_DTYPES:
@@ -244,6 +248,8 @@ def _record_to_plain(rec: Record) -> Any:
         return to_plain(content)  # None or a "???" / interpolation string
     if name.startswith("omegaconf.") and "_val" in state:
         return to_plain(state["_val"])
+    if rec.items and not rec.args and not state:  # a dict subclass, e.g. Lightning's AttributeDict
+        return {k: to_plain(v) for k, v in rec.items.items()}
     return {"__type__": name, "args": to_plain(list(rec.args)), "state": to_plain(rec.state),
             **({"items": to_plain(rec.items)} if rec.items else {})}
 
