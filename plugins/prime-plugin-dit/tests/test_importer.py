@@ -291,3 +291,47 @@ def test_non_zip_file_is_refused(tmp_path, capsys, content):
     path = tmp_path / "weird.ckpt"
     path.write_bytes(content)
     _refused(tmp_path, capsys, path, "weird.ckpt")
+
+
+# --------------------------------------------------------------------------------------------- use
+def _json_tokens(capsys, argv):
+    capsys.readouterr()
+    assert prime(argv) == 0
+    return json.loads(capsys.readouterr().out)["tokens"]
+
+
+def test_imported_models_sample_and_report_valid_bounds(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("It is a truth universally acknowledged, that a single man in possession of a good fortune.\n" * 30)
+    path, _, _ = _official(tmp_path, ell=2)
+    assert _import(tmp_path, "mdm-prime", path)[0] == 0
+    ar_path, _, _ = _official(tmp_path, kind="ar")
+    assert _import(tmp_path, "ar", ar_path, name="ar.safetensors")[0] == 0
+    for name in ("model.safetensors", "ar.safetensors"):
+        tokens = _json_tokens(capsys, ["sample", str(tmp_path / name), "-n", "2", "--steps", "3", "--json",
+                                       "--quiet"])
+        assert len(tokens) == 2 and all(len(row) == LENGTH and all(0 <= t < C for t in row) for row in tokens)
+    capsys.readouterr()
+    assert prime(["eval", str(tmp_path / "model.safetensors"), "--data-option", f"source={text}",
+                  "--max-sequences", "2", "--mc", "1", "--steps", "3", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["metrics"]}
+    assert rows["nelbo"]["is_bound"] and rows["tstep-nelbo"]["is_bound"] and "perplexity_upper_bound" in rows["nelbo"]
+    assert not rows["joint-loss"]["is_bound"] and "perplexity_upper_bound" not in rows["joint-loss"]
+    assert "not a bound" in rows["joint-loss"]["label"]
+    assert prime(["eval", str(tmp_path / "ar.safetensors"), "--data-option", f"source={text}",
+                  "--max-sequences", "2", "--mc", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["metrics"]
+    assert [r["name"] for r in rows] == ["ar-nll"] and rows[0]["is_bound"]
+
+
+@pytest.mark.slow
+def test_imported_model_exports_to_onnx_with_the_same_samples(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("export.onnx")
+    path, _, _ = _official(tmp_path, ell=2)
+    _, out = _import(tmp_path, "mdm-prime", path)
+    step = tmp_path / "step.onnx"
+    assert prime(["export", "onnx", str(out), "-o", str(step)]) == 0 and step.exists()
+    argv = ["sample", str(out), "-n", "3", "--steps", "4", "--seed", "5", "--json", "--quiet"]
+    eager = _json_tokens(capsys, argv)
+    assert _json_tokens(capsys, [*argv, "--runtime", "onnxruntime", "--step-model", str(step)]) == eager
