@@ -12,7 +12,7 @@ from __future__ import annotations
 DISTRIBUTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "prime-plugin-dit": {
         "backbone": ("dit", "dit-ar", "dit-tiny", "dit-ar-tiny", "dit-small", "dit-ar-small", "dit-medium",
-                     "dit-ar-medium", "dit-base", "dit-ar-base"),
+                     "dit-ar-medium", "dit-base", "dit-ar-base", "dit-official", "ar-official"),
         "sampler": ("ar",),
         "metric": ("ar-nll",),
     },
