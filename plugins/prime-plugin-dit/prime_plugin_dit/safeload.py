@@ -6,7 +6,8 @@
   answered by this module's own functions, which build a `TensorRef` (storage key, dtype, offset, size,
   stride) — bytes are read from the zip only when `TensorRef.load` is called, and checked against the
   storage's declared size;
-- plain containers: ``collections.OrderedDict`` (a dict), ``builtins.set`` / ``frozenset``;
+- plain containers: ``collections.OrderedDict`` (a dict), ``builtins.set`` / ``frozenset``, and bytes in the
+  two forms protocol 2 writes them (``_codecs.encode(str, "latin1")`` and ``bytes()``), nothing else of either;
 - an allow-list of inert records (`INERT_MODULES`: OmegaConf / Hydra config nodes, ``typing``, enum values,
   ``transformers`` / ``tokenizers`` objects, Lightning bookkeeping, numpy scalars): a `Record` class per name,
   which stores the arguments and state it is given and never constructs, imports or calls anything;
@@ -37,7 +38,7 @@ INERT_MODULES = ("omegaconf", "hydra", "typing", "enum", "transformers", "tokeni
                  "pytorch_lightning", "lightning_fabric", "numpy", "pathlib", "datetime", "argparse",
                  "torchmetrics", "copyreg")
 #: Builtin names allowed as type references (recorded, never called): e.g. OmegaConf's ``object_type=dict``.
-INERT_BUILTINS = {"dict", "list", "tuple", "int", "float", "str", "bool", "bytes", "object", "NoneType", "type"}
+INERT_BUILTINS = {"dict", "list", "tuple", "int", "float", "str", "bool", "object", "NoneType", "type"}
 _STORAGE_DTYPES = {
     "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
     "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
@@ -97,13 +98,14 @@ class StorageRef:
     def read(self) -> torch.Tensor:
         """The storage's elements as a 1-D tensor; its byte count must equal numel × itemsize."""
         name = f"{self.prefix}data/{self.key}"
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
         try:
-            raw = self.archive.read(name)
+            declared = self.archive.getinfo(name).file_size  # checked before reading (no zip bombs)
+            raw = self.archive.read(name) if declared == self.numel * itemsize else b""
         except (KeyError, zipfile.BadZipFile, OSError, EOFError) as exc:
             raise CheckpointError(f"tensor storage {self.key} is missing or corrupt in the file ({exc})") from None
-        itemsize = torch.empty((), dtype=self.dtype).element_size()
         if len(raw) != self.numel * itemsize:
-            raise CheckpointError(f"tensor storage {self.key} holds {len(raw)} bytes, its record declares "
+            raise CheckpointError(f"tensor storage {self.key} holds {declared} bytes, its record declares "
                                   f"{self.numel} × {itemsize}")
         return torch.frombuffer(bytearray(raw), dtype=self.dtype) if raw else torch.empty(0, dtype=self.dtype)
 
@@ -134,7 +136,13 @@ class _StorageType:
 def _rebuild_tensor(storage, offset, size, stride, *unused) -> TensorRef:
     if not isinstance(storage, StorageRef):
         raise CheckpointError("a tensor record in the file has no storage")
-    return TensorRef(storage, int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
+    try:
+        shape, strides, offset = tuple(int(s) for s in size), tuple(int(s) for s in stride), int(offset)
+    except (TypeError, ValueError):
+        raise CheckpointError("a tensor record in the file has a malformed size or stride") from None
+    if len(shape) != len(strides) or min((offset, *shape, *strides)) < 0:
+        raise CheckpointError(f"a tensor record in the file has an invalid size {shape} / stride {strides}")
+    return TensorRef(storage, offset, shape, strides)
 
 
 def _rebuild_parameter(data, *unused):
@@ -148,10 +156,18 @@ def _latin1_bytes(text, encoding="latin1"):
     return text.encode("latin1")
 
 
+def _empty_bytes(*args):
+    """Protocol-2 pickles store b"" as bytes(): only the empty call is rebuilt (bytes(n) would allocate n)."""
+    if args:
+        raise CheckpointError("refused: builtins.bytes in the file is called with arguments")
+    return b""
+
+
 _SAFE_GLOBALS = {("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
                   ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
                   ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-                  ("_codecs", "encode"): _latin1_bytes}
+                  ("_codecs", "encode"): _latin1_bytes,
+                  ("builtins", "bytes"): _empty_bytes}
 
 
 # --------------------------------------------------------------------------------------------- unpickler
@@ -225,33 +241,32 @@ def _member(archive: zipfile.ZipFile, name: str) -> bytes | None:
 
 
 # --------------------------------------------------------------------------------------------- plain data
-def to_plain(obj: Any) -> Any:
+def to_plain(obj: Any, _stack: frozenset = frozenset()) -> Any:
     """Records → plain data: DictConfig → dict, ListConfig → list, value nodes → their value, other records →
-    {"__type__": qualname, ...recorded}; containers recursively; TensorRefs are kept."""
+    {"__type__": qualname, ...recorded}; containers recursively (a reference back into itself becomes the string
+    "<cycle>"); TensorRefs are kept."""
+    if id(obj) in _stack:
+        return "<cycle>"
+    inner = _stack | {id(obj)}
     if isinstance(obj, Record):
-        return _record_to_plain(obj)
+        return _record_to_plain(obj, inner)
     if isinstance(obj, dict):
-        return {k: to_plain(v) for k, v in obj.items()}
+        return {k: to_plain(v, inner) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(to_plain(v) for v in obj)
+        return type(obj)(to_plain(v, inner) for v in obj)
     return obj
 
 
-def _record_to_plain(rec: Record) -> Any:
+def _record_to_plain(rec: Record, stack: frozenset) -> Any:
     name, state = rec.qualname, rec.state if isinstance(rec.state, dict) else {}
-    if name.startswith("omegaconf.") and "_content" in state:
-        content = state["_content"]
-        if isinstance(content, dict):
-            return {k: to_plain(v) for k, v in content.items()}
-        if isinstance(content, (list, tuple)):
-            return [to_plain(v) for v in content]
-        return to_plain(content)  # None or a "???" / interpolation string
-    if name.startswith("omegaconf.") and "_val" in state:
-        return to_plain(state["_val"])
+    if name.startswith("omegaconf.") and "_content" in state:  # DictConfig / ListConfig (None, "???" kept)
+        return to_plain(state["_content"], stack)
+    if name.startswith("omegaconf.") and "_val" in state:  # a value node
+        return to_plain(state["_val"], stack)
     if rec.items and not rec.args and not state:  # a dict subclass, e.g. Lightning's AttributeDict
-        return {k: to_plain(v) for k, v in rec.items.items()}
-    return {"__type__": name, "args": to_plain(list(rec.args)), "state": to_plain(rec.state),
-            **({"items": to_plain(rec.items)} if rec.items else {})}
+        return to_plain(rec.items, stack)
+    return {"__type__": name, "args": to_plain(list(rec.args), stack), "state": to_plain(rec.state, stack),
+            **({"items": to_plain(rec.items, stack)} if rec.items else {})}
 
 
 __all__ = ["INERT_MODULES", "Record", "RestrictedUnpickler", "TensorRef", "UnsafeCheckpointError", "read_torch_file",

@@ -335,3 +335,35 @@ def test_imported_model_exports_to_onnx_with_the_same_samples(tmp_path, capsys):
     argv = ["sample", str(out), "-n", "3", "--steps", "4", "--seed", "5", "--json", "--quiet"]
     eager = _json_tokens(capsys, argv)
     assert _json_tokens(capsys, [*argv, "--runtime", "onnxruntime", "--step-model", str(step)]) == eager
+
+
+# --------------------------------------------------------------------------------------------- the reader
+_leaves = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=False),
+                    st.text(max_size=8), st.binary(max_size=8))
+_trees = st.recursive(_leaves, lambda kids: st.one_of(st.lists(kids, max_size=3), st.tuples(kids, kids),
+                                                      st.dictionaries(st.text(max_size=4), kids, max_size=3)),
+                      max_leaves=10)
+
+
+@settings(max_examples=25, deadline=None)
+@given(tree=_trees, shape=st.lists(st.integers(0, 3), max_size=3),
+       dtype=st.sampled_from([torch.float32, torch.bfloat16, torch.int64, torch.bool, torch.uint8]))
+def test_reader_rebuilds_plain_data_and_tensors(tmp_path_factory, tree, shape, dtype):
+    from prime_plugin_dit.safeload import read_torch_file
+
+    base = torch.arange(24).reshape(4, 6).to(dtype)
+    tensors = {"t": torch.zeros(shape, dtype=dtype), "view": base[1:, ::2], "param": torch.nn.Parameter(base.float())}
+    path = tmp_path_factory.mktemp("reader") / "f.pt"
+    torch.save({"tree": tree, **tensors}, path)
+    obj, _ = read_torch_file(str(path))
+    assert obj["tree"] == tree
+    for name, t in tensors.items():
+        assert torch.equal(obj[name].load(), t.detach())
+
+
+def test_cycles_in_records_become_a_marker(tmp_path):
+    from prime_plugin_dit.safeload import Record, to_plain
+
+    rec = type("Thing", (Record,), {"qualname": "transformers.Thing"})()
+    rec.state = {"self": rec, "n": 1}
+    assert to_plain(rec) == {"__type__": "transformers.Thing", "args": [], "state": {"self": "<cycle>", "n": 1}}
