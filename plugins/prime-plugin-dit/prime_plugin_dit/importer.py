@@ -297,9 +297,10 @@ def backbone_state(model, source: Source, weights: str) -> dict[str, torch.Tenso
         if tuple(source.weights[name].shape) != tuple(t.shape):
             raise CheckpointError(f"tensor {name!r} has shape {list(source.weights[name].shape)}, the official "
                                   f"network of these sizes has {list(t.shape)}")
-    state = {name: _tensor(source.weights[name]) for name in want}
+    params = list(model.backbone.named_parameters())
+    from_ema = {name for name, _ in params} if weights == "ema" else set()
+    state = {name: _tensor(source.weights[name]) for name in want if name not in from_ema}  # buffers, or all
     if weights == "ema":
-        params = list(model.backbone.named_parameters())
         if len(source.ema) != len(params):
             raise CheckpointError(f"ema.shadow_params holds {len(source.ema)} tensors, the network has "
                                   f"{len(params)} parameters")
