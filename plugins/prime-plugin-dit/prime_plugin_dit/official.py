@@ -186,9 +186,6 @@ class CausalFinalLayer(nn.Module):
 def _check_sizes(spec: BackboneSpec, n_heads: int) -> None:
     if spec.width % n_heads or (spec.width // n_heads) % 2:
         raise ValueError(f"width D={spec.width} must split into n_heads={n_heads} heads of even size")
-    if spec.out_dim != spec.num_classes:
-        raise ValueError(f"the official networks emit C={spec.num_classes} logits per token; use model.head = "
-                         f"\"joint\" or \"carry-over\" (got out_dim {spec.out_dim})")
 
 
 def _select(logits: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
@@ -200,6 +197,8 @@ class OfficialDiT(Backbone):
     """The official ``DIT`` (ℓ = 1) / ``PerceiverDIT`` (ℓ > 1): y [B, L, ℓ] (+ t [B]) → logits [B, L, C].
     Options: ``n_heads``, ``n_blocks``, ``cond_dim`` (official ``model.*``), ``mlp_ratio`` (4), ``sigma_delta``
     δ of σ(t) = −log(1 − (1−δ)t) when time-conditioned (1e-3)."""
+
+    conformance_options = {"n_heads": 2, "n_blocks": 1, "cond_dim": 8}
 
     def __init__(self, spec: BackboneSpec, n_heads: int = 12, n_blocks: int = 12, cond_dim: int = 128,
                  mlp_ratio: int = 4, sigma_delta: float = 1e-3):
@@ -213,7 +212,8 @@ class OfficialDiT(Backbone):
         self.sigma_map = TimestepEmbedder(cond_dim)
         self.rotary_emb = Rotary(d // n_heads)
         self.blocks = nn.ModuleList(DDiTBlock(d, n_heads, cond_dim, mlp_ratio) for _ in range(n_blocks))
-        self.output_layer = DDitFinalLayer(d, spec.num_classes + (ell == 1), cond_dim)
+        # out_dim = C for the released joint / carry-over models (+ the mask's column at ℓ = 1)
+        self.output_layer = DDitFinalLayer(d, spec.out_dim + (ell == 1), cond_dim)
 
     def sigma(self, t: torch.Tensor | None, batch: int, device) -> torch.Tensor:
         """σ [B]: 0 without time conditioning, else −log(1 − (1−δ)t)."""
@@ -232,7 +232,7 @@ class OfficialDiT(Backbone):
         cos, sin = self.rotary_emb(length, y.device)
         for block in self.blocks:
             x = block(x, cos, sin, c)
-        logits = self.output_layer(x, c)[..., : self.spec.num_classes]  # ℓ = 1: drop the mask's column
+        logits = self.output_layer(x, c)[..., : self.spec.out_dim]  # ℓ = 1: drop the mask's column
         return _select(logits, positions)
 
 
@@ -248,13 +248,16 @@ class OfficialAR(Backbone):
 
     causal = True
     eval_metrics = ("ar-nll",)
+    conformance_options = {"n_heads": 2, "n_blocks": 1}
+    conformance_spec = {"ell": 1, "base": 6, "out_dim": 6}  # token-level only (C = 6, b = C)
 
     def __init__(self, spec: BackboneSpec, n_heads: int = 12, n_blocks: int = 12, mlp_ratio: int = 4,
                  cond_dim: int | None = None):
         super().__init__(spec)
         _check_sizes(spec, n_heads)
-        if spec.ell != 1 or spec.time_conditioned:
-            raise ValueError("ar-official is the token-level AR model: model.ell = 1, model.time_conditioned = false")
+        if spec.ell != 1 or spec.time_conditioned or spec.out_dim != spec.num_classes:
+            raise ValueError("ar-official is the token-level AR model: model.ell = 1, model.time_conditioned = "
+                             "false and a C-way head (joint or carry-over)")
         d = spec.width
         self.vocab_embed = EmbeddingLayer(d, spec.num_classes + 1)
         self.rotary_emb = Rotary(d // n_heads)
