@@ -33,10 +33,11 @@ import torch
 
 from prime_core import CheckpointError
 
-#: Module prefixes whose globals are read as inert `Record`s (configs, tokenizers, trainer bookkeeping).
+#: Module prefixes whose globals are read as inert `Record`s (configs, tokenizers, trainer bookkeeping; ``re``
+#: for a tokenizer's compiled patterns, ``collections`` for e.g. a defaultdict — recorded, never compiled or built).
 INERT_MODULES = ("omegaconf", "hydra", "typing", "enum", "transformers", "tokenizers", "lightning",
                  "pytorch_lightning", "lightning_fabric", "numpy", "pathlib", "datetime", "argparse",
-                 "torchmetrics", "copyreg")
+                 "torchmetrics", "copyreg", "re", "collections")
 #: Builtin names allowed as type references (recorded, never called): e.g. OmegaConf's ``object_type=dict``.
 INERT_BUILTINS = {"dict", "list", "tuple", "int", "float", "str", "bool", "object", "NoneType", "type"}
 _STORAGE_DTYPES = {

@@ -13,10 +13,12 @@ raw state dict, written from those definitions — not prime's code: sub-token i
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import enum
 import math
+import re
 import sys
 import types
 import typing
@@ -135,6 +137,8 @@ class GPT2TokenizerFast:
         self.name_or_path = "gpt2"
         self.init_kwargs = {"model_max_length": 1024, "bos_token": "<|endoftext|>"}
         self._serialized = b'{"version": "1.0", "model": {"type": "BPE"}}'
+        self.pat = re.compile(r"'s|'t| ?\w+")  # the slow GPT-2 tokenizer keeps one (pickled as re._compile)
+        self.added = collections.defaultdict(list)
 
 
 @contextlib.contextmanager
