@@ -283,24 +283,34 @@ def _tensor(ref) -> torch.Tensor:
     return ref.load() if isinstance(ref, TensorRef) else ref
 
 
-def backbone_state(model, source: Source, weights: str) -> dict[str, torch.Tensor]:
-    """The backbone's state from the source: ``weights="ema"`` puts ``shadow_params`` (parameters() order) over
+def _derived_buffers(want: dict[str, torch.Tensor], given: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Buffers a file may leave out because they follow from the sizes: rotary θ_k = 10000^(−2k/hs)."""
+    name = "rotary_emb.inv_freq"
+    if name not in want or name in given:
+        return {}
+    hs = 2 * want[name].shape[0]
+    return {name: 1.0 / 10_000 ** (torch.arange(0, hs, 2).float() / hs)}
+
+
+def backbone_state(model, source: Source, use: str) -> dict[str, torch.Tensor]:
+    """The backbone's state from the source: ``use="ema"`` puts ``shadow_params`` (parameters() order) over
     the parameters and keeps the buffers of ``state_dict``; names and shapes must equal the built model's."""
     want = model.backbone.state_dict()
-    missing = sorted(want.keys() - source.weights.keys())
-    extra = sorted(source.weights.keys() - want.keys())
+    weights = {**_derived_buffers(want, source.weights), **source.weights}
+    missing = sorted(want.keys() - weights.keys())
+    extra = sorted(weights.keys() - want.keys())
     if missing or extra:
         name = missing[0] if missing else extra[0]
         raise CheckpointError(f"the weights do not match the official network: tensor {name!r} is "
                               f"{'missing' if missing else 'unexpected'}")
     for name, t in want.items():
-        if tuple(source.weights[name].shape) != tuple(t.shape):
-            raise CheckpointError(f"tensor {name!r} has shape {list(source.weights[name].shape)}, the official "
+        if tuple(weights[name].shape) != tuple(t.shape):
+            raise CheckpointError(f"tensor {name!r} has shape {list(weights[name].shape)}, the official "
                                   f"network of these sizes has {list(t.shape)}")
     params = list(model.backbone.named_parameters())
-    from_ema = {name for name, _ in params} if weights == "ema" else set()
-    state = {name: _tensor(source.weights[name]) for name in want if name not in from_ema}  # buffers, or all
-    if weights == "ema":
+    from_ema = {name for name, _ in params} if use == "ema" else set()
+    state = {name: _tensor(weights[name]) for name in want if name not in from_ema}  # buffers, or all
+    if use == "ema":
         if len(source.ema) != len(params):
             raise CheckpointError(f"ema.shadow_params holds {len(source.ema)} tensors, the network has "
                                   f"{len(params)} parameters")

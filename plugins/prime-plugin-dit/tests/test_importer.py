@@ -156,7 +156,9 @@ def test_hugging_face_folder(tmp_path):
     _, weights, _ = _official(tmp_path, ell=1)
     folder = tmp_path / "mdlm-owt"
     folder.mkdir()
-    save_file({f"backbone.{k}": v.contiguous() for k, v in weights["model"].items()}, str(folder / "model.safetensors"))
+    # without the rotary buffer (θ_k follows from the sizes; the importer derives it)
+    save_file({f"backbone.{k}": v.contiguous() for k, v in weights["model"].items() if k != "rotary_emb.inv_freq"},
+              str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps({
         "model_type": "mdlm", "vocab_size": C + 1, "model_length": LENGTH, "hidden_dim": 16, "cond_dim": 8,
         "n_blocks": 2, "n_heads": HEADS, "dropout": 0.1, "time_conditioning": False}))
