@@ -320,6 +320,10 @@ def test_imported_models_sample_and_report_valid_bounds(tmp_path, capsys):
     assert rows["nelbo"]["is_bound"] and rows["tstep-nelbo"]["is_bound"] and "perplexity_upper_bound" in rows["nelbo"]
     assert not rows["joint-loss"]["is_bound"] and "perplexity_upper_bound" not in rows["joint-loss"]
     assert "not a bound" in rows["joint-loss"]["label"]
+    assert prime(["eval", str(tmp_path / "model.safetensors"), "--data", str(text), "--mc", "1", "--steps", "3",
+                  "--json"]) == 0  # zero-shot on the file: the valid bounds only
+    out = capsys.readouterr().out
+    assert "nelbo" in out and "perplexity_upper_bound" in out and "joint" not in out
     assert prime(["eval", str(tmp_path / "ar.safetensors"), "--data-option", f"source={text}",
                   "--max-sequences", "2", "--mc", "1", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["metrics"]
