@@ -23,6 +23,8 @@ from .builtin.mlp import MLPBackbone  # the small reference backbone, for tests 
 from .builtin.trainer import CHECKPOINT_NAME, batch_indices, learning_rate
 from .checkpoint import Checkpoint, checkpoint_exists, read_checkpoint, save_checkpoint
 from .config import Config, check_resume_config, load_config
+# where commands run: the one --device vocabulary (auto, cpu, cuda, cuda:N)
+from .device import DEVICE_CHOICES, DEVICE_HELP, parse_device_spec, resolve_device
 from .errors import (CheckpointError, ConfigError, PrimeError, RegistryError, UnknownComponentError, check_count,
                      first_line)
 # likelihood: exact values on enumerable problems (DESIGN §2.4)
@@ -75,6 +77,7 @@ __all__ = [
     "Presentation", "ByteLengths", "KnownDensity", "TextPrompts",
     "Generation", "Prompt", "block_seed", "conditional_nelbo", "decode_row", "encode_infill", "encode_prompt",
     "fixed_rows", "generate", "template_parts", "window_plan",
+    "DEVICE_CHOICES", "DEVICE_HELP", "parse_device_spec", "resolve_device",
     "read_checkpoint", "resolve_sizes", "reveal_probability", "reveal_units", "revealed_sets", "row_seeds",
     "sample_mask", "save_checkpoint", "save_model", "smallest_base", "start_over", "trim_metrics",
     "BEST_NAME", "KEEP_CHOICES", "BestSoFar", "finish_keep", "keeps_best", "TENSORBOARD_DIR", "TrainLog",

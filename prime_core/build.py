@@ -193,13 +193,19 @@ def save_model(url: str, model: PrimeModel, config: Config, *, extra_tensors: di
     return save_checkpoint(url, tensors, meta)
 
 
-def load_model(url: str, registry: Registry | None = None, weights: str = "model"):
-    """Rebuild a model from a checkpoint. ``weights`` picks the tensor group ("model", or "ema" if saved).
-    Returns (model, config, checkpoint).
+def load_model(url: str, registry: Registry | None = None, weights: str = "model",
+               device: str | torch.device | None = "cpu"):
+    """Rebuild a model from a checkpoint. ``weights`` picks the tensor group ("model", or "ema" if saved);
+    ``device`` is where the model is returned (a spec of `prime_core.device`: auto, cpu, cuda, cuda:N; None is
+    auto). Returns (model, config, checkpoint).
 
     Nothing in the metadata is trusted: the config must parse, the top-level sizes must agree with it, and the
     model is first built on the meta device (no memory) so that its tensor names and shapes are compared with the
-    file's, and its size with the memory available, before it is built for real."""
+    file's, and its size with the memory available (on the CPU, where it is loaded, and on ``device``), before it
+    is built for real."""
+    from .device import resolve_device
+
+    target = resolve_device(device, what="device")
     ckpt = read_checkpoint(url)
     config = checkpoint_config(ckpt.meta, url)
     state = _weights(ckpt, weights, url)
@@ -207,7 +213,7 @@ def load_model(url: str, registry: Registry | None = None, weights: str = "model
     skeleton = _meta_model(config, registry, url, origin)
     if skeleton is not None:
         _check_model(ckpt.meta, skeleton, state, weights, url)
-        _check_model_memory(skeleton, url)
+        _check_model_memory(skeleton, url, target)
     model = build_model(config, registry, provided_by=origin)
     if skeleton is None:  # a component that cannot be built on the meta device: same checks, after the build
         _check_model(ckpt.meta, model, state, weights, url)
@@ -216,7 +222,7 @@ def load_model(url: str, registry: Registry | None = None, weights: str = "model
     except RuntimeError as exc:  # dtypes or values the shape check cannot see
         raise CheckpointError(f"checkpoint {url} does not match its config's model: {first_line(exc)}") from None
     model.eval()
-    return model, config, ckpt
+    return model.to(target), config, ckpt
 
 
 def checkpoint_config(meta: dict[str, Any], url: str) -> Config:
@@ -288,9 +294,15 @@ def _check_state_shapes(model: PrimeModel, state: dict[str, torch.Tensor], weigh
                                   f"has shape {h} in the file, the model expects {w}")
 
 
-def _check_model_memory(model: PrimeModel, url: str) -> None:
-    """Parameters and buffers (non-persistent ones too) must fit in the memory available now."""
+def _check_model_memory(model: PrimeModel, url: str, device: torch.device | None = None) -> None:
+    """Parameters and buffers (non-persistent ones too) must fit in the memory available now: on the CPU, where
+    the file is read and the model built, and on ``device`` when that is another one (a GPU's free memory)."""
     from .checkpoint import check_memory
+    from .device import device_memory
 
     nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     check_memory(nbytes, f"checkpoint {url} describes a model of")
+    free = device_memory(device) if device is not None and device.type != "cpu" else None
+    if free is not None and nbytes > free:
+        raise CheckpointError(f"checkpoint {url} describes a model of {nbytes / 2**30:.1f} GiB, more than the "
+                              f"{free / 2**30:.1f} GiB free on {device}")

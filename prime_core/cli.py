@@ -60,7 +60,9 @@ def cmd_train(args) -> int:
     from .report import finish_training
     from .rundir import claim, local_out_dir
 
-    config = load_config(args.config, args.set)
+    from .device import with_train_device
+
+    config = with_train_device(load_config(args.config, args.set), args.device)
     trainer = _registry().build("trainer", config.train.trainer)
     out = local_out_dir(args.out)
     # held until loss.png is drawn; under torchrun the trainer takes the lock on rank 0 (see prime_core.rundir)
@@ -73,9 +75,10 @@ def cmd_train(args) -> int:
 
 def cmd_run(args) -> int:
     from .config import load_config
+    from .device import with_train_device
     from .pipeline import run_pipeline
 
-    run_pipeline(load_config(args.config, args.set), args.out, resume=args.resume, force=args.force,
+    run_pipeline(with_train_device(load_config(args.config, args.set), args.device), args.out, resume=args.resume, force=args.force,
                  progress=not args.quiet)
     return 0
 
@@ -113,7 +116,11 @@ def cmd_sample(args) -> int:
     from .rundir import local_out_dir, write_text_atomic
 
     out = None if args.out is None else local_out_dir(args.out)  # before any work: a URL or a file is refused
-    model, config, ckpt = load_model(args.checkpoint, weights=args.weights)
+    if args.runtime != "torch" and args.device not in (None, "cpu"):
+        raise PrimeError(f"--device {args.device} places the eager model (--runtime torch); --runtime "
+                         f"{args.runtime} runs the exported step where that runtime runs it: leave --device out")
+    device = args.device if args.runtime == "torch" else "cpu"  # None: auto
+    model, config, ckpt = load_model(args.checkpoint, weights=args.weights, device=device)
     s = config.sample
     name = cliargs.given(args.sampler, s.sampler)
     options = {**(s.options if name == s.sampler else {}), **_parse_options(args.option)}
@@ -287,7 +294,7 @@ def cmd_eval(args) -> int:
         return 0
     report = evaluate_report(args.checkpoint, split=args.split, mc_samples=args.mc, steps=args.steps,
                              max_sequences=args.max_sequences, weights=args.weights, seed=args.seed,
-                             data_options=_parse_options(args.data_option))
+                             data_options=_parse_options(args.data_option), device=args.device)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
@@ -332,6 +339,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
     sp.add_argument("--force", action="store_true", help="start over even if a checkpoint exists")
     sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    cliargs.add_device(sp, what="trains (sets train.options.device; default: the config's, else auto)")
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("run", help="the main job: train, sample, evaluate and write a report")
@@ -341,6 +349,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true")
     sp.add_argument("--force", action="store_true")
     sp.add_argument("--quiet", action="store_true")
+    cliargs.add_device(sp, what="trains, samples and evaluates (sets train.options.device; default: the config's, "
+                       "else auto)")
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("sample", help="draw samples from a checkpoint")
@@ -383,6 +393,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--out", help="folder for samples.json (and a PNG where the data set draws one)")
     _add_data_option(sp)
     sp.add_argument("--show", type=cliargs.count("--show", 0), default=8, help="samples to print")
+    cliargs.add_device(sp, what="samples (default auto; --runtime torch only)")
     sp.add_argument("--json", action="store_true")
     sp.add_argument("--quiet", action="store_true")
     sp.set_defaults(func=cmd_sample)
@@ -400,6 +411,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=cliargs.seed, default=0, help=f"0 … {cliargs.MAX_SEED}")
     sp.add_argument("--json", action="store_true")
     _add_data_option(sp)
+    cliargs.add_device(sp, what="evaluates (default auto)")
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("idle-steps", help="expected and simulated idle steps of the T-step sampler")

@@ -78,6 +78,30 @@ temperature = real("--temperature", lo=0.0, hi=100.0)
 top_p = real("--top-p", lo=0.0, hi=1.0)
 
 
+def device(text: str) -> str:
+    """A device spec (``auto``, ``cpu``, ``cuda``, ``cuda:N``; `prime_core.device`) that this machine has:
+    ``--device cuda`` without CUDA is refused here, as one line. Returns the spec in lower case (a command
+    resolves it with `prime_core.device.resolve_device`, under torchrun per local rank)."""
+    from .device import resolve_device
+
+    try:
+        resolve_device(text, what="--device")
+    except PrimeError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--device ")) from None
+    return text.strip().lower()
+
+
+device.__name__ = "--device"
+
+
+def add_device(parser: argparse.ArgumentParser, default: str | None = None, what: str = "runs") -> None:
+    """The shared ``--device`` option (`device`); ``default`` None means the command's own default."""
+    from .device import DEVICE_HELP
+
+    parser.add_argument("--device", type=device, default=default, metavar="DEVICE",
+                        help=f"where it {what}: {DEVICE_HELP}")
+
+
 def parse_fixed(text: str, length: int, num_classes: int) -> list[tuple[int, int]]:
     """``"i:tok,i:tok"`` → [(position, token)] with 0 ≤ position < L and 0 ≤ token < C, each position once."""
     pairs: dict[int, int] = {}

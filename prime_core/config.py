@@ -279,12 +279,21 @@ def _by_key(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _without_device(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict without ``train.options.device``: where a run happens may change on resume."""
+    train = config.get("train")
+    if not isinstance(train, dict) or not isinstance(train.get("options"), dict):
+        return config
+    options = {k: v for k, v in train["options"].items() if k != "device"}
+    return {**config, "train": {**train, "options": options}}
+
+
 def check_resume_config(saved: dict[str, Any] | None, config: Config, url: str) -> None:
     """Refuse to resume ``url`` (a ConfigError naming the differing keys) unless ``config`` equals the
     checkpoint's stored config up to `RESUMABLE_CHANGES`."""
     # a key the checkpoint lacks was added to prime after it was written: that run used the key's default
-    new = _by_key(config.to_dict())
-    old = {**_by_key(Config().to_dict()), **_by_key(saved or {})} if saved else {}
+    new = _by_key(_without_device(config.to_dict()))
+    old = {**_by_key(Config().to_dict()), **_by_key(_without_device(saved))} if saved else {}
     differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
     if differ:
         shown = ", ".join(f"{k} ({old.get(k)!r} → {new.get(k)!r})" for k in differ[:3])

@@ -6,6 +6,7 @@ computed only from metrics whose ``is_bound`` is True (DESIGN §2.4).
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -27,15 +28,16 @@ def evaluate_metric(metric: Metric, model, tokens: torch.Tensor, *, mc_samples: 
     if tokens.ndim != 2 or tokens.shape[0] < 1 or tokens.shape[1] < 1:
         raise PrimeError(f"{metric.name}: need at least one sequence of at least one token, got shape "
                          f"{tuple(tokens.shape)}")
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)  # draws stay keyed on a CPU generator: same numbers on every device
     device = model.device
-    per_row = torch.zeros(tokens.shape[0], dtype=torch.float64)
+    # summed on the model's device and copied to the host once, after the last batch (no per-batch sync)
+    per_row = torch.zeros(tokens.shape[0], dtype=torch.float64, device=device)
     for _ in range(mc_samples):
         start = 0
         for chunk in metric.batches(model, tokens, batch_size):
-            per_row[start:start + len(chunk)] += metric.per_sequence(model, chunk.to(device), generator=g).double().cpu()
+            per_row[start:start + len(chunk)] += metric.per_sequence(model, chunk.to(device), generator=g).double()
             start += len(chunk)
-    per_row /= mc_samples
+    per_row = per_row.cpu() / mc_samples
     per_token = per_row / tokens.shape[1]
     stderr = float(per_token.std() / math.sqrt(len(per_token))) if len(per_token) > 1 else math.nan
     return MetricResult(name=metric.name, value=float(per_token.mean()), stderr=stderr, unit="nats/token",
@@ -60,15 +62,18 @@ def format_result(result: MetricResult) -> str:
 
 def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | None = None,
                     steps: int | None = None, max_sequences: int | None = None, weights: str = "model",
-                    seed: int = 0, registry=None, data_options: dict | None = None) -> dict:
+                    seed: int = 0, registry=None, data_options: dict | None = None,
+                    device: str | torch.device | None = "cpu") -> dict:
     """Every registered bound and objective on a held-out split, plus exact references where they exist.
-    ``data_options``: the data set's locations (e.g. {"source": PATH}), which never come from the checkpoint."""
+    ``data_options``: the data set's locations (e.g. {"source": PATH}), which never come from the checkpoint.
+    ``device``: where the model runs (`prime_core.device` spec; the bounds run there, their noise is drawn from
+    CPU generators so the numbers do not depend on it beyond floating-point rounding)."""
     from . import exact
     from .build import dataset_for_checkpoint, load_model
     from .registry import get_registry
 
     registry = registry or get_registry()
-    model, config, ckpt = load_model(checkpoint, registry, weights=weights)
+    model, config, ckpt = load_model(checkpoint, registry, weights=weights, device=device)
     e = config.eval
     dataset = dataset_for_checkpoint(config, ckpt.meta.get("data"), locations=data_options, registry=registry)
     mc, steps, rows = given(mc_samples, e.mc_samples), given(steps, e.tstep_steps), given(max_sequences,
@@ -99,8 +104,9 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
     n_units = model.length * (1 if model.grouped else model.ell)
     if not own and not model.time_conditioned and n_units <= 8:
         sub = tokens  # same rows as the bounds, so the two are comparable
-        with torch.no_grad():
-            ll = exact.exact_log_likelihood(model, sub)
+        with torch.no_grad():  # the enumeration is a CPU reference over ≤ 8 units: a CPU copy of a small model
+            ll = exact.exact_log_likelihood(model if model.device.type == "cpu" else copy.deepcopy(model).cpu(),
+                                            sub)
         report["exact_nll"] = {"value": float(-ll.mean() / tokens.shape[1]), "sequences": int(sub.shape[0]),
                                "label": "exact NLL (enumerated reveal orders)"}
     return report

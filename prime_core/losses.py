@@ -79,10 +79,9 @@ def _training_noise(model, tokens, eps, antithetic, generator, t, masked):
     y0 = model.encode(tokens)
     if t is None:
         t = model.schedule.sample_times(tokens.shape[0], eps=eps, antithetic=antithetic, generator=generator)
-    t = t.to(tokens.device)
-    if masked is None:
-        masked = sample_mask(y0.shape, model.schedule.alpha(t), grouped=model.grouped, generator=generator)
-    return y0, t, masked.to(tokens.device)
+    if masked is None:  # the uniforms come from a CPU generator: compare them with α_t on the CPU
+        masked = sample_mask(y0.shape, model.schedule.alpha(t.cpu()), grouped=model.grouped, generator=generator)
+    return y0, t.to(tokens.device), masked.to(tokens.device)
 
 
 def training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bool = True,

@@ -10,6 +10,7 @@ import torch
 
 from .build import dataset_for_checkpoint, load_model, user_locations
 from .config import Config
+from .device import train_device
 from .evaluate import evaluate_report, format_report
 from .interfaces import presentation
 from .registry import Registry, get_registry
@@ -41,7 +42,8 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
 
     echo("[2/3] sampling")
     locations = user_locations(config, registry)  # the user's data locations, never the checkpoint's
-    model, config, loaded = load_model(ckpt, registry)
+    device = train_device(config)  # sampled and evaluated where it was trained (prime run --device)
+    model, config, loaded = load_model(ckpt, registry, device=device)
     s = config.sample
     sampler = registry.build("sampler", s.sampler, **s.options)
     t1 = time.perf_counter()
@@ -58,7 +60,7 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
                 "seconds": sample_s, "gumbel_dtype": s.gumbel_dtype}
 
     echo("[3/3] evaluating")
-    report = evaluate_report(ckpt, registry=registry, data_options=locations)
+    report = evaluate_report(ckpt, registry=registry, data_options=locations, device=device)
     report.update(sampling=sampling, train_seconds=train_s, samples=texts[:8])
     write_text_atomic(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2))
     write_report_markdown(os.path.join(out_dir, "report.md"), config, report, png)

@@ -2,6 +2,9 @@
 validation on held-out rows every ``train.eval_every`` steps (`prime_core.validation`), the best checkpoint
 (``train.keep``, `prime_core.keep`) and optional TensorBoard logging (`prime_core.trainlog`).
 
+It runs on ``train.options.device`` (auto, cpu, cuda, cuda:N — `prime_core.device`; ``prime train --device``
+sets it); the data set and every random draw stay on the CPU, each batch moves to the device once per step.
+
 The seed fixes the initial weights; data order, loss noise and dropout derive from (seed, step) alone, so two runs
 of one config are bit-identical on CPU and ``--resume`` continues exactly where a killed run stopped: the
 checkpoint stores weights, optimizer moments and the step; nothing else has state. The run folder is held
@@ -20,6 +23,7 @@ from tqdm.auto import tqdm
 from ..build import build_dataset, build_model, build_training_loss, model_metadata, resolve_sizes
 from ..checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
 from ..config import Config, check_resume_config
+from ..device import resolve_device, train_device
 from ..errors import PrimeError
 from ..interfaces import Trainer
 from ..keep import BEST_NAME, BestSoFar, finish_keep, keeps_best
@@ -68,8 +72,9 @@ class SimpleTrainer(Trainer):
         # validate everything (data, sizes, model, loss, extras) before touching the folder's previous contents
         dataset = build_dataset(config, registry)
         config = resolve_sizes(config, dataset.num_classes, dataset.length)
-        torch.manual_seed(tc.seed)  # the seed fixes the initial weights
-        model = build_model(config, registry)
+        device = resolve_device(train_device(config), what="train.options.device")
+        torch.manual_seed(tc.seed)  # the seed fixes the initial weights (drawn on the CPU, then moved)
+        model = build_model(config, registry).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         loss_fn = build_training_loss(tc.loss, registry)
         validator = Validator.from_config(config, dataset, model, registry) if tc.eval_every else None

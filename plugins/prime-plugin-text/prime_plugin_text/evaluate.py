@@ -21,29 +21,32 @@ import torch
 
 from prime_core import PrimeError, get_registry, load_model, presentation
 from prime_core.api import dataset_for_checkpoint
-from prime_core.cliargs import DEBUG_HELP, Parser, run_command, samples, seed, steps
+from prime_core.cliargs import DEBUG_HELP, Parser, add_device, run_command, samples, seed, steps
 
 GEN_PPL_LABEL = "gen. PPL (judge: prime AR baseline)"
 
 
 def unigram_entropy(tokens: torch.Tensor) -> float:
-    """Mean over samples [N, L] of the entropy (nats) of each sample's token frequencies."""
-    out = []
-    for row in tokens:
-        p = torch.bincount(row).double()
-        p = p[p > 0] / p.sum()
-        out.append(float(-(p * p.log()).sum()))
-    return sum(out) / len(out)
+    """Mean over samples [N, L] of the entropy H = −Σ_v p̂(v) log p̂(v) (nats) of each sample's token
+    frequencies p̂; all rows at once on the tokens' device (runs of equal ids in each sorted row are counted,
+    O(N·L) memory whatever C), one number copied back."""
+    n, length = tokens.shape
+    ids = tokens.sort(-1).values
+    starts = torch.ones_like(ids, dtype=torch.bool)
+    starts[:, 1:] = ids[:, 1:] != ids[:, :-1]
+    runs = starts.cumsum(-1) - 1 + length * torch.arange(n, device=ids.device).unsqueeze(-1)  # run ids, per row
+    p = torch.bincount(runs.flatten(), minlength=n * length).view(n, length).double() / length
+    return float(-torch.special.xlogy(p, p).sum(-1).mean())
 
 
 @torch.no_grad()
 def generative_perplexity(judge, tokens: torch.Tensor, registry=None, batch_size: int = 64) -> float:
     """exp(mean judge NLL per token) of samples [N, L] under an autoregressive judge (metric ``ar-nll``)."""
     metric = (registry or get_registry()).build("metric", "ar-nll")
-    if tokens.shape[1] != judge.length or int(tokens.max()) >= judge.num_classes:
+    if tokens.shape[1] != judge.length or int(tokens.max()) >= judge.num_classes:  # one check, one sync
         raise PrimeError(f"the judge models L={judge.length}, C={judge.num_classes}; samples have "
                          f"L={tokens.shape[1]} and ids up to {int(tokens.max())}: train the judge on the same data")
-    nll = torch.cat([metric.per_sequence(judge, chunk.to(judge.device))
+    nll = torch.cat([metric.per_sequence(judge, chunk.to(judge.device))  # stays on the judge's device
                      for chunk in tokens.split(batch_size)]).double()
     return math.exp(float(nll.sum()) / tokens.numel())
 
@@ -70,9 +73,11 @@ def sampling_report(model, sampler, num_samples: int, steps: int, *, seed: int =
 
 
 def text_report(checkpoint: str, *, judge: str | None = None, num_samples: int = 16, steps: int | None = None,
-                seed: int = 0, gumbel_dtype: str | None = None, registry=None) -> dict:
+                seed: int = 0, gumbel_dtype: str | None = None, registry=None, device: str | None = "cpu") -> dict:
+    """The sampling report, unigram entropy and (with ``judge``) generative perplexity of ``checkpoint``; the
+    model and the judge run on ``device`` (`prime_core.api.resolve_device`: auto, cpu, cuda, cuda:N)."""
     registry = registry or get_registry()
-    model, config, ckpt = load_model(checkpoint, registry)
+    model, config, ckpt = load_model(checkpoint, registry, device=device)
     s = config.sample
     sampler = registry.build("sampler", s.sampler, **s.options)
     rep = sampling_report(model, sampler, num_samples, s.steps if steps is None else steps, seed=seed,
@@ -80,7 +85,7 @@ def text_report(checkpoint: str, *, judge: str | None = None, num_samples: int =
     tokens = rep.pop("tokens")
     rep["unigram_entropy"] = unigram_entropy(tokens)
     if judge:
-        judge_model, _, _ = load_model(judge, registry)
+        judge_model, _, _ = load_model(judge, registry, device=model.device)
         rep["gen_ppl"] = {"label": GEN_PPL_LABEL, "value": generative_perplexity(judge_model, tokens, registry),
                           "judge": judge}
     dataset = dataset_for_checkpoint(config, ckpt.meta.get("data"), need_data=False, registry=registry)
@@ -112,12 +117,13 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--gumbel-dtype", choices=["float32", "float64"])
     p.add_argument("--json", action="store_true")
+    add_device(p, what="samples and judges (default auto)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     rep = text_report(args.checkpoint, judge=args.judge, num_samples=args.num_samples, steps=args.steps,
-                      seed=args.seed, gumbel_dtype=args.gumbel_dtype)
+                      seed=args.seed, gumbel_dtype=args.gumbel_dtype, device=args.device)
     print(json.dumps(rep, indent=2) if args.json else format_text_report(rep))
     return 0
 

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from prime_core.api import PrimeError
+from prime_core.api import resolve_device
 
 
 @attrs.define
@@ -56,13 +56,11 @@ class Layout:
 
 
 def env_layout(device_option: str = "auto") -> Layout:
-    """Read torchrun's environment (nothing is initialised yet)."""
+    """Read torchrun's environment (nothing is initialised yet). ``device_option``: a `resolve_device` spec;
+    auto and cuda pick cuda:(LOCAL_RANK mod GPUs)."""
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available() if device_option == "auto" else device_option == "cuda"
-    if cuda and not torch.cuda.is_available():
-        raise PrimeError("train.options.device='cuda' but CUDA is not available here; use device='auto' or 'cpu'")
-    device = torch.device("cuda", local % max(1, torch.cuda.device_count())) if cuda else torch.device("cpu")
+    device = resolve_device(device_option, what="train.options.device", local_rank=local)
     return Layout(rank=rank, world_size=world, local_rank=local, device=device,
                   launched="WORLD_SIZE" in os.environ and "RANK" in os.environ)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from prime_core.api import ConfigError
+from prime_core.api import ConfigError, PrimeError, parse_device_spec
 
 
 def _one_of(*choices):
@@ -34,6 +34,14 @@ def _unit_interval(inst, attribute, value):
                           f"got {value!r}")
 
 
+def _device(inst, attribute, value):
+    """The device vocabulary every prime command shares (`prime_core.api.parse_device_spec`)."""
+    try:
+        parse_device_spec(value, what=f"train.options.{attribute.name}")
+    except PrimeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _bool(inst, attribute, value):
     if not isinstance(value, bool):
         raise ConfigError(f"train.options.{attribute.name} must be true or false, got {value!r}")
@@ -48,7 +56,9 @@ class TrainerOptions:
     precision: "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32", or "bf16" (autocast on any device).
     compile: wrap the backbone's forward in torch.compile.
     parallel: "ddp" or "fsdp" (FSDP2 ``fully_shard``), used when launched with more than one process.
-    device: "auto" (cuda:LOCAL_RANK when CUDA is available, else cpu), "cpu" or "cuda".
+    device: "auto" (cuda:LOCAL_RANK when CUDA is available, else cpu), "cpu", "cuda" (cuda:LOCAL_RANK) or
+        "cuda:N" — the vocabulary of every ``--device`` (`prime_core.api.resolve_device`); ``prime train --device``
+        sets it.
     order: which training windows step n reads: "random" (per-epoch permutations keyed by (seed, epoch)) or
         "sequential" (windows nB … nB + B − 1, wrapping around).
     prefetch: read step n + 1's rows on a background thread while step n trains.
@@ -60,7 +70,7 @@ class TrainerOptions:
     precision: str = attrs.field(default="auto", validator=_one_of("auto", "fp32", "bf16"))
     compile: bool = attrs.field(default=False, validator=_bool)
     parallel: str = attrs.field(default="ddp", validator=_one_of("ddp", "fsdp"))
-    device: str = attrs.field(default="auto", validator=_one_of("auto", "cpu", "cuda"))
+    device: str = attrs.field(default="auto", validator=_device)
     order: str = attrs.field(default="random", validator=_one_of("random", "sequential"))
     prefetch: bool = attrs.field(default=True, validator=_bool)
 
