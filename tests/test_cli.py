@@ -125,3 +125,50 @@ def test_sample_without_buildable_dataset_prints_ids(trained, monkeypatch, capsy
     assert "samples shown as token ids (image folder not found" in captured.err
     assert main(["sample", ckpt, "-n", "2", "--steps", "4", "--quiet", "--out", str(trained / "s")]) == 2
     assert not (trained / "s").exists()
+
+
+def test_device_cpu_on_train_run_sample_eval(trained, tmp_path):
+    ckpt = str(trained / "checkpoint.safetensors")
+    on_cpu = json.loads(prime("sample", ckpt, "-n", "4", "--steps", "5", "--device", "cpu", "--json", "--quiet").stdout)
+    default = json.loads(prime("sample", ckpt, "-n", "4", "--steps", "5", "--json", "--quiet").stdout)
+    assert on_cpu["tokens"] == default["tokens"] or __import__("torch").cuda.is_available()
+    e = json.loads(prime("eval", ckpt, "--device", "cpu", "--json").stdout)
+    assert {m["name"] for m in e["metrics"]} == {"nelbo", "tstep-nelbo", "joint-loss"}
+    short = ["--set", "train.steps=2", "--set", "train.log_every=1"]
+    prime("train", "--out", str(tmp_path / "t"), "--quiet", "--device", "cpu", *TINY, *short)
+    assert os.path.exists(tmp_path / "t" / "checkpoint.safetensors")
+    # a resume may move to another device: where a run happens is not part of its config
+    prime("train", "--out", str(tmp_path / "t"), "--quiet", "--resume", "--device", "auto", *TINY,
+          "--set", "train.steps=3", "--set", "train.log_every=1")
+    prime("run", "--out", str(tmp_path / "r"), "--quiet", "--device", "cpu", *TINY, *short)
+    report = json.load(open(tmp_path / "r" / "report.json"))
+    assert report["sampling"]["num_samples"] == 8
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the refusal needs a machine without CUDA")
+@pytest.mark.parametrize("command", ["sample", "eval", "train", "run"])
+def test_device_cuda_without_cuda_and_bogus_are_one_line(trained, tmp_path, command):
+    target = [str(trained / "checkpoint.safetensors")] if command in ("sample", "eval") else \
+        ["--out", str(tmp_path / "o"), *TINY]
+    out = prime(command, *target, "--device", "cuda", ok=False, cwd=tmp_path)
+    assert_one_line_error(out, "argument --device: 'cuda' asks for CUDA, which is not available here")
+    out = prime(command, *target, "--device", "bogus", ok=False, cwd=tmp_path)
+    assert_one_line_error(out, "argument --device: must be auto, cpu, cuda or cuda:N, got 'bogus'")
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_device_with_an_exported_runtime_is_refused(trained):
+    out = prime("sample", str(trained / "checkpoint.safetensors"), "--runtime", "onnxruntime", "--device", "auto",
+                ok=False)
+    assert_one_line_error(out, "--device auto places the eager model (--runtime torch)")
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_device_cuda_sample_and_eval(trained):
+    ckpt = str(trained / "checkpoint.safetensors")
+    s = json.loads(prime("sample", ckpt, "-n", "4", "--steps", "5", "--device", "cuda", "--json", "--quiet").stdout)
+    assert len(s["tokens"]) == 4 and all(0 <= t < 6 for row in s["tokens"] for t in row)
+    gpu = json.loads(prime("eval", ckpt, "--device", "cuda", "--json").stdout)
+    cpu = json.loads(prime("eval", ckpt, "--device", "cpu", "--json").stdout)
+    for a, b in zip(gpu["metrics"], cpu["metrics"]):  # the same draws (CPU generators): equal up to rounding
+        assert a["name"] == b["name"] and abs(a["value"] - b["value"]) < 1e-3

@@ -15,7 +15,8 @@ import json
 import torch
 
 from prime_core import PrimeError
-from prime_core.cliargs import DEBUG_HELP, Parser, count, run_command, seed
+from prime_core.api import resolve_device
+from prime_core.cliargs import DEBUG_HELP, Parser, add_device, count, run_command, seed
 
 
 def cmd_train_classifier(args) -> int:
@@ -26,8 +27,9 @@ def cmd_train_classifier(args) -> int:
     x, y = ds.load_split("train"), ds.labels("train")
     if args.num_train:
         x, y = x[:args.num_train], y[:args.num_train]
-    net = train_classifier(x, y, epochs=args.epochs, seed=args.seed)
-    acc = accuracy(net, ds.load_split("test"), ds.labels("test"))
+    device = resolve_device(args.device)
+    net = train_classifier(x, y, epochs=args.epochs, seed=args.seed, device=device)
+    acc = accuracy(net.to(device), ds.load_split("test"), ds.labels("test"))
     save_classifier(args.out, net, {"dataset": "fashion-mnist", "size": ds.height, "epochs": args.epochs,
                                     "test_accuracy": acc, "name": "FD-FMNIST"})
     print(f"test accuracy {acc:.4f}; feature network → {args.out}")
@@ -60,7 +62,7 @@ def cmd_fd(args) -> int:
         feature = load_classifier(args.features)
     else:
         raise PrimeError("pass --features CLASSIFIER.safetensors (FD-FMNIST) or --inception [FILE] (FID)")
-    score = frechet_distance(real, fake, feature)
+    score = frechet_distance(real, fake, feature, device=resolve_device(args.device))
     print(json.dumps({"metric": metric_name(feature), "value": score, "real": len(real), "generated": len(fake)}))
     return 0
 
@@ -82,6 +84,7 @@ def add_subcommands(sub) -> None:
     sp.add_argument("--epochs", type=count("--epochs", 1, 10_000), default=2, help="training epochs")
     sp.add_argument("--num-train", type=count("--num-train"), help="use only the first N training images (default: all 60,000)")
     sp.add_argument("--seed", type=seed, default=0)
+    add_device(sp, what="trains (default auto)")
     sp.set_defaults(func=cmd_train_classifier)
     sp = sub.add_parser("fd", help="Fréchet distance of sampled tokens (samples.json) to real images")
     sp.add_argument("samples", help="samples.json written by prime sample --out")
@@ -91,6 +94,7 @@ def add_subcommands(sub) -> None:
     sp.add_argument("--num-real", type=count("--num-real"), help="number of real images (default: the whole split)")
     sp.add_argument("--features", help="FD-FMNIST classifier checkpoint")
     sp.add_argument("--inception", nargs="?", const="", help="TorchScript Inception file (default: fid-helper's)")
+    add_device(sp, what="computes the features (default auto)")
     sp.set_defaults(func=cmd_fd)
 
 

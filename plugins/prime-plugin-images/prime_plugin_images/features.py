@@ -161,29 +161,37 @@ def load_classifier(url: str) -> FMNISTClassifier:
 
 
 def train_classifier(images: torch.Tensor, labels: torch.Tensor, *, epochs: int = 2, batch_size: int = 128,
-                     lr: float = 2e-3, seed: int = 0, log=print) -> FMNISTClassifier:
-    """Fit `FMNISTClassifier` on uint8 images [N, ch, H, W] with integer labels (AdamW, cross-entropy)."""
+                     lr: float = 2e-3, seed: int = 0, log=print,
+                     device: torch.device | str = "cpu") -> FMNISTClassifier:
+    """Fit `FMNISTClassifier` on uint8 images [N, ch, H, W] with integer labels (AdamW, cross-entropy) on
+    ``device`` (the data moves there once; initial weights and batch order are drawn on the CPU, so they do not
+    depend on it). Returns the network on the CPU, ready to save."""
     torch.manual_seed(seed)
-    net = FMNISTClassifier(*images.shape[1:], classes=int(labels.max()) + 1)
+    net = FMNISTClassifier(*images.shape[1:], classes=int(labels.max()) + 1).to(device)
+    images, labels = images.to(device), labels.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     net.train()
     for epoch in range(epochs):
         perm = torch.randperm(len(images), generator=g)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: one sync per epoch
         for i in range(0, len(images), batch_size):
-            idx = perm[i:i + batch_size]
+            idx = perm[i:i + batch_size].to(device)
             loss = F.cross_entropy(net.logits(images[idx]), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += loss.item() * len(idx)
-        log(f"epoch {epoch + 1}/{epochs}: cross-entropy {total / len(images):.4f}")
-    return net.eval()
+            total += loss.detach() * len(idx)
+        log(f"epoch {epoch + 1}/{epochs}: cross-entropy {float(total) / len(images):.4f}")
+    return net.cpu().eval()
 
 
 @torch.no_grad()
 def accuracy(net: FMNISTClassifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
-    hits = sum(int((net.logits(images[i:i + batch_size]).argmax(-1) == labels[i:i + batch_size]).sum())
-               for i in range(0, len(images), batch_size))
-    return hits / len(images)
+    """Share of ``images`` whose arg-max class is the label, on the network's device (one sync at the end)."""
+    device = next(net.parameters()).device
+    hits = torch.zeros((), dtype=torch.long, device=device)
+    for i in range(0, len(images), batch_size):
+        logits = net.logits(images[i:i + batch_size].to(device))
+        hits += (logits.argmax(-1) == labels[i:i + batch_size].to(device)).sum()
+    return int(hits) / len(images)

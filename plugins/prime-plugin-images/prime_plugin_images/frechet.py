@@ -23,18 +23,20 @@ def metric_name(feature) -> str:
 
 @torch.no_grad()
 def frechet_distance(real: torch.Tensor, fake: torch.Tensor, feature: torch.nn.Module,
-                     batch_size: int = 256) -> float:
-    """FD between two sets of uint8 images under ``feature`` (needs ≥ 2 images per set)."""
+                     batch_size: int = 256, device: torch.device | str = "cpu") -> float:
+    """FD between two sets of uint8 images under ``feature`` (needs ≥ 2 images per set). The network and
+    torchmetrics' running sums live on ``device``; each batch of images moves there once, nothing comes back
+    until the score."""
     for what, x in (("real", real), ("generated", fake)):
         if x.dtype != torch.uint8:
             raise PrimeError(f"{what} images must be uint8 in [0, 255], got dtype {x.dtype}")
         if x.dim() != 4 or len(x) < 2:
             raise PrimeError(f"{what} images must be [N ≥ 2, ch, H, W], got shape {tuple(x.shape)}")
     fd = FrechetInceptionDistance(feature=feature, normalize=False, reset_real_features=True,
-                                  input_img_size=tuple(real.shape[1:]))
+                                  input_img_size=tuple(real.shape[1:])).to(device)
     for x, is_real in ((real, True), (fake, False)):
         for i in range(0, len(x), batch_size):
-            fd.update(x[i:i + batch_size], real=is_real)
+            fd.update(x[i:i + batch_size].to(device), real=is_real)
     return float(fd.compute())
 
 

@@ -49,10 +49,35 @@ def test_prime_images_fd_cli(checkpoint, tmp_path, capsys):
     # FD-FMNIST-style score with a quickly built 8×8 feature network
     from prime_plugin_images.features import FMNISTClassifier, save_classifier
     feat = save_classifier(str(tmp_path / "f.safetensors"), FMNISTClassifier(1, 8, 8), {})
-    rc = images_main(["fd", str(tmp_path / "samples.json"), *cfg, "--features", feat, "--num-real", "50"])
+    rc = images_main(["fd", str(tmp_path / "samples.json"), *cfg, "--features", feat, "--num-real", "50",
+                      "--device", "cpu"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["metric"] == "FD-FMNIST" and out["value"] >= 0 and out["generated"] == 8
+    rc = images_main(["fd", str(tmp_path / "samples.json"), *cfg, "--features", feat, "--num-real", "50"])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["value"] == pytest.approx(out["value"], rel=1e-6)
+    for spec in ["bogus"] + ([] if __import__("torch").cuda.is_available() else ["cuda"]):
+        with pytest.raises(SystemExit) as exc:
+            images_main(["fd", str(tmp_path / "samples.json"), *cfg, "--device", spec])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and "argument --device:" in err
     for bad in (["--features", str(tmp_path / "samples.json")], ["--inception", str(tmp_path / "samples.json")]):
         rc = images_main(["fd", str(tmp_path / "samples.json"), *cfg, *bad])
         err = capsys.readouterr().err
         assert rc == 2 and err.count("\n") == 1, err
+
+
+def test_train_classifier_on_a_device_returns_a_cpu_network():
+    import torch
+
+    from prime_plugin_images.features import accuracy, train_classifier
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8, generator=g)
+    y = (x.float().mean((1, 2, 3)) > 127.5).long()
+    logs = []
+    net = train_classifier(x, y, epochs=2, batch_size=16, device="cpu", log=logs.append)
+    assert next(net.parameters()).device.type == "cpu" and len(logs) == 2
+    assert 0.0 <= accuracy(net, x, y) <= 1.0
+    if torch.cuda.is_available():  # same initial weights and batch order: close results on the GPU
+        on_gpu = train_classifier(x, y, epochs=2, batch_size=16, device="cuda", log=lambda _: None)
+        assert accuracy(on_gpu.cuda(), x, y) == pytest.approx(accuracy(net, x, y), abs=0.1)

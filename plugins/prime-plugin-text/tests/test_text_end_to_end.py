@@ -54,8 +54,23 @@ def test_text_evaluation_with_judge(corpus, cache, tmp_path, capsys):
     assert main(_args(corpus, cache, tmp_path / "mdm")) == 0
     capsys.readouterr()
     assert text_eval([str(tmp_path / "mdm" / "checkpoint.safetensors"), "--judge",
-                      str(tmp_path / "ar" / "checkpoint.safetensors"), "-n", "3", "--steps", "8", "--json"]) == 0
+                      str(tmp_path / "ar" / "checkpoint.safetensors"), "-n", "3", "--steps", "8", "--json",
+                      "--device", "cpu"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["same_tokens"] and rep["cached"]["nfe_mean"] <= rep["uncached"]["nfe_mean"] == 8
     assert rep["gen_ppl"]["label"] == "gen. PPL (judge: prime AR baseline)" and rep["gen_ppl"]["value"] > 1
     assert 0 < rep["unigram_entropy"] <= __import__("math").log(16)
+
+
+def test_text_evaluate_device_refusals_are_one_line(capsys):
+    import pytest
+    import torch
+
+    from prime_plugin_text.evaluate import main as text_eval
+
+    bad = ["bogus"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for spec in bad:
+        with pytest.raises(SystemExit) as exc:
+            text_eval(["absent.safetensors", "--device", spec])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and err.count("\n") == 1 and "argument --device:" in err

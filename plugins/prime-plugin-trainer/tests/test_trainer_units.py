@@ -122,3 +122,21 @@ def test_accumulating_two_half_batches_equals_one_batch(make_config, tmp_path):
     gap, name = max_relative_gap(a, b)
     print(f"accumulation gap {gap:.2e} ({name})")
     assert gap <= 1e-4, (name, gap)
+
+
+def test_device_option_speaks_the_shared_vocabulary(monkeypatch):
+    from prime_plugin_trainer.distributed import env_layout
+
+    assert TrainerOptions.from_dict({"device": "cuda:1"}).device == "cuda:1"
+    with pytest.raises(ConfigError, match="train.options.device must be auto, cpu, cuda or cuda:N, got 'gpu'"):
+        TrainerOptions.from_dict({"device": "gpu"})
+    assert env_layout("cpu").device == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert env_layout("auto").device == torch.device("cpu")
+    with pytest.raises(PrimeError, match="train.options.device 'cuda' asks for CUDA"):
+        env_layout("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert env_layout("auto").device == env_layout("cuda").device == torch.device("cuda", 1)
+    assert env_layout("cuda:0").device == torch.device("cuda", 0)
