@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks of issues 3 and 5, in one run on a lent CUDA machine (its own torch; no network there):
+# The GPU checks of issues 3, 5 and 9, in one run on a lent CUDA machine (its own torch; no network there):
 #   bash bench/gpu_checks.sh            (from the repo root; writes findings to $OUT or ./gpu-out)
-set -u
+# Each part runs under `timeout`; the whole script stays under ~8 minutes on one H100/H200.
+set -u -o pipefail
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 PY=${PY:-python3}
 {
@@ -17,4 +18,9 @@ status=0
 echo "== trainer check"; timeout 300 $PY bench/gpu_trainer_check.py --steps 200 --json "$OUT/trainer.json" 2>&1 \
   | tee "$OUT/trainer.txt" | tail -40 || status=1
 echo "== export check"; timeout 180 $PY bench/gpu_export_check.py 2>&1 | tee "$OUT/export.txt" | tail -30 || status=1
+# issue 9: the sampler on CUDA vs CPU (prime sample/eval --device, identical tokens), and DiT-base training MFU
+echo "== sampler cuda vs cpu"; timeout 150 $PY bench/gpu_sampler_check.py --device cuda --num-samples 10000 \
+  --steps 128 --json "$OUT/sampler.json" 2>&1 | tee "$OUT/sampler.txt" | tail -12 || status=1
+echo "== DiT 12x768 L=1024 bf16 MFU"; timeout 150 $PY bench/gpu_dit_mfu.py --device cuda --steps 30 --warmup 5 \
+  --batch-size 8 --json "$OUT/dit_mfu.json" 2>&1 | tee "$OUT/dit_mfu.txt" | tail -5 || status=1
 exit $status
