@@ -133,16 +133,18 @@ class Validator:
         """B̂ of the weights behind ``per_sequence(rows, generator) → [b]`` (nats per row; call it under
         ``torch.no_grad`` with the model in eval mode). ``all_sum`` sums a float64 tensor over ranks."""
         length = int(self.rows.shape[1])
-        sums = torch.zeros(3, dtype=torch.float64)  # Σ_rows r, Σ_rows r², rows;  r = row's mean nats per token
+        # Σ_rows r, Σ_rows r², rows (r = a row's mean nats per token), kept on the model's device so that nothing
+        # syncs with the host per draw and the all-reduce (NCCL on GPUs) gets a tensor of its own device
+        sums = None
         for k, counted in self.chunks_of(rank, world_size):
             chunk = self.rows[k * self.batch_size:(k + 1) * self.batch_size]
             g = torch.Generator().manual_seed(chunk_seed(self.seed, k))
-            per_row = torch.zeros(chunk.shape[0], dtype=torch.float64)
-            for _ in range(self.mc_samples):
-                per_row += per_sequence(chunk, g).detach().double().cpu()
+            per_row = sum(per_sequence(chunk, g).detach().double() for _ in range(self.mc_samples))
+            if sums is None:
+                sums = torch.zeros(3, dtype=torch.float64, device=per_row.device)
             if counted:
                 r = per_row / (self.mc_samples * length)
-                sums += torch.stack([r.sum(), (r * r).sum(), torch.tensor(float(len(r)), dtype=torch.float64)])
+                sums += torch.stack([r.sum(), (r * r).sum(), r.new_tensor(float(len(r)))])
         total, squares, n = (float(x) for x in all_sum(sums))
         mean = total / n
         var = max(0.0, (squares - n * mean * mean) / (n - 1)) if n > 1 else math.nan
