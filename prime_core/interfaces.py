@@ -44,6 +44,13 @@ class SubTokenMap(abc.ABC):
     def num_codes(self) -> int:
         return self.base**self.ell
 
+    @property
+    def is_positional(self) -> bool:
+        """True when f is the base-b positional code, x = Σ_j f(x)_j b^(ℓ−1−j) (digit 0 most significant), so
+        the C scores of a token padded to b^ℓ reshape to a [b, …, b] grid whose axis j is digit j (the heads'
+        lean path). False (the default) makes the heads use the generic digit-table path."""
+        return False
+
     def is_valid(self, codes: torch.Tensor) -> torch.Tensor:
         """True where a decoded code is a real token (0 ≤ code < C)."""
         return (codes >= 0) & (codes < self.num_classes)
