@@ -161,7 +161,14 @@ class BackboneSpec:
 class Backbone(nn.Module):
     """Maps sub-token ids y [B, L, ℓ] (values 0 … b, b = mask) and times t [B] (or None) to logits
     [B, L, out_dim]. Knows nothing of diffusion beyond its inputs. Subclasses take
-    ``(spec: BackboneSpec, **options)`` and set ``time_conditioned``."""
+    ``(spec: BackboneSpec, **options)`` and set ``time_conditioned``.
+
+    ``forward(y, t, positions=None)``: with ``positions`` None the logits of every position, [B, L, out_dim];
+    given flat indices b·L + i [N] (int64, row-major) or a bool mask [B, L], the logits at those positions only,
+    [N, out_dim] in that order, equal (allclose) to ``forward(y, t)`` at them — the network still reads the whole
+    sequence, but the output projection (e.g. the C-way head, the largest layer at small widths) runs only there.
+    `select_positions` does the indexing. Backbones written without a ``positions`` argument still work:
+    `PrimeModel` then slices their full output (conformance: ``check_positions_match_full_output``)."""
 
     time_conditioned: bool = False
     #: names of the metrics `prime eval` reports for this backbone instead of the diffusion bounds (None = the
@@ -171,6 +178,20 @@ class Backbone(nn.Module):
     def __init__(self, spec: BackboneSpec, **options: Any):
         super().__init__()
         self.spec = spec
+
+    @staticmethod
+    def select_positions(h: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        """h [B, L, …] at ``positions``: h itself when None, else [N, …] for flat indices b·L + i [N] or a bool
+        mask [B, L] (rows in row-major order)."""
+        if positions is None:
+            return h
+        return h.flatten(0, 1)[positions.flatten()]
+
+    @staticmethod
+    def flat_indices(positions: torch.Tensor) -> torch.Tensor:
+        """``positions`` (flat indices b·L + i [N] or a bool mask [B, L]) as flat int64 indices [N]."""
+        flat = positions.flatten()
+        return flat.nonzero().squeeze(-1) if flat.dtype == torch.bool else flat.long()
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

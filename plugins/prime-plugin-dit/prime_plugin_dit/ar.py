@@ -39,9 +39,15 @@ class DiTAR(DiT):
                              "use model.head = \"carry-over\" or \"joint\"")
         super().__init__(spec, preset, **options)
 
-    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        start = torch.full_like(y[:, :1], self.spec.base)  # the mask symbol m = b as start-of-sequence
-        return super().forward(torch.cat([start, y[:, :-1]], dim=1), None)  # shift right: [B, L, ℓ]
+    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, L, out_dim] (or [N, out_dim] at ``positions``); position i sees tokens < i only."""
+        return super().forward(self.shift_right(y), None, positions)  # [B, L, ℓ]
+
+    def shift_right(self, y: torch.Tensor) -> torch.Tensor:
+        """[x_0 … x_{L−1}] → [m, x_0 … x_{L−2}]: the mask symbol m = b as start-of-sequence."""
+        start = torch.full_like(y[:, :1], self.spec.base)
+        return torch.cat([start, y[:, :-1]], dim=1)
 
 
 def ar_log_probs(model, tokens: torch.Tensor) -> torch.Tensor:

@@ -223,7 +223,10 @@ class DiT(Backbone):
         """Sub-token ids [B, L, ℓ] → token embeddings [B, L, D] (the L·ℓ → L fold of DESIGN §2.7)."""
         return self.encoder(y)
 
-    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, L, out_dim], or [N, out_dim] at ``positions`` (flat b·L + i [N] or bool [B, L]): the
+        blocks see the whole sequence; the final adaLN and the out_dim-way head run at those positions only."""
         b, length, ell = y.shape
         if length != self.spec.length or ell != self.spec.ell:
             raise ValueError(f"expected sub-token ids [B, L={self.spec.length}, ℓ={self.spec.ell}], "
@@ -233,8 +236,16 @@ class DiT(Backbone):
         cos, sin = self.rope_cos.to(x.dtype), self.rope_sin.to(x.dtype)
         for block in self.blocks:
             x = block(x, c, cos, sin)  # [B, L, D]
+        return self.final(x, c, positions)
+
+    def final(self, x: torch.Tensor, c: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Final adaLN and head: x [B, L, D] → logits [B, L, out_dim] (or [N, out_dim] at ``positions``)."""
         shift, scale = self.adaLN_f(F.silu(c))[:, None, :].chunk(2, dim=-1)  # [B, 1, D] each
-        return self.head(modulate(self.norm_f(x), shift, scale))  # [B, L, out_dim]
+        if positions is not None:
+            x = self.select_positions(x, positions)  # [N, D]
+            row = torch.div(self.flat_indices(positions), self.spec.length, rounding_mode="floor")
+            shift, scale = shift[row, 0], scale[row, 0]  # [N, D]
+        return self.head(modulate(self.norm_f(x), shift, scale))
 
     # sizes -----------------------------------------------------------------------------------------------------
     def flops_per_token(self) -> float:
