@@ -164,6 +164,57 @@ def _generic_subset_log_marginal(log_p, targets, subset, subtoken_map):
     return torch.logsumexp(log_p.masked_fill(~keep, NEG_INF), dim=-1)
 
 
+def digit_log_marginal_at(log_p: torch.Tensor, targets: torch.Tensor, subtoken_map: SubTokenMap) -> torch.Tensor:
+    """log p(d_j = v_j | y_t) for each digit slot j at the given values v [..., ℓ]: [..., ℓ] (the NELBO's per-digit
+    terms). Positional maps: the slice of the code grid at v_j on axis j (b^(ℓ−1) codes) is gathered and
+    logsumexp-reduced, and the backward pass scatters exp(log p(x) − log p(d_j = v_j)) into one gradient buffer,
+    so no [..., C] temporaries are kept besides it; other maps gather from `digit_log_marginals`."""
+    if not subtoken_map.is_positional:
+        return digit_log_marginals(log_p, subtoken_map).gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
+    if subtoken_map.ell == 1:
+        return log_p.gather(-1, targets.long())
+    return _DigitMarginalAt.apply(log_p, targets.long(), subtoken_map)
+
+
+def _grid_slice_index(grid: torch.Tensor, targets: torch.Tensor, j: int, lead: int) -> torch.Tensor:
+    """Index for gathering the grid with digit axis j moved last at v_j: [..., b^(ℓ−1), 1] (an expanded view)."""
+    shape = grid.movedim(lead + j, -1).shape
+    return targets[..., j].view(*targets.shape[:-1], *[1] * (len(shape) - lead)).expand(*shape[:-1], 1)
+
+
+class _DigitMarginalAt(torch.autograd.Function):
+    """Custom backward of `digit_log_marginal_at` for positional maps (see there)."""
+
+    @staticmethod
+    def forward(ctx, log_p, targets, subtoken_map):
+        grid, lead = code_grid(log_p, subtoken_map), log_p.dim() - 1
+        out = []
+        for j in range(subtoken_map.ell):
+            moved = grid.movedim(lead + j, -1)
+            part = moved.gather(-1, _grid_slice_index(grid, targets, j, lead)).squeeze(-1)  # [..., b, …] (ℓ−1 axes)
+            out.append(part.flatten(lead).logsumexp(-1))
+        result = torch.stack(out, dim=-1)
+        ctx.save_for_backward(log_p, targets, result)
+        ctx.subtoken_map = subtoken_map
+        return result
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        log_p, targets, result = ctx.saved_tensors
+        m, lead = ctx.subtoken_map, log_p.dim() - 1
+        grad = torch.zeros(*log_p.shape[:-1], m.num_codes, dtype=log_p.dtype, device=log_p.device)
+        grid = code_grid(log_p, m)
+        grad_grid = grad.view(grid.shape)
+        for j in range(m.ell):
+            index = _grid_slice_index(grid, targets, j, lead)
+            part = grid.movedim(lead + j, -1).gather(-1, index)  # log p(x) on the slice d_j = v_j
+            g = grad_out[..., j].view(*grad_out.shape[:-1], *[1] * (part.dim() - lead))
+            share = torch.where(g == 0, torch.zeros_like(part),
+                                g * (part - result[..., j].view_as(g)).exp())  # ∂ log P_j / ∂ log p(x)
+            grad_grid.movedim(lead + j, -1).scatter_add_(-1, index, share)
+        return grad[..., :m.num_classes], None, None
+
+
 def digit_log_marginals(log_p: torch.Tensor, subtoken_map: SubTokenMap) -> torch.Tensor:
     """log p(d_j = v | y_t) for every digit slot j and value v: [B, L, ℓ, b] (each slot's exp sums to 1).
     Positional maps: logsumexp of the code grid over every axis but j; ℓ = 1: log p itself."""

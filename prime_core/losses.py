@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from .forward import apply_mask, sample_mask
-from .heads import digit_log_marginals, subset_log_marginal
+from .heads import digit_log_marginal_at, subset_log_marginal
 
 
 def unit_nll(log_p: torch.Tensor, y0: torch.Tensor, tokens: torch.Tensor, masked: torch.Tensor,
@@ -28,11 +28,11 @@ def unit_nll(log_p: torch.Tensor, y0: torch.Tensor, tokens: torch.Tensor, masked
     """Σ over masked units of −log p_θ(y₀ᵘ | y_t), per token position: [B, L].
 
     Independent noise: units are sub-tokens and each uses its digit marginal log p_θ(d_j = y₀^{i,j} | y_t)
-    (`digit_log_marginals`, all ℓ slots at once). Grouped: units are tokens and use the joint p_θ(x₀ⁱ | y_t)."""
+    (`digit_log_marginal_at`, all ℓ slots at once). Grouped: units are tokens and use the joint p_θ(x₀ⁱ | y_t)."""
     if model.grouped:
         nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         return torch.where(masked[..., 0], nll, torch.zeros_like(nll))
-    nll = -digit_log_marginals(log_p, model.map).gather(-1, y0.unsqueeze(-1)).squeeze(-1)  # [B, L, ℓ]
+    nll = -digit_log_marginal_at(log_p, y0, model.map)  # [B, L, ℓ]
     return torch.where(masked, nll, torch.zeros_like(nll)).sum(-1)
 
 
