@@ -7,6 +7,8 @@ base b with b^(ℓ−1) < C ≤ b^ℓ, mask symbol m = b, noise schedule α_t.
 from __future__ import annotations
 
 import abc
+import functools
+import inspect
 import math
 from typing import Any, ClassVar, Iterator
 
@@ -179,6 +181,11 @@ class Backbone(nn.Module):
         super().__init__()
         self.spec = spec
 
+    @classmethod
+    def accepts_positions(cls) -> bool:
+        """Whether this class's ``forward`` takes ``positions`` (inspected once per class)."""
+        return _forward_takes_positions(cls)
+
     @staticmethod
     def select_positions(h: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
         """h [B, L, …] at ``positions``: h itself when None, else [N, …] for flat indices b·L + i [N] or a bool
@@ -199,6 +206,14 @@ class Backbone(nn.Module):
     def flops_per_token(self) -> float:
         """Forward multiply-adds ×2 per token position (approximate; 6× this for a training step)."""
         return 2.0 * self.num_parameters()
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_takes_positions(cls: type) -> bool:
+    try:
+        return "positions" in inspect.signature(cls.forward).parameters
+    except (TypeError, ValueError):  # no introspectable signature: PrimeModel slices the full output
+        return False
 
 
 # --------------------------------------------------------------------------------------------- parameterization

@@ -6,23 +6,11 @@ live in their own modules and only call `log_probs`.
 
 from __future__ import annotations
 
-import functools
-import inspect
-
 import torch
 from torch import nn
 
 from .forward import NOISE_KINDS
 from .interfaces import Backbone, NoiseSchedule, Parameterization, SubTokenMap
-
-
-@functools.lru_cache(maxsize=None)
-def accepts_positions(backbone_type: type) -> bool:
-    """Whether a backbone class's ``forward`` takes ``positions`` (checked once per class)."""
-    try:
-        return "positions" in inspect.signature(backbone_type.forward).parameters
-    except (TypeError, ValueError):  # no introspectable signature: use the full-output fallback
-        return False
 
 
 class PrimeModel(nn.Module):
@@ -79,7 +67,7 @@ class PrimeModel(nn.Module):
         t = t if self.time_conditioned else None
         if positions is None:
             return self.backbone(y_t, t)
-        if accepts_positions(type(self.backbone)):
+        if self.backbone.accepts_positions():
             return self.backbone(y_t, t, positions=positions)
         return Backbone.select_positions(self.backbone(y_t, t), positions)
 

@@ -4,7 +4,6 @@ falls back to slicing the full output for backbones written without the argument
 import torch
 
 from prime_core import Backbone
-from prime_core.model import accepts_positions
 from prime_test_models import make_model
 
 
@@ -38,7 +37,7 @@ def test_log_probs_at_equals_full_log_probs_there(tiny_model):
         at_mask = model.log_probs_at(y, where)
         flat = torch.tensor([11, 0, 4])
         at_flat = model.log_probs_at(y, flat)
-    assert accepts_positions(type(model.backbone))
+    assert model.backbone.accepts_positions()
     assert calls[1]["positions"] is where and calls[2]["positions"] is flat  # the backbone was asked, not sliced
     assert at_mask.shape == (int(where.sum()), 10) and torch.allclose(at_mask, full[where], atol=1e-5)
     assert torch.allclose(at_flat, full.flatten(0, 1)[flat], atol=1e-5)
@@ -50,7 +49,7 @@ def test_backbone_without_positions_is_sliced(tiny_model):
     with torch.no_grad():
         want = model.log_probs(y)[where]
         model.backbone = Legacy(model.backbone)
-        assert not accepts_positions(Legacy)
+        assert not Legacy.accepts_positions()
         got = model.log_probs_at(y, where)
         assert torch.allclose(got, want, atol=1e-5)
         assert torch.allclose(model(y, None, positions=where), model(y)[where])

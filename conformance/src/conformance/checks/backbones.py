@@ -16,8 +16,6 @@ import torch
 
 from prime_core.api import BackboneSpec
 
-from prime_core.model import accepts_positions
-
 from ..cases import check
 from ..errors import Failure, SkipCheck
 from ..toy import perturb_
@@ -133,7 +131,7 @@ def check_positions_match_full_output(subject):
     in P's order, for flat indices b·L + i [N] (unsorted, with a repeat) and for a bool mask [B, L], with and
     without time conditioning, for joint and independent output sizes."""
     base = _spec(subject)
-    if not accepts_positions(subject.cls):
+    if not subject.cls.accepts_positions():
         raise SkipCheck("forward takes no positions argument: PrimeModel slices the full output")
     for out_dim in (base.num_classes, base.ell * base.base):
         spec = attrs.evolve(base, out_dim=out_dim)
