@@ -31,7 +31,7 @@ from .errors import (CheckpointError, ConfigError, PrimeError, RegistryError, Un
 # optional dependencies: a missing one is one line naming the extra that installs it
 from .extras import matplotlib_pyplot, optional_import, require
 from .report import finish_training, plot_loss_curve, write_report_markdown
-from .exact import (all_sequences, exact_log_likelihood, exact_tstep_log_likelihood, mask_set_weight,
+from .exact import (all_sequences, exact_log_likelihood, exact_nelbo, exact_tstep_log_likelihood, mask_set_weight,
                     reveal_units, revealed_sets)
 from .forward import sample_mask
 from .heads import consistent, subset_log_marginal
@@ -70,7 +70,7 @@ __all__ = [
     "RegistryError", "Runtime", "SampleResult", "Sampler", "Step", "SubTokenMap", "Tokenizer", "Trainer",
     "UnknownComponentError", "__version__", "all_sequences", "batch_indices", "build_dataset", "build_model",
     "build_training_loss", "check_resume_config", "checkpoint_exists", "claim", "consistent",
-    "dataset_for_checkpoint", "distribution_version", "exact_log_likelihood", "exact_tstep_log_likelihood",
+    "dataset_for_checkpoint", "distribution_version", "exact_log_likelihood", "exact_nelbo", "exact_tstep_log_likelihood",
     "expected_idle_steps", "filter_log_probs", "get_registry", "gumbel", "learning_rate", "load_config",
     "load_model", "local_out_dir", "mask_set_weight", "matplotlib_pyplot", "model_metadata", "new_registry",
     "optional_import", "plot_loss_curve", "require", "check_count", "first_line", "finish_training", "write_report_markdown", "presentation",

@@ -3,10 +3,14 @@
 With a time-independent denoiser the continuous-time model reveals its N reveal units (N = L·ℓ sub-tokens, or
 L tokens under grouped noise) in a uniformly random order, each from its marginal given what is revealed, so
     p_θ(y₀) = E_{order π} Π_k p_θ(y₀^{π_k} | y₀^{π_<k}),
-computed here by dynamic programming over the 2^N revealed sets. The T-step sampler's p_T(y₀) is a similar DP over
-steps. The bounds of `losses` are evaluated in closed form over the same sets: a set of m masked units carries
-weight ∫₀¹ a^(N−m)(1−a)^(m−1) da = B(N−m+1, m) in the continuous NELBO. Tests compare them: every bound must be
-≥ the exact NLL of the model it bounds, and the model's probabilities must sum to 1 over valid sequences.
+computed here by dynamic programming over the 2^N revealed sets R. The T-step sampler's p_T(y₀) is a similar DP over
+steps, in which a step reveals a set R′ \\ R of units at once (jointly within a token: a subset marginal). The bounds
+of `losses` are evaluated in closed form over the same sets: a set of m masked units carries weight
+∫₀¹ a^(N−m)(1−a)^(m−1) da = B(N−m+1, m) in the continuous NELBO. Tests compare them: every bound must be ≥ the exact
+NLL of the model it bounds, and the model's probabilities must sum to 1 over valid sequences.
+
+Every function takes a batch of sequences tokens [B, L] and returns [B] (float64): the model runs once per
+revealed set R on all rows together (rows in chunks of `ROWS`), and the DPs are vectorised over rows.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import torch
 from .heads import subset_log_marginal
 
 MAX_UNITS = 10
+ROWS = 4096  # sequences per model call
+PAIR_ELEMENTS = 1 << 22  # K·B·L·C elements per batched subset-marginal call
 
 
 def reveal_units(model) -> torch.Tensor:
@@ -39,8 +45,16 @@ def revealed_sets(units: torch.Tensor) -> torch.Tensor:
     return (bits.bool().view(2**n, n, 1, 1) & units.unsqueeze(0)).any(1)
 
 
+def _by_rows(fn):
+    """Run ``fn(model, tokens, *args)`` on chunks of `ROWS` sequences and concatenate the [B] results."""
+    def run(model, tokens: torch.Tensor, *args) -> torch.Tensor:
+        return torch.cat([fn(model, chunk, *args) for chunk in tokens.split(ROWS)])
+    run.__name__, run.__doc__ = fn.__name__, fn.__doc__
+    return run
+
+
 class _Enumeration:
-    """log p_θ(· | y_R) for every revealed set R of one sequence, and joint subset probabilities between sets."""
+    """The revealed sets R of a problem and log p_θ(· | y_R) for a batch of sequences, one set at a time."""
 
     def __init__(self, model, tokens: torch.Tensor):
         if model.time_conditioned:
@@ -50,53 +64,70 @@ class _Enumeration:
         self.n = self.units.shape[0]
         if self.n > MAX_UNITS:
             raise ValueError(f"exact enumeration supports at most {MAX_UNITS} reveal units, got N={self.n}")
-        self.full = 2**self.n - 1
-        self.tokens = tokens
-        self.y0 = model.map.encode(tokens.view(1, -1))[0]  # [L, ℓ]
+        self.sets = 2**self.n
+        self.full = self.sets - 1
+        self.tokens = tokens  # [B, L]
+        self.y0 = model.map.encode(tokens.view(len(tokens), -1))  # [B, L, ℓ]
         self.revealed = revealed_sets(self.units)  # [2^N, L, ℓ]
-        y = self.y0.expand(2**self.n, -1, -1).masked_fill(~self.revealed, model.mask_id)
-        with torch.no_grad():
-            self.log_p = model.log_probs(y, None).double()  # [2^N, L, C]
-            self.train_log_p = model.training_log_probs(y, None).double()
-        self.size = torch.tensor([bin(r).count("1") for r in range(2**self.n)])
+        self.size = torch.tensor([bin(r).count("1") for r in range(self.sets)])
 
-    def pair_log_prob(self, sets: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-        """Σ_i log p_θ(y₀ of token i's newly revealed sub-tokens | y_R), jointly within a token, for set pairs
-        (R = sets[k], R ∪ new[k]): [K]."""
-        subset = self.revealed[sets | new] & ~self.revealed[sets]
-        targets = self.y0.expand(len(sets), -1, -1)
-        return subset_log_marginal(self.log_p[sets], targets, subset, self.model.map).sum(-1)
+    @torch.no_grad()
+    def log_probs(self, r: int, training: bool = False) -> torch.Tensor:
+        """log p_θ(x | y_R) [B, L, C] float64 (the training distribution when ``training``)."""
+        y = self.y0.masked_fill(~self.revealed[r], self.model.mask_id)
+        fn = self.model.training_log_probs if training else self.model.log_probs
+        return fn(y, None).double()
+
+    @torch.no_grad()
+    def subset_log_probs(self, log_p: torch.Tensor, subsets: torch.Tensor) -> torch.Tensor:
+        """Σ_i log p_θ(y₀ on token i's sub-tokens in S_k | y_R), jointly within a token, for K subsets
+        S_k [K, L, ℓ] of the masked sub-tokens: [K, B]."""
+        per_call = max(1, PAIR_ELEMENTS // max(1, log_p.numel()))
+        out = []
+        for chunk in subsets.split(per_call):
+            k = len(chunk)
+            lp = log_p.unsqueeze(0).expand(k, *log_p.shape)
+            targets = self.y0.unsqueeze(0).expand(k, *self.y0.shape)
+            subset = chunk.unsqueeze(1).expand(k, *self.y0.shape)
+            out.append(subset_log_marginal(lp, targets, subset, self.model.map).sum(-1))
+        return torch.cat(out)
+
+    def singles(self) -> torch.Tensor:
+        """log p_θ(y₀ᵘ | y_R) for every set R and unit u ∉ R: [2^N, N, B] (nan where u ∈ R)."""
+        out = torch.full((self.sets, self.n, len(self.tokens)), math.nan, dtype=torch.float64)
+        for r in range(self.full):
+            free = [u for u in range(self.n) if not r >> u & 1]
+            out[r, free] = self.subset_log_probs(self.log_probs(r), self.units[free])
+        return out
+
+    def transitions(self):
+        """All pairs R ⊆ R′ (sorted by R) as index tensors [P] and log p_θ(y₀ on R′ \\ R | y_R) [P, B]
+        (exactly 0 when R′ = R)."""
+        r, r2 = torch.arange(self.sets).view(-1, 1), torch.arange(self.sets).view(1, -1)
+        sets, sets2 = ((r & r2) == r).nonzero(as_tuple=True)
+        pair = torch.zeros(len(sets), len(self.tokens), dtype=torch.float64)
+        starts = torch.searchsorted(sets, torch.arange(self.sets + 1))
+        for s in range(self.full):
+            lo, hi = int(starts[s]) + 1, int(starts[s + 1])  # skip R′ = R, the first superset of R
+            new = self.revealed[sets2[lo:hi]] & ~self.revealed[s]
+            pair[lo:hi] = self.subset_log_probs(self.log_probs(s), new)
+        return sets, sets2, pair
 
 
-def _singles(e: _Enumeration) -> torch.Tensor:
-    """log p_θ(y₀ᵘ | y_R) for every set R and unit u ∉ R: [2^N, N] (nan where u ∈ R)."""
-    sets = torch.arange(2**e.n).repeat_interleave(e.n)
-    unit = torch.arange(e.n).repeat(2**e.n)
-    new = 1 << unit
-    out = torch.full((2**e.n * e.n,), math.nan, dtype=torch.float64)
-    fresh = (sets & new) == 0
-    out[fresh] = e.pair_log_prob(sets[fresh], new[fresh])
-    return out.view(2**e.n, e.n)
-
-
+@_by_rows
 def exact_log_likelihood(model, tokens: torch.Tensor) -> torch.Tensor:
     """log p_θ(x) of the continuous-time model for each row of tokens [B, L] → [B] (float64)."""
-    out = []
-    for row in tokens:
-        e = _Enumeration(model, row)
-        singles = _singles(e)
-        log_reach = torch.full((2**e.n,), -math.inf, dtype=torch.float64)
-        log_reach[0] = 0.0
-        for r in sorted(range(2**e.n), key=lambda s: e.size[s]):
-            if r == e.full or log_reach[r] == -math.inf:
-                continue
-            choose = -math.log(e.n - int(e.size[r]))  # next unit uniform among the unrevealed
-            for u in range(e.n):
-                if not r >> u & 1:
-                    nxt = r | (1 << u)
-                    log_reach[nxt] = torch.logaddexp(log_reach[nxt], log_reach[r] + choose + singles[r, u])
-        out.append(log_reach[e.full])
-    return torch.stack(out)
+    e = _Enumeration(model, tokens)
+    singles = e.singles()
+    log_reach = torch.full((e.sets, len(tokens)), -math.inf, dtype=torch.float64)
+    log_reach[0] = 0.0
+    for r in sorted(range(e.full), key=lambda s: e.size[s]):
+        choose = -math.log(e.n - int(e.size[r]))  # next unit uniform among the unrevealed
+        for u in range(e.n):
+            if not r >> u & 1:
+                nxt = r | (1 << u)
+                log_reach[nxt] = torch.logaddexp(log_reach[nxt], log_reach[r] + choose + singles[r, u])
+    return log_reach[e.full]
 
 
 def mask_set_weight(n: int, m: int) -> float:
@@ -104,92 +135,77 @@ def mask_set_weight(n: int, m: int) -> float:
     return math.factorial(n - m) * math.factorial(m - 1) / math.factorial(n)
 
 
+@_by_rows
 def exact_nelbo(model, tokens: torch.Tensor) -> torch.Tensor:
     """The continuous-time NELBO (`losses.nelbo`'s expectation) in closed form: [B]."""
-    out = []
-    for row in tokens:
-        e = _Enumeration(model, row)
-        singles = _singles(e)
-        total = torch.zeros((), dtype=torch.float64)
-        for r in range(2**e.n - 1):
-            m = e.n - int(e.size[r])
-            total = total - mask_set_weight(e.n, m) * singles[r][~torch.isnan(singles[r])].sum()
-        out.append(total)
-    return torch.stack(out)
+    e = _Enumeration(model, tokens)
+    singles = e.singles()
+    total = torch.zeros(len(tokens), dtype=torch.float64)
+    for r in range(e.full):
+        free = [u for u in range(e.n) if not r >> u & 1]
+        total -= mask_set_weight(e.n, len(free)) * singles[r, free].sum(0)
+    return total
 
 
+@_by_rows
 def exact_joint_loss(model, tokens: torch.Tensor) -> torch.Tensor:
     """The paper's joint loss (`losses.joint_loss`'s expectation over t ∈ (0, 1]) in closed form: [B]."""
-    out = []
-    for row in tokens:
-        e = _Enumeration(model, row)
-        nll = -e.train_log_p.gather(-1, row.view(1, -1, 1).expand(2**e.n, -1, 1)).squeeze(-1)  # [2^N, L]
-        total = torch.zeros((), dtype=torch.float64)
-        for r in range(2**e.n - 1):
-            touched = ~e.revealed[r].all(-1)
-            total = total + mask_set_weight(e.n, e.n - int(e.size[r])) * nll[r][touched].sum()
-        out.append(total)
-    return torch.stack(out)
-
-
-def _step_transitions(e: _Enumeration):
-    """All pairs R ⊆ R′ as index tensors plus log-prob of revealing exactly R′ \\ R jointly."""
-    pairs = [(r, r2) for r in range(2**e.n) for r2 in range(2**e.n) if r & r2 == r]
-    sets = torch.tensor([p[0] for p in pairs])
-    sets2 = torch.tensor([p[1] for p in pairs])
-    return sets, sets2, e.pair_log_prob(sets, sets2 & ~sets)
+    e = _Enumeration(model, tokens)
+    total = torch.zeros(len(tokens), dtype=torch.float64)
+    for r in range(e.full):
+        nll = -e.log_probs(r, training=True).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)  # [B, L]
+        touched = ~e.revealed[r].all(-1)  # [L]
+        total += mask_set_weight(e.n, e.n - int(e.size[r])) * nll[:, touched].sum(-1)
+    return total
 
 
 def _step_log_weights(e, sets, sets2, reveal_p: float) -> torch.Tensor:
-    """log of r^{|R′\\R|} (1−r)^{N−|R′|}: which still-masked units are revealed in a step."""
+    """log of r^{|R′\\R|} (1−r)^{N−|R′|}: which still-masked units are revealed in a step: [P]."""
     new = (e.size[sets2] - e.size[sets]).double()
     stay = (e.n - e.size[sets2]).double()
-    with torch.no_grad():
-        return torch.xlogy(new, torch.tensor(reveal_p, dtype=torch.float64)) + \
-            torch.xlogy(stay, torch.tensor(1.0 - reveal_p, dtype=torch.float64))
+    return torch.xlogy(new, torch.tensor(reveal_p, dtype=torch.float64)) + \
+        torch.xlogy(stay, torch.tensor(1.0 - reveal_p, dtype=torch.float64))
 
 
+@_by_rows
 def exact_tstep_log_likelihood(model, tokens: torch.Tensor, steps: int) -> torch.Tensor:
     """log p_T(x) of the T-step ancestral sampler (time-independent denoiser): [B]."""
     alphas = model.schedule.step_alphas(steps)
-    out = []
-    for row in tokens:
-        e = _Enumeration(model, row)
-        sets, sets2, pair = _step_transitions(e)
-        log_state = torch.full((2**e.n,), -math.inf, dtype=torch.float64)
-        log_state[0] = 0.0
-        for k in range(steps):
-            r = float((alphas[k + 1] - alphas[k]) / (1.0 - alphas[k]))
-            contrib = log_state[sets] + _step_log_weights(e, sets, sets2, r) + pair
-            log_state = _scatter_logsumexp(contrib, sets2, 2**e.n)
-        out.append(log_state[e.full])
-    return torch.stack(out)
+    e = _Enumeration(model, tokens)
+    sets, sets2, pair = e.transitions()
+    log_state = torch.full((e.sets, len(tokens)), -math.inf, dtype=torch.float64)
+    log_state[0] = 0.0
+    for k in range(steps):
+        r = float((alphas[k + 1] - alphas[k]) / (1.0 - alphas[k]))
+        contrib = log_state[sets] + _step_log_weights(e, sets, sets2, r).unsqueeze(-1) + pair  # [P, B]
+        log_state = _scatter_logsumexp(contrib, sets2, e.sets)
+    return log_state[e.full]
 
 
 def _scatter_logsumexp(values: torch.Tensor, index: torch.Tensor, size: int) -> torch.Tensor:
-    top = torch.full((size,), -math.inf, dtype=values.dtype).scatter_reduce(0, index, values, reduce="amax")
+    """out[s] = logsumexp over {p : index[p] = s} of values[p]: values [P, B] → [size, B]."""
+    shape = (size, *values.shape[1:])
+    idx = index.view(-1, *[1] * (values.dim() - 1)).expand_as(values)
+    top = torch.full(shape, -math.inf, dtype=values.dtype).scatter_reduce(0, idx, values, reduce="amax")
     safe = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    total = torch.zeros(size, dtype=values.dtype).index_add(0, index, (values - safe[index]).exp())
+    total = torch.zeros(shape, dtype=values.dtype).index_add(0, index, (values - safe[index]).exp())
     return safe + total.log()
 
 
+@_by_rows
 def exact_tstep_nelbo(model, tokens: torch.Tensor, steps: int) -> torch.Tensor:
     """The T-step NELBO (`losses.tstep_nelbo`'s expectation) in closed form: [B]."""
     alphas = model.schedule.step_alphas(steps)
-    out = []
-    for row in tokens:
-        e = _Enumeration(model, row)
-        sets, sets2, pair = _step_transitions(e)
-        total = torch.zeros((), dtype=torch.float64)
-        for k in range(steps):
-            a = alphas[k]
-            r = float((alphas[k + 1] - a) / (1.0 - a))
-            log_q = torch.xlogy(e.size[sets].double(), a) + torch.xlogy((e.n - e.size[sets]).double(), 1.0 - a)
-            weight = (log_q + _step_log_weights(e, sets, sets2, r)).exp()
-            finite = weight > 0
-            total = total - (weight[finite] * pair[finite]).sum()
-        out.append(total)
-    return torch.stack(out)
+    e = _Enumeration(model, tokens)
+    sets, sets2, pair = e.transitions()
+    weight = torch.zeros(len(sets), dtype=torch.float64)  # Σ_k q_k(R) · P(R → R′ in step k)
+    for k in range(steps):
+        a = alphas[k]
+        r = float((alphas[k + 1] - a) / (1.0 - a))
+        log_q = torch.xlogy(e.size[sets].double(), a) + torch.xlogy((e.n - e.size[sets]).double(), 1.0 - a)
+        weight += (log_q + _step_log_weights(e, sets, sets2, r)).exp()
+    used = weight > 0
+    return -(weight[used].unsqueeze(-1) * pair[used]).sum(0)
 
 
 def all_sequences(num_classes: int, length: int) -> torch.Tensor:

@@ -7,6 +7,8 @@ base b with b^(ℓ−1) < C ≤ b^ℓ, mask symbol m = b, noise schedule α_t.
 from __future__ import annotations
 
 import abc
+import functools
+import inspect
 import math
 from typing import Any, ClassVar, Iterator
 
@@ -43,6 +45,13 @@ class SubTokenMap(abc.ABC):
     @property
     def num_codes(self) -> int:
         return self.base**self.ell
+
+    @property
+    def is_positional(self) -> bool:
+        """True when f is the base-b positional code, x = Σ_j f(x)_j b^(ℓ−1−j) (digit 0 most significant), so
+        the C scores of a token padded to b^ℓ reshape to a [b, …, b] grid whose axis j is digit j (the heads'
+        lean path). False (the default) makes the heads use the generic digit-table path."""
+        return False
 
     def is_valid(self, codes: torch.Tensor) -> torch.Tensor:
         """True where a decoded code is a real token (0 ≤ code < C)."""
@@ -154,7 +163,14 @@ class BackboneSpec:
 class Backbone(nn.Module):
     """Maps sub-token ids y [B, L, ℓ] (values 0 … b, b = mask) and times t [B] (or None) to logits
     [B, L, out_dim]. Knows nothing of diffusion beyond its inputs. Subclasses take
-    ``(spec: BackboneSpec, **options)`` and set ``time_conditioned``."""
+    ``(spec: BackboneSpec, **options)`` and set ``time_conditioned``.
+
+    ``forward(y, t, positions=None)``: with ``positions`` None the logits of every position, [B, L, out_dim];
+    given flat indices b·L + i [N] (int64, row-major) or a bool mask [B, L], the logits at those positions only,
+    [N, out_dim] in that order, equal (allclose) to ``forward(y, t)`` at them — the network still reads the whole
+    sequence, but the output projection (e.g. the C-way head, the largest layer at small widths) runs only there.
+    `select_positions` does the indexing. Backbones written without a ``positions`` argument still work:
+    `PrimeModel` then slices their full output (conformance: ``check_positions_match_full_output``)."""
 
     time_conditioned: bool = False
     #: names of the metrics `prime eval` reports for this backbone instead of the diffusion bounds (None = the
@@ -165,12 +181,39 @@ class Backbone(nn.Module):
         super().__init__()
         self.spec = spec
 
+    @classmethod
+    def accepts_positions(cls) -> bool:
+        """Whether this class's ``forward`` takes ``positions`` (inspected once per class)."""
+        return _forward_takes_positions(cls)
+
+    @staticmethod
+    def select_positions(h: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
+        """h [B, L, …] at ``positions``: h itself when None, else [N, …] for flat indices b·L + i [N] or a bool
+        mask [B, L] (rows in row-major order)."""
+        if positions is None:
+            return h
+        return h.flatten(0, 1)[positions.flatten()]
+
+    @staticmethod
+    def flat_indices(positions: torch.Tensor) -> torch.Tensor:
+        """``positions`` (flat indices b·L + i [N] or a bool mask [B, L]) as flat int64 indices [N]."""
+        flat = positions.flatten()
+        return flat.nonzero().squeeze(-1) if flat.dtype == torch.bool else flat.long()
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
     def flops_per_token(self) -> float:
         """Forward multiply-adds ×2 per token position (approximate; 6× this for a training step)."""
         return 2.0 * self.num_parameters()
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_takes_positions(cls: type) -> bool:
+    try:
+        return "positions" in inspect.signature(cls.forward).parameters
+    except (TypeError, ValueError):  # no introspectable signature: PrimeModel slices the full output
+        return False
 
 
 # --------------------------------------------------------------------------------------------- parameterization

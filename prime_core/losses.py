@@ -20,25 +20,20 @@ from __future__ import annotations
 import torch
 
 from .forward import apply_mask, sample_mask
-from .heads import subset_log_marginal
+from .heads import digit_log_marginal_at, subset_log_marginal
 
 
 def unit_nll(log_p: torch.Tensor, y0: torch.Tensor, tokens: torch.Tensor, masked: torch.Tensor,
              model) -> torch.Tensor:
     """Σ over masked units of −log p_θ(y₀ᵘ | y_t), per token position: [B, L].
 
-    Independent noise: units are sub-tokens and each uses its digit marginal. Grouped: units are tokens and
-    use the joint p_θ(x₀ⁱ | y_t)."""
+    Independent noise: units are sub-tokens and each uses its digit marginal log p_θ(d_j = y₀^{i,j} | y_t)
+    (`digit_log_marginal_at`, all ℓ slots at once). Grouped: units are tokens and use the joint p_θ(x₀ⁱ | y_t)."""
     if model.grouped:
         nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
         return torch.where(masked[..., 0], nll, torch.zeros_like(nll))
-    total = torch.zeros(tokens.shape, dtype=log_p.dtype, device=log_p.device)
-    eye = torch.eye(model.ell, dtype=torch.bool, device=y0.device)
-    for j in range(model.ell):
-        only_j = eye[j].expand_as(y0)
-        nll = -subset_log_marginal(log_p, y0, only_j, model.map)
-        total = total + torch.where(masked[..., j], nll, torch.zeros_like(nll))
-    return total
+    nll = -digit_log_marginal_at(log_p, y0, model.map)  # [B, L, ℓ]
+    return torch.where(masked, nll, torch.zeros_like(nll)).sum(-1)
 
 
 def _num_units(model) -> int:

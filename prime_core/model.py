@@ -59,9 +59,17 @@ class PrimeModel(nn.Module):
         return next(self.parameters()).device
 
     # the one question -----------------------------------------------------------------------------------------
-    def forward(self, y_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        """Backbone logits [B, L, out_dim]; t is ignored by time-independent backbones."""
-        return self.backbone(y_t, t if self.time_conditioned else None)
+    def forward(self, y_t: torch.Tensor, t: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Backbone logits [B, L, out_dim], or [N, out_dim] at ``positions`` (flat indices b·L + i [N] or a bool
+        mask [B, L]); t is ignored by time-independent backbones. A backbone without a ``positions`` argument
+        has its full output sliced."""
+        t = t if self.time_conditioned else None
+        if positions is None:
+            return self.backbone(y_t, t)
+        if self.backbone.accepts_positions():
+            return self.backbone(y_t, t, positions=positions)
+        return Backbone.select_positions(self.backbone(y_t, t), positions)
 
     def log_probs(self, y_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """log p_θ(x | y_t) over V(y_t): [B, L, C]."""
@@ -69,10 +77,11 @@ class PrimeModel(nn.Module):
 
     def log_probs_at(self, y_t: torch.Tensor, where: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         """log p_θ(x | y_t) at some positions: [N, C]. ``where`` is a bool mask [B, L] or flat indices b·L + i
-        [N] (row-major, as an exported step's ``positions``). Equal to ``log_probs(y_t, t)[where]``; the head
-        (V(y_t) mask, softmax over C) runs at those N positions only."""
-        idx = where.flatten()
-        return self.head.log_probs(self(y_t, t).flatten(0, 1)[idx], y_t.flatten(0, 1)[idx], self.map)
+        [N] (row-major, as an exported step's ``positions``). Equal to ``log_probs(y_t, t)[where]``; the
+        backbone's output projection and the head (restriction to V(y_t), softmax over C) run at those N
+        positions only."""
+        logits = self(y_t, t, positions=where)
+        return self.head.log_probs(logits, Backbone.select_positions(y_t, where), self.map)
 
     def training_log_probs(self, y_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         return self.head.training_log_probs(self(y_t, t), y_t, self.map)

@@ -44,6 +44,11 @@ class BaseBMap(SubTokenMap):
         self._powers = torch.tensor([self.base ** (self.ell - 1 - j) for j in range(self.ell)],
                                     dtype=torch.long)
 
+    @property
+    def is_positional(self) -> bool:
+        """True unless a subclass changes `encode` or `decode` (then the digit order is its own)."""
+        return type(self).encode is BaseBMap.encode and type(self).decode is BaseBMap.decode
+
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [...] (int) → digits [..., ℓ] in {0 … b−1}."""
         self.check_tokens(tokens)

@@ -126,6 +126,19 @@ class TimeDeafBackbone(Backbone):
         return self.emb(y).sum(-2)
 
 
+class OffByOneBackbone(Backbone):
+    """Takes ``positions`` but answers with the logits of the next position."""
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.time_conditioned = spec.time_conditioned
+        self.emb = torch.nn.Embedding(spec.base + 1, spec.out_dim)
+
+    def forward(self, y, t=None, positions=None):
+        h = self.emb(y).sum(-2)
+        return h if positions is None else h.roll(-1, dims=1).flatten(0, 1)[positions.flatten()]
+
+
 class HalfWritingExporter(Exporter):
     """Writes half an artifact, then gives up: the refusal leaves a file behind."""
 
@@ -148,6 +161,7 @@ BROKEN = [
     ("sampler", "digit-flipper", "check_observed_subtokens_never_change"),
     ("backbone", "batch-mixer", "check_batch_invariance"),
     ("backbone", "time-deaf", "check_time_conditioning_switch"),
+    ("backbone", "off-by-one", "check_positions_match_full_output"),
     ("exporter", "half-writer", "check_exports_or_refuses_cleanly"),
 ]
 
@@ -185,6 +199,7 @@ def register_samplers(register):
 def register_backbones(register):
     register("batch-mixer", BatchMixingBackbone)
     register("time-deaf", TimeDeafBackbone)
+    register("off-by-one", OffByOneBackbone)
 
 
 @hookimpl

@@ -49,6 +49,7 @@ def test_shrunk_counterexample_for_non_monotone_schedule(broken_registry):
     ("sampler", "ancestral", "check_observed_subtokens_never_change"),
     ("backbone", "mlp", "check_batch_invariance"),
     ("backbone", "mlp", "check_time_conditioning_switch"),
+    ("backbone", "mlp", "check_positions_match_full_output"),
 }))
 def test_builtin_passes_the_same_check(broken_registry, kind, name, check):
     _case(broken_registry, kind, name, check).run()

@@ -49,7 +49,13 @@ class MLPBackbone(Backbone):
         angles = t.float().unsqueeze(-1) * freqs
         return torch.cat([angles.sin(), angles.cos()], dim=-1)  # [B, 16]
 
-    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, L, out_dim], or [N, out_dim] at ``positions`` (see `Backbone`). The output layer maps each
+        row's hidden state to all L·out_dim logits in one matmul, so here ``positions`` selects from the full
+        output: the restricted logits then equal the full ones bit for bit (the core's tests compare the
+        sampler's head-at-positions path with torch.equal), and this toy network has no big per-position layer
+        to save."""
         b, length, _ = y.shape
         h = self.inp(self.encoder(y).reshape(b, -1))  # fold L positions: [B, L·D] → [B, H]
         if self.time is not None:
@@ -58,4 +64,4 @@ class MLPBackbone(Backbone):
             h = h + self.time(self._time_features(t))
         for block in self.blocks:
             h = block(h)
-        return self.out(self.norm(h)).view(b, length, self.spec.out_dim)
+        return self.select_positions(self.out(self.norm(h)).view(b, length, self.spec.out_dim), positions)

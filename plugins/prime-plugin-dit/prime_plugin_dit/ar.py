@@ -39,9 +39,15 @@ class DiTAR(DiT):
                              "use model.head = \"carry-over\" or \"joint\"")
         super().__init__(spec, preset, **options)
 
-    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        start = torch.full_like(y[:, :1], self.spec.base)  # the mask symbol m = b as start-of-sequence
-        return super().forward(torch.cat([start, y[:, :-1]], dim=1), None)  # shift right: [B, L, ℓ]
+    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, L, out_dim] (or [N, out_dim] at ``positions``); position i sees tokens < i only."""
+        return super().forward(self.shift_right(y), None, positions)  # [B, L, ℓ]
+
+    def shift_right(self, y: torch.Tensor) -> torch.Tensor:
+        """[x_0 … x_{L−1}] → [m, x_0 … x_{L−2}]: the mask symbol m = b as start-of-sequence."""
+        start = torch.full_like(y[:, :1], self.spec.base)
+        return torch.cat([start, y[:, :-1]], dim=1)
 
 
 def ar_log_probs(model, tokens: torch.Tensor) -> torch.Tensor:
@@ -72,7 +78,12 @@ class ARNLLMetric(Metric):
 class ARSampler(Sampler):
     """Left-to-right ancestral sampling, x_i ~ p_θ(· | x_{<i}), one backbone call per position (NFE = L, no idle
     steps). Same randomness contract as the core sampler: one generator per row (seed·2²⁰ + index), Gumbel-max
-    draws after temperature / nucleus filtering. ``steps`` is ignored (an AR model takes exactly L steps)."""
+    draws after temperature / nucleus filtering. ``steps`` is ignored (an AR model takes exactly L steps).
+
+    ``kv_cache=True`` (default): each step runs only the newest position through the network, attending to the
+    cached keys/values of the earlier ones (`DiT.decode`): O(L) attention work per token instead of a full
+    causal pass over L positions. ``kv_cache=False`` reruns the whole prefix each step (the reference path);
+    both draw the same tokens for the same seeds, and a row's tokens do not depend on the rest of its batch."""
 
     name = "ar"
 
@@ -80,16 +91,18 @@ class ARSampler(Sampler):
     def sample(self, model, num_samples: int, *, steps: int | None = None, seed: int = 0,
                seeds: list[int] | None = None, temperature=1.0, top_p: float = 1.0,
                gumbel_dtype: torch.dtype = torch.float32, cache: bool = True, batch_size: int | None = None,
-               fixed_tokens: torch.Tensor | None = None, progress: bool = False, **unused) -> SampleResult:
+               fixed_tokens: torch.Tensor | None = None, progress: bool = False, kv_cache: bool = True,
+               **unused) -> SampleResult:
         if not getattr(model.backbone, "causal", False):
             raise ValueError("the ar sampler needs a causal backbone (e.g. dit-ar); use the ancestral sampler")
         seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        length, device = model.length, model.device
+        length = model.length
         fixed = None if fixed_tokens is None else torch.as_tensor(fixed_tokens).long().expand(num_samples, length)
         tokens = torch.zeros(num_samples, length, dtype=torch.long)
+        next_log_p = _cached_steps(model, tokens) if kv_cache else _full_steps(model, tokens)
         for i in range(length):
-            log_p = ar_log_probs(model, tokens.to(device))[:, i].cpu()  # [N, C]; positions > i are never seen
+            log_p = next(next_log_p)  # [N, C]: p_θ(x_i | x_{<i}); positions ≥ i are never seen
             tau = temperature(1.0 - i / length) if callable(temperature) else temperature
             scores = filter_log_probs(log_p, tau, top_p)
             noise = torch.cat([gumbel((1, model.num_classes), g, gumbel_dtype) for g in gens])
@@ -99,6 +112,28 @@ class ARSampler(Sampler):
         n = torch.full((num_samples,), length, dtype=torch.long)
         return SampleResult(tokens=tokens, nfe=n, idle_steps=torch.zeros_like(n), steps=length,
                             forward_calls=length)
+
+
+def _full_steps(model, tokens: torch.Tensor):
+    """Yields log p_θ(x_i | x_{<i}) [N, C] for i = 0, 1, …, reading ``tokens`` (filled by the caller up to i − 1)
+    with a full causal pass each time; the head runs at position i only."""
+    device, (batch, length) = model.device, tokens.shape
+    for i in range(length):
+        at = torch.arange(batch, device=device) * length + i  # flat positions b·L + i
+        logits = model.backbone(model.encode(tokens.to(device)), None, positions=at)
+        yield torch.log_softmax(logits.float(), dim=-1).cpu()
+
+
+def _cached_steps(model, tokens: torch.Tensor):
+    """As `_full_steps`, running only position i each time: its input is x_{i−1} (the start symbol m = b at
+    i = 0), and the keys/values of positions < i come from the KV cache."""
+    net, device, (batch, length) = model.backbone, model.device, tokens.shape
+    kv = net.new_cache(batch)
+    prev = torch.full((batch, 1, model.ell), model.mask_id, dtype=torch.long, device=device)
+    for i in range(length):
+        logits = net.decode(prev, kv)[:, 0]  # [N, out_dim]
+        yield torch.log_softmax(logits.float(), dim=-1).cpu()
+        prev = model.map.encode(tokens[:, i:i + 1].to(device))  # the token just drawn: [N, 1, ℓ]
 
 
 __all__ = ["ARNLLMetric", "ARSampler", "DiTAR", "ar_log_probs", "ar_nll"]

@@ -60,6 +60,28 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 # --------------------------------------------------------------------------------------------- attention
+class KVCache:
+    """Keys and values of the positions already run, for incremental causal decoding: per block
+    [B, nh, L, hs] each, filled for positions < ``length`` (the rotary angle of a new position is its index)."""
+
+    def __init__(self, depth: int, batch: int, heads: int, length: int, head_size: int,
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+        shape = (depth, batch, heads, length, head_size)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+
+    def extend(self, block: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the n new positions' k, v [B, nh, n, hs] of ``block``; return all keys/values so far."""
+        end = self.length + k.shape[2]
+        self.keys[block, :, :, self.length:end] = k
+        self.values[block, :, :, self.length:end] = v
+        return self.keys[block, :, :, :end], self.values[block, :, :, :end]
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+
 class Attention(nn.Module):
     def __init__(self, width: int, heads: int, dropout: float, causal: bool):
         super().__init__()
@@ -69,14 +91,25 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width, bias=False)
         self.proj = nn.Linear(width, width, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: tuple[KVCache, int] | None = None) -> torch.Tensor:
+        """x [B, n, D] at n positions whose rotary tables are cos, sin [n, hs/2]. With ``cache`` = (KV cache,
+        block index) the n positions follow the cached ones and attend to them and causally to each other."""
         b, length, width = x.shape
-        q, k, v = self.qkv(x).split(width, dim=-1)  # [B, L, D] each
-        q, k, v = (z.view(b, length, self.heads, width // self.heads).transpose(1, 2) for z in (q, k, v))  # [B, nh, L, hs]
+        q, k, v = self.qkv(x).split(width, dim=-1)  # [B, n, D] each
+        q, k, v = (z.view(b, length, self.heads, width // self.heads).transpose(1, 2) for z in (q, k, v))  # [B, nh, n, hs]
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                           is_causal=self.causal)  # [B, nh, L, hs]
-        return self.proj(y.transpose(1, 2).reshape(b, length, width))  # [B, L, D]
+        mask, causal = None, self.causal
+        if cache is not None:
+            kv, block = cache
+            start = kv.length
+            k, v = kv.extend(block, k, v)  # [B, nh, start + n, hs]
+            causal = False
+            if length > 1:  # query start + a sees keys ≤ start + a
+                mask = torch.arange(start + length, device=x.device) <= start + torch.arange(length, device=x.device)[:, None]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                                           is_causal=causal)  # [B, nh, n, hs]
+        return self.proj(y.transpose(1, 2).reshape(b, length, width))  # [B, n, D]
 
 
 # --------------------------------------------------------------------------------------------- MLP
@@ -103,10 +136,11 @@ class DiTBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.adaLN = nn.Linear(cond_dim, 6 * width)  # c → shift, scale, gate for attention and for the MLP
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: tuple[KVCache, int] | None = None) -> torch.Tensor:
         mod = self.adaLN(F.silu(c))[:, None, :]  # [B, 1, 6D]
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)  # [B, 1, D] each
-        x = x + gate1 * self.dropout(self.attn(modulate(self.norm1(x), shift1, scale1), cos, sin))
+        x = x + gate1 * self.dropout(self.attn(modulate(self.norm1(x), shift1, scale1), cos, sin, cache))
         return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
@@ -223,7 +257,10 @@ class DiT(Backbone):
         """Sub-token ids [B, L, ℓ] → token embeddings [B, L, D] (the L·ℓ → L fold of DESIGN §2.7)."""
         return self.encoder(y)
 
-    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B, L, out_dim], or [N, out_dim] at ``positions`` (flat b·L + i [N] or bool [B, L]): the
+        blocks see the whole sequence; the final adaLN and the out_dim-way head run at those positions only."""
         b, length, ell = y.shape
         if length != self.spec.length or ell != self.spec.ell:
             raise ValueError(f"expected sub-token ids [B, L={self.spec.length}, ℓ={self.spec.ell}], "
@@ -233,8 +270,42 @@ class DiT(Backbone):
         cos, sin = self.rope_cos.to(x.dtype), self.rope_sin.to(x.dtype)
         for block in self.blocks:
             x = block(x, c, cos, sin)  # [B, L, D]
+        return self.final(x, c, positions)
+
+    def final(self, x: torch.Tensor, c: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Final adaLN and head: x [B, L, D] → logits [B, L, out_dim] (or [N, out_dim] at ``positions``)."""
         shift, scale = self.adaLN_f(F.silu(c))[:, None, :].chunk(2, dim=-1)  # [B, 1, D] each
-        return self.head(modulate(self.norm_f(x), shift, scale))  # [B, L, out_dim]
+        if positions is not None:
+            x = self.select_positions(x, positions)  # [N, D]
+            row = torch.div(self.flat_indices(positions), self.spec.length, rounding_mode="floor")
+            shift, scale = shift[row, 0], scale[row, 0]  # [N, D]
+        return self.head(modulate(self.norm_f(x), shift, scale))
+
+    # incremental causal decoding ------------------------------------------------------------------------------
+    def new_cache(self, batch: int) -> KVCache:
+        """An empty `KVCache` for ``batch`` sequences of up to L positions (causal models only)."""
+        hs = self.spec.width // self.config.heads
+        return KVCache(self.config.depth, batch, self.config.heads, self.spec.length, hs,
+                       self.rope_cos.device, self.rope_cos.dtype)
+
+    def decode(self, y: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Run n new positions y [B, n, ℓ] after the ``cache.length`` cached ones (their rotary angles start
+        there): logits [B, n, out_dim], each position attending to the cache and causally to the new ones, so
+        one token costs O(L·D) in attention instead of O(L²·D) for a full causal pass. Fills the cache."""
+        if not self.causal:
+            raise ValueError("KV-cached decoding needs a causal DiT (e.g. dit-ar)")
+        b, n, _ = y.shape
+        start = cache.length
+        if start + n > self.spec.length:
+            raise ValueError(f"KV cache holds L={self.spec.length} positions; {start} cached + {n} new exceed it")
+        x = self.embed(y)  # [B, n, D]
+        c = self.condition(None, b)
+        cos = self.rope_cos[start:start + n].to(x.dtype)
+        sin = self.rope_sin[start:start + n].to(x.dtype)
+        for j, block in enumerate(self.blocks):
+            x = block(x, c, cos, sin, (cache, j))
+        cache.advance(n)
+        return self.final(x, c)
 
     # sizes -----------------------------------------------------------------------------------------------------
     def flops_per_token(self) -> float:

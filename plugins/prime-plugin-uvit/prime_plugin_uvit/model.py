@@ -179,8 +179,10 @@ class UViT(Backbone):
         x = x.view(b, gh, gw, p, p, c, k).permute(0, 5, 1, 3, 2, 4, 6)  # [B, ch, gh, p, gw, p, K]
         return x.reshape(b, c * gh * p * gw * p, k)
 
-    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        """y [B, L, ℓ], t [B] (time-conditioned) or None → logits [B, L, out_dim]."""
+    def forward(self, y: torch.Tensor, t: torch.Tensor | None = None,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
+        """y [B, L, ℓ], t [B] (time-conditioned) or None → logits [B, L, out_dim], or [N, out_dim] at
+        ``positions`` (flat b·L + i [N] or bool [B, L]; the patch decoder runs only for those tokens' slots)."""
         x = self.patch_embed(self.patchify(self.encoder(y)))  # [B, L, ℓ] → [B, L, D] → [B, N, E]
         if self.time_embed is not None:
             if t is None:
@@ -196,8 +198,23 @@ class UViT(Backbone):
         x = self.mid_block(x)
         for blk in self.out_blocks:
             x = blk(x, skips.pop())
-        x = self.decoder_pred(self.norm(x))[:, self.extra_tokens:]  # drop the time token
-        return self.unpatchify(x, self.spec.out_dim)
+        x = self.norm(x)[:, self.extra_tokens:]  # drop the time token: [B, N, E]
+        if positions is None:
+            return self.unpatchify(self.decoder_pred(x), self.spec.out_dim)
+        return self._decode_at(x, self.flat_indices(positions))
+
+    def _decode_at(self, x: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        """Logits of the tokens at flat indices b·L + i [N] from patch features x [B, N_p, E]: token i sits in
+        slot s of patch n (`patchify`'s layout), whose logits are the s-th out_dim slice of the patch decoder."""
+        length, slots = self.spec.length, self.cfg.patch_size**2 * self.cfg.channels
+        where = torch.arange(length, device=x.device).view(1, length, 1)
+        inverse = torch.empty(length, dtype=torch.long, device=x.device)
+        inverse[self.patchify(where).flatten()] = torch.arange(length, device=x.device)  # token → n·S + s
+        row, i = torch.div(flat, length, rounding_mode="floor"), flat % length
+        patch, slot = torch.div(inverse[i], slots, rounding_mode="floor"), inverse[i] % slots
+        weight = self.decoder_pred.weight.view(slots, self.spec.out_dim, -1)  # [S, out_dim, E]
+        bias = self.decoder_pred.bias.view(slots, self.spec.out_dim)
+        return torch.einsum("ne,noe->no", x[row, patch], weight[slot]) + bias[slot]  # [N, out_dim]
 
     def flops_per_token(self) -> float:
         """≈ 2·params per patch, shared by its p²·ch pixel-channel tokens (attention's n² term ignored)."""

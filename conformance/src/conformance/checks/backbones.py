@@ -1,7 +1,8 @@
 """Backbone suite: y [B, L, ℓ] (values 0 … b, b = mask) and t [B] or None → logits [B, L, out_dim], floating,
 finite; a row's output does not depend on the other rows of its batch; the time-conditioning switch of the
 spec is honoured (declared capability ``time_conditioned``; a backbone that cannot be time-conditioned says so
-by raising ValueError when asked).
+by raising ValueError when asked); a backbone whose ``forward`` takes ``positions`` returns, there, exactly its
+full output at those positions (backbones without the argument are skipped: `PrimeModel` slices their output).
 
 The default problem is C = 6, ℓ = 2 (b = 3), L = 4, D = 48; a backbone overrides it with ``conformance_spec``
 and passes small options with ``conformance_options``. Weights are perturbed with seeded noise first, so
@@ -16,7 +17,7 @@ import torch
 from prime_core.api import BackboneSpec
 
 from ..cases import check
-from ..errors import Failure
+from ..errors import Failure, SkipCheck
 from ..toy import perturb_
 
 DEFAULT_SPEC = dict(out_dim=6, base=3, ell=2, length=4, width=48, num_classes=6)  # D = 48: divisible by ℓ and by common head counts
@@ -122,3 +123,36 @@ def check_time_conditioning_switch(subject):
     if torch.allclose(a, b):
         raise Failure("time-conditioned backbone ignores t: logits at t=0.1 and t=0.9 are equal",
                       f"y={y[1].tolist()}")
+
+
+@check("backbone")
+def check_positions_match_full_output(subject):
+    """forward(y, t, positions=P) equals forward(y, t) at P (allclose, atol 1e-5 relative to the logits' scale),
+    in P's order, for flat indices b·L + i [N] (unsorted, with a repeat) and for a bool mask [B, L], with and
+    without time conditioning, for joint and independent output sizes."""
+    base = _spec(subject)
+    if not subject.cls.accepts_positions():
+        raise SkipCheck("forward takes no positions argument: PrimeModel slices the full output")
+    for out_dim in (base.num_classes, base.ell * base.base):
+        spec = attrs.evolve(base, out_dim=out_dim)
+        for net in (_build(subject, spec), _build_time_conditioned(subject, spec)):
+            if net is None:
+                continue
+            y, t = _inputs(spec, 3, seed=3)
+            t = t if net.time_conditioned else None
+            with torch.no_grad():
+                full = net(y, t)
+                flat = torch.tensor([3 * spec.length - 1, 0, spec.length + 1, 0])
+                mask = torch.rand(3, spec.length, generator=torch.Generator().manual_seed(4)) < 0.5
+                cases = [("flat indices " + str(flat.tolist()), flat, full.flatten(0, 1)[flat]),
+                         ("bool mask " + str(mask.int().tolist()), mask, full[mask])]
+                for what, positions, want in cases:
+                    got = net(y, t, positions=positions)
+                    where = f"out_dim={out_dim}, time_conditioned={net.time_conditioned}, positions={what}"
+                    if tuple(got.shape) != tuple(want.shape):
+                        raise Failure(f"logits at positions must be [N, out_dim]={list(want.shape)}, "
+                                      f"got {list(got.shape)}", where)
+                    tol = 1e-5 * max(1.0, float(full.abs().max()))
+                    if float((got - want).abs().max()) > tol:
+                        raise Failure(f"logits at positions differ from the full output there (max diff "
+                                      f"{float((got - want).abs().max()):.3g})", where)
