@@ -51,6 +51,10 @@ from .rundir import claim, local_out_dir, start_over, trim_metrics
 from .sampler import (AncestralSampler, SampleResult, Step, filter_log_probs, gumbel, model_device, reveal_probability,
                       reveal_uniforms, row_seeds, token_uniforms)
 from .first_hitting import FirstHittingSampler
+# remasking and confidence-ordered samplers (DESIGN §2.5 item 8); the confidence of a drawn unit
+from .confidence_sampler import ConfidenceSampler, reveal_counts
+from .remdm import RemdmSampler, remask_reveal_probability, sigma_max
+from .unit_confidence import CONFIDENCE_KINDS, unit_confidence
 # keyed randomness (DESIGN §2.5 item 7): Philox4x32-10 uniforms keyed by (row key, step, position, element, stream)
 from .counter_rng import gumbel_from_uniform, key_words, philox4x32, row_keys, uniforms
 from .schedules import LinearSchedule
@@ -63,7 +67,8 @@ from .subtokens import BaseBMap, smallest_base
 __version__ = _prime_core.__version__
 
 __all__ = [
-    "AncestralSampler", "FirstHittingSampler", "gumbel_from_uniform", "key_words", "model_device", "philox4x32",
+    "AncestralSampler", "FirstHittingSampler", "RemdmSampler", "ConfidenceSampler", "CONFIDENCE_KINDS",
+    "remask_reveal_probability", "reveal_counts", "sigma_max", "unit_confidence", "gumbel_from_uniform", "key_words", "model_device", "philox4x32",
     "reveal_uniforms", "row_keys", "token_uniforms", "uniforms", "Backbone", "BackboneSpec", "BaseBMap", "CHECKPOINT_NAME", "Checkpoint", "CheckpointError",
     "Component", "Config", "ConfigError", "Dataset", "Exporter", "LinearSchedule", "MLPBackbone", "Metric",
     "MetricResult", "NoiseSchedule", "Parameterization", "PluginInfo", "PrimeError", "PrimeModel", "Registry",

@@ -129,7 +129,7 @@ class FirstHittingSampler(Sampler):
                                   gumbel_dtype)
             calls += 1
             if return_trajectory:
-                trajectory.append(y.cpu())
+                trajectory.append(y.to("cpu", copy=True))  # a copy: on CPU .cpu() aliases y
         idle = torch.zeros(n, dtype=torch.long, device=y.device)
         return finish(self.name, model, y, count, idle, int(steps or 0), calls,
                       trajectory if return_trajectory else None)

@@ -253,7 +253,7 @@ class AncestralSampler(Sampler):
             if remask is not None:
                 y[remask] = model.mask_id
             if return_trajectory:
-                trajectory.append(y.cpu())
+                trajectory.append(y.to("cpu", copy=True))  # a copy: on CPU .cpu() aliases y
         return finish(self.name, model, y, nfe, idle, steps, calls, trajectory if return_trajectory else None)
 
 

@@ -2,9 +2,11 @@
 
 from importlib.resources import files
 
+from ..confidence_sampler import BUILTIN_CONFIDENCE
 from ..first_hitting import BUILTIN_FIRST_HITTING
 from ..hookspecs import hookimpl
 from ..heads import BUILTIN_HEADS
+from ..remdm import BUILTIN_REMDM
 from ..sampler import BUILTIN_SAMPLERS
 from ..schedules import BUILTIN_SCHEDULES
 from ..subtokens import BaseBMap
@@ -41,7 +43,7 @@ def register_heads(register):
 
 @hookimpl
 def register_samplers(register):
-    _register_all(register, BUILTIN_SAMPLERS + BUILTIN_FIRST_HITTING)
+    _register_all(register, BUILTIN_SAMPLERS + BUILTIN_FIRST_HITTING + BUILTIN_REMDM + BUILTIN_CONFIDENCE)
 
 
 @hookimpl
