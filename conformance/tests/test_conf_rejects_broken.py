@@ -47,6 +47,8 @@ def test_shrunk_counterexample_for_non_monotone_schedule(broken_registry):
     ("head", "carry-over", "check_zero_mass_outside_consistent_tokens"),
     ("metric", "nelbo", "check_bound_ge_exact_nll"),
     ("sampler", "ancestral", "check_observed_subtokens_never_change"),
+    ("sampler", "remdm", "check_observed_subtokens_never_change"),
+    ("sampler", "confidence", "check_observed_subtokens_never_change"),
     ("backbone", "mlp", "check_batch_invariance"),
     ("backbone", "mlp", "check_time_conditioning_switch"),
     ("backbone", "mlp", "check_positions_match_full_output"),

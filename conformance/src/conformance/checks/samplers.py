@@ -5,6 +5,10 @@ same samples, a batch equals its members sampled one by one, idle-step counts ma
 The contract: ``sample(model, n, steps=T, seed=s)`` returns ``tokens`` [n, L], ``nfe`` and ``idle_steps``
 (per sequence). Optional capabilities, detected from the signature: ``seeds=`` (per-row seeds, needed for the
 batch check), ``fixed_tokens=`` (prefix conditioning), ``return_trajectory=`` (states after each step).
+Declared capabilities (class attributes): ``event_driven`` (first-hitting: NFE = reveal events, no idle steps),
+``remasking`` (ReMDM: an observed sub-token may go back to the mask, never to another digit; a step that
+re-masks is not idle), ``scheduled_reveals`` (confidence-ordered: each row reveals a fixed number of units per
+step, so its idle steps are deterministic, not Prop. A.1's).
 
 Each check runs with every map and schedule of the plugin under test (`Subject.setups`; the built-in base-b
 map and linear schedule when it has none).
@@ -73,14 +77,16 @@ def _valid_tokens_no_masks(subject, setup):
 
 @check("sampler")
 def check_observed_subtokens_never_change(subject):
-    """Once a sub-token is revealed it keeps its value in every later state, and fixed (prefix) tokens come
-    out unchanged. Needs ``return_trajectory=`` or ``fixed_tokens=``."""
+    """Once a sub-token is revealed it keeps its value in every later state (a ``remasking`` sampler may send
+    it back to the mask, never to another digit), and fixed (prefix) tokens come out unchanged — in every state
+    of the trajectory. Needs ``return_trajectory=`` or ``fixed_tokens=``."""
     _each_setup(subject, lambda setup: _observed_subtokens_never_change(subject, setup))
 
 
 def _observed_subtokens_never_change(subject, setup):
     sampler = subject.build()
     model = _model(subject, setup)
+    remasking = bool(getattr(sampler, "remasking", False))
     checked = False
     if _accepts(sampler, "return_trajectory"):
         res = sampler.sample(model, 32, steps=8, seed=1, return_trajectory=True)
@@ -92,6 +98,8 @@ def _observed_subtokens_never_change(subject, setup):
             state = torch.as_tensor(state)
             observed = prev != model.mask_id
             changed = observed & (state != prev)
+            if remasking:  # back to the mask is allowed, to another digit is not
+                changed &= state != model.mask_id
             if bool(changed.any()):
                 row, pos, j = changed.nonzero()[0].tolist()
                 raise Failure(f"observed sub-token changed in step {k}: sequence {row}, token {pos}, digit {j}: "
@@ -109,9 +117,22 @@ def _observed_subtokens_never_change(subject, setup):
         if not bool((tokens[:, keep] == fixed[keep]).all()):
             raise Failure(f"fixed tokens must come out unchanged: fixed {fixed.tolist()}, got "
                           f"{tokens[(tokens[:, keep] != fixed[keep]).any(-1)][0].tolist()}", "seed=2, steps=8")
+        if _accepts(sampler, "return_trajectory"):
+            _fixed_in_every_state(sampler, model, fixed)
         checked = True
     if not checked:
         raise SkipCheck("sampler declares neither return_trajectory= nor fixed_tokens=")
+
+
+def _fixed_in_every_state(sampler, model, fixed: torch.Tensor) -> None:
+    """Fixed tokens hold their digits in every state (never re-masked, never changed)."""
+    res = sampler.sample(model, 16, steps=8, seed=2, fixed_tokens=fixed, return_trajectory=True)
+    keep = fixed >= 0
+    want = model.map.encode(fixed[keep])
+    for k, state in enumerate(res.trajectory or []):
+        state = torch.as_tensor(state)[:, keep]
+        if not bool((state == want).all()):
+            raise Failure(f"a fixed token changed (or was re-masked) in step {k}", "seed=2, steps=8")
 
 
 @check("sampler")
@@ -160,7 +181,10 @@ def check_idle_steps_match_closed_form(subject):
     and the mean idle count matches E[#idle] = Σ_k (1 − (ᾱ_{k+1} − ᾱ_k))^N (DESIGN §2.6), N = L·ℓ units
     (L under grouped noise), within 5 standard errors. An event-driven sampler (class attribute
     ``event_driven = True``, e.g. first-hitting) has no idle steps (idle = 0) and evaluates once per distinct
-    step that reveals something: its mean NFE must match T − E[#idle] instead."""
+    step that reveals something: its mean NFE must match T − E[#idle] instead. A ``remasking`` sampler re-reveals
+    re-masked units and counts a step that only re-masks as neither idle nor evaluated: NFE + idle ≤ T. A
+    ``scheduled_reveals`` sampler reveals a fixed number per step: idle is the same for every row (all rows have
+    the same free units here) and NFE = T − idle."""
     _each_setup(subject, lambda setup: _idle_steps_match_closed_form(subject, setup))
 
 
@@ -181,6 +205,9 @@ def _idle_steps_match_closed_form(subject, setup):
         if getattr(sampler, "event_driven", False):
             _event_nfe_matches(idle, nfe, steps, expected, where)
             continue
+        if getattr(sampler, "remasking", False) or getattr(sampler, "scheduled_reveals", False):
+            _idle_counts_bounded(sampler, idle, nfe, steps, where)
+            continue
         if bool((idle < 0).any() | (idle > steps).any()):
             raise Failure("idle-step counts must lie in [0, T]", where)
         if bool((nfe < steps - idle).any() | (nfe > steps).any()):
@@ -190,6 +217,20 @@ def _idle_steps_match_closed_form(subject, setup):
         if abs(mean - expected) > 5 * se + 0.05:
             raise Failure(f"mean idle steps {mean:.3f} ± {se:.3f} disagree with the closed form {expected:.3f}",
                           where)
+
+
+def _idle_counts_bounded(sampler, idle, nfe, steps: int, where: str) -> None:
+    """Counts of a re-masking or scheduled-reveal sampler (no closed form): within [0, T], NFE + idle ≤ T; for
+    scheduled reveals NFE + idle = T and one idle count for every row."""
+    if bool((idle < 0).any() | (nfe < 0).any() | (nfe + idle > steps).any()):
+        raise Failure("idle steps and NFE must be ≥ 0 with NFE + idle ≤ T (a step is idle, evaluated, or only "
+                      "re-masks)", where)
+    if getattr(sampler, "scheduled_reveals", False):
+        if bool((nfe + idle != steps).any()):
+            raise Failure("a scheduled-reveal sampler evaluates exactly the steps that reveal: NFE + idle = T", where)
+        if bool((idle != idle[0]).any()):
+            raise Failure(f"rows with the same free units must reveal on the same steps, got idle counts "
+                          f"{sorted(set(idle.long().tolist()))}", where)
 
 
 def _event_nfe_matches(idle, nfe, steps: int, expected_idle: float, where: str) -> None:
