@@ -143,7 +143,8 @@ class RemdmSampler(AncestralSampler):
         """(t_k, ᾱ_k): ᾱ_k = α(t_k), or α(u(t_k)) with the loop (module docstring)."""
         times = self.grid_times(steps)
         if not self.loop:
-            return times, clamped_alphas(model.schedule, times)
+            plain = torch.equal(times, 1.0 - torch.arange(steps + 1, dtype=torch.float64) / steps)
+            return times, model.schedule.step_alphas(steps) if plain else clamped_alphas(model.schedule, times)
         a_on = self.alpha_on if self.alpha_on is not None else float(model.schedule.alpha(
             torch.tensor([self.t_on], dtype=torch.float64))[0])
         u_on = float(model.schedule.inverse_alpha(torch.tensor([a_on], dtype=torch.float64))[0])

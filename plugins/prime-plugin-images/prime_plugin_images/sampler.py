@@ -1,14 +1,14 @@
 """Image sampler controls (DESIGN §2.5, "image extras"): a temperature schedule, a timestep warp, a re-masking
-corrector, and imputation, on top of the core's ancestral sub-token sampler (its loop, keyed noise and idle-step
-cache; this module only changes the grid and the per-step probabilities).
+corrector, and imputation, on top of the core's ReMDM sampler `remdm` (its loop, keyed noise, idle-step cache and
+σ strategies; this module only changes the grid times and the temperature).
 
 - Temperature schedule τ(t) = a·t^b + c, applied to log p_θ at the step's time t (t = 1 first, → 0 last).
 - Timestep warp γ > 0: the grid t_k = (1 − k/T)^γ replaces t_k = 1 − k/T, with ᾱ_k = α(t_k) (clamped so ᾱ_0 = 0,
   ᾱ_T = 1). γ > 1 spends more steps at small t (late, detailed reveals), γ < 1 more at large t.
-- Re-masking corrector (ReMDM-style, strength η ∈ [0, 1]): in the step from ᾱ_k to ᾱ_{k+1} every observed,
-  non-fixed sub-token is re-masked with probability σ_k = min(η, (1 − ᾱ_{k+1})/ᾱ_k), and a masked one is revealed
-  with probability (ᾱ_{k+1} − (1 − σ_k)ᾱ_k)/(1 − ᾱ_k), so a sub-token is still observed with marginal
-  probability ᾱ_{k+1} after the step. σ = 0 in the last step (ᾱ_T = 1), which fills every mask.
+- Re-masking corrector, strength η ∈ [0, 1]: ReMDM-cap (`prime_core.api.RemdmSampler`, strategy ``cap``): every
+  observed, non-fixed sub-token is re-masked with σ_k = min(η, (1 − ᾱ_{k+1})/ᾱ_k) and a masked one revealed with
+  (ᾱ_{k+1} − (1 − σ_k)ᾱ_k)/(1 − ᾱ_k). ``corrector=η`` is shorthand for ``strategy="cap", eta=η``; every other
+  ReMDM option (strategy, eta, t_on, t_off, loop, alpha_on) is accepted too.
 - Imputation: fixed digits (core ``fixed_digits``, −1 = free) are kept; `impute_digits` builds them from real images.
 
 With η = 0, γ = 1 and a constant τ this is exactly the core's `AncestralSampler` (same draws, same samples).
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import torch
 
-from prime_core import AncestralSampler, PrimeError, SampleResult
-from prime_core.api import reveal_probability
+from prime_core import PrimeError, SampleResult
+from prime_core.api import RemdmSampler
 
 
 class TemperatureSchedule:
@@ -53,55 +53,42 @@ def step_alphas(schedule, steps: int, warp: float = 1.0) -> torch.Tensor:
     return torch.cummax(a.clamp(0.0, 1.0), 0).values
 
 
-def remask_probability(alpha_t: float, alpha_s: float, eta: float) -> float:
-    """σ = min(η, (1 − α_s)/α_t) (0 when α_t = 0)."""
-    if eta <= 0 or alpha_t <= 0:
-        return 0.0
-    return float(min(eta, (1.0 - alpha_s) / alpha_t))
-
-
-def corrected_reveal_probability(alpha_t: float, alpha_s: float, sigma: float) -> float:
-    """(α_s − (1 − σ)α_t)/(1 − α_t): keeps P(observed after the step) = α_s."""
-    if alpha_t >= 1.0:
-        return 1.0
-    return float(min(1.0, max(0.0, (alpha_s - (1.0 - sigma) * alpha_t) / (1.0 - alpha_t))))
-
-
-class ImageSampler(AncestralSampler):
-    """The ancestral sampler with the controls above. Constructor options (config ``[sample] options`` or
-    ``prime sample --option KEY=VALUE``): temperature_schedule = [a, b, c], warp = γ, corrector = η."""
+class ImageSampler(RemdmSampler):
+    """The ReMDM sampler with the controls above. Constructor options (config ``[sample] options`` or
+    ``prime sample --option KEY=VALUE``): temperature_schedule = [a, b, c], warp = γ, corrector = η (ReMDM-cap),
+    or any `RemdmSampler` option. Defaults: no re-masking (η = 0)."""
 
     name = "image"
 
-    def __init__(self, temperature_schedule=None, warp: float = 1.0, corrector: float = 0.0):
+    def __init__(self, temperature_schedule=None, warp: float = 1.0, corrector: float | None = None,
+                 **remdm_options):
         if temperature_schedule is not None:
             if not (isinstance(temperature_schedule, (list, tuple)) and len(temperature_schedule) == 3):
                 raise PrimeError(f"temperature_schedule must be [a, b, c] for τ(t) = a·t^b + c, "
                                  f"got {temperature_schedule!r}")
             temperature_schedule = TemperatureSchedule(*temperature_schedule)
-        if not isinstance(warp, (int, float)) or warp <= 0:
+        if isinstance(warp, bool) or not isinstance(warp, (int, float)) or warp <= 0:
             raise PrimeError(f"warp γ must be a number > 0 (grid t_k = (1 − k/T)^γ), got {warp!r}")
-        if not isinstance(corrector, (int, float)) or not 0.0 <= corrector <= 1.0:
-            raise PrimeError(f"corrector η must lie in [0, 1], got {corrector!r}")
+        if corrector is not None:
+            if isinstance(corrector, bool) or not isinstance(corrector, (int, float)) or not 0.0 <= corrector <= 1.0:
+                raise PrimeError(f"corrector η must lie in [0, 1], got {corrector!r}")
+            if {"strategy", "eta"} & remdm_options.keys():
+                raise PrimeError("corrector=η is strategy=cap with eta=η: give either corrector or strategy/eta")
+            remdm_options = {**remdm_options, "strategy": "cap", "eta": corrector}
+        remdm_options.setdefault("eta", 0.0 if remdm_options.get("strategy", "cap") != "conf" else None)
+        super().__init__(**remdm_options)
         self.temperature_schedule = temperature_schedule
-        self.warp, self.corrector = float(warp), float(corrector)
+        self.warp = float(warp)
 
     def sample(self, model, num_samples: int, **options) -> SampleResult:
-        """As `AncestralSampler.sample`; a configured temperature schedule replaces ``temperature``."""
+        """As `RemdmSampler.sample`; a configured temperature schedule replaces ``temperature``."""
         if self.temperature_schedule is not None:
             options["temperature"] = self.temperature_schedule
         return super().sample(model, num_samples, **options)
 
-    def step_grid(self, model, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The warped grid t_k = (1 − k/T)^γ and ᾱ_k = α(t_k)."""
-        return warped_grid(steps, self.warp), step_alphas(model.schedule, steps, self.warp)
-
-    def step_probabilities(self, alpha_t: float, alpha_s: float) -> tuple[float, float]:
-        """(r, σ) of the corrector: σ = min(η, (1 − ᾱ_s)/ᾱ_t), r keeps P(observed after the step) = ᾱ_s."""
-        sigma = remask_probability(alpha_t, alpha_s, self.corrector)
-        if not sigma:
-            return reveal_probability(alpha_t, alpha_s), 0.0
-        return corrected_reveal_probability(alpha_t, alpha_s, sigma), sigma
+    def grid_times(self, steps: int) -> torch.Tensor:
+        """The warped grid t_k = (1 − k/T)^γ."""
+        return warped_grid(steps, self.warp)
 
 
 def impute_digits(model, tokens: torch.Tensor, digits=(0,), positions: torch.Tensor | None = None) -> torch.Tensor:

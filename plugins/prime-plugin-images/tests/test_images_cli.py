@@ -23,7 +23,7 @@ def checkpoint(tmp_path_factory):
 def test_prime_sample_writes_grid_and_trajectory(checkpoint, tmp_path, capsys):
     rc = main(["sample", str(checkpoint), "-n", "4", "--steps", "6", "--quiet", "--out", str(tmp_path),
                "--trajectory", "--option", "temperature_schedule=[0.5, 1.0, 0.6]", "--option", "warp=1.5",
-               "--option", "corrector=0.2"])
+               "--option", "strategy=cap", "--option", "eta=0.2"])
     assert rc == 0
     grid = np.asarray(Image.open(tmp_path / "samples.png"))
     traj = np.asarray(Image.open(tmp_path / "trajectory.png").convert("RGB"))

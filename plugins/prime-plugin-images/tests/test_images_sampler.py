@@ -5,7 +5,9 @@ import torch
 
 from prime_core import AncestralSampler, PrimeError
 from prime_plugin_images import ImageSampler, TemperatureSchedule, impute_digits
-from prime_plugin_images.sampler import corrected_reveal_probability, remask_probability, step_alphas, warped_grid
+from prime_core.api import RemdmSampler, remask_reveal_probability
+from prime_plugin_images.sampler import step_alphas, warped_grid
+from prime_core.remdm import scalar_sigma
 
 
 def test_defaults_reproduce_core_sampler(tiny_image_model):
@@ -64,10 +66,10 @@ def test_warp_grid_and_alphas(tiny_image_model):
 def test_corrector_marginal_and_never_leaves_masks(tiny_image_model):
     # after one corrected step a sub-token is observed with probability α_s
     for a_t, a_s, eta in [(0.3, 0.5, 0.2), (0.6, 0.65, 1.0), (0.0, 0.1, 0.5)]:
-        sigma = remask_probability(a_t, a_s, eta)
-        r = corrected_reveal_probability(a_t, a_s, sigma)
+        sigma = scalar_sigma("cap", eta, a_t, a_s)
+        r = remask_reveal_probability(a_t, a_s, sigma)
         assert a_t * (1 - sigma) + (1 - a_t) * r == pytest.approx(a_s)
-    assert remask_probability(0.9, 1.0, 1.0) == 0.0  # the last step never re-masks
+    assert scalar_sigma("cap", 1.0, 0.9, 1.0) == 0.0  # the last step never re-masks
     model = tiny_image_model()
     out = ImageSampler(corrector=0.5).sample(model, 6, steps=16, seed=2, return_trajectory=True)
     mask = model.mask_id
@@ -77,6 +79,18 @@ def test_corrector_marginal_and_never_leaves_masks(tiny_image_model):
     assert any(remasked), "the corrector never re-masked anything"
     plain = ImageSampler().sample(model, 6, steps=16, seed=2, return_trajectory=True).trajectory
     assert not any(bool(((a != mask) & (b == mask)).any()) for a, b in zip(plain, plain[1:]))
+
+
+@pytest.mark.parametrize("warp", [1.0, 1.5])
+def test_corrector_is_remdm_cap(tiny_image_model, warp):
+    """corrector=η is the core's ReMDM-cap: the same samples as remdm strategy=cap, eta=η on the same grid."""
+    model = tiny_image_model()
+    image = ImageSampler(corrector=0.3, warp=warp).sample(model, 6, steps=12, seed=4)
+    assert torch.equal(image.tokens, ImageSampler(strategy="cap", eta=0.3, warp=warp).sample(
+        model, 6, steps=12, seed=4).tokens)
+    if warp == 1.0:
+        remdm = RemdmSampler(strategy="cap", eta=0.3).sample(model, 6, steps=12, seed=4)
+        assert torch.equal(image.tokens, remdm.tokens) and torch.equal(image.idle_steps, remdm.idle_steps)
 
 
 def test_imputation_keeps_fixed_digits(tiny_image_model):
@@ -105,6 +119,7 @@ def test_imputation_keeps_fixed_digits(tiny_image_model):
     ({"temperature_schedule": [-1.0, 1.0, 0.5]}, "must be > 0"),
     ({"warp": 0}, "warp"),
     ({"corrector": 1.5}, "corrector"),
+    ({"corrector": 0.1, "eta": 0.2}, "either corrector or strategy"),
 ])
 def test_bad_options(kwargs, match):
     with pytest.raises(PrimeError, match=match) as e:
