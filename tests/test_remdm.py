@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prime_core import AncestralSampler
-from prime_core.api import RemdmSampler, remask_reveal_probability, sigma_max
+from prime_core.api import ConfidenceSampler, RemdmSampler, remask_reveal_probability, sigma_max
 from prime_core.remdm import conf_sigma, loop_times, scalar_sigma
 
 STRATEGY_OPTIONS = [{"strategy": "cap", "eta": 0.5}, {"strategy": "rescale", "eta": 0.7}, {"strategy": "conf"},
@@ -172,3 +172,18 @@ def test_bad_options_are_one_line(options, match):
     with pytest.raises(ValueError, match=match) as e:
         RemdmSampler(**options)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("make", [lambda: RemdmSampler(strategy="conf"), lambda: RemdmSampler(eta=0.3),
+                                  lambda: ConfidenceSampler("margin")])
+def test_sampling_options_and_cuda_parity(tiny_model, make):
+    """τ(t), top-p and float64 noise reach the draw (same seed → same tokens; another τ → other tokens); on CUDA
+    the keyed samples equal the CPU ones (skipped without a GPU)."""
+    model = tiny_model(num_classes=20, length=4, ell=2)
+    opts = dict(steps=10, seed=1, temperature=lambda t: 0.5 + t, top_p=0.95, gumbel_dtype=torch.float64)
+    a = make().sample(model, 8, **opts)
+    assert torch.equal(a.tokens, make().sample(model, 8, **opts).tokens) and bool((a.tokens < 20).all())
+    assert not torch.equal(a.tokens, make().sample(model, 8, **{**opts, "temperature": 0.05}).tokens)
+    if torch.cuda.is_available():
+        gpu = make().sample(model.to("cuda"), 8, **opts)
+        assert torch.equal(a.tokens, gpu.tokens) and torch.equal(a.nfe, gpu.nfe)
