@@ -109,6 +109,7 @@ def test_prime_sample_first_hitting(tmp_path, capsys):
     from test_cli import TINY
 
     assert main(["train", "--out", str(tmp_path), "--quiet", *TINY]) == 0
+    capsys.readouterr()  # train's "checkpoint: …" line
     ckpt = str(tmp_path / "checkpoint.safetensors")
     common = [ckpt, "-n", "5", "--steps", "6", "--seed", "2", "--json", "--quiet", "--sampler", "first-hitting"]
     assert main(["sample", *common]) == 0
