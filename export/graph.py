@@ -28,6 +28,7 @@ from .step import INPUT_NAMES, N_AXIS_INPUTS, SamplerStep, reveal_rule, revealin
 MIN_OPSET = 18  # the dynamo exporter translates to opset 18 and newer only
 DEFAULT_OPSET = 18
 META_PREFIX = "prime."
+DRAW = "inverse-cdf"  # how the graph draws x̂ from u_token [N]; graphs of older releases took Gumbel noise [N, C]
 
 
 def max_opset() -> int:
@@ -57,7 +58,7 @@ def example_inputs(model, batch: int, noise_dtype: torch.dtype = torch.float64, 
                    generator: torch.Generator | None = None, mask_rate: float = 0.5, trace: bool = False) -> tuple:
     """Random masked inputs for the step: tokens drawn uniformly, each sub-token masked with prob mask_rate,
     t ~ U(0, 1), α_t < α_s, reveal uniforms, τ ∈ {1, 0.8} and top_p ∈ {1, 0.9} alternating over the batch;
-    ``positions`` and u_token [N, C] follow from the reveal rule. Position (0, 0) always reveals (N ≥ 1).
+    ``positions`` and u_token [N] (one draw uniform per revealing position) follow from the reveal rule. Position (0, 0) always reveals (N ≥ 1).
     trace=True (for export): rows 0 and 1 fully masked and revealed, the others not, so N = 2L differs from
     B and L and no axis gets specialised."""
     g = generator or torch.Generator().manual_seed(0)
@@ -74,7 +75,7 @@ def example_inputs(model, batch: int, noise_dtype: torch.dtype = torch.float64, 
     if trace:
         y[:2], u_reveal[:2], u_reveal[2:] = model.mask_id, 0.0, 2.0
     positions = revealing_positions(reveal_rule(y, a_t, a_s, u_reveal, model.mask_id))
-    u_token = torch.rand(len(positions), c, generator=g, dtype=noise_dtype)
+    u_token = torch.rand(len(positions), generator=g, dtype=noise_dtype)
     temperature = torch.tensor([1.0, 0.8])[torch.arange(batch) % 2]
     top_p = torch.tensor([1.0, 0.9])[torch.arange(batch) // 2 % 2]
     return (y, t, a_t, a_s, u_reveal, u_token, temperature, top_p, positions)
@@ -154,7 +155,7 @@ def step_metadata(model, config, checkpoint_meta: dict | None, *, noise_dtype, r
                  "noise_dtype": str(noise_dtype).removeprefix("torch."),
                  "real_dtype": str(real_dtype).removeprefix("torch."),
                  "weights_dtype": str(weights_dtype).removeprefix("torch."),
-                 "dynamic_length": dynamic_length, "opset": opset, "nucleus": nucleus},
+                 "dynamic_length": dynamic_length, "opset": opset, "nucleus": nucleus, "draw": DRAW},
     }
     return {META_PREFIX + k: json.dumps(v, sort_keys=True) for k, v in values.items()}
 
@@ -176,7 +177,7 @@ def export_step(model, config, output: str, *, checkpoint_meta: dict | None = No
                 backbone_name: str | None = None) -> dict:
     """Export the sampler step of ``model`` to ``output`` (.onnx), run onnx.checker, and return its metadata.
 
-    noise_dtype: dtype of u_token (the Gumbel dtype); real_dtype: dtype of α and u_reveal (float32 for
+    noise_dtype: dtype of u_token and of the inverse-CDF draw (the ``gumbel_dtype``); real_dtype: dtype of α and u_reveal (float32 for
     TensorRT, which has no float64); nucleus False leaves the top-p sort out; weights_dtype float16/bfloat16
     gives a reduced-precision graph.
     dynamic_length asks for a dynamic L; the exporter keeps L static where the backbone fixes it (the metadata

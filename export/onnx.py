@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=count("--batch", 1, 4096), default=5,
                    help="largest batch size of the parity check (default 5)")
     p.add_argument("--gumbel-dtype", choices=["float32", "float64"],
-                   help="dtype of the Gumbel noise input (default: the checkpoint's sample.gumbel_dtype)")
+                   help="precision of the token draw and its uniform input (default: the checkpoint's "
+                        "sample.gumbel_dtype)")
     p.add_argument("--no-probs", action="store_true", help="export y_s only (no probabilities output)")
     p.add_argument("--no-nucleus", action="store_true",
                    help="leave the top-p sort out of the graph (faster; such a step samples with top_p = 1 only)")
@@ -64,7 +65,7 @@ def export_onnx(checkpoint: str, output: str, *, weights: str = "model", force: 
     step = meta["step"]
     echo(f"wrote {output}: opset {opset}, C={meta['num_classes']} L={meta['length']} "
          f"ℓ={meta['ell']} b={meta['base']}, dynamic batch, {'dynamic' if step['dynamic_length'] else 'static'}"
-         f" length, Gumbel noise {step['noise_dtype']}; onnx.checker: ok")
+         f" length, token draw in {step['noise_dtype']}; onnx.checker: ok")
     for parity in compare_onnx(model, output, meta, batches=sorted({1, batch})):
         echo("onnxruntime vs torch, " + parity.line())
     return output

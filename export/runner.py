@@ -1,13 +1,13 @@
 """The ancestral sampler loop (DESIGN §2.5) driven by an exported step (ONNX Runtime, or a TensorRT engine).
 
-The loop stays in Python; each step's graph call does the backbone, the head, filtering, the Gumbel-max draw and
-the reveal update (`export.step`). The noise is exactly the eager sampler's (`prime_core.sampler`): keyed
+The loop stays in Python; each step's graph call does the backbone, the head, filtering, the inverse-CDF token draw
+and the reveal update (`export.step`). The noise is exactly the eager sampler's (`prime_core.sampler`): keyed
 Philox uniforms (`prime_core.counter_rng`), the reveal uniforms u_reveal [B, L, U] keyed by (row key, step k,
 unit) in float64 (U = ℓ, or 1 with grouped noise) and, for the N positions that reveal something, the token
-uniforms u_token [N, C] keyed by (row key, k, position, class) in the Gumbel dtype — computed for the whole batch
+uniforms u_token [N] keyed by (row key, k, position) in the draw dtype (one per position) — computed for the whole batch
 in one vectorised call by the same functions the eager sampler uses, and fed to the graph with the flat positions
 they belong to (``positions``). Hence for the same seed the tokens are identical to `AncestralSampler`'s, up to
-Gumbel-max comparisons decided by less than the runtimes' numerical difference (~1e-6 in float32). The idle-step
+inverse-CDF comparisons decided by less than the runtimes' numerical difference (~1e-6 in float32). The idle-step
 cache is per row: a row that reveals nothing in a step skips the graph call (no NFE), exactly as in the eager
 sampler.
 """
@@ -23,6 +23,7 @@ import torch
 
 from prime_core.api import AncestralSampler, PrimeError, SampleResult, Step, first_line, model_device, token_uniforms
 
+from .graph import DRAW
 from .step import revealing_positions
 
 StepFn = Callable[[dict], np.ndarray]  # feeds → y_s [B, L, ℓ] int64
@@ -51,6 +52,9 @@ class RuntimeSampler(AncestralSampler):
     name = "ancestral"
 
     def __init__(self, step_fn: StepFn, meta: dict, runtime: str = "onnxruntime"):
+        if meta["step"].get("draw") != DRAW:
+            raise PrimeError("this step graph was exported by an older prime-export (Gumbel noise input [N, C]); "
+                             "re-export it with python -m export.onnx CKPT -o STEP.onnx")
         self.step_fn, self.meta, self.runtime = step_fn, meta, runtime
         self.noise_dtype = _DTYPES[meta["step"]["noise_dtype"]]
         self.real_dtype = _DTYPES[meta["step"]["real_dtype"]]
@@ -86,7 +90,7 @@ class RuntimeSampler(AncestralSampler):
         gumbel_dtype = gumbel_dtype or self.noise_dtype
         if gumbel_dtype != self.noise_dtype:
             name = str(self.noise_dtype).removeprefix("torch.")
-            raise PrimeError(f"the exported step takes {name} Gumbel noise, not "
+            raise PrimeError(f"the exported step draws tokens in {name}, not "
                              f"{str(gumbel_dtype).removeprefix('torch.')}; use --gumbel-dtype {name} or re-export "
                              f"with --gumbel-dtype")
         if top_p < 1.0 and not self.meta["step"].get("nucleus", True):
@@ -103,7 +107,7 @@ class RuntimeSampler(AncestralSampler):
         pos = reveal.any(-1)  # [m, L] positions that reveal something
         if not bool(pos.any()):  # (with cache=False a step may reveal nothing in any row: y stays as it is)
             return y
-        u_token = token_uniforms(keys, step.index, pos, spec.num_classes, self.noise_dtype)  # [N, C]
+        u_token = token_uniforms(keys, step.index, pos, self.noise_dtype)  # [N]
         # float64 graphs compare the uniforms themselves; float32 graphs (TensorRT) get the decision snapped
         # to −1 (reveal) / 2 (keep), so rounding α to float32 cannot change it
         exact_reals = self.real_dtype == torch.float64

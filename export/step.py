@@ -6,8 +6,9 @@ Given sub-token ids y_t [B, L, ℓ] at time t and the next grid point s < t, the
    map's digit table [C, ℓ]);
 2. scores = log p / τ, then nucleus filtering (keep the smallest set of tokens whose mass reaches top_p), exactly
    as `prime_core.sampler.filter_log_probs` (skipped where top_p ≥ 1);
-3. x̂ = argmax(scores + G), G = −log(−log U) Gumbel noise from the uniform input ``u_token`` [N, C]
-   (clamped to (tiny, 1 − eps) of its dtype, like `prime_core.sampler.gumbel`), then f(x̂) = digit_table[x̂];
+3. x̂ = the exact inverse-CDF draw `prime_core.counter_rng.inverse_cdf` (Softmax, CumSum, compare, ReduceMin /
+   ReduceMax in the draw dtype) from the keyed uniform input ``u_token`` [N] (one per revealing position), then
+   f(x̂) = digit_table[x̂];
    steps 2–3 (and, in graphs without the probs output, the head of step 1) run only at the N positions that
    reveal something, listed by ``positions`` [N] (flat b·L + i,
    row-major; the caller computes them with `reveal_rule`, as the eager sampler draws its reveals first);
@@ -16,8 +17,8 @@ Given sub-token ids y_t [B, L, ℓ] at time t and the next grid point s < t, the
 
 All randomness is an input, so the graph is deterministic and a Python loop can feed it the eager sampler's
 own noise (see `export.runner`). Inputs: y [B, L, ℓ] int64, t [B] float32, alpha_t / alpha_s [B] float64,
-u_reveal [B, L, U] float64 (U = ℓ, or 1 with grouped noise), u_token [N, C] (float64 or float32, the
-Gumbel dtype), temperature [B] float32, top_p [B] float32, positions [N] int64 (ignored by a graph exported without nucleus, which
+u_reveal [B, L, U] float64 (U = ℓ, or 1 with grouped noise), u_token [N] (float64 or float32, the
+draw dtype), temperature [B] float32, top_p [B] float32, positions [N] int64 (ignored by a graph exported without nucleus, which
 skips the sort — the costliest op of the step on CPU). Outputs: y_s [B, L, ℓ] int64 and optionally
 probs [B, L, C] = p_θ(x | y_t) (before filtering).
 """
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from prime_core.api import inverse_cdf
 
 INPUT_NAMES = ("y", "t", "alpha_t", "alpha_s", "u_reveal", "u_token", "temperature", "top_p", "positions")
 N_AXIS_INPUTS = ("u_token", "positions")  # first axis: N, the number of revealing positions
@@ -64,10 +67,8 @@ class SamplerStep(nn.Module):
             drop_sorted = (mass_before >= top_p[row][:, None]) & ~keep_all
             drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
             scores = scores.masked_fill(drop, float("-inf"))
-        # Gumbel-max draw, in the noise dtype (as ancestral_update: scores.to(noise.dtype) + G)
-        finfo = torch.finfo(self.noise_dtype)
-        u = u_token.to(self.noise_dtype).clamp(finfo.tiny, 1.0 - finfo.eps)
-        x_hat = (scores.to(self.noise_dtype) - torch.log(-torch.log(u))).argmax(-1)  # [N]
+        # the eager sampler's draw (prime_core.sampler.draw_tokens) on the keyed uniforms, in the draw dtype
+        x_hat = inverse_cdf(scores.to(self.noise_dtype), u_token.to(self.noise_dtype))  # [N]
         digits = torch.zeros(b * length, ell, dtype=y.dtype, device=y.device)
         digits = digits.index_put((positions,), self.digit_table[x_hat]).view_as(y)  # f(x̂) where drawn
         reveal = reveal_rule(y, alpha_t, alpha_s, u_reveal, self.mask_id)

@@ -2,7 +2,7 @@
 
 TensorRT is an optional extra (NVIDIA's ``tensorrt`` package + a CUDA GPU); it cannot be installed on the CPU
 machines this project is tested on (DESIGN §4), so `require_tensorrt` turns its absence into one clear line.
-The graph for TensorRT has no float64 (TensorRT has none): α, the reveal uniforms and the Gumbel noise are
+The graph for TensorRT has no float64 (TensorRT has none): α, the reveal uniforms and the token draw are
 float32, and the sampler loop feeds the reveal *decision* (see `export.runner`) so it stays exact. Networks are
 strongly typed (TensorRT ≥ 10; 11 has no FP16 builder flag): ``--fp16`` / ``--bf16`` export the backbone's
 weights in that dtype, so the ONNX graph itself is reduced-precision. TensorRT's TopK allows k ≤ 3840, so a

@@ -1,7 +1,7 @@
 """Parity of an exported step with eager torch: the same random masked inputs through both, compared.
 
 Reports the largest absolute difference of the probabilities p_θ(x | y_t) and whether the sampled sub-token
-ids y_s are identical (they are, unless a Gumbel-max comparison is decided by less than the numerical noise of
+ids y_s are identical (they are, unless an inverse-CDF comparison is decided by less than the numerical noise of
 the two runtimes, ~1e-6 in float32).
 """
 

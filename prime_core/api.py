@@ -48,15 +48,16 @@ from .registry import Component, PluginInfo, Registry, get_registry, new_registr
 # run folders: one writer per folder, --force semantics shared by every trainer
 from .rundir import claim, local_out_dir, start_over, trim_metrics
 # sample: the pieces of the ancestral sampler that other samplers and runtimes reuse (DESIGN §2.5)
-from .sampler import (AncestralSampler, SampleResult, Step, filter_log_probs, gumbel, model_device, reveal_probability,
-                      reveal_uniforms, row_seeds, token_uniforms)
+from .sampler import (AncestralSampler, SampleResult, Step, ancestral_update, draw_tokens, filter_log_probs, gumbel,
+                      model_device, reveal_probability, reveal_uniforms, row_seeds, token_uniforms)
 from .first_hitting import FirstHittingSampler
 # remasking and confidence-ordered samplers (DESIGN §2.5 item 8); the confidence of a drawn unit
 from .confidence_sampler import ConfidenceSampler, reveal_counts
 from .remdm import RemdmSampler, remask_reveal_probability, sigma_max
 from .unit_confidence import CONFIDENCE_KINDS, unit_confidence
 # keyed randomness (DESIGN §2.5 item 7): Philox4x32-10 uniforms keyed by (row key, step, position, element, stream)
-from .counter_rng import gumbel_from_uniform, key_words, philox4x32, row_keys, uniforms
+from .counter_rng import (EVENT_TOKEN, REMASK, REVEAL, REVEAL_TIME, TOKEN, categorical, gumbel_from_uniform,
+                          inverse_cdf, key_words, philox4x32, row_keys, uniforms)
 from .schedules import LinearSchedule
 # text and long sequences: prompts, semi-autoregressive generation, conditional bounds (docs/generation.md)
 from .conditional import conditional_nelbo
@@ -68,7 +69,9 @@ __version__ = _prime_core.__version__
 
 __all__ = [
     "AncestralSampler", "FirstHittingSampler", "RemdmSampler", "ConfidenceSampler", "CONFIDENCE_KINDS",
-    "remask_reveal_probability", "reveal_counts", "sigma_max", "unit_confidence", "gumbel_from_uniform", "key_words", "model_device", "philox4x32",
+    "remask_reveal_probability", "reveal_counts", "sigma_max", "unit_confidence",
+    "ancestral_update", "categorical", "draw_tokens", "inverse_cdf",
+    "EVENT_TOKEN", "REMASK", "REVEAL", "REVEAL_TIME", "TOKEN", "gumbel_from_uniform", "key_words", "model_device", "philox4x32",
     "reveal_uniforms", "row_keys", "token_uniforms", "uniforms", "Backbone", "BackboneSpec", "BaseBMap", "CHECKPOINT_NAME", "Checkpoint", "CheckpointError",
     "Component", "Config", "ConfigError", "Dataset", "Exporter", "LinearSchedule", "MLPBackbone", "Metric",
     "MetricResult", "NoiseSchedule", "Parameterization", "PluginInfo", "PrimeError", "PrimeModel", "Registry",

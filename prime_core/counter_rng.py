@@ -2,12 +2,15 @@
 
 Every uniform a sampler uses is a pure function of a **row key** and a **counter**:
     u = Philox4x32-10(key = (k₀, k₁), counter = (c, i, k, s))
-with k₀, k₁ the two 32-bit words of the row key, c the element (digit j, or class c of the C-way Gumbel noise),
+with k₀, k₁ the two 32-bit words of the row key, c the element (e.g. reveal unit j; 0 for a token draw),
 i the position (0 … L−1), k the step (or event) index and s the stream (what the uniform is for: `REVEAL`,
-`GUMBEL`, `REMASK`, `REVEAL_TIME`, `EVENT_GUMBEL`). One Philox call gives four 32-bit words, so the element
+`TOKEN`, `REMASK`, `REVEAL_TIME`, `EVENT_TOKEN`; ``GUMBEL`` / ``EVENT_GUMBEL`` are their former names). One Philox call gives four 32-bit words, so the element
 counter is c // 4 (float32: one word each) or c // 2 (float64: two words each), and the uniform is (m + ½)·2⁻ⁿ
 with m the leading n = 23 (float32) or 52 (float64, 26 bits of each word) bits — exact in its dtype and strictly
 inside (0, 1) (one bit short of the mantissa, since the top bin centre of 24 / 53 bits rounds to 1).
+
+A token x̂ ~ softmax(scores) over C classes costs ONE uniform per position (`categorical`: inverse CDF), not
+the C uniforms of Gumbel-max, so the keyed draw of a step is O(N) Philox calls for N revealing positions.
 
 Nothing depends on which other rows, positions or steps are drawn, or in which order: a batch equals its members
 sampled one by one, chunking, the idle-step cache and the device never change a sample, and an exported graph
@@ -25,7 +28,8 @@ from __future__ import annotations
 
 import torch
 
-REVEAL, GUMBEL, REMASK, REVEAL_TIME, EVENT_GUMBEL = 0, 1, 2, 3, 4  # streams (counter word 3)
+REVEAL, TOKEN, REMASK, REVEAL_TIME, EVENT_TOKEN = 0, 1, 2, 3, 4  # streams (counter word 3)
+GUMBEL, EVENT_GUMBEL = TOKEN, EVENT_TOKEN  # former names (the token draw was Gumbel-max over C uniforms)
 
 _MASK32 = 0xFFFFFFFF
 _M0, _M1 = 0xD2511F53, 0xCD9E8D57  # Philox4x32 round multipliers
@@ -131,3 +135,37 @@ def grid_uniforms(keys: torch.Tensor, step, length: int, size: int, stream: int,
 def gumbel_from_uniform(u: torch.Tensor) -> torch.Tensor:
     """Standard Gumbel noise G = −log(−log U) (U strictly inside (0, 1), so G is finite)."""
     return -torch.log(-torch.log(u))
+
+
+def inverse_cdf(scores: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Exact categorical draw x̂ ~ softmax(scores) from one uniform per row, in the dtype of ``scores``.
+
+    scores [N, C] (log-probabilities up to a per-row constant; −inf = probability 0, e.g. outside V(y_t) or cut by
+    the nucleus), u [N] in (0, 1). With p = softmax(scores) and F_c = Σ_{c' ≤ c} p_{c'} (cumsum):
+        x̂ = min{c : F_c > u·F_{C−1}, p_c > 0},
+    i.e. P(x̂ = c) = p_c. A class with p_c = 0 is never returned; where rounding leaves no class above u·F_{C−1}
+    (u within an ulp of 1) x̂ is the last class with p_c > 0. Built from softmax / cumsum / comparisons /
+    ReduceMin-Max only, so the same function traces into an ONNX / TensorRT graph (`export.step`)."""
+    p = torch.softmax(scores, dim=-1)
+    cdf = p.cumsum(-1)
+    target = u.to(cdf.dtype).unsqueeze(-1) * cdf[..., -1:]
+    classes = torch.arange(scores.shape[-1], device=scores.device)
+    positive = p > 0
+    first = torch.where((cdf > target) & positive, classes, scores.shape[-1]).amin(-1)
+    last = torch.where(positive, classes, -1).amax(-1)
+    return torch.minimum(first, last)
+
+
+def categorical(scores: torch.Tensor, keys: torch.Tensor, step, positions: torch.Tensor, stream: int = TOKEN,
+                dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Keyed token draw x̂ [N] ~ softmax(scores) for N positions: `inverse_cdf` with u = the uniform keyed by
+    (row key, step k, position i, element 0, ``stream``).
+
+    scores [N, C]; keys [N, 2] the key words of each position's row; step an int k or [N]; positions [N] the
+    positions i. ``dtype`` is the precision of the whole draw (softmax, cumsum, u): float64 keeps the small
+    probabilities that float32 truncates (a float32 draw lowers the entropy of the samples — the float32-Gumbel
+    issue reported for MDLM / ReMDM); float32 is faster. x̂ of a position is the same whatever the other rows."""
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"the categorical draw runs in float32 or float64, not {dtype}")
+    u = uniforms(keys, step, positions, 1, stream, dtype)[:, 0]
+    return inverse_cdf(scores.to(device=keys.device, dtype=dtype), u)

@@ -6,8 +6,8 @@ process is τ_u = α⁻¹(U_u), U_u ~ U(0, 1) (P(τ_u ≥ t) = P(U_u ≤ α_t) =
 (U_u keyed by (row key, unit u, stream REVEAL_TIME), `prime_core.counter_rng`). Then, in decreasing time order,
 the backbone is evaluated only at each row's distinct reveal **events**: at event e with time τ the row's state
 y holds every unit with τ_u > τ, p = p_θ(· | y) at t = τ (per row: rows at different times share one batched
-forward pass), x̂ is drawn by Gumbel-max after temperature / nucleus filtering (noise keyed by (row key, e,
-position i, class c, stream EVENT_GUMBEL)), and the units of the event take their digits from f(x̂) — digits of
+forward pass), x̂ is drawn by the keyed inverse-CDF draw after temperature / nucleus filtering (one
+uniform keyed by (row key, e, position i, stream EVENT_TOKEN), `prime_core.sampler.draw_tokens`), and the units of the event take their digits from f(x̂) — digits of
 a partly revealed token come from p_θ restricted to V(y), as in the ancestral sampler.
 
 NFE per row = its number of distinct reveal events ≤ L·ℓ (grouped noise: L), whatever the resolution.
@@ -24,11 +24,11 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from .counter_rng import EVENT_GUMBEL, REVEAL_TIME, gumbel_from_uniform, key_words
+from .counter_rng import EVENT_TOKEN, REVEAL_TIME, key_words
 from .errors import check_count
 from .interfaces import Sampler
-from .sampler import (SampleResult, Temperature, ancestral_update, check_temperature, filter_log_probs, finish,
-                      initial_state, model_device, reveal_uniforms, row_seeds, token_uniforms)
+from .sampler import (SampleResult, Temperature, ancestral_update, check_temperature, draw_tokens, filter_log_probs,
+                      finish, initial_state, model_device, reveal_uniforms, row_seeds)
 
 
 def reveal_times(model, keys: torch.Tensor, steps: int | None) -> torch.Tensor:
@@ -135,7 +135,7 @@ class FirstHittingSampler(Sampler):
                       trajectory if return_trajectory else None)
 
     def _event(self, model, y, reveal, keys, e: int, t: torch.Tensor, temperature, top_p, gumbel_dtype):
-        """One batched forward pass at the rows' own times t [m]; Gumbel-max digits for the event's units."""
+        """One batched forward pass at the rows' own times t [m]; f(x̂) digits for the event's units."""
         pos = reveal.any(-1)
         log_p = model.log_probs_at(y, pos, t.to(torch.float32))  # [N, C]
         if callable(temperature):  # τ(t) per row, repeated over the row's revealing positions
@@ -144,8 +144,8 @@ class FirstHittingSampler(Sampler):
         else:
             tau = check_temperature(temperature, float(t[0]))
         scores = filter_log_probs(log_p, tau, top_p)
-        noise = gumbel_from_uniform(token_uniforms(keys, e, pos, model.num_classes, gumbel_dtype, EVENT_GUMBEL))
-        return ancestral_update(scores, y, reveal, noise, model.map)
+        x_hat = draw_tokens(scores, keys, e, pos, gumbel_dtype, EVENT_TOKEN)
+        return ancestral_update(x_hat, y, reveal, model.map)
 
 
 BUILTIN_FIRST_HITTING = [FirstHittingSampler]

@@ -2,8 +2,8 @@
 
 Grid t_k = 1 − k/T with ᾱ_k = α(t_k) clamped so ᾱ_0 = 0 and ᾱ_T = 1. In step k (from t = t_k to s = t_{k+1})
 each masked reveal unit is revealed with probability r_k = (ᾱ_{k+1} − ᾱ_k)/(1 − ᾱ_k) (r = 1 in the last step);
-a revealed unit takes its digits from f(x̂), x̂ ~ p_θ(· | y_t) drawn by Gumbel-max after optional temperature and
-nucleus filtering. Observed sub-tokens never change and p_θ is supported on V(y_t), so every output token is < C.
+a revealed unit takes its digits from f(x̂), x̂ ~ p_θ(· | y_t) drawn exactly by inverse CDF (`draw_tokens`: one
+keyed uniform per position) after optional temperature and nucleus filtering. Observed sub-tokens never change and p_θ is supported on V(y_t), so every output token is < C.
 
 Idle steps: which units are revealed does not depend on p_θ, so it is drawn first and the backbone runs only on
 the rows that reveal something in this step. A row whose step reveals nothing costs no forward pass (its cached
@@ -11,11 +11,11 @@ p is never needed). With ``cache=False`` every row is evaluated every step (the 
 
 Randomness (`prime_core.counter_rng`): every uniform is Philox4x32-10 of the row key and a counter, drawn for the
 whole batch in one vectorised call on ``model.device`` — the reveal uniform of unit j at position i in step k is
-keyed by (row key, k, i, j, stream REVEAL), the Gumbel noise of class c by (row key, k, i, c, stream GUMBEL), the
-corrector's re-mask uniforms by stream REMASK. A number never depends on which other rows, positions or steps
+keyed by (row key, k, i, j, stream REVEAL), the token draw's uniform at position i by (row key, k, i, 0, stream
+TOKEN), the corrector's re-mask uniforms by stream REMASK. A number never depends on which other rows, positions or steps
 are drawn, so a batch equals its members sampled one by one, and chunking, batch size and the idle-step cache
 never change a sample. Row keys are seed·2³² + i (row i), or explicit 64-bit ``seeds``. The state y, the draws,
-the head, filtering and Gumbel-max all stay on ``model.device``; only the final tokens (and the trajectory, when
+the head, filtering and the token draw all stay on ``model.device``; only the final tokens (and the trajectory, when
 asked) are copied to the host.
 """
 
@@ -29,7 +29,7 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from .counter_rng import GUMBEL, REMASK, REVEAL, gumbel_from_uniform, key_words, row_keys, uniforms
+from .counter_rng import REMASK, REVEAL, TOKEN, categorical, key_words, row_keys, uniforms
 from .errors import check_count
 from .heads import consistent
 from .interfaces import Sampler
@@ -72,7 +72,7 @@ def filter_log_probs(log_p: torch.Tensor, temperature: float | torch.Tensor = 1.
 
 def gumbel(shape, generator: torch.Generator, dtype=torch.float32) -> torch.Tensor:
     """Standard Gumbel noise −log(−log U) with U strictly inside (0, 1), from a stateful ``torch.Generator``
-    (for samplers that keep one; the built-in samplers use the keyed noise of `token_uniforms`)."""
+    (for samplers that keep one; the built-in samplers draw tokens with the keyed `draw_tokens`)."""
     u = torch.rand(shape, generator=generator, dtype=dtype)
     tiny = torch.finfo(dtype).tiny
     return -torch.log(-torch.log(u.clamp(tiny, 1.0 - torch.finfo(dtype).eps)))
@@ -84,21 +84,36 @@ def reveal_uniforms(keys: torch.Tensor, step: int, length: int, units: int, stre
     return uniforms(keys, step, zero, length * units, stream, torch.float64).view(len(keys), length, units)
 
 
-def token_uniforms(keys: torch.Tensor, step, where: torch.Tensor, num_classes: int, dtype: torch.dtype,
-                   stream: int = GUMBEL) -> torch.Tensor:
-    """Uniforms [N, C] for the N positions ``where`` [m, L] (bool) marks, row-major: class c of position i of
-    row r keyed by (key_r, k, i, c, ``stream``); ``step`` an int k or one k per row [m]."""
+def _per_position(keys: torch.Tensor, step, where: torch.Tensor):
+    """(keys [N, 2], step k or [N], positions i [N]) of the N positions ``where`` [m, L] marks, row-major."""
     rows, cols = where.nonzero(as_tuple=True)
     step = torch.as_tensor(step, dtype=torch.long, device=keys.device)
-    return uniforms(keys[rows], step[rows] if step.dim() else step, cols, num_classes, stream, dtype)
+    return keys[rows], (step[rows] if step.dim() else step), cols
 
 
-def ancestral_update(scores: torch.Tensor, y_t: torch.Tensor, reveal: torch.Tensor, noise: torch.Tensor,
-                     subtoken_map) -> torch.Tensor:
-    """The pure update of one step. scores [n, C] (filtered log p at the n positions that reveal something),
-    y_t [B, L, ℓ], reveal [B, L, ℓ] bool, noise [n, C] Gumbel. Returns y_s."""
+def token_uniforms(keys: torch.Tensor, step, where: torch.Tensor, dtype: torch.dtype,
+                   stream: int = TOKEN) -> torch.Tensor:
+    """The token draw's uniforms u [N], one per position ``where`` [m, L] (bool) marks, row-major: position i of
+    row r keyed by (key_r, k, i, 0, ``stream``); ``step`` an int k or one k per row [m]. (An exported step takes
+    these as its input and draws x̂ = `inverse_cdf`(scores, u) in the graph.)"""
+    k, s, i = _per_position(keys, step, where)
+    return uniforms(k, s, i, 1, stream, dtype)[:, 0]
+
+
+def draw_tokens(scores: torch.Tensor, keys: torch.Tensor, step, where: torch.Tensor, dtype: torch.dtype,
+                stream: int = TOKEN) -> torch.Tensor:
+    """x̂ [N] ~ softmax(scores) at the N positions ``where`` [m, L] marks (row-major, as ``scores`` [N, C]): the
+    keyed inverse-CDF draw `prime_core.counter_rng.categorical` in precision ``dtype`` (the ``gumbel_dtype``
+    option), one uniform per position keyed by (row key, ``step``, position, ``stream``). Every sampler that
+    draws tokens (ancestral, first-hitting, runtimes, plugins) calls this, so they share one definition."""
+    k, s, i = _per_position(keys, step, where)
+    return categorical(scores, k, s, i, stream, dtype)
+
+
+def ancestral_update(x_hat: torch.Tensor, y_t: torch.Tensor, reveal: torch.Tensor, subtoken_map) -> torch.Tensor:
+    """The pure update of one step. x_hat [n] the drawn tokens at the n positions that reveal something
+    (row-major), y_t [B, L, ℓ], reveal [B, L, ℓ] bool. Revealed sub-tokens take f(x̂)'s digits; returns y_s."""
     pos = reveal.any(-1)
-    x_hat = (scores.to(noise.dtype) + noise).argmax(-1)  # Gumbel-max draw per position
     digits = subtoken_map.encode(x_hat)
     y_s = y_t.clone()
     y_s[pos] = torch.where(reveal[pos], digits, y_t[pos])
@@ -153,7 +168,7 @@ class Step:
     r: float  # reveal probability of a masked unit
     temperature: float
     top_p: float
-    gumbel_dtype: torch.dtype
+    gumbel_dtype: torch.dtype  # precision of the token draw (name kept for compatibility)
     index: int = 0  # k: the step counter of the keyed noise
 
 
@@ -174,7 +189,8 @@ class AncestralSampler(Sampler):
         """Draw ``num_samples`` sequences in ``steps`` reveal steps (see module docstring).
 
         seeds: explicit 64-bit row keys (default seed·2³² + i); temperature: a float, or τ(t) as a callable of
-        t ∈ [0, 1] (e.g. a·t^b + c); top_p ∈ (0, 1]; gumbel_dtype float64 avoids fp32's lowered entropy;
+        t ∈ [0, 1] (e.g. a·t^b + c); top_p ∈ (0, 1]; gumbel_dtype = precision of the categorical draw
+        (float64 avoids float32's truncated tail probabilities, which lower the entropy);
         cache=False evaluates every row each step (same tokens)."""
         check_count("num_samples", num_samples)
         check_count("steps", steps)
@@ -206,17 +222,17 @@ class AncestralSampler(Sampler):
 
     def reveal(self, model, y: torch.Tensor, reveal: torch.Tensor, u_reveal: torch.Tensor,
                keys: torch.Tensor, step: Step) -> torch.Tensor:
-        """y_s for the evaluated rows y [m, L, ℓ] (on the model's device): one forward pass, then Gumbel-max
-        digits for the units ``reveal`` [m, L, ℓ] marks. u_reveal [m, L, U] are the rows' reveal uniforms (unused
-        here); keys [m, 2] the rows' key words, which key the Gumbel noise of step ``step.index``."""
+        """y_s for the evaluated rows y [m, L, ℓ] (on the model's device): one forward pass, then f(x̂) digits
+        (keyed `draw_tokens`) for the units ``reveal`` [m, L, ℓ] marks. u_reveal [m, L, U] are the rows' reveal
+        uniforms (unused here); keys [m, 2] the rows' key words, which key the draw of step ``step.index``."""
         pos = reveal.any(-1)
         if not bool(pos.any()):  # with cache=False a step may reveal nothing in any evaluated row
             return y
         tt = torch.full((len(y),), step.t, device=y.device)
         log_p = model.log_probs_at(y, pos, tt)  # [n, C], head at the revealing positions only
-        noise = gumbel_from_uniform(token_uniforms(keys, step.index, pos, model.num_classes, step.gumbel_dtype))
         scores = filter_log_probs(log_p, step.temperature, step.top_p)
-        return ancestral_update(scores, y, reveal, noise, model.map)
+        x_hat = draw_tokens(scores, keys, step.index, pos, step.gumbel_dtype)
+        return ancestral_update(x_hat, y, reveal, model.map)
 
     def _sample_batch(self, model, y, keys, steps, temperature, top_p, gumbel_dtype, cache, return_trajectory,
                       progress) -> SampleResult:
