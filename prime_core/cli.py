@@ -144,7 +144,10 @@ def cmd_sample(args) -> int:
     shown = _sample_dataset(config, ckpt.meta.get("data"), required=out is not None or texts or args.stop_at_eos,
                             locations=_parse_options(args.data_option))
     rows = _sample_rows(args, model, shown, cliargs.given(args.num_samples, s.num_samples))
-    options = dict(steps=cliargs.given(args.steps, s.steps), temperature=cliargs.given(args.temperature, s.temperature),
+    # an event-driven sampler (first-hitting) without --steps runs in continuous time, not on sample.steps' grid
+    steps = None if getattr(sampler, "event_driven", False) and args.steps is None else \
+        cliargs.given(args.steps, s.steps)
+    options = dict(steps=steps, temperature=cliargs.given(args.temperature, s.temperature),
                    top_p=cliargs.given(args.top_p, s.top_p), gumbel_dtype=getattr(torch, gumbel_dtype),
                    cache=not args.no_cache, progress=not args.quiet)
     if args.trajectory:
@@ -244,7 +247,8 @@ def _generate_rows(args, model, sampler, shown, rows, options):
     steps_total = g.steps * g.blocks
     report = {"steps": g.steps, "blocks": g.blocks, "length": length, "nfe_mean": float(g.nfe.float().mean()),
               "idle_steps_mean": float(g.idle_steps.float().mean()),
-              "idle_ratio": float(g.idle_steps.float().mean() / steps_total), "forward_calls": g.forward_calls,
+              "idle_ratio": float(g.idle_steps.float().mean() / steps_total) if steps_total else 0.0,
+              "forward_calls": g.forward_calls,
               "decoded": [r["decoded"] for r in out_rows], "rows": out_rows}
     return g, report
 

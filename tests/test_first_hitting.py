@@ -111,12 +111,20 @@ def test_prime_sample_first_hitting(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path), "--quiet", *TINY]) == 0
     capsys.readouterr()  # train's "checkpoint: …" line
     ckpt = str(tmp_path / "checkpoint.safetensors")
-    common = [ckpt, "-n", "5", "--steps", "6", "--seed", "2", "--json", "--quiet", "--sampler", "first-hitting"]
+    base = [ckpt, "-n", "5", "--seed", "2", "--json", "--quiet", "--sampler", "first-hitting"]
+    common = [*base, "--steps", "6"]
     assert main(["sample", *common]) == 0
     a = json.loads(capsys.readouterr().out)
-    assert len(a["tokens"]) == 5 and a["idle_steps_mean"] == 0.0 and 0 < a["nfe_mean"] <= 6
+    assert a["steps"] == 6 and len(a["tokens"]) == 5 and a["idle_steps_mean"] == 0.0 and 0 < a["nfe_mean"] <= 6
     assert main(["sample", *common, "--option", "continuous=true"]) == 0
     b = json.loads(capsys.readouterr().out)
     assert b["steps"] == 0 and len(b["tokens"]) == 5
+    # without --steps: the exact continuous-time sampler (not the config's sample.steps grid), same as continuous=true
+    assert main(["sample", *base]) == 0
+    c = json.loads(capsys.readouterr().out)
+    assert c["steps"] == 0 and c["tokens"] == b["tokens"] and c["idle_ratio"] == 0.0
+    # the ancestral sampler without --steps still uses sample.steps
+    assert main(["sample", *base[:-2]]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] > 0
     assert main(["sample", *common, "--option", "continuous=3"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
