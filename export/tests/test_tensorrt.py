@@ -106,7 +106,7 @@ def test_engine_build_sequence_with_standin(exported, tmp_path):
     assert ("create_network", 1 << 1) in log  # strongly typed network
     shapes = {e[1]: e[2:] for e in log if e[0] == "set_shape"}
     assert set(shapes) == set(meta["step"]["inputs"]) == set(profile)
-    assert shapes["u_token"] == ((1, 27), (12, 27), (48, 27))  # N = revealing positions ≤ batch·L
+    assert shapes["u_token"] == ((1,), (12,), (48,))  # one uniform per revealing position, N ≤ batch·L
     assert shapes["y"] == ((1, 3, 2), (4, 3, 2), (16, 3, 2))
     assert shapes["t"] == ((1,), (4,), (16,))
     assert engine.read_bytes() == b"ENGINE"
