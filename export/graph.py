@@ -26,7 +26,8 @@ from prime_core.api import PrimeError
 from .step import INPUT_NAMES, N_AXIS_INPUTS, SamplerStep, reveal_rule, revealing_positions
 
 MIN_OPSET = 18  # the dynamo exporter translates to opset 18 and newer only
-DEFAULT_OPSET = 18
+DEFAULT_OPSET = 20  # opset 20 has Gelu: a tanh-GELU stays one kernel (ORT FastGelu), not Pow/Tanh/Mul
+TENSORRT_OPSET = 18  # the TensorRT path keeps the opset its engines were validated with (no GPU to re-check here)
 META_PREFIX = "prime."
 DRAW = "inverse-cdf"  # how the graph draws x̂ from u_token [N]; graphs of older releases took Gumbel noise [N, C]
 

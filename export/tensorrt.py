@@ -163,9 +163,9 @@ def build_from_checkpoint(checkpoint: str, output: str, *, precision: str = "fp3
 
     from prime_core.api import load_model
 
-    from .graph import DEFAULT_OPSET, check_opset, check_output, export_step
+    from .graph import TENSORRT_OPSET, check_opset, check_output, export_step
 
-    opset = check_opset(opset or DEFAULT_OPSET)
+    opset = check_opset(opset or TENSORRT_OPSET)
     check_output(output, force)
     trt = trt or require_tensorrt()  # before any work: no GPU / no TensorRT → one line, nothing written
     weights_dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]

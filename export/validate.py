@@ -39,6 +39,7 @@ def ort_session(path: str, providers: list[str] | None = None, threads: int | No
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # fusions (FusedMatMul, FastGelu …)
     if threads:
         opts.intra_op_num_threads = threads
     return ort.InferenceSession(path, opts, providers=providers or ["CPUExecutionProvider"])

@@ -57,7 +57,7 @@ def test_step_keeps_observed_subtokens_and_reveals_valid_tokens(exported):
     args = list(example_inputs(model, 7, generator=torch.Generator().manual_seed(3)))
     args[2], args[3] = torch.zeros(7, dtype=torch.float64), torch.ones(7, dtype=torch.float64)
     args[8] = revealing_positions(args[0] == model.mask_id)  # r = 1: every masked position reveals
-    args[5] = torch.rand(len(args[8]), model.num_classes, dtype=torch.float64)
+    args[5] = torch.rand(len(args[8]), dtype=torch.float64)  # one draw uniform per revealing position
     y_s, probs = sess.run(None, feeds(tuple(args)))
     y = args[0].numpy()
     observed = y != model.mask_id
