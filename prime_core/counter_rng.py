@@ -141,19 +141,40 @@ def inverse_cdf(scores: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Exact categorical draw x̂ ~ softmax(scores) from one uniform per row, in the dtype of ``scores``.
 
     scores [N, C] (log-probabilities up to a per-row constant; −inf = probability 0, e.g. outside V(y_t) or cut by
-    the nucleus), u [N] in (0, 1). With p = softmax(scores) and F_c = Σ_{c' ≤ c} p_{c'} (cumsum):
-        x̂ = min{c : F_c > u·F_{C−1}, p_c > 0},
-    i.e. P(x̂ = c) = p_c. A class with p_c = 0 is never returned; where rounding leaves no class above u·F_{C−1}
-    (u within an ulp of 1) x̂ is the last class with p_c > 0. Built from softmax / cumsum / comparisons /
-    ReduceMin-Max only, so the same function traces into an ONNX / TensorRT graph (`export.step`)."""
-    p = torch.softmax(scores, dim=-1)
-    cdf = p.cumsum(-1)
-    target = u.to(cdf.dtype).unsqueeze(-1) * cdf[..., -1:]
+    the nucleus), u [N] in (0, 1). With w_c = exp(scores_c − max scores) (softmax before normalising) and
+    F_c = Σ_{c' ≤ c} w_{c'} (cumsum):
+        x̂ = min{c : F_c > u·F_{C−1}, w_c > 0},
+    i.e. P(x̂ = c) = w_c / F_{C−1} = p_c. A class with p_c = 0 is never returned; where rounding leaves no class
+    above u·F_{C−1} (u within an ulp of 1) x̂ is the last class with w_c > 0. Built from ReduceMax / Exp / CumSum /
+    comparisons / ReduceMin only, so it traces into an ONNX / TensorRT graph (`export.step`); `categorical` gets
+    the same x̂ faster with a binary search."""
+    w, cdf, target = _cdf(scores, u)
     classes = torch.arange(scores.shape[-1], device=scores.device)
-    positive = p > 0
+    positive = w > 0
     first = torch.where((cdf > target) & positive, classes, scores.shape[-1]).amin(-1)
     last = torch.where(positive, classes, -1).amax(-1)
     return torch.minimum(first, last)
+
+
+def _cdf(scores: torch.Tensor, u: torch.Tensor):
+    """(w, F, u·F_{C−1}) of `inverse_cdf`: unnormalised softmax weights, their cumsum and the target [N, 1]."""
+    w = torch.exp(scores - scores.amax(-1, keepdim=True))
+    cdf = w.cumsum(-1)
+    return w, cdf, u.to(cdf.dtype).unsqueeze(-1) * cdf[..., -1:]
+
+
+def _searched_inverse_cdf(scores: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """`inverse_cdf` by binary search over F (O(log C) per row after the cumsum): the first c with F_c > u·F_{C−1}.
+    Where F is flat over a zero-weight class (an exact cumsum) that class is never the first; any row where the
+    search lands past the end or on a zero-weight class (u near 1, or a cumsum that is not exact) is redone with
+    `inverse_cdf`, so the result is the same x̂."""
+    w, cdf, target = _cdf(scores, u)
+    x = torch.searchsorted(cdf, target, right=True).squeeze(-1)
+    bad = x >= scores.shape[-1]
+    bad |= w.gather(-1, x.clamp_max(scores.shape[-1] - 1).unsqueeze(-1)).squeeze(-1) <= 0
+    if bool(bad.any()):
+        x[bad] = inverse_cdf(scores[bad], u[bad])
+    return x
 
 
 def categorical(scores: torch.Tensor, keys: torch.Tensor, step, positions: torch.Tensor, stream: int = TOKEN,
@@ -168,4 +189,4 @@ def categorical(scores: torch.Tensor, keys: torch.Tensor, step, positions: torch
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"the categorical draw runs in float32 or float64, not {dtype}")
     u = uniforms(keys, step, positions, 1, stream, dtype)[:, 0]
-    return inverse_cdf(scores.to(device=keys.device, dtype=dtype), u)
+    return _searched_inverse_cdf(scores.to(device=keys.device, dtype=dtype), u)

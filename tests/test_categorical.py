@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy.stats import chi2
 
 from prime_core.api import categorical, draw_tokens, inverse_cdf, key_words, row_keys
-from prime_core.counter_rng import EVENT_TOKEN, TOKEN, uniforms
+from prime_core.counter_rng import EVENT_TOKEN, TOKEN, _searched_inverse_cdf, uniforms
 
 DTYPES = [torch.float32, torch.float64]
 # the largest uniform each dtype's keyed draw can produce: (2ⁿ − ½)·2⁻ⁿ, n = 23 / 52
@@ -51,11 +51,12 @@ def test_u_near_one_returns_the_last_class_with_positive_probability(dtype):
                            [float("-inf"), -30.0, 1.0, float("-inf")],
                            [5.0, float("-inf"), float("-inf"), float("-inf")]], dtype=dtype)
     top = torch.full((3,), U_MAX[dtype], dtype=dtype)
-    assert inverse_cdf(scores, top).tolist() == [1, 2, 0]
     one = torch.ones(3, dtype=dtype)  # even u = 1 exactly (no class above u·total): clamped, never a −inf class
-    assert inverse_cdf(scores, one).tolist() == [1, 2, 0]
     low = torch.full((3,), 2.0**-53, dtype=dtype)
-    assert inverse_cdf(scores, low).tolist() == [0, 1, 0]
+    for draw in (inverse_cdf, _searched_inverse_cdf):
+        assert draw(scores, top).tolist() == [1, 2, 0]
+        assert draw(scores, one).tolist() == [1, 2, 0]
+        assert draw(scores, low).tolist() == [0, 1, 0]
 
 
 @settings(max_examples=60, deadline=None)
@@ -73,6 +74,7 @@ def test_never_a_zero_probability_class(classes, seed, dtype, extra_u):
     x = inverse_cdf(scores, u)
     assert bool(torch.isfinite(scores.gather(1, x[:, None])).all())
     assert bool((torch.softmax(scores, -1).gather(1, x[:, None]) > 0).all())
+    assert torch.equal(_searched_inverse_cdf(scores, u), x)  # the eager binary search: the same x̂
 
 
 @given(st.integers(0, 2**32 - 1))
