@@ -13,8 +13,8 @@ C = 512 (b = 23), random weights (time does not depend on training). Two measure
    (softmax / cumsum / compare over C). For comparison, the former Gumbel-max noise (C keyed uniforms per
    position, −log(−log U)) is timed for the same N positions.
 2. ``sample``: `AncestralSampler.sample` of --rows rows, --steps steps, idle-step cache on, with the keyed
-   Philox calls (`prime_core.counter_rng.uniforms`) and the inverse-CDF draw (`inverse_cdf`) wrapped in
-   timers for this run only; share = their time / the whole run.
+   Philox calls (`prime_core.counter_rng.uniforms`) and the token draw (`categorical`, whose own uniform is
+   counted once, as randomness) wrapped in timers for this run only; share = their time / the whole run.
 
 "Randomness" = the keyed Philox uniforms; the inverse CDF is the exact categorical draw's arithmetic (reported
 separately; with Gumbel-max it would be the argmax).
@@ -50,8 +50,8 @@ def best(fn, repeats: int) -> float:
 
 def step_profile(model, rows: int, repeats: int) -> dict:
     """One full 20 000-row step and its parts, each timed alone on the same inputs (module docstring, 1)."""
-    from prime_core.api import (AncestralSampler, Step, filter_log_probs, gumbel_from_uniform, inverse_cdf, key_words,
-                                reveal_uniforms, row_seeds, token_uniforms, uniforms)
+    from prime_core.api import (TOKEN, AncestralSampler, Step, categorical, filter_log_probs, gumbel_from_uniform,
+                                key_words, reveal_uniforms, row_seeds, token_uniforms, uniforms)
 
     keys = key_words(row_seeds(rows, 0))
     y = torch.full((rows, model.length, model.ell), model.mask_id, dtype=torch.long)
@@ -62,7 +62,6 @@ def step_profile(model, rows: int, repeats: int) -> dict:
     sampler = AncestralSampler()
     with torch.no_grad():
         scores = filter_log_probs(model.log_probs_at(y, pos, torch.zeros(rows)))
-    u = token_uniforms(keys, 0, pos, dtype)
 
     def whole():
         reveal_uniforms(keys, 0, model.length, model.ell)  # drawn by the loop before the reveal call
@@ -76,7 +75,8 @@ def step_profile(model, rows: int, repeats: int) -> dict:
     cols = pos.nonzero(as_tuple=True)[1]
     rows_of = pos.nonzero(as_tuple=True)[0]
     total, rng = best(whole, repeats), best(keyed, repeats)
-    draw = best(lambda: inverse_cdf(scores.to(dtype), u), repeats)
+    token_u = best(lambda: token_uniforms(keys, 0, pos, dtype), repeats)
+    draw = best(lambda: categorical(scores, keys[rows_of], 0, cols, TOKEN, dtype), repeats) - token_u
     gumbel = best(lambda: gumbel_from_uniform(uniforms(keys[rows_of], 0, cols, model.num_classes, 1, dtype)),
                   max(1, repeats // 2))
     return {"rows": rows, "positions": int(pos.sum()), "classes": model.num_classes, "draw_dtype": "float64",
@@ -90,25 +90,33 @@ def sample_profile(model, rows: int, steps: int) -> dict:
     import prime_core.sampler as sampler_mod
     from prime_core.api import AncestralSampler
 
-    spent = {"keyed_uniforms_s": 0.0, "inverse_cdf_s": 0.0}
-    originals = (rng_mod.uniforms, rng_mod.inverse_cdf, sampler_mod.uniforms)
+    spent = {"keyed_uniforms_s": 0.0, "categorical_s": 0.0, "token_uniforms_s": 0.0}
+    originals = (rng_mod.uniforms, sampler_mod.categorical, sampler_mod.uniforms)
+    inside = []  # non-empty while a categorical draw runs: its uniform is also counted as a token uniform
 
     def timed(fn, name):
         def run(*a, **k):
+            inside.append(name)
             start = time.perf_counter()
-            out = fn(*a, **k)
-            spent[name] += time.perf_counter() - start
-            return out
+            try:
+                return fn(*a, **k)
+            finally:
+                took = time.perf_counter() - start
+                inside.pop()
+                spent[name] += took
+                if name == "keyed_uniforms_s" and "categorical_s" in inside:
+                    spent["token_uniforms_s"] += took
         return run
 
     rng_mod.uniforms = sampler_mod.uniforms = timed(originals[0], "keyed_uniforms_s")
-    rng_mod.inverse_cdf = timed(originals[1], "inverse_cdf_s")
+    sampler_mod.categorical = timed(originals[1], "categorical_s")
     try:
         start = time.perf_counter()
         res = AncestralSampler().sample(model, rows, steps=steps, seed=0, gumbel_dtype=torch.float64, cache=True)
         total = time.perf_counter() - start
     finally:
-        rng_mod.uniforms, rng_mod.inverse_cdf, sampler_mod.uniforms = originals
+        rng_mod.uniforms, sampler_mod.categorical, sampler_mod.uniforms = originals
+    spent["inverse_cdf_s"] = spent["categorical_s"] - spent["token_uniforms_s"]
     return {"rows": rows, "steps": steps, "cache": True, "sample_s": total, **spent,
             "rng_share": spent["keyed_uniforms_s"] / total,
             "draw_share": (spent["keyed_uniforms_s"] + spent["inverse_cdf_s"]) / total,
