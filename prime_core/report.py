@@ -76,7 +76,7 @@ def write_report_markdown(path: str, config, report: dict, png: str | None) -> N
         lines.append(f"| true data distribution | {report['data_cross_entropy']:.4f} | exact | | |")
     s = report["sampling"]
     lines += ["", f"Sampling: {s['num_samples']} samples, {s['steps']} steps, NFE {s['nfe_mean']:.1f} per sequence, "
-              f"idle-step ratio {100 * s['idle_ratio']:.1f} %, Gumbel noise in {s['gumbel_dtype']}.", ""]
+              f"idle-step ratio {100 * s['idle_ratio']:.1f} %, token draw in {s['gumbel_dtype']}.", ""]
     folder = os.path.dirname(path)
     if os.path.exists(os.path.join(folder, METRICS)):
         lines += _validation_lines(os.path.join(folder, METRICS))
