@@ -4,7 +4,7 @@ Every uniform a sampler uses is a pure function of a **row key** and a **counter
     u = Philox4x32-10(key = (k₀, k₁), counter = (c, i, k, s))
 with k₀, k₁ the two 32-bit words of the row key, c the element (e.g. reveal unit j; 0 for a token draw),
 i the position (0 … L−1), k the step (or event) index and s the stream (what the uniform is for: `REVEAL`,
-`TOKEN`, `REMASK`, `REVEAL_TIME`, `EVENT_TOKEN`; ``GUMBEL`` / ``EVENT_GUMBEL`` are their former names).
+`TOKEN`, `REMASK`, `REVEAL_TIME`, `EVENT_TOKEN`, `REVEAL_STEP`; ``GUMBEL`` / ``EVENT_GUMBEL`` are their former names).
 One Philox call gives four 32-bit words, so the element counter is c // 4 (float32: one word each) or c // 2 (float64: two words each), and the uniform is (m + ½)·2⁻ⁿ
 with m the leading n = 23 (float32) or 52 (float64, 26 bits of each word) bits — exact in its dtype and strictly
 inside (0, 1) (one bit short of the mantissa, since the top bin centre of 24 / 53 bits rounds to 1).
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import torch
 
-REVEAL, TOKEN, REMASK, REVEAL_TIME, EVENT_TOKEN = 0, 1, 2, 3, 4  # streams (counter word 3)
+REVEAL, TOKEN, REMASK, REVEAL_TIME, EVENT_TOKEN, REVEAL_STEP = 0, 1, 2, 3, 4, 5  # streams (counter word 3)
 GUMBEL, EVENT_GUMBEL = TOKEN, EVENT_TOKEN  # former names (the token draw was Gumbel-max over C uniforms)
 
 _MASK32 = 0xFFFFFFFF

@@ -174,6 +174,9 @@ class RemdmSampler(AncestralSampler):
                       progress):
         times, alphas = self.step_grid(model, steps)
         sigmas = self.step_sigmas(times, alphas)
+        if self.strategy != "conf" and not any(sigmas):  # nothing is ever re-masked: the ancestral loop exactly
+            return super()._sample_batch(model, y, keys, steps, temperature, top_p, gumbel_dtype, cache,
+                                         return_trajectory, progress)
         n, length, ell = y.shape
         units = 1 if model.grouped else ell
         fixed = y != model.mask_id  # prefix / infill constraints: never re-masked

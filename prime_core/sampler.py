@@ -6,7 +6,10 @@ a revealed unit takes its digits from f(x̂), x̂ ~ p_θ(· | y_t) drawn exactly
 keyed uniform per position) after optional temperature and nucleus filtering. Observed sub-tokens never change and p_θ is supported on V(y_t), so every output token is < C.
 
 Idle steps: which units are revealed does not depend on p_θ, so it is drawn first and the backbone runs only on
-the rows that reveal something in this step. A row whose step reveals nothing costs no forward pass (its cached
+the rows that reveal something in this step. Without re-masking (σ ≡ 0, r_k as above) a unit's reveal step is
+drawn once, up front: P(step k) = ᾱ_{k+1} − ᾱ_k, i.e. k = the first step with ᾱ_{k+1} ≥ U for one keyed uniform U
+per unit (stream REVEAL_STEP) — the same law as the per-step coin flips, at one uniform per unit per run instead of
+one per unit per step (`reveal_steps`). A row whose step reveals nothing costs no forward pass (its cached
 p is never needed). With ``cache=False`` every row is evaluated every step (the baseline; same tokens).
 
 Randomness (`prime_core.counter_rng`): every uniform is Philox4x32-10 of the row key and a counter, drawn for the
@@ -29,7 +32,7 @@ import attrs
 import torch
 from tqdm.auto import tqdm
 
-from .counter_rng import REMASK, REVEAL, TOKEN, categorical, key_words, row_keys, uniforms
+from .counter_rng import REMASK, REVEAL, REVEAL_STEP, TOKEN, categorical, key_words, row_keys, uniforms
 from .errors import check_count
 from .heads import consistent
 from .interfaces import Sampler
@@ -82,6 +85,16 @@ def reveal_uniforms(keys: torch.Tensor, step: int, length: int, units: int, stre
     """float64 uniforms [n, L, U] of step k: unit (i, j) keyed by (row key, k, element i·U + j, ``stream``)."""
     zero = torch.zeros(len(keys), dtype=torch.long, device=keys.device)
     return uniforms(keys, step, zero, length * units, stream, torch.float64).view(len(keys), length, units)
+
+
+def reveal_steps(keys: torch.Tensor, alphas: torch.Tensor, length: int, units: int) -> torch.Tensor:
+    """The step k in which each unit is revealed, for a sampler without re-masking: [n, L, U] int64.
+
+    With P(unit still masked after step k) = 1 − ᾱ_{k+1}, the reveal step is k with probability ᾱ_{k+1} − ᾱ_k;
+    k = min{k : ᾱ_{k+1} ≥ U} for U ∈ (0, 1) keyed by (row key, 0, element i·U + j, REVEAL_STEP). ᾱ_T = 1, so
+    every unit gets a step < T, and a step with ᾱ_{k+1} = ᾱ_k gets none."""
+    u = reveal_uniforms(keys, 0, length, units, REVEAL_STEP)
+    return torch.bucketize(u.contiguous(), alphas[1:].to(u.device, torch.float64), right=False)
 
 
 def _per_position(keys: torch.Tensor, step, where: torch.Tensor):
@@ -243,11 +256,16 @@ class AncestralSampler(Sampler):
         nfe = torch.zeros(n, dtype=torch.long, device=y.device)
         idle = torch.zeros(n, dtype=torch.long, device=y.device)
         calls, trajectory = 0, []
+        probs = [self.step_probabilities(float(alphas[k]), float(alphas[k + 1])) for k in range(steps)]
+        plan = reveal_steps(keys, alphas, length, units) if self._plain(probs, alphas) else None
         for k in tqdm(range(steps), disable=not progress, desc=self.progress_label, leave=False):
             t, a_t, a_s = float(times[k]), float(alphas[k]), float(alphas[k + 1])
-            r, sigma = self.step_probabilities(a_t, a_s)
+            r, sigma = probs[k]
             masked = y == model.mask_id
-            draws = reveal_uniforms(keys, k, length, units)  # [n, L, U], one call for the whole batch
+            if plan is None:
+                draws = reveal_uniforms(keys, k, length, units)  # [n, L, U], one call for the whole batch
+            else:  # the planned step as a uniform that falls below r exactly in that step (exported steps use it)
+                draws = torch.where(plan == k, -1.0, 2.0).to(torch.float64)
             reveal = masked & (draws < r).expand(n, length, ell)
             remask = None
             if sigma:
@@ -271,6 +289,13 @@ class AncestralSampler(Sampler):
             if return_trajectory:
                 trajectory.append(y.to("cpu", copy=True))  # a copy: on CPU .cpu() aliases y
         return finish(self.name, model, y, nfe, idle, steps, calls, trajectory if return_trajectory else None)
+
+    @staticmethod
+    def _plain(probs: list[tuple[float, float]], alphas: torch.Tensor) -> bool:
+        """Whether every step is the plain reveal step (σ = 0, r_k = (ᾱ_{k+1} − ᾱ_k)/(1 − ᾱ_k)), so that each unit's
+        reveal step can be drawn once (`reveal_steps`): a subclass that re-masks or changes r keeps the coins."""
+        return all(sigma == 0 and r == reveal_probability(float(alphas[k]), float(alphas[k + 1]))
+                   for k, (r, sigma) in enumerate(probs))
 
 
 def finish(name: str, model, y: torch.Tensor, nfe, idle, steps: int, calls: int, trajectory) -> SampleResult:

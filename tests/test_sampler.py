@@ -122,3 +122,21 @@ def test_sampler_idle_counts_match_closed_form(tiny_model):
     expected = expected_idle_steps(model.schedule, 3, 2, 32)
     se = float(out.idle_steps.double().std()) / math.sqrt(400)
     assert float(out.idle_steps.double().mean()) == pytest.approx(expected, abs=4 * se)
+
+
+def test_reveal_steps_follow_the_schedule():
+    """A unit's planned reveal step is k with probability ᾱ_{k+1} − ᾱ_k (χ²), every unit gets a step < T, and a
+    step whose ᾱ does not grow gets none."""
+    from prime_core.sampler import key_words, reveal_steps, row_seeds
+
+    alphas = torch.tensor([0.0, 0.1, 0.1, 0.45, 0.8, 1.0], dtype=torch.float64)  # T = 5, step 1 reveals nothing
+    keys = key_words(row_seeds(4000, 3))
+    k = reveal_steps(keys, alphas, 3, 2).flatten()
+    counts = torch.bincount(k, minlength=5).double()
+    assert int(k.max()) < 5 and counts[1] == 0
+    expected = (alphas[1:] - alphas[:-1]) * k.numel()
+    keep = expected > 0
+    chi2 = float(((counts[keep] - expected[keep]) ** 2 / expected[keep]).sum())
+    assert chi2 < 18.5  # χ²(3) exceeds 16.3 with probability 0.001
+    again = reveal_steps(keys[7:9], alphas, 3, 2).flatten()
+    assert torch.equal(again, k.view(4000, 6)[7:9].flatten())  # keyed per row: batch-invariant
