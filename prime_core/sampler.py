@@ -14,7 +14,7 @@ p is never needed). With ``cache=False`` every row is evaluated every step (the 
 
 Randomness (`prime_core.counter_rng`): every uniform is Philox4x32-10 of the row key and a counter, drawn for the
 whole batch in one vectorised call on ``model.device`` — the reveal uniform of unit j at position i in step k is
-keyed by (row key, k, i, j, stream REVEAL), the token draw's uniform at position i by (row key, k, i, 0, stream
+keyed by (row key, k, i, j, stream REVEAL) (the planned reveal step's by (row key, 0, i, j, REVEAL_STEP)), the token draw's uniform at position i by (row key, k, i, 0, stream
 TOKEN), the corrector's re-mask uniforms by stream REMASK. A number never depends on which other rows, positions or steps
 are drawn, so a batch equals its members sampled one by one, and chunking, batch size and the idle-step cache
 never change a sample. Row keys are seed·2³² + i (row i), or explicit 64-bit ``seeds``. The state y, the draws,
