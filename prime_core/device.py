@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import re
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported when a device is resolved, not by `prime --help`
+    import torch
 
 from .errors import PrimeError
 
@@ -45,6 +48,8 @@ def resolve_device(spec: str | torch.device | None = "auto", *, what: str = "--d
     LOCAL_RANK), which picks the GPU of ``auto`` / ``cuda`` as cuda:(local_rank mod number of GPUs)."""
     if spec is None:
         spec = "auto"
+    import torch
+
     kind, index = parse_device_spec(str(spec) if isinstance(spec, torch.device) else spec, what=what)
     if kind == "cpu":
         return torch.device("cpu")
@@ -67,6 +72,8 @@ def device_memory(device: torch.device) -> int | None:
     """Bytes free on ``device`` now: CUDA's own count for a GPU, None (unknown) for any other non-CPU device;
     the CPU's is `prime_core.checkpoint.available_memory`."""
     if device.type == "cuda":
+        import torch
+
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
     from .checkpoint import available_memory
