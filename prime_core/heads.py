@@ -243,5 +243,6 @@ def _generic_digit_log_marginals(log_p: torch.Tensor, subtoken_map: SubTokenMap)
         top = empty.scatter_reduce(-1, index, log_p, reduce="amax")
         shift = torch.where(torch.isfinite(top), top, torch.zeros_like(top)).detach()
         total = torch.zeros_like(top).scatter_add(-1, index, (log_p - shift.gather(-1, index)).exp())
-        slots.append(total.log() + shift)
+        has_mass = total > 0  # log 0 = −inf, but through a where: log's gradient 1/0 would make NaN of 0·∞
+        slots.append(torch.where(has_mass, torch.where(has_mass, total, 1.0).log() + shift, NEG_INF))
     return torch.stack(slots, dim=-2)

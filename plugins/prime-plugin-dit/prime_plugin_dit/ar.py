@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from prime_core import Metric, SampleResult, Sampler
-from prime_core.api import filter_log_probs, gumbel, row_seeds
+from prime_core.api import draw_tokens, filter_log_probs, key_words, row_seeds
 
 from .model import DiT
 
@@ -77,8 +77,10 @@ class ARNLLMetric(Metric):
 
 class ARSampler(Sampler):
     """Left-to-right ancestral sampling, x_i ~ p_θ(· | x_{<i}), one backbone call per position (NFE = L, no idle
-    steps). Same randomness contract as the core sampler: one generator per row (seed·2²⁰ + index), Gumbel-max
-    draws after temperature / nucleus filtering. ``steps`` is ignored (an AR model takes exactly L steps).
+    steps). Same randomness contract as the core samplers (`prime_core.counter_rng`): row keys seed·2³² + index,
+    token i of a row drawn by the keyed inverse CDF (`draw_tokens`, step i, position i) after temperature / nucleus
+    filtering, for the whole batch at once on the model's device. Backbones without a KV cache (no ``new_cache``)
+    take the full-prefix path. ``steps`` is ignored (an AR model takes exactly L steps).
 
     ``kv_cache=True`` (default): each step runs only the newest position through the network, attending to the
     cached keys/values of the earlier ones (`DiT.decode`): O(L) attention work per token instead of a full
@@ -96,21 +98,24 @@ class ARSampler(Sampler):
         if not getattr(model.backbone, "causal", False):
             raise ValueError("the ar sampler needs a causal backbone (e.g. dit-ar); use the ancestral sampler")
         seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        length = model.length
-        fixed = None if fixed_tokens is None else torch.as_tensor(fixed_tokens).long().expand(num_samples, length)
-        tokens = torch.zeros(num_samples, length, dtype=torch.long)
-        next_log_p = _cached_steps(model, tokens) if kv_cache else _full_steps(model, tokens)
+        length, device = model.length, model.device
+        keys = key_words(seeds, device)
+        fixed = None if fixed_tokens is None else \
+            torch.as_tensor(fixed_tokens).long().expand(num_samples, length).to(device)
+        tokens = torch.zeros(num_samples, length, dtype=torch.long, device=device)
+        cached = kv_cache and hasattr(model.backbone, "new_cache")
+        next_log_p = _cached_steps(model, tokens) if cached else _full_steps(model, tokens)
         for i in range(length):
             log_p = next(next_log_p)  # [N, C]: p_θ(x_i | x_{<i}); positions ≥ i are never seen
             tau = temperature(1.0 - i / length) if callable(temperature) else temperature
             scores = filter_log_probs(log_p, tau, top_p)
-            noise = torch.cat([gumbel((1, model.num_classes), g, gumbel_dtype) for g in gens])
-            tokens[:, i] = (scores.to(noise.dtype) + noise).argmax(-1)
+            at_i = torch.zeros(num_samples, length, dtype=torch.bool, device=device)
+            at_i[:, i] = True
+            tokens[:, i] = draw_tokens(scores, keys, i, at_i, gumbel_dtype)
             if fixed is not None:
                 tokens[:, i] = torch.where(fixed[:, i] >= 0, fixed[:, i], tokens[:, i])
         n = torch.full((num_samples,), length, dtype=torch.long)
-        return SampleResult(tokens=tokens, nfe=n, idle_steps=torch.zeros_like(n), steps=length,
+        return SampleResult(tokens=tokens.cpu(), nfe=n, idle_steps=torch.zeros_like(n), steps=length,
                             forward_calls=length)
 
 
@@ -121,7 +126,7 @@ def _full_steps(model, tokens: torch.Tensor):
     for i in range(length):
         at = torch.arange(batch, device=device) * length + i  # flat positions b·L + i
         logits = model.backbone(model.encode(tokens.to(device)), None, positions=at)
-        yield torch.log_softmax(logits.float(), dim=-1).cpu()
+        yield torch.log_softmax(logits.float(), dim=-1)
 
 
 def _cached_steps(model, tokens: torch.Tensor):
@@ -132,7 +137,7 @@ def _cached_steps(model, tokens: torch.Tensor):
     prev = torch.full((batch, 1, model.ell), model.mask_id, dtype=torch.long, device=device)
     for i in range(length):
         logits = net.decode(prev, kv)[:, 0]  # [N, out_dim]
-        yield torch.log_softmax(logits.float(), dim=-1).cpu()
+        yield torch.log_softmax(logits.float(), dim=-1)
         prev = model.map.encode(tokens[:, i:i + 1].to(device))  # the token just drawn: [N, 1, ℓ]
 
 

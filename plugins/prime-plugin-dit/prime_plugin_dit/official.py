@@ -189,8 +189,8 @@ def _check_sizes(spec: BackboneSpec, n_heads: int) -> None:
 
 
 def _select(logits: torch.Tensor, positions: torch.Tensor | None) -> torch.Tensor:
-    """[B, L, C] → [N, C] at flat indices b·L + i when ``positions`` is given."""
-    return logits if positions is None else logits.flatten(0, 1)[positions]
+    """[B, L, C] → [N, C] at ``positions`` (flat indices b·L + i [N] or a bool mask [B, L]; `Backbone`)."""
+    return Backbone.select_positions(logits, positions)
 
 
 class OfficialDiT(Backbone):
