@@ -75,8 +75,9 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     echo(format_report(report))
     echo(f"sampling: {sampling['num_samples']} samples × {sampling['steps']} steps, NFE {sampling['nfe_mean']:.1f}"
          f"/sequence, idle steps {100 * sampling['idle_ratio']:.1f} %")
-    for score in sample_scores + (completions or {}).get("scores", []):
-        echo(f"{score['label']}: {_value(score['value'])} ({score['detail']})")
+    for what, scores in (("samples", sample_scores), ("prompt completions", (completions or {}).get("scores", []))):
+        for score in scores:
+            echo(f"{what}: {score['label']}: {_value(score['value'])} ({score['detail']})")
     for text in texts[:3]:
         echo(f"  sample: {text[:200]}")
     for row in (completions or {}).get("rows", [])[:2]:

@@ -85,7 +85,8 @@ def write_report_markdown(path: str, config, report: dict, png: str | None) -> N
         lines += [f"![training loss and validation bound]({LOSS_PNG})", ""]
     if png:
         lines += [f"![samples]({os.path.basename(png)})", ""]
-    lines += ["## Samples", ""] + _score_lines(report.get("sample_scores", []))
+    lines += ["## Samples", "", f"{s['num_samples']} unconditional samples (scores over all of them; the first "
+              f"{len(report['samples'])} shown).", ""] + _score_lines(report.get("sample_scores", []))
     lines += [f"- `{_inline(t)}`" for t in report["samples"]]
     if "completions" in report:
         lines += _completion_lines(report["completions"])
