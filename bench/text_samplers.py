@@ -17,7 +17,8 @@ The AR baseline's own samples (sampler ``ar``) are reported on the same measures
 run of this script; it prints one markdown table and writes <out>/samplers.json and <out>/samplers.md.
 
     python bench/text_samplers.py --out runs/text-samplers [--steps S] [--samples N] [--sample-steps T]
-        [--samplers ancestral first-hitting remdm confidence] [--sampler-option remdm:eta=0.02] [--threads 1]
+        [--samplers ancestral first-hitting remdm confidence] [--sampler-option remdm:eta=0.02]
+        [--temperature τ] [--top-p p] [--threads 1]
 
 A model folder whose checkpoint has the same config (and step count) is reused; delete it to retrain.
 """
@@ -67,11 +68,11 @@ def sampler_options(items: list[str]) -> dict[str, dict]:
     return out
 
 
-def measure(model, config, sampler, shown, judge, registry, samples: int, steps: int) -> dict:
+def measure(model, sampler, shown, judge, registry, samples: int, steps: int, temperature: float,
+            top_p: float) -> dict:
     """One row: sample, then word validity, gen. PPL by the judge, unigram entropy and NFE of those samples."""
-    s = config.sample
     t0 = time.perf_counter()
-    r = sampler.sample(model, samples, steps=steps, seed=0, temperature=s.temperature, top_p=s.top_p,
+    r = sampler.sample(model, samples, steps=steps, seed=0, temperature=temperature, top_p=top_p,
                        gumbel_dtype=torch.float64)
     seconds = time.perf_counter() - t0
     texts = shown.decode_samples(r.tokens)
@@ -92,6 +93,8 @@ def main() -> None:
     p.add_argument("--sampler-option", action="append", default=[], metavar="NAME:KEY=VALUE")
     p.add_argument("--samples", type=int, default=32)
     p.add_argument("--sample-steps", type=int, help="sampling steps T (default: the config's sample.steps)")
+    p.add_argument("--temperature", type=float, help="default: the config's sample.temperature")
+    p.add_argument("--top-p", type=float, help="default: the config's sample.top_p")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = p.parse_args()
     if args.threads:
@@ -113,15 +116,17 @@ def main() -> None:
         shown = presentation(dataset_for_checkpoint(config, loaded.meta.get("data"), registry=registry))
         steps = args.sample_steps or config.sample.steps
         for sampler_name in (["ar"] if name == "ar" else args.samplers):
+            temperature = config.sample.temperature if args.temperature is None else args.temperature
+            top_p = config.sample.top_p if args.top_p is None else args.top_p
             row = {"model": name, "ell": model.ell, "sampler": sampler_name, "steps": steps,
-                   "train_seconds": train_s[name], "temperature": config.sample.temperature,
-                   "top_p": config.sample.top_p}
+                   "train_seconds": train_s[name], "temperature": temperature, "top_p": top_p}
             if sampler_name not in registry.names("sampler"):
                 rows.append({**row, "available": False})
                 print(f"  {name} {sampler_name}: n/a (not installed)", flush=True)
                 continue
             sampler = registry.build("sampler", sampler_name, **options.get(sampler_name, {}))
-            row.update(available=True, **measure(model, config, sampler, shown, judge, registry, args.samples, steps))
+            row.update(available=True, **measure(model, sampler, shown, judge, registry, args.samples, steps,
+                                                 temperature, top_p))
             rows.append(row)
             print(f"  {name} {sampler_name}: words {row['word_validity']:.3f}  gen. PPL {row['gen_ppl']:.1f}  "
                   f"entropy {row['unigram_entropy']:.3f}  NFE {row['nfe_mean']:.1f}", flush=True)
@@ -138,15 +143,17 @@ def main() -> None:
 
 
 def markdown_table(rows: list[dict], samples: int) -> str:
-    lines = [f"| model | ℓ | sampler | T | word-validity fraction | {GEN_PPL_LABEL} | unigram entropy (nats) | "
-             "NFE / sequence |", "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| model | ℓ | sampler | T | τ, top-p | word-validity fraction | {GEN_PPL_LABEL} | unigram entropy (nats) | "
+             "NFE / sequence |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         model = "AR baseline (dit-ar)" if r["model"] == "ar" else "MDLM-Prime (main job)"
         if not r["available"]:
-            lines.append(f"| {model} | {r['ell']} | `{r['sampler']}` | {r['steps']} | n/a | n/a | n/a | n/a |")
+            lines.append(f"| {model} | {r['ell']} | `{r['sampler']}` | {r['steps']} | {r['temperature']:g}, "
+                         f"{r['top_p']:g} | n/a | n/a | n/a | n/a |")
             continue
         wv = "n/a" if r["word_validity"] is None else f"{r['word_validity']:.3f}"
-        lines.append(f"| {model} | {r['ell']} | `{r['sampler']}` | {r['steps']} | {wv} | {r['gen_ppl']:.1f} | "
+        lines.append(f"| {model} | {r['ell']} | `{r['sampler']}` | {r['steps']} | {r['temperature']:g}, "
+                     f"{r['top_p']:g} | {wv} | {r['gen_ppl']:.1f} | "
                      f"{r['unigram_entropy']:.3f} | {r['nfe_mean']:.1f} |")
     return "\n".join(lines)
 
