@@ -66,6 +66,19 @@ def _flag(inst, attribute, value):
         raise ConfigError(f"{_where(inst, attribute)} must be true or false, got {value!r}")
 
 
+def _list_to_tuple(value):
+    """TOML and JSON give lists; a frozen config holds tuples (anything else is left for the validator)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _prompt_list(inst, attribute, value):
+    """A list of at most 64 non-empty strings."""
+    if not (isinstance(value, tuple) and len(value) <= 64
+            and all(isinstance(t, str) and t.strip() for t in value)):
+        raise ConfigError(f"{_where(inst, attribute)} must be a list of at most 64 non-empty strings, "
+                          f"got {value!r}"[:200])
+
+
 _name = v.instance_of(str)
 _opts = attrs.field(factory=dict, validator=v.instance_of(dict))
 
@@ -142,6 +155,10 @@ class SampleConfig:
     top_p: float = attrs.field(default=1.0, validator=_real(0.0, 1.0, lo_open=True))
     gumbel_dtype: str = attrs.field(default="float64", validator=_one_of("float32", "float64"))
     num_samples: int = attrs.field(default=16, validator=_whole(1, 2**20))
+    # text prompts that `prime run` also completes (data sets with the TextPrompts capability), per_prompt rows
+    # each; the rows fix the prompt's tokens and the sampler fills the rest of the L positions
+    prompts: tuple = attrs.field(default=(), converter=_list_to_tuple, validator=_prompt_list)
+    per_prompt: int = attrs.field(default=2, validator=_whole(1, 1024))
     # constructor options of the sampler, e.g. { temperature_schedule = [0.5, 1.0, 0.6], warp = 1.5 } for "image"
     options: dict = _opts
 

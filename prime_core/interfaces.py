@@ -359,6 +359,12 @@ class Presentation(abc.ABC):
         """Draw samples as a picture at ``path`` if this data set knows how; return the path or None."""
         return None
 
+    def score_samples(self, decoded: list[str], prompts: list[str | None] | None = None) -> list[dict]:
+        """Quality scores of decoded samples that this data set knows how to compute (``prime run``'s report
+        shows them); a row with a prompt (its decoded text starts with it) is scored on what follows the prompt.
+        Each score is ``{"name", "label", "value" (float or None), "detail"}``; none by default."""
+        return []
+
     def render_trajectory(self, trajectory: list[torch.Tensor], subtoken_map: SubTokenMap, path: str) -> str | None:
         """Draw a denoising trajectory (sub-token states [N, L, ℓ] after each step, masks included) at ``path``
         if this data set knows how; return the path or None."""

@@ -12,10 +12,14 @@ from .build import dataset_for_checkpoint, load_model, user_locations
 from .config import Config
 from .device import train_device
 from .evaluate import evaluate_report, format_report
-from .interfaces import presentation
+from .errors import PrimeError
+from .interfaces import TextPrompts, presentation
+from .prompts import collect_prompts, decode_row, fixed_rows
 from .registry import Registry, get_registry
 from .report import finish_training, write_report_markdown
 from .rundir import claim, local_out_dir, write_text_atomic
+from .sampler import row_seeds
+from .semiar import generate
 
 
 def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: bool = False,
@@ -31,6 +35,7 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
 
 def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool, registry: Registry,
          echo) -> dict:
+    _check_prompts(config, registry)  # before any work: a run that cannot report is refused up front
     t0 = time.perf_counter()
     echo(f"[1/3] training ({config.train.trainer} trainer, {config.train.steps} steps) → {out_dir}")
     trainer = registry.build("trainer", config.train.trainer)
@@ -56,18 +61,55 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     png = shown.render(result.tokens, os.path.join(out_dir, "samples.png"))
     sampling = {"num_samples": len(result.tokens), "steps": result.steps,
                 "nfe_mean": float(result.nfe.float().mean()),
-                "idle_ratio": float(result.idle_steps.float().mean() / result.steps),
-                "seconds": sample_s, "gumbel_dtype": s.gumbel_dtype}
+                "idle_ratio": float(result.idle_steps.float().mean() / max(result.steps, 1)),
+                "seconds": sample_s, "gumbel_dtype": s.gumbel_dtype, "sampler": s.sampler,
+                "temperature": s.temperature, "top_p": s.top_p}
+    sample_scores = shown.score_samples(texts)
+    completions = _complete_prompts(model, sampler, shown, s, progress) if s.prompts else None
 
     echo("[3/3] evaluating")
     report = evaluate_report(ckpt, registry=registry, data_options=locations, device=device)
-    report.update(sampling=sampling, train_seconds=train_s, samples=texts[:8])
+    report.update(sampling=sampling, train_seconds=train_s, samples=texts[:8], sample_scores=sample_scores)
+    if completions is not None:
+        report["completions"] = completions
     write_text_atomic(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2))
     write_report_markdown(os.path.join(out_dir, "report.md"), config, report, png)
     echo(format_report(report))
     echo(f"sampling: {sampling['num_samples']} samples × {sampling['steps']} steps, NFE {sampling['nfe_mean']:.1f}"
          f"/sequence, idle steps {100 * sampling['idle_ratio']:.1f} %")
+    for what, scores in (("samples", sample_scores), ("prompt completions", (completions or {}).get("scores", []))):
+        for score in scores:
+            echo(f"{what}: {score['label']}: {_value(score['value'])} ({score['detail']})")
     for text in texts[:3]:
         echo(f"  sample: {text[:200]}")
+    for row in (completions or {}).get("rows", [])[:2]:
+        echo(f"  completion: {row['prompt']}⟨{row['completion'][:200]}⟩")
     echo(f"report: {os.path.join(out_dir, 'report.md')}")
     return report
+
+
+def _check_prompts(config: Config, registry: Registry) -> None:
+    """``sample.prompts`` need a data set with text in and out (the `TextPrompts` capability)."""
+    if config.sample.prompts and not issubclass(registry.get("dataset", config.data.dataset).obj, TextPrompts):
+        raise PrimeError(f"sample.prompts are text, but data set {config.data.dataset!r} has no tokenizer "
+                         "(the TextPrompts capability); remove sample.prompts or use a text data set")
+
+
+def _complete_prompts(model, sampler, shown, s, progress: bool) -> dict:
+    """``sample.prompts``, ``sample.per_prompt`` rows each: the prompt's tokens fixed at the start of L
+    positions, the rest drawn by the configured sampler (row seeds of seed 1, so they differ from the
+    unconditional rows of seed 0); returns the rows (prompt, completion), their scores, NFE and idle steps."""
+    prompts = collect_prompts(shown, list(s.prompts), None, [])
+    rows = [p for p in prompts for _ in range(s.per_prompt)]
+    g = generate(model, sampler, model.length, seeds=row_seeds(len(rows), 1),
+                 fixed=fixed_rows(prompts, s.per_prompt, model.length), steps=s.steps, temperature=s.temperature,
+                 top_p=s.top_p, gumbel_dtype=getattr(torch, s.gumbel_dtype), progress=progress)
+    decoded = [decode_row(shown, g.tokens[i].tolist(), p, None) for i, p in enumerate(rows)]
+    return {"rows": [{"prompt": d.prompt, "completion": d.completion} for d in decoded],
+            "scores": shown.score_samples([d.decoded for d in decoded], [d.prompt for d in decoded]),
+            "nfe_mean": float(g.nfe.float().mean()),
+            "idle_ratio": float(g.idle_steps.float().mean() / (g.steps * g.blocks))}
+
+
+def _value(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"

@@ -76,7 +76,8 @@ def write_report_markdown(path: str, config, report: dict, png: str | None) -> N
         lines.append(f"| true data distribution | {report['data_cross_entropy']:.4f} | exact | | |")
     s = report["sampling"]
     lines += ["", f"Sampling: {s['num_samples']} samples, {s['steps']} steps, NFE {s['nfe_mean']:.1f} per sequence, "
-              f"idle-step ratio {100 * s['idle_ratio']:.1f} %, token draw in {s['gumbel_dtype']}.", ""]
+              f"idle-step ratio {100 * s['idle_ratio']:.1f} %, token draw in {s['gumbel_dtype']}"
+              + _sampler_words(s) + ".", ""]
     folder = os.path.dirname(path)
     if os.path.exists(os.path.join(folder, METRICS)):
         lines += _validation_lines(os.path.join(folder, METRICS))
@@ -84,8 +85,42 @@ def write_report_markdown(path: str, config, report: dict, png: str | None) -> N
         lines += [f"![training loss and validation bound]({LOSS_PNG})", ""]
     if png:
         lines += [f"![samples]({os.path.basename(png)})", ""]
-    lines += ["## Samples", ""] + [f"- `{t[:300]}`" for t in report["samples"]]
+    lines += ["## Samples", "", f"{s['num_samples']} unconditional samples (scores over all of them; the first "
+              f"{len(report['samples'])} shown).", ""] + _score_lines(report.get("sample_scores", []))
+    lines += [f"- `{_inline(t)}`" for t in report["samples"]]
+    if "completions" in report:
+        lines += _completion_lines(report["completions"])
     write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _sampler_words(s: dict) -> str:
+    """", sampler `ancestral`, temperature 1, top-p 1" when the report records them (older reports do not)."""
+    if "sampler" not in s:
+        return ""
+    return f", sampler `{s['sampler']}`, temperature {s['temperature']:g}, top-p {s['top_p']:g}"
+
+
+def _score_lines(scores: list[dict]) -> list[str]:
+    """The data set's sample scores (`Presentation.score_samples`), one line each."""
+    out = [f"**{sc['label']}: {'n/a' if sc['value'] is None else format(sc['value'], '.3f')}** ({sc['detail']})."
+           for sc in scores]
+    return out + [""] if out else []
+
+
+def _completion_lines(completions: dict) -> list[str]:
+    """report.md's prompt completions: the scores, then each prompt with what the model wrote after it."""
+    lines = ["", "## Prompt completions", "",
+             f"Each prompt's tokens are fixed at the start of the sequence and the sampler fills the rest "
+             f"(NFE {completions['nfe_mean']:.1f} per sequence, idle-step ratio "
+             f"{100 * completions['idle_ratio']:.1f} %). Only the words after the prompt are scored.", ""]
+    lines += _score_lines(completions["scores"])
+    lines += [f"- `{_inline(r['prompt'])}` → `{_inline(r['completion'])}`" for r in completions["rows"]]
+    return lines
+
+
+def _inline(text: str, limit: int = 300) -> str:
+    """Text on one markdown line inside backticks: newlines shown as ⏎, backticks as ', cut at ``limit``."""
+    return text[:limit].replace("\n", "⏎").replace("`", "'")
 
 
 def _validation_lines(metrics_path: str) -> list[str]:

@@ -270,3 +270,11 @@ def test_trim_metrics_keeps_rows_up_to_the_checkpoint(tmp_path):
     assert path.read_text() == '{"step": 1}\n{"step": 2}\n'
     trim_metrics(str(path), 0)
     assert not path.exists()
+
+
+def test_prompts_on_a_data_set_without_text_are_refused_before_training(tmp_path, capsys):
+    """sample.prompts need the data set's TextPrompts capability: one line, exit 2, nothing written."""
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "--quiet", *TINY, *steps(2), "--set", 'sample.prompts=["Emma"]']) == 2
+    one_line_error(capsys, "sample.prompts are text, but data set 'toy-markov' has no tokenizer")
+    assert not out.exists()

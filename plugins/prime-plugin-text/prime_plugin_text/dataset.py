@@ -30,6 +30,7 @@ from prime_core import ByteLengths, Dataset, Presentation, PrimeError, TextPromp
 from .corpus import fingerprint, read_sources, split_text
 from .prepared import PreparedCorpus, WindowView
 from .tokenizer import tokenizer_class, tokenizer_from_json
+from .words import WORD_VALIDITY_LABEL, completion_words, vocabulary, word_validity, words
 
 SPLITS = ("train", "valid", "test")
 
@@ -82,6 +83,7 @@ class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
         self._restored = False  # a checkpoint's stored tokenizer was restored
         self._splits: dict[str, torch.Tensor] | None = None
         self._bytes: dict[str, float] = {}
+        self._vocab: frozenset[str] | None = None
 
     # sizes -------------------------------------------------------------------------------------------------
     @property
@@ -237,6 +239,23 @@ class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
     def decode_samples(self, tokens: torch.Tensor) -> list[str]:
         self._ensure_tokenizer()
         return [self.tokenizer.decode(row.tolist()) for row in tokens]
+
+    def score_samples(self, decoded: list[str], prompts: list[str | None] | None = None) -> list[dict]:
+        """The word-validity fraction of the rows (`prime_plugin_text.words`): generated words found in the
+        vocabulary of the training split's text. Needs the source text (not with a prepared corpus: [])."""
+        if self.prepared is not None:
+            return []
+        prompts = prompts or [None] * len(decoded)
+        generated = [words(t) if p is None else completion_words(p, t) for t, p in zip(decoded, prompts)]
+        counts = word_validity(generated, self.training_vocabulary())
+        return [{"name": "word_validity", "label": WORD_VALIDITY_LABEL, "value": counts.fraction,
+                 "detail": f"{counts.valid} of {counts.total} generated words"}]
+
+    def training_vocabulary(self) -> frozenset[str]:
+        """V_train: the words of the training split's text (`prime_plugin_text.words.vocabulary`), once."""
+        if self._vocab is None:
+            self._vocab = vocabulary(self._parts()[1]["train"])
+        return self._vocab
 
     # TextPrompts: prompts, infill templates and local text files, with the stored tokenizer ----------------------
     def encode_text(self, text: str) -> list[int]:

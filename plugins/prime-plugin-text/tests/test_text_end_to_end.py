@@ -74,3 +74,29 @@ def test_text_evaluate_device_refusals_are_one_line(capsys):
             text_eval(["absent.safetensors", "--device", spec])
         err = capsys.readouterr().err
         assert exc.value.code == 2 and err.count("\n") == 1 and "argument --device:" in err
+
+
+def test_prime_run_reports_word_validity_of_samples_and_prompt_completions(corpus, cache, tmp_path, capsys):
+    from prime_plugin_text import TextDataset
+    from prime_plugin_text.words import completion_words, text_word_validity, word_validity
+
+    out = tmp_path / "run"
+    assert main(_args(corpus, cache, out, "--set", 'sample.prompts=["Emma and ", "the quick"]',
+                      "--set", "sample.per_prompt=2", "--set", "train.eval_every=2", "--set", "sample.top_p=0.9")) == 0
+    report = json.loads((out / "report.json").read_text())
+    vocab = TextDataset(source=str(corpus), tokenizer="bpe", tokenizer_options={"vocab_size": 300}, length=16,
+                        cache_dir=cache).training_vocabulary()
+    [score] = report["sample_scores"]
+    assert score["name"] == "word_validity"
+    assert score["value"] == text_word_validity(report["samples"], vocab).fraction  # every sample (2 ≤ 8 shown)
+    rows = report["completions"]["rows"]
+    assert [r["prompt"] for r in rows] == ["Emma and ", "Emma and ", "the quick", "the quick"]
+    expected = word_validity([completion_words(r["prompt"], r["prompt"] + r["completion"]) for r in rows], vocab)
+    [cscore] = report["completions"]["scores"]
+    assert cscore["value"] == expected.fraction and cscore["detail"] == f"{expected.valid} of {expected.total} generated words"
+    assert report["sampling"]["top_p"] == 0.9 and report["sampling"]["sampler"] == "ancestral"
+    md = (out / "report.md").read_text()
+    assert "## Prompt completions" in md and "word-validity fraction" in md and "top-p 0.9" in md
+    assert "Validation during training" in md and "![training loss and validation bound](loss.png)" in md
+    assert "idle-step ratio" in md and "PPL ≤" in md
+    assert "word-validity fraction" in capsys.readouterr().out
