@@ -309,8 +309,10 @@ def check_resume_config(saved: dict[str, Any] | None, config: Config, url: str) 
     """Refuse to resume ``url`` (a ConfigError naming the differing keys) unless ``config`` equals the
     checkpoint's stored config up to `RESUMABLE_CHANGES`."""
     # a key the checkpoint lacks was added to prime after it was written: that run used the key's default
-    new = _by_key(_without_device(config.to_dict()))
-    old = {**_by_key(Config().to_dict()), **_by_key(_without_device(saved))} if saved else {}
+    # compared as JSON values, the form a checkpoint stores (a tuple default reads back as a list)
+    plain = lambda d: json.loads(json.dumps(d))  # noqa: E731
+    new = _by_key(plain(_without_device(config.to_dict())))
+    old = {**_by_key(plain(Config().to_dict())), **_by_key(plain(_without_device(saved)))} if saved else {}
     differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
     if differ:
         shown = ", ".join(f"{k} ({old.get(k)!r} → {new.get(k)!r})" for k in differ[:3])
