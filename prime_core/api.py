@@ -39,6 +39,7 @@ from .idle import expected_idle_steps
 # train: validation on held-out rows, the best checkpoint, metrics.jsonl + TensorBoard (shared by every trainer)
 from .keep import BEST_NAME, KEEP_CHOICES, BestSoFar, finish_keep, keeps_best
 from .trainlog import TENSORBOARD_DIR, TrainLog, require_tensorboard
+from .divergence import LossWatch, TrainingDiverged
 from .validation import ValidBound, Validator, evaluating, held_out_rows, is_eval_step, validation_metric
 from .interfaces import (Backbone, BackboneSpec, ByteLengths, Dataset, Exporter, KnownDensity, Metric, MetricResult,
                          NoiseSchedule, Parameterization, Presentation, Runtime, Sampler, SubTokenMap, TextPrompts,
@@ -90,5 +91,5 @@ __all__ = [
     "sample_mask", "save_checkpoint", "save_model", "smallest_base", "start_over", "trim_metrics",
     "BEST_NAME", "KEEP_CHOICES", "BestSoFar", "finish_keep", "keeps_best", "TENSORBOARD_DIR", "TrainLog",
     "require_tensorboard", "ValidBound", "Validator", "evaluating", "held_out_rows", "is_eval_step",
-    "validation_metric",
+    "validation_metric", "LossWatch", "TrainingDiverged",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import torch
 
-from .checkpoint import read_checkpoint, save_checkpoint
+from .checkpoint import check_finite, read_checkpoint, save_checkpoint
 from .config import Config
 from .errors import CheckpointError, ConfigError, PrimeError, UnknownComponentError, first_line
 from .interfaces import BackboneSpec
@@ -209,6 +209,7 @@ def load_model(url: str, registry: Registry | None = None, weights: str = "model
     ckpt = read_checkpoint(url)
     config = checkpoint_config(ckpt.meta, url)
     state = _weights(ckpt, weights, url)
+    check_finite(state, url)  # NaN/inf weights: refused here, not printed later as "PPL ≤ nan"
     origin = ckpt.meta.get("components")  # who provided each component: a missing one names what to install
     skeleton = _meta_model(config, registry, url, origin)
     if skeleton is not None:

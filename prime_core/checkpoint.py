@@ -249,3 +249,16 @@ def available_memory() -> int | None:
 def checkpoint_exists(url: str) -> bool:
     fs, path = _filesystem(url)
     return fs.exists(path)
+
+
+def check_finite(tensors: dict[str, torch.Tensor], url: str) -> None:
+    """Refuse a checkpoint whose floating-point tensors hold NaN or ±inf, naming the first such tensor: a model
+    with such weights yields NaN likelihoods (printed as "PPL ≤ nan") and invalid token ids. One `isfinite`
+    reduction per tensor, on the tensors already in memory."""
+    for name, t in tensors.items():
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            bad = t[~torch.isfinite(t)]
+            kinds = sorted({"nan" if math.isnan(float(v)) else ("inf" if float(v) > 0 else "-inf")
+                            for v in bad[:1000].flatten().real})
+            raise CheckpointError(f"checkpoint {url}: tensor {name!r} holds {bad.numel()} non-finite value(s) "
+                                  f"({', '.join(kinds)}); a usable checkpoint has finite weights only")

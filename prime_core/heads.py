@@ -155,6 +155,29 @@ def subset_log_marginal(log_p: torch.Tensor, targets: torch.Tensor, subset: torc
     return torch.where(subset.any(-1), out, torch.zeros_like(out))
 
 
+def all_subset_log_marginals(log_p: torch.Tensor, targets: torch.Tensor, subtoken_map: SubTokenMap) -> torch.Tensor:
+    """log p(d_S = v_S | y_t) for every subset S of the ℓ digit slots: [..., 2^ℓ], index s ↔ S = {j : bit j of s}.
+
+    log_p [..., C]; targets v [..., ℓ]. Entry 0 (S = ∅) is exactly 0. Positional maps reduce the [b, …, b] code
+    grid axis by axis from the last, each axis both ways (indexed at v_j: j ∈ S; logsumexp: j ∉ S), so level k
+    holds 2^k partial grids of b^(ℓ−k) codes: O(b^ℓ) work per position for b ≥ 2. Other maps loop over S."""
+    lead, ell = log_p.shape[:-1], subtoken_map.ell
+    if not subtoken_map.is_positional:
+        out = []
+        for s in range(2**ell):
+            subset = torch.tensor([bool(s >> j & 1) for j in range(ell)], device=log_p.device).expand(*lead, ell)
+            out.append(_generic_subset_log_marginal(log_p, targets, subset, subtoken_map))
+    else:
+        x = code_grid(log_p, subtoken_map).unsqueeze(-1)  # [..., b (axes 0 … ℓ−1), 1 subset so far]
+        for j in reversed(range(ell)):  # axis j sits at dim −2; subsets of the digits > j along dim −1
+            index = targets[..., j].long().view(*lead, *[1] * (j + 2)).expand(*x.shape[:-2], 1, x.shape[-1])
+            picked = x.gather(-2, index).squeeze(-2)
+            x = torch.stack([x.logsumexp(-2), picked], dim=-1).flatten(-2)  # new index = old · 2 + 1[j ∈ S]
+        out = list(x.unbind(-1))
+    out[0] = torch.zeros_like(out[0])
+    return torch.stack(out, dim=-1)
+
+
 def _generic_subset_log_marginal(log_p, targets, subset, subtoken_map):
     """Any map: mask the tokens whose digits disagree with v on S (the digit table f(x) [C, ℓ]), logsumexp."""
     table = subtoken_map.digit_table(log_p.device)

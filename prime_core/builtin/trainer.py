@@ -24,6 +24,7 @@ from ..build import build_dataset, build_model, build_training_loss, model_metad
 from ..checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
 from ..config import Config, check_resume_config
 from ..device import resolve_device, train_device
+from ..divergence import LossWatch
 from ..errors import PrimeError
 from ..interfaces import Trainer
 from ..keep import BEST_NAME, BestSoFar, finish_keep, keeps_best
@@ -96,6 +97,9 @@ class SimpleTrainer(Trainer):
                    disable=not progress, desc="train", dynamic_ncols=True)
         t0, tokens_seen, shown = time.perf_counter(), 0, {}
         log = TrainLog(out_dir, start_step=start_step, tensorboard_extra=TENSORBOARD_EXTRA if tc.tensorboard else None)
+        watch = LossWatch(model.device)  # a NaN/inf loss stops the run before anything diverged is written
+        if start_step:
+            watch.saved(start_step)
         try:
             for step in bar:
                 idx = batch_indices(step, tc.batch_size, len(train), tc.seed)
@@ -105,6 +109,7 @@ class SimpleTrainer(Trainer):
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(step, config)
                 loss = loss_fn(model, batch, eps=tc.eps, generator=g).mean() / batch.shape[1]
+                watch.observe(loss)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if tc.grad_clip > 0:
@@ -112,18 +117,23 @@ class SimpleTrainer(Trainer):
                 opt.step()
                 tokens_seen += batch.numel()
                 done = step + 1
+                evaluate = validator is not None and is_eval_step(done, tc)
+                save = done % tc.checkpoint_every == 0 or done == tc.steps
+                if done % tc.log_every == 0 or done == tc.steps or evaluate or save:
+                    watch.check(done, ckpt_url)  # one sync, and only before something is written
                 if done % tc.log_every == 0 or done == tc.steps:
                     rate = tokens_seen / (time.perf_counter() - t0)
                     shown.update(loss=f"{loss.item():.4f}", tok_s=f"{rate:,.0f}")
                     log.write({"step": done, "loss": loss.item(), "loss_name": tc.loss,
                                "lr": opt.param_groups[0]["lr"], "tokens_per_s": rate}, group="train")
-                if validator is not None and is_eval_step(done, tc):
+                if evaluate:
                     bound = self._validate(validator, model, config, done, best, out_dir, registry, dataset)
                     log.write(bound.row(done), group="valid")
                     shown[bound.key] = bound.short()  # e.g. valid_nelbo=PPL≤30.3
                 bar.set_postfix(shown, refresh=False)
-                if done % tc.checkpoint_every == 0 or done == tc.steps:
+                if save:
                     self._save(ckpt_url, model, opt, config, done, registry, dataset, best)
+                    watch.saved(done)
         finally:
             log.close()
             bar.close()

@@ -24,9 +24,9 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from prime_core.api import (BEST_NAME, CHECKPOINT_NAME, BestSoFar, CheckpointError, Config, PrimeError, TrainLog,
-                            Trainer, Validator, build_dataset, build_model, build_training_loss, check_resume_config,
-                            checkpoint_exists, claim, evaluating, finish_keep, get_registry, is_eval_step,
+from prime_core.api import (BEST_NAME, CHECKPOINT_NAME, BestSoFar, CheckpointError, Config, LossWatch, PrimeError,
+                            TrainLog, Trainer, Validator, build_dataset, build_model, build_training_loss,
+                            check_resume_config, checkpoint_exists, claim, evaluating, finish_keep, get_registry, is_eval_step,
                             keeps_best, learning_rate, local_out_dir, model_metadata, read_checkpoint,
                             require_tensorboard, resolve_sizes, save_checkpoint, start_over)
 
@@ -159,6 +159,9 @@ class TorchTrainer(Trainer):
         t0, steps_done, shown = time.perf_counter(), 0, {}
         log = TrainLog(out_dir, start_step=start_step, enabled=layout.is_main,
                        tensorboard_extra=TENSORBOARD_EXTRA if tc.tensorboard else None)
+        watch = LossWatch(layout.device)  # a NaN/inf loss stops every rank before anything diverged is written
+        if start_step:
+            watch.saved(start_step)
         try:
             for step in bar:
                 batch = loader.next(step)
@@ -166,6 +169,7 @@ class TorchTrainer(Trainer):
                 for group in opt.param_groups:
                     group["lr"] = lr
                 loss_sum = self._accumulate(runner, batch, slices, step, tc, layout, autocast)
+                watch.observe(loss_sum)
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
                                                            tc.grad_clip if tc.grad_clip > 0 else float("inf"))
                 opt.step()
@@ -175,6 +179,10 @@ class TorchTrainer(Trainer):
                 steps_done += 1
                 done = step + 1
                 last = done == tc.steps
+                evaluate = validator is not None and is_eval_step(done, tc)
+                save = done % tc.checkpoint_every == 0 or last
+                if done % tc.log_every == 0 or last or evaluate or save:  # one all-reduced flag, same on every rank
+                    watch.check(done, ckpt_url, all_sum=layout.all_sum)
                 if done % tc.log_every == 0 or last:
                     loss = float(layout.all_sum(loss_sum)) / tokens_per_step
                     elapsed = time.perf_counter() - t0
@@ -184,15 +192,16 @@ class TorchTrainer(Trainer):
                                "grad_norm": float(_full(grad_norm)), "tokens_per_s": rate, "bf16": bf16,
                                "world_size": layout.world_size, "backend": layout.backend,
                                "device": str(layout.device), "elapsed_s": elapsed}, group="train")
-                if validator is not None and is_eval_step(done, tc):
+                if evaluate:
                     bound = self._validate(validator, runner, model, ema, config, done, layout, best, out_dir,
                                            registry, dataset)
                     log.write(bound.row(done), group="valid")
                     shown[bound.key] = bound.short()  # e.g. valid_nelbo=PPL≤30.3
                 if layout.is_main:
                     bar.set_postfix(shown, refresh=False)
-                if done % tc.checkpoint_every == 0 or last:
+                if save:
                     self._save(ckpt_url, model, opt, ema, config, done, layout, registry, dataset, best)
+                    watch.saved(done)
         finally:
             loader.close()
             bar.close()
