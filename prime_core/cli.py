@@ -294,12 +294,12 @@ def cmd_eval(args) -> int:
 
         report = evaluate_files(args.checkpoint, args.data, mc_samples=args.mc, steps=args.steps,
                                 weights=args.weights, seed=args.seed)
-        print(json.dumps(report, indent=2) if args.json else format_files_report(report))
+        print(json.dumps(report, indent=2, allow_nan=False) if args.json else format_files_report(report))
         return 0
     report = evaluate_report(args.checkpoint, split=args.split, mc_samples=args.mc, steps=args.steps,
                              max_sequences=args.max_sequences, weights=args.weights, seed=args.seed,
                              data_options=_parse_options(args.data_option), device=args.device)
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    print(json.dumps(report, indent=2, allow_nan=False) if args.json else format_report(report))
     return 0
 
 

@@ -8,13 +8,13 @@ NELBO (or the backbone's own exact metric, e.g. an AR model's NLL), as nats per 
 
     PPL ≤ exp(bound / tokens),   BPB ≤ bound / (ln 2 · bytes per token),
 
-with bytes per token = UTF-8 bytes of the file / tokens of its [BOS] ids [EOS] stream (the training convention).
+printed by the one rule of `prime_core.evaluate` (a Monte-Carlo NELBO as "estimate m ± se (n draws)", its "≤"
+figure the 95 % upper confidence limit exp(m + 1.645·se); an exact NLL with "="), with bytes per token = UTF-8 bytes of the file / tokens of its [BOS] ids [EOS] stream (the training convention).
 Windows are independent, so the sum over windows bounds −log of the model that generates them independently.
 """
 
 from __future__ import annotations
 
-import math
 import os
 
 import torch
@@ -44,15 +44,16 @@ def document_windows(text_io: TextPrompts, text: str, length: int) -> tuple[torc
 
 
 def file_row(path: str, windows: torch.Tensor, bytes_per_token: float, results) -> dict:
-    """One report row: the file, its scored tokens and each valid bound with PPL ≤ and BPB ≤."""
+    """One report row: the file, its scored tokens and each valid bound (`evaluate.result_row`: kind, estimate,
+    stderr, draws, ucl95, PPL and BPB figures)."""
+    from .evaluate import result_row
+
     row = {"name": os.path.basename(path), "path": path, "windows": int(windows.shape[0]),
            "tokens": int(windows.numel()), "bytes_per_token": bytes_per_token, "bounds": []}
     for r in results:
         if not r.is_bound:  # only valid bounds become PPL / BPB (DESIGN §1)
             continue
-        row["bounds"].append({"name": r.name, "label": r.extra.get("label", r.name), "value": r.value,
-                              "stderr": r.stderr, "unit": r.unit, "perplexity_upper_bound": math.exp(r.value),
-                              "bits_per_byte_upper_bound": r.value / (math.log(2) * bytes_per_token)})
+        row["bounds"].append(result_row(r, bytes_per_token))
     return row
 
 
@@ -90,12 +91,15 @@ def evaluate_files(checkpoint: str, paths: list[str], *, mc_samples: int | None 
 
 
 def format_files_report(report: dict) -> str:
+    from .evaluate import figure_text
+
     lines = [f"{report['checkpoint']}: zero-shot, non-overlapping windows of L = {report['tokens_per_window']} "
-             f"tokens, {report['mc_samples']} Monte-Carlo draws each"]
+             f"tokens, {report['mc_samples']} Monte-Carlo draws per window"]
     for row in report["files"]:
         lines.append(f"  {row['name']}  ({row['tokens']} tokens in {row['windows']} windows)")
         for b in row["bounds"]:
-            lines.append(f"    {b['label']:<46} {b['value']:9.4f} ± {b['stderr']:.4f} nats/token   "
-                         f"PPL ≤ {b['perplexity_upper_bound']:.4f}   BPB ≤ {b['bits_per_byte_upper_bound']:.4f}")
-    lines.append("  Valid upper bounds on −log p_θ(x): PPL ≤ exp(bound/token), BPB ≤ bound/(ln 2 · bytes/token).")
+            lines.append(f"    {b['label']:<46} {figure_text(b)}")
+    lines.append("  Upper bounds on −log p_θ(x): PPL ≤ exp(bound/token), BPB ≤ bound/(ln 2 · bytes/token); for a "
+                 "Monte-Carlo estimate the \"≤\" figure is its one-sided 95 % upper confidence limit "
+                 "(estimate + 1.645·se).")
     return "\n".join(lines)

@@ -471,6 +471,10 @@ class Metric(abc.ABC):
 
     name: ClassVar[str] = "metric"
     is_bound: ClassVar[bool] = False
+    # how its figure is printed (`prime_core.evaluate.KINDS`): None means "bound-estimate" when is_bound (a
+    # Monte-Carlo estimate of a bound: "≤" only for its 95 % upper confidence limit), else "objective";
+    # "exact" for an exact value (e.g. an AR model's NLL: "="), "bound" for a bound computed without sampling.
+    kind: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def per_sequence(self, model: Any, tokens: torch.Tensor, *,

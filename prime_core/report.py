@@ -7,6 +7,7 @@ Trainers only train (weights, optimizer state, ``metrics.jsonl``); the commands 
 from __future__ import annotations
 
 import json
+import math
 import os
 
 from .rundir import write_text_atomic
@@ -65,13 +66,13 @@ def write_report_markdown(path: str, config, report: dict, png: str | None) -> N
     """``report.md`` of ``prime run``: the bounds (PPL only for valid bounds), sampling cost, plots, samples."""
     lines = ["# prime run report", "", f"Dataset `{config.data.dataset}`, ℓ = {report['ell']}, b = {report['base']}, "
              f"C = {report['num_classes']}, L = {report['tokens_per_sequence']}; trained {config.train.steps} steps "
-             f"in {report['train_seconds']:.0f} s.", "", "| quantity | nats/token | ± | PPL | bits/byte |", "|---|---|---|---|---|"]
+             f"in {report['train_seconds']:.0f} s.", "", "| quantity | nats/token | ± (draws) | PPL | bits/byte |", "|---|---|---|---|---|"]
     for row in report["metrics"]:
-        ppl = f"≤ {row['perplexity_upper_bound']:.3f}" if row["is_bound"] else "— (not a bound)"
-        bpb = f"≤ {row['bits_per_byte_upper_bound']:.4f}" if "bits_per_byte_upper_bound" in row else "—"
-        lines.append(f"| {row['label']} | {row['value']:.4f} | {row['stderr']:.4f} | {ppl} | {bpb} |")
+        lines.append(_metric_line(row))
     if "exact_nll" in report:
-        lines.append(f"| {report['exact_nll']['label']} | {report['exact_nll']['value']:.4f} | exact | | |")
+        x = report["exact_nll"]
+        ppl = "= > 1e308" if x["value"] > 709.78 else f"= {math.exp(x['value']):.3f}"  # exp overflows above
+        lines.append(f"| {x['label']} | {x['value']:.4f} | exact | {ppl} | |")
     if "data_cross_entropy" in report:
         lines.append(f"| true data distribution | {report['data_cross_entropy']:.4f} | exact | | |")
     s = report["sampling"]
@@ -91,6 +92,26 @@ def write_report_markdown(path: str, config, report: dict, png: str | None) -> N
     if "completions" in report:
         lines += _completion_lines(report["completions"])
     write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _metric_line(row: dict) -> str:
+    """One table row by the row's kind (`prime_core.evaluate`): exact "= …", a Monte-Carlo estimate of a bound
+    "≤ …" for its 95 % upper confidence limit only (none with one draw), an objective "not a bound"."""
+    kind = row.get("kind") or ("bound-estimate" if row["is_bound"] else "objective")
+    se, draws = row.get("stderr"), row.get("draws")
+    spread = "exact" if kind == "exact" else (f"{se:.4f}" if se is not None else "n/a") + \
+        (f" ({draws} draws)" if draws else "")
+    if kind == "objective":
+        return f"| {row['label']} | {row['value']:.4f} | {spread} | — (not a bound) | — |"
+    key, rel = ("perplexity", "=") if kind == "exact" else ("perplexity_upper_bound", "≤")
+    bpb_key = "bits_per_byte" if kind == "exact" else "bits_per_byte_upper_bound"
+    if kind == "bound-estimate" and row.get("ucl95") is None:
+        ppl, bpb = "— (no standard error: no confidence limit)", "—"
+    else:
+        ppl = f"{rel} > 1e308" if row.get(key) is None else f"{rel} {row[key]:.3f}"
+        ppl += " (exact NLL)" if kind == "exact" else " (95 % UCL)" if kind == "bound-estimate" else ""
+        bpb = f"{rel} {row[bpb_key]:.4f}" if row.get(bpb_key) is not None else "—"
+    return f"| {row['label']} | {row['value']:.4f} | {spread} | {ppl} | {bpb} |"
 
 
 def _sampler_words(s: dict) -> str:
@@ -131,7 +152,29 @@ def _validation_lines(metrics_path: str) -> list[str]:
     key = "valid_" + valid[-1]["valid_metric"].replace("-", "_")
     best = min(valid, key=lambda r: r[key])
     last = valid[-1]
+    if last.get("valid_kind") == "exact":  # an AR model's NLL: exact, no Monte-Carlo draws
+        return [f"Validation during training ({last.get('valid_label', last['valid_metric'])} on "
+                f"{last['valid_sequences']} fixed valid sequences): {last[key]:.4f} nats/token at step "
+                f"{last['step']} (PPL = {_exp(last[key])}); best {best[key]:.4f} at step {best['step']} "
+                f"(PPL = {_exp(best[key])}).", ""]
     return [f"Validation during training ({last.get('valid_label', last['valid_metric'])} on "
-            f"{last['valid_sequences']} fixed valid sequences, {last['valid_mc_samples']} draws each): "
-            f"{last[key]:.4f} nats/token at step {last['step']} (PPL ≤ {last[key + '_ppl_bound']:.3f}); best "
-            f"{best[key]:.4f} at step {best['step']} (PPL ≤ {best[key + '_ppl_bound']:.3f}).", ""]
+            f"{last['valid_sequences']} fixed valid sequences, {last['valid_mc_samples']} Monte-Carlo draws each): "
+            f"estimate {last[key]:.4f}{_se(last, key)} nats/token at step {last['step']} ({_ucl(last, key)}); best "
+            f"{best[key]:.4f}{_se(best, key)} at step {best['step']} ({_ucl(best, key)}).", ""]
+
+
+def _exp(x: float) -> str:
+    return "> 1e308" if x > 709.78 else f"{math.exp(x):.3f}"  # exp overflows a float above 709.78
+
+
+def _se(row: dict, key: str) -> str:
+    se = row.get(key + "_stderr")
+    return f" ± {se:.4f}" if isinstance(se, (int, float)) and math.isfinite(se) else ""
+
+
+def _ucl(row: dict, key: str) -> str:
+    """"PPL ≤ x, 95 % upper confidence limit", or no "≤" where the estimate has no standard error."""
+    se = row.get(key + "_stderr")
+    if not (isinstance(se, (int, float)) and math.isfinite(se) and se > 0):
+        return "no standard error: no confidence limit"
+    return f"PPL ≤ {_exp(row[key] + 1.645 * se)}, 95 % upper confidence limit"

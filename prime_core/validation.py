@@ -78,6 +78,7 @@ class ValidBound:
     sequences: int
     mc_samples: int
     seed: int
+    kind: str = "bound-estimate"  # `prime_core.evaluate.KINDS`: "exact" for an AR model's NLL
 
     @property
     def key(self) -> str:
@@ -90,13 +91,18 @@ class ValidBound:
 
     def row(self, step: int) -> dict:
         """The metrics.jsonl row: the bound, its perplexity bound ``<key>_ppl_bound``, and how it was made."""
-        return {"step": step, "valid_metric": self.metric, "valid_label": self.label, self.key: self.value,
-                f"{self.key}_stderr": self.stderr, f"{self.key}_ppl_bound": self.ppl_bound,
+        return {"step": step, "valid_metric": self.metric, "valid_label": self.label, "valid_kind": self.kind,
+                self.key: self.value, f"{self.key}_stderr": self.stderr, f"{self.key}_ppl_bound": self.ppl_bound,
                 "valid_sequences": self.sequences, "valid_mc_samples": self.mc_samples, "valid_seed": self.seed}
 
     def short(self) -> str:
-        """For a progress bar: "PPL≤12.34" (a bound, so never "=")."""
-        return f"PPL≤{self.ppl_bound:.4g}"
+        """For a progress bar: "PPL=12.34" (exact), "PPL≤12.34" (an estimate's 95 % upper confidence limit) or
+        "PPL~12.34" (an estimate with one draw: no confidence limit, so no "≤")."""
+        if self.kind == "exact":
+            return f"PPL={self.ppl_bound:.4g}"
+        if not (math.isfinite(self.stderr) and self.stderr > 0):
+            return f"PPL~{self.ppl_bound:.4g}"
+        return f"PPL≤{math.exp(min(709.0, self.value + 1.645 * self.stderr)):.4g}"
 
 
 PerSequence = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -148,8 +154,11 @@ class Validator:
         total, squares, n = (float(x) for x in all_sum(sums))
         mean = total / n
         var = max(0.0, (squares - n * mean * mean) / (n - 1)) if n > 1 else math.nan
+        from .evaluate import metric_kind
+
         return ValidBound(self.metric.name, getattr(self.metric, "label", self.metric.name), mean,
-                          math.sqrt(var / n) if n > 1 else math.nan, int(n), self.mc_samples, self.seed)
+                          math.sqrt(var / n) if n > 1 else math.nan, int(n), self.mc_samples, self.seed,
+                          metric_kind(self.metric))
 
 
 def is_eval_step(done: int, train) -> bool:

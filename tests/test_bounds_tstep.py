@@ -116,7 +116,7 @@ def test_tstep_nelbo_bounds_the_tstep_nll(problem, seed, steps):
     assert bool((exact.exact_tstep_nelbo(model, seqs, steps) >= nll_t - 1e-9).all())
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(problem=problems, seed=seeds)
 def test_tstep_nelbo_tends_to_the_continuous_nelbo(problem, seed):
     """|NELBO_T − NELBO_∞| shrinks as T grows and is ~0 at T = 10⁶, where NELBO_T ≥ the continuous exact NLL."""

@@ -205,7 +205,8 @@ def test_loss_plot_and_report_show_the_validation_bound(run_both, tmp_path):
     write_report_markdown(str(tmp_path / "report.md"), tiny(), report, None)
     text = (tmp_path / "report.md").read_text()
     best = min(valid, key=lambda r: r["valid_nelbo"])
-    assert f"best {best['valid_nelbo']:.4f} at step {best['step']} (PPL ≤ {best['valid_nelbo_ppl_bound']:.3f})" in text
+    assert f"best {best['valid_nelbo']:.4f} ± " in text and f"at step {best['step']} (PPL ≤ " in text
+    assert "95 % upper confidence limit" in text and "Monte-Carlo draws each" in text
     assert "training loss and validation bound" in text
 
 

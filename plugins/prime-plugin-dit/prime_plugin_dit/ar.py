@@ -67,6 +67,7 @@ class ARNLLMetric(Metric):
 
     name = "ar-nll"
     is_bound = True
+    kind = "exact"  # printed "PPL = … (exact NLL)", never as a Monte-Carlo bound
     label = "exact NLL (autoregressive, Σ next-token CE)"
 
     def per_sequence(self, model, tokens, *, generator=None):
