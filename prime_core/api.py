@@ -25,8 +25,8 @@ from .checkpoint import Checkpoint, checkpoint_exists, read_checkpoint, save_che
 from .config import Config, check_resume_config, load_config
 # where commands run: the one --device vocabulary (auto, cpu, cuda, cuda:N)
 from .device import DEVICE_CHOICES, DEVICE_HELP, parse_device_spec, resolve_device
-from .errors import (CheckpointError, ConfigError, PrimeError, RegistryError, UnknownComponentError, check_count,
-                     first_line)
+from .errors import (CheckpointError, ConfigError, NonFiniteError, PrimeError, RegistryError, UnknownComponentError,
+                     check_count, first_line)
 # likelihood: exact values on enumerable problems (DESIGN §2.4)
 # optional dependencies: a missing one is one line naming the extra that installs it
 from .extras import matplotlib_pyplot, optional_import, require
@@ -40,6 +40,8 @@ from .idle import expected_idle_steps
 from .keep import BEST_NAME, KEEP_CHOICES, BestSoFar, finish_keep, keeps_best
 from .trainlog import TENSORBOARD_DIR, TrainLog, require_tensorboard
 from .divergence import LossWatch, TrainingDiverged
+# evaluate: one labelling rule for every printer (exact "=", bound "≤", estimate's 95 % UCL "≤", objective)
+from .evaluate import KINDS, bound_label, bound_relation, metric_kind, result_row, ucl95
 from .validation import ValidBound, Validator, evaluating, held_out_rows, is_eval_step, validation_metric
 from .interfaces import (Backbone, BackboneSpec, ByteLengths, Dataset, Exporter, KnownDensity, Metric, MetricResult,
                          NoiseSchedule, Parameterization, Presentation, Runtime, Sampler, SubTokenMap, TextPrompts,
@@ -92,4 +94,5 @@ __all__ = [
     "BEST_NAME", "KEEP_CHOICES", "BestSoFar", "finish_keep", "keeps_best", "TENSORBOARD_DIR", "TrainLog",
     "require_tensorboard", "ValidBound", "Validator", "evaluating", "held_out_rows", "is_eval_step",
     "validation_metric", "LossWatch", "TrainingDiverged",
+    "KINDS", "NonFiniteError", "bound_label", "bound_relation", "metric_kind", "result_row", "ucl95",
 ]

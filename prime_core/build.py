@@ -209,7 +209,7 @@ def load_model(url: str, registry: Registry | None = None, weights: str = "model
     ckpt = read_checkpoint(url)
     config = checkpoint_config(ckpt.meta, url)
     state = _weights(ckpt, weights, url)
-    check_finite(state, url)  # NaN/inf weights: refused here, not printed later as "PPL ≤ nan"
+    check_finite(state, url, weights)  # NaN/inf weights: refused here, not printed later as "PPL ≤ nan"
     origin = ckpt.meta.get("components")  # who provided each component: a missing one names what to install
     skeleton = _meta_model(config, registry, url, origin)
     if skeleton is not None:

@@ -251,14 +251,15 @@ def checkpoint_exists(url: str) -> bool:
     return fs.exists(path)
 
 
-def check_finite(tensors: dict[str, torch.Tensor], url: str) -> None:
+def check_finite(tensors: dict[str, torch.Tensor], url: str, group: str = "") -> None:
     """Refuse a checkpoint whose floating-point tensors hold NaN or ±inf, naming the first such tensor: a model
     with such weights yields NaN likelihoods (printed as "PPL ≤ nan") and invalid token ids. One `isfinite`
-    reduction per tensor, on the tensors already in memory."""
+    reduction per tensor, on the tensors already in memory. ``group``: the tensor group they came from ("model"),
+    so the message names the tensor as the file does."""
     for name, t in tensors.items():
         if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
             bad = t[~torch.isfinite(t)]
             kinds = sorted({"nan" if math.isnan(float(v)) else ("inf" if float(v) > 0 else "-inf")
                             for v in bad[:1000].flatten().real})
-            raise CheckpointError(f"checkpoint {url}: tensor {name!r} holds {bad.numel()} non-finite value(s) "
+            raise CheckpointError(f"checkpoint {url}: tensor {(group + '/' if group else '') + name!r} holds {bad.numel()} non-finite value(s) "
                                   f"({', '.join(kinds)}); a usable checkpoint has finite weights only")

@@ -45,3 +45,8 @@ def check_count(name: str, value) -> None:
     """``value`` must be a whole number ≥ 1 (booleans and floats are refused, never truncated)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a whole number ≥ 1, got {value!r}")
+
+
+class NonFiniteError(PrimeError):
+    """A model produced NaN or infinite log-probabilities (diverged or damaged weights): eval and sampling stop
+    with one line and exit code 2, instead of printing "≤ nan" or drawing invalid token ids."""

@@ -10,7 +10,7 @@ bound"):
 - ``objective``: a training objective (the joint loss): "not a bound", never a perplexity.
 Perplexity = exp(nats per token) (tokens, not sub-tokens; DESIGN §2.4). A value whose exp overflows a float
 (> 709.78 nats/token, a diverged model) is printed as "PPL > 1e308" (JSON: null, ``perplexity_overflow``: true);
-a NaN or infinite value is an error (`NonFiniteResult`), never printed.
+a NaN or infinite value is an error (`NonFiniteError`), never printed.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import math
 import torch
 
 from .cliargs import given
-from .errors import PrimeError, check_count
+from .errors import NonFiniteError, PrimeError, check_count
 from .interfaces import ByteLengths, KnownDensity, Metric, MetricResult
 
 
@@ -31,10 +31,6 @@ MAX_EXP = math.log(1.7976931348623157e308)  # 709.78: exp of anything larger ove
 _LABELS = {"exact": "exact", "bound": "upper bound", "bound-estimate": "Monte-Carlo estimate of an upper bound",
            "objective": "training objective, not a bound"}
 _RELATIONS = {"exact": "=", "bound": "≤", "bound-estimate": "≤", "objective": "not a bound"}
-
-
-class NonFiniteResult(PrimeError):
-    """A metric or reference came out NaN or ±inf: the model's log-probabilities are not finite (exit 2)."""
 
 
 def _check_kind(kind: str) -> str:
@@ -117,10 +113,10 @@ def evaluate_metric(metric: Metric, model, tokens: torch.Tensor, *, mc_samples: 
 
 
 def check_finite_values(values: torch.Tensor, what: str) -> None:
-    """Raise `NonFiniteResult` (one line) when any value is NaN or ±inf: never print "≤ nan"."""
+    """Raise `NonFiniteError` (one line) when any value is NaN or ±inf: never print "≤ nan"."""
     bad = ~torch.isfinite(values)
     if bool(bad.any()):
-        raise NonFiniteResult(f"{what}: {int(bad.sum())} of {values.numel()} values are not finite (NaN or ±inf): "
+        raise NonFiniteError(f"{what}: {int(bad.sum())} of {values.numel()} values are not finite (NaN or ±inf): "
                               f"the model's log-probabilities are not finite (diverged weights?); nothing to report")
 
 

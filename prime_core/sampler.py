@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .counter_rng import REMASK, REVEAL, REVEAL_STEP, TOKEN, categorical, key_words, row_keys, uniforms
-from .errors import check_count
+from .errors import NonFiniteError, check_count
 from .heads import consistent
 from .interfaces import Sampler
 
@@ -119,6 +119,9 @@ def draw_tokens(scores: torch.Tensor, keys: torch.Tensor, step, where: torch.Ten
     keyed inverse-CDF draw `prime_core.counter_rng.categorical` in precision ``dtype`` (the ``gumbel_dtype``
     option), one uniform per position keyed by (row key, ``step``, position, ``stream``). Every sampler that
     draws tokens (ancestral, first-hitting, runtimes, plugins) calls this, so they share one definition."""
+    if bool(torch.isnan(scores).any()):  # NaN log-probabilities would draw id −1: say why, in one line
+        raise NonFiniteError("the model's log-probabilities are not finite (NaN): its weights diverged or are "
+                             "damaged; nothing was sampled")
     k, s, i = _per_position(keys, step, where)
     return categorical(scores, k, s, i, stream, dtype)
 
