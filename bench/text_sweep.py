@@ -89,7 +89,7 @@ def main() -> None:
 
 
 def _fmt(m: dict | None, key: str = "perplexity_upper_bound", prefix: str = "≤ ") -> str:
-    if not m or key not in m:
+    if not m or m.get(key) is None:  # absent, or an estimate without a standard error (no "≤" figure)
         return "—"
     return f"{prefix}{m[key]:.2f}"
 
@@ -104,9 +104,9 @@ def markdown_table(rows, args) -> str:
         m, s = r["metrics"], r["sampling"]
         if r["name"] == "ar":
             exact = m["ar-nll"]
-            cont = f"= {exact['perplexity_upper_bound']:.2f} (exact NLL)"
+            cont = f"= {exact.get('perplexity', exact.get('perplexity_upper_bound')):.2f} (exact NLL)"
             tstep, joint = "—", "—"
-            bpb = f"= {exact.get('bits_per_byte_upper_bound', math.nan):.3f}"
+            bpb = f"= {exact.get('bits_per_byte', exact.get('bits_per_byte_upper_bound', math.nan)):.3f}"
             nfe = f"{s['cached']['nfe_mean']:.0f} (L)"
         else:
             cont, tstep = _fmt(m.get("nelbo")), _fmt(m.get("tstep-nelbo"))

@@ -128,3 +128,36 @@ def test_tstep_nelbo_tends_to_the_continuous_nelbo(problem, seed):
     assert gaps[0] > gaps[1] > gaps[2]
     assert gaps[2] < 1e-4 * float(cont.abs().max())
     assert bool((exact.exact_tstep_nelbo(model, seqs, 10**6) >= nll - 1e-6).all())
+
+
+def _reversed_map(c, ell):
+    """A non-positional map: the base-b digits in reverse order (exercises the generic subset loop)."""
+    from prime_core.subtokens import BaseBMap
+
+    class Reversed(BaseBMap):
+        def encode(self, tokens):
+            return super().encode(tokens).flip(-1)
+
+        def decode(self, digits):
+            return super().decode(digits.flip(-1))
+
+    return Reversed(c, ell)
+
+
+@pytest.mark.parametrize("positional", [True, False])
+@pytest.mark.parametrize("c,ell", [(7, 2), (20, 3), (5, 1)])
+def test_all_subset_log_marginals_match_one_subset_at_a_time(positional, c, ell):
+    """`all_subset_log_marginals` (all 2^ℓ digit subsets at once, used by the T-step estimator) equals
+    `subset_log_marginal` called once per subset, for the lean positional path and the generic one."""
+    from prime_core.heads import all_subset_log_marginals, subset_log_marginal
+    from prime_core.subtokens import BaseBMap
+
+    smap = BaseBMap(c, ell) if positional else _reversed_map(c, ell)
+    assert smap.is_positional == positional
+    g = torch.Generator().manual_seed(c * 10 + ell)
+    log_p = torch.log_softmax(torch.randn(3, 4, c, generator=g, dtype=torch.float64) * 2, -1)
+    targets = smap.encode(torch.randint(0, c, (3, 4), generator=g))
+    every = all_subset_log_marginals(log_p, targets, smap)
+    for s in range(2**ell):
+        subset = torch.tensor([bool(s >> j & 1) for j in range(ell)]).expand(3, 4, ell)
+        assert torch.allclose(every[..., s], subset_log_marginal(log_p, targets, subset, smap), atol=1e-12)

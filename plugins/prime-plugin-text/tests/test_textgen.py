@@ -149,7 +149,9 @@ def test_eval_several_files(ckpt, capsys, tmp_path):
         names = [x["name"] for x in row["bounds"]]
         assert names == ["nelbo", "tstep-nelbo"]  # valid bounds only, never the joint loss
         for x in row["bounds"]:
-            assert x["perplexity_upper_bound"] == pytest.approx(torch.tensor(x["value"]).exp().item())
+            # a Monte-Carlo estimate: the "≤" figure is its 95 % upper confidence limit (docs/concepts.md)
+            assert x["kind"] == "bound-estimate" and x["ucl95"] == pytest.approx(x["value"] + 1.645 * x["stderr"])
+            assert x["perplexity_upper_bound"] == pytest.approx(torch.tensor(x["ucl95"]).exp().item())
             assert x["bits_per_byte_upper_bound"] > 0
     capsys.readouterr()
     assert main(["eval", ckpt, "--data", str(a), "--mc", "1"]) == 0
