@@ -30,6 +30,7 @@ import attrs
 import torch
 
 from .errors import PrimeError
+from .evaluate import metric_kind
 
 ROW_SEED = 0
 CHUNK_STRIDE = 1_000_003
@@ -154,8 +155,6 @@ class Validator:
         total, squares, n = (float(x) for x in all_sum(sums))
         mean = total / n
         var = max(0.0, (squares - n * mean * mean) / (n - 1)) if n > 1 else math.nan
-        from .evaluate import metric_kind
-
         return ValidBound(self.metric.name, getattr(self.metric, "label", self.metric.name), mean,
                           math.sqrt(var / n) if n > 1 else math.nan, int(n), self.mc_samples, self.seed,
                           metric_kind(self.metric))
