@@ -62,7 +62,7 @@ class SamplerStep(nn.Module):
         # temperature and nucleus at the N revealing positions: the eager samplers' own function (same sort,
         # tie rule, threshold rule and dtype), so both paths keep the same tokens
         scores = filter_scores(log_p_n, temperature[row][:, None], top_p[row][:, None], nucleus=self.nucleus,
-                               dtype=self.filter_dtype)
+                               dtype=self.filter_dtype, stable=False)  # ONNX TopK: ties lower index first
         # the eager sampler's draw (prime_core.sampler.draw_tokens) on the keyed uniforms, in the draw dtype
         x_hat = inverse_cdf(scores.to(self.noise_dtype), u_token.to(self.noise_dtype))  # [N]
         digits = torch.zeros(b * length, ell, dtype=y.dtype, device=y.device)

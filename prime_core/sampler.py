@@ -66,7 +66,7 @@ def float32_value(x: float) -> float:
 
 
 def filter_scores(log_p: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, nucleus: bool = True,
-                  dtype: torch.dtype = torch.float64) -> torch.Tensor:
+                  dtype: torch.dtype = torch.float64, stable: bool = True) -> torch.Tensor:
     """Temperature and nucleus filtering as tensor ops only (no branch on a value), shared by the eager samplers
     (`filter_log_probs`) and the exported step (`export.step`), so both keep the same tokens.
 
@@ -78,7 +78,9 @@ def filter_scores(log_p: torch.Tensor, temperature: torch.Tensor, top_p: torch.T
       nucleus (where top_p < 1): sort by probability, descending, ties by the lower token id (a stable sort, the
         order ONNX TopK uses too), and keep the shortest prefix whose mass reaches top_p: token k of the order is
         dropped iff the mass before it ≥ top_p; the first (most probable) token is always kept, so any top_p > 0,
-        even one that rounds to 0 in float32, leaves exactly the argmax."""
+        even one that rounds to 0 in float32, leaves exactly the argmax.
+    ``stable=False`` only in a traced graph: its sort becomes ONNX TopK, which puts equal values lower index first
+    by specification — the order of torch's stable sort (a stable sort has no ONNX translation)."""
     log_p = log_p.to(dtype)
     tau, top_p = temperature.to(dtype), top_p.to(dtype)
     top = log_p.amax(-1, keepdim=True)
@@ -88,7 +90,8 @@ def filter_scores(log_p: torch.Tensor, temperature: torch.Tensor, top_p: torch.T
     if not nucleus:
         return scores
     probs = torch.softmax(scores, dim=-1)
-    sorted_p, order = probs.sort(dim=-1, descending=True, stable=True)
+    sorted_p, order = probs.sort(dim=-1, descending=True, stable=True) if stable else \
+        probs.sort(dim=-1, descending=True)  # (any `stable=` argument makes the exporter's aten.sort.stable)
     mass_before = sorted_p.cumsum(-1) - sorted_p
     rest = torch.arange(scores.shape[-1], device=scores.device) > 0  # the first token is always kept
     drop_sorted = (mass_before >= top_p) & rest & (top_p < 1.0)
