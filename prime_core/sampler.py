@@ -59,12 +59,6 @@ def reveal_probability(alpha_t: float, alpha_s: float) -> float:
 GREEDY_TEMPERATURE = 1e-6
 
 
-def float32_value(x: float) -> float:
-    """x rounded to float32: τ and top-p as an exported step reads them (its inputs are float32), so the eager
-    and the graph path filter with the same numbers."""
-    return float(torch.tensor(x, dtype=torch.float32))
-
-
 def filter_scores(log_p: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, nucleus: bool = True,
                   dtype: torch.dtype = torch.float64, stable: bool = True) -> torch.Tensor:
     """Temperature and nucleus filtering as tensor ops only (no branch on a value), shared by the eager samplers
@@ -107,8 +101,9 @@ def filter_log_probs(log_p: torch.Tensor, temperature: float | torch.Tensor = 1.
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    # float32, as an exported step's inputs: both paths filter with the same τ and top_p
     tau = torch.as_tensor(temperature, dtype=torch.float32, device=log_p.device)
-    p = torch.tensor(float32_value(top_p), dtype=torch.float64, device=log_p.device)
+    p = torch.tensor(top_p, dtype=torch.float32, device=log_p.device)
     return filter_scores(log_p, tau, p, nucleus=top_p < 1.0)
 
 
