@@ -192,7 +192,9 @@ def export_step(model, config, output: str, *, checkpoint_meta: dict | None = No
     if weights_dtype != torch.float32:
         model = copy.deepcopy(model).to(weights_dtype)  # leave the caller's fp32 model untouched
     model = model.eval()
-    step = SamplerStep(model, noise_dtype=noise_dtype, with_probs=with_probs, nucleus=nucleus).eval()
+    # the filter runs in float64 like the eager sampler's; float32 only where the runtime has no float64 (TensorRT)
+    step = SamplerStep(model, noise_dtype=noise_dtype, with_probs=with_probs, nucleus=nucleus,
+                       filter_dtype=real_dtype).eval()
     args = example_inputs(model, 3, noise_dtype, real_dtype, trace=True)  # B = 3, N = 2L: no size-1 axis
     name = backbone_name or type(model.backbone).__name__
     try:

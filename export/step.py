@@ -4,8 +4,9 @@ Given sub-token ids y_t [B, L, ℓ] at time t and the next grid point s < t, the
 
 1. log p_θ(x | y_t) over V(y_t) (backbone + parameterization; carry-over masking over the C tokens through the
    map's digit table [C, ℓ]);
-2. scores = log p / τ, then nucleus filtering (keep the smallest set of tokens whose mass reaches top_p), exactly
-   as `prime_core.sampler.filter_log_probs` (skipped where top_p ≥ 1);
+2. temperature τ and nucleus filtering by `prime_core.sampler.filter_scores`, the very function the eager samplers
+   call (float64, or float32 in graphs for TensorRT; τ < 1e-6 is the argmax; the most probable token always kept;
+   nucleus skipped where top_p ≥ 1);
 3. x̂ = the exact inverse-CDF draw `prime_core.counter_rng.inverse_cdf` (Softmax, CumSum, compare, ReduceMin /
    ReduceMax in the draw dtype) from the keyed uniform input ``u_token`` [N] (one per revealing position), then
    f(x̂) = digit_table[x̂];
@@ -28,7 +29,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prime_core.api import inverse_cdf
+from prime_core.api import filter_scores, inverse_cdf
 
 INPUT_NAMES = ("y", "t", "alpha_t", "alpha_s", "u_reveal", "u_token", "temperature", "top_p", "positions")
 N_AXIS_INPUTS = ("u_token", "positions")  # first axis: N, the number of revealing positions
@@ -36,8 +37,9 @@ N_AXIS_INPUTS = ("u_token", "positions")  # first axis: N, the number of reveali
 
 class SamplerStep(nn.Module):
     def __init__(self, model, noise_dtype: torch.dtype = torch.float64, with_probs: bool = True,
-                 nucleus: bool = True):
+                 nucleus: bool = True, filter_dtype: torch.dtype = torch.float64):
         super().__init__()
+        self.filter_dtype = filter_dtype  # float64 as the eager sampler; float32 only for TensorRT (no float64)
         self.model = model
         self.nucleus = nucleus  # False: no top-p sort in the graph (top_p is then ignored and must be 1)
         self.noise_dtype = noise_dtype
@@ -57,16 +59,10 @@ class SamplerStep(nn.Module):
             log_p_n = log_p.reshape(b * length, -1)[positions]
         else:  # the head (V(y_t) mask + softmax over C) only at the N revealing positions
             log_p_n = self.model.log_probs_at(y, positions, t)
-        # temperature and nucleus at the N revealing positions, as filter_log_probs (x / 1 is exact)
-        scores = log_p_n / temperature[row][:, None]  # [N, C]
-        if self.nucleus:
-            probs = torch.softmax(scores, dim=-1)
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            mass_before = sorted_p.cumsum(-1) - sorted_p
-            keep_all = (top_p >= 1.0)[row][:, None]
-            drop_sorted = (mass_before >= top_p[row][:, None]) & ~keep_all
-            drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-            scores = scores.masked_fill(drop, float("-inf"))
+        # temperature and nucleus at the N revealing positions: the eager samplers' own function (same sort,
+        # tie rule, threshold rule and dtype), so both paths keep the same tokens
+        scores = filter_scores(log_p_n, temperature[row][:, None], top_p[row][:, None], nucleus=self.nucleus,
+                               dtype=self.filter_dtype, stable=False)  # ONNX TopK: ties lower index first
         # the eager sampler's draw (prime_core.sampler.draw_tokens) on the keyed uniforms, in the draw dtype
         x_hat = inverse_cdf(scores.to(self.noise_dtype), u_token.to(self.noise_dtype))  # [N]
         digits = torch.zeros(b * length, ell, dtype=y.dtype, device=y.device)

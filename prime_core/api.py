@@ -51,8 +51,9 @@ from .registry import Component, PluginInfo, Registry, get_registry, new_registr
 # run folders: one writer per folder, --force semantics shared by every trainer
 from .rundir import claim, local_out_dir, start_over, trim_metrics
 # sample: the pieces of the ancestral sampler that other samplers and runtimes reuse (DESIGN §2.5)
-from .sampler import (AncestralSampler, SampleResult, Step, ancestral_update, draw_tokens, filter_log_probs, gumbel,
-                      model_device, reveal_probability, reveal_uniforms, row_seeds, token_uniforms)
+from .sampler import (GREEDY_TEMPERATURE, AncestralSampler, SampleResult, Step, ancestral_update, draw_tokens,
+                      filter_log_probs, filter_scores, gumbel, model_device, reveal_probability, reveal_uniforms,
+                      row_seeds, token_uniforms)
 from .first_hitting import FirstHittingSampler
 # remasking and confidence-ordered samplers (DESIGN §2.5 item 8); the confidence of a drawn unit
 from .confidence_sampler import ConfidenceSampler, reveal_counts
@@ -82,7 +83,8 @@ __all__ = [
     "UnknownComponentError", "__version__", "all_sequences", "batch_indices", "build_dataset", "build_model",
     "build_training_loss", "check_resume_config", "checkpoint_exists", "claim", "consistent",
     "dataset_for_checkpoint", "distribution_version", "exact_log_likelihood", "exact_nelbo", "exact_tstep_log_likelihood",
-    "expected_idle_steps", "filter_log_probs", "get_registry", "gumbel", "learning_rate", "load_config",
+    "expected_idle_steps", "filter_log_probs", "filter_scores", "GREEDY_TEMPERATURE", "get_registry", "gumbel",
+    "learning_rate", "load_config",
     "load_model", "local_out_dir", "mask_set_weight", "matplotlib_pyplot", "model_metadata", "new_registry",
     "optional_import", "plot_loss_curve", "require", "check_count", "first_line", "finish_training", "write_report_markdown", "presentation",
     "Presentation", "ByteLengths", "KnownDensity", "TextPrompts",

@@ -55,22 +55,56 @@ def reveal_probability(alpha_t: float, alpha_s: float) -> float:
     return 1.0 if alpha_t >= 1.0 else float((alpha_s - alpha_t) / (1.0 - alpha_t))
 
 
+#: τ below this is the τ → 0 limit: the argmax of p_θ (greedy; exact ties at the maximum stay equally likely)
+GREEDY_TEMPERATURE = 1e-6
+
+
+def filter_scores(log_p: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, nucleus: bool = True,
+                  dtype: torch.dtype = torch.float64, stable: bool = True) -> torch.Tensor:
+    """Temperature and nucleus filtering as tensor ops only (no branch on a value), shared by the eager samplers
+    (`filter_log_probs`) and the exported step (`export.step`), so both keep the same tokens.
+
+    log_p [N, C] (−inf outside V(y_t)); temperature τ and top_p broadcastable to [N, 1]. Computed in ``dtype``
+    (float64; float32 only in graphs for runtimes without float64, e.g. TensorRT). Returns scores [N, C] in dtype:
+      τ ≥ `GREEDY_TEMPERATURE`: (log p − max log p) / τ — the shift leaves softmax unchanged and keeps the top
+        score at 0, so no τ overflows to −inf everywhere (τ = 1e-45 drew invalid ids before);
+      τ < `GREEDY_TEMPERATURE`: the τ → 0 limit, 0 at the maximum of log p and −inf elsewhere (argmax);
+      nucleus (where top_p < 1): sort by probability, descending, ties by the lower token id (a stable sort, the
+        order ONNX TopK uses too), and keep the shortest prefix whose mass reaches top_p: token k of the order is
+        dropped iff the mass before it ≥ top_p; the first (most probable) token is always kept, so any top_p > 0,
+        even one that rounds to 0 in float32, leaves exactly the argmax.
+    ``stable=False`` only in a traced graph: its sort becomes ONNX TopK, which puts equal values lower index first
+    by specification — the order of torch's stable sort (a stable sort has no ONNX translation)."""
+    log_p = log_p.to(dtype)
+    tau, top_p = temperature.to(dtype), top_p.to(dtype)
+    top = log_p.amax(-1, keepdim=True)
+    greedy = tau < GREEDY_TEMPERATURE
+    scores = (log_p - top) / torch.where(greedy, torch.ones_like(tau), tau)
+    scores = torch.where(greedy & (log_p < top), torch.full_like(scores, float("-inf")), scores)
+    if not nucleus:
+        return scores
+    probs = torch.softmax(scores, dim=-1)
+    sorted_p, order = probs.sort(dim=-1, descending=True, stable=True) if stable else \
+        probs.sort(dim=-1, descending=True)  # (any `stable=` argument makes the exporter's aten.sort.stable)
+    mass_before = sorted_p.cumsum(-1) - sorted_p
+    rest = torch.arange(scores.shape[-1], device=scores.device) > 0  # the first token is always kept
+    drop_sorted = (mass_before >= top_p) & rest & (top_p < 1.0)
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return scores.masked_fill(drop, float("-inf"))
+
+
 def filter_log_probs(log_p: torch.Tensor, temperature: float | torch.Tensor = 1.0, top_p: float = 1.0) -> torch.Tensor:
-    """Temperature τ (log p / τ) then nucleus: keep the smallest set of tokens whose mass reaches top_p.
-    τ is a number, or a tensor broadcastable to log_p (e.g. [n, 1], one τ per row; checked by the caller)."""
+    """Temperature τ then nucleus (keep the smallest set of tokens whose mass reaches top_p): `filter_scores` in
+    float64 with τ and top_p rounded to float32 (as an exported step reads them). τ is a number > 0, or a tensor
+    broadcastable to log_p (e.g. [n, 1], one τ per row; checked by the caller). Returns float64 scores [N, C]."""
     if not torch.is_tensor(temperature) and not (temperature > 0 and math.isfinite(temperature)):  # nan fails too
         raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     if not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-    scores = log_p if not torch.is_tensor(temperature) and temperature == 1.0 else log_p / temperature
-    if top_p < 1.0:
-        probs = torch.softmax(scores, dim=-1)
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        mass_before = sorted_p.cumsum(-1) - sorted_p
-        drop_sorted = mass_before >= top_p  # the first token is always kept
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        scores = scores.masked_fill(drop, float("-inf"))
-    return scores
+    # float32, as an exported step's inputs: both paths filter with the same τ and top_p
+    tau = torch.as_tensor(temperature, dtype=torch.float32, device=log_p.device)
+    p = torch.tensor(top_p, dtype=torch.float32, device=log_p.device)
+    return filter_scores(log_p, tau, p, nucleus=top_p < 1.0)
 
 
 def gumbel(shape, generator: torch.Generator, dtype=torch.float32) -> torch.Tensor:
