@@ -15,6 +15,14 @@
   read with `UnsafeCheckpointError`, naming it. Nothing from the file has run by then: a ``__reduce__`` payload
   is a GLOBAL followed by REDUCE, and the GLOBAL is refused before its REDUCE is reached.
 
+Limits (a 720-byte file must not cost minutes and gigabytes): ``data.pkl`` may declare at most
+`MAX_PICKLE_BYTES`; before it is unpickled, `scan_pickle` walks its opcodes (never building anything) and
+refuses more than `MAX_PICKLE_OPS` operations (every object of the file is made by one) or an unpickler stack /
+mark nesting deeper than `MAX_PICKLE_DEPTH`. A pickle may share one object many times (memo ``GET``); what is
+shared stays shared when unpickled, and `to_plain`, which copies, counts every value it makes and refuses more
+than `MAX_PLAIN_VALUES` or a nesting deeper than `MAX_PLAIN_DEPTH` — so 40 levels of ``[a, a]`` (2⁴⁰ values
+when expanded) stop after `MAX_PLAIN_VALUES` steps, in milliseconds.
+
 `to_plain` turns records into plain data: an OmegaConf DictConfig / ListConfig into a dict / list of its node
 values, any other record into a dict of what it recorded.
 """
@@ -25,6 +33,7 @@ import _compat_pickle
 import collections
 import io
 import pickle
+import pickletools
 import zipfile
 from typing import Any
 
@@ -40,6 +49,17 @@ INERT_MODULES = ("omegaconf", "hydra", "typing", "enum", "transformers", "tokeni
                  "torchmetrics", "copyreg", "re", "collections")
 #: Builtin names allowed as type references (recorded, never called): e.g. OmegaConf's ``object_type=dict``.
 INERT_BUILTINS = {"dict", "list", "tuple", "int", "float", "str", "bool", "object", "NoneType", "type"}
+#: Size of ``data.pkl`` (the object graph; tensor bytes are separate members): a Lightning checkpoint's is
+#: ~10²–10³ kB (names, hyper-parameters, optimizer bookkeeping).
+MAX_PICKLE_BYTES = 64 * 2**20
+#: Pickle operations in ``data.pkl`` (each makes at most one object); a released checkpoint has ~10⁴–10⁵.
+MAX_PICKLE_OPS = 2_000_000
+#: Depth of the unpickler's stack plus open marks (how deeply containers nest while being built).
+MAX_PICKLE_DEPTH = 1_000
+#: Values `to_plain` may make (shared references expanded) and how deeply it may nest; a hyper-parameter
+#: tree has ~10²–10³ values and a depth ~10.
+MAX_PLAIN_VALUES = 200_000
+MAX_PLAIN_DEPTH = 200
 _STORAGE_DTYPES = {
     "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
     "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
@@ -171,6 +191,70 @@ _SAFE_GLOBALS = {("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
                   ("builtins", "bytes"): _empty_bytes}
 
 
+# --------------------------------------------------------------------------------------------- limits
+def _opcode_table() -> dict[int, tuple]:
+    """opcode byte → (name, argument kind, pops, pushes, pops down to a mark): from pickletools' descriptions."""
+    table = {}
+    for op in pickletools.opcodes:
+        before, after = op.stack_before, op.stack_after
+        to_mark = pickletools.markobject in before
+        pops = before.index(pickletools.markobject) if to_mark else len(before)
+        table[op.code.encode("latin1")[0]] = (op.name, op.arg, pops, len(after), to_mark)
+    return table
+
+
+_OPCODES = _opcode_table()
+#: bytes of the length prefix of each length-prefixed argument kind (pickletools' TAKEN_FROM_ARGUMENT*)
+_PREFIX = {pickletools.TAKEN_FROM_ARGUMENT1: 1, pickletools.TAKEN_FROM_ARGUMENT4: 4,
+           pickletools.TAKEN_FROM_ARGUMENT4U: 4, pickletools.TAKEN_FROM_ARGUMENT8U: 8}
+
+
+def _skip_argument(data: bytes, pos: int, arg) -> int:
+    """The position after opcode argument ``arg`` that starts at ``pos`` (nothing is decoded)."""
+    if arg is None:
+        return pos
+    if arg.n >= 0:
+        return pos + arg.n
+    if arg.n == pickletools.UP_TO_NEWLINE:  # GLOBAL / INST hold two lines (module, name)
+        for _ in range(2 if arg.name == "stringnl_noescape_pair" else 1):
+            end = data.find(b"\n", pos)
+            if end < 0:
+                raise CheckpointError("the pickle is truncated (a line argument has no end)")
+            pos = end + 1
+        return pos
+    width = _PREFIX[arg.n]
+    return pos + width + int.from_bytes(data[pos:pos + width], "little", signed=arg.n == pickletools.TAKEN_FROM_ARGUMENT4)
+
+
+def scan_pickle(data: bytes, what: str = "the file's pickle") -> int:
+    """Walk the opcodes of ``data`` without building anything; refuse more than `MAX_PICKLE_OPS` operations or
+    a stack + mark depth over `MAX_PICKLE_DEPTH`. Returns the number of operations. Unknown opcodes and
+    truncation are left to the unpickler, which reports them."""
+    pos, ops, depth, marks = 0, 0, 0, []
+    while pos < len(data):
+        entry = _OPCODES.get(data[pos])
+        if entry is None:
+            break
+        name, arg, pops, pushes, to_mark = entry
+        ops += 1
+        if ops > MAX_PICKLE_OPS:
+            raise CheckpointError(f"refused: {what} holds more than {MAX_PICKLE_OPS:,} objects (pickle "
+                                  "operations); a released checkpoint has far fewer. Nothing in it was executed")
+        if name == "MARK":
+            marks.append(depth)
+        elif to_mark:
+            depth = (marks.pop() if marks else 0) - pops + pushes
+        else:
+            depth = max(depth - pops, 0) + pushes
+        if depth + len(marks) > MAX_PICKLE_DEPTH:
+            raise CheckpointError(f"refused: {what} nests objects more than {MAX_PICKLE_DEPTH} deep; a released "
+                                  "checkpoint nests far less. Nothing in it was executed")
+        if name == "STOP":
+            break
+        pos = _skip_argument(data, pos + 1, arg)
+    return ops
+
+
 # --------------------------------------------------------------------------------------------- unpickler
 class RestrictedUnpickler(pickle.Unpickler):
     """pickle.Unpickler whose globals come from the tables above; see the module docstring."""
@@ -223,7 +307,13 @@ def read_torch_file(path: str) -> tuple[Any, zipfile.ZipFile]:
     order = _member(archive, prefix + "byteorder")
     if order not in (None, b"little"):
         raise CheckpointError(f"{path} was written on a {order!r}-endian machine; only little-endian is read")
+    declared = archive.getinfo(pkl[0]).file_size  # checked before reading: no zip bomb in data.pkl
+    if declared > MAX_PICKLE_BYTES:
+        raise CheckpointError(f"{path}: its data.pkl declares {declared:,} bytes, more than the "
+                              f"{MAX_PICKLE_BYTES:,} allowed (the object graph of a released checkpoint is far "
+                              "smaller; tensors are stored apart)")
     data = _member(archive, pkl[0])
+    scan_pickle(data, f"{path}'s pickle")
     try:
         return RestrictedUnpickler(data, archive, prefix).load(), archive
     except CheckpointError:
@@ -242,33 +332,54 @@ def _member(archive: zipfile.ZipFile, name: str) -> bytes | None:
 
 
 # --------------------------------------------------------------------------------------------- plain data
-def to_plain(obj: Any, _stack: frozenset = frozenset()) -> Any:
+class _Budget:
+    """How many values `to_plain` may still make (shared references expanded: each use counts)."""
+
+    def __init__(self, values: int = MAX_PLAIN_VALUES):
+        self.left = values
+
+    def spend(self, stack: tuple) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise CheckpointError(f"refused: the file's hyper-parameters expand to more than {MAX_PLAIN_VALUES:,} "
+                                  "values (shared references repeated); a released checkpoint has far fewer. "
+                                  "Nothing in it was executed")
+        if len(stack) > MAX_PLAIN_DEPTH:
+            raise CheckpointError(f"refused: the file's hyper-parameters nest more than {MAX_PLAIN_DEPTH} deep; a "
+                                  "released checkpoint nests far less. Nothing in it was executed")
+
+
+def to_plain(obj: Any, _stack: tuple = (), _budget: _Budget | None = None) -> Any:
     """Records → plain data: DictConfig → dict, ListConfig → list, value nodes → their value, other records →
     {"__type__": qualname, ...recorded}; containers recursively (a reference back into itself becomes the string
-    "<cycle>"); TensorRefs are kept."""
+    "<cycle>"); TensorRefs are kept. At most `MAX_PLAIN_VALUES` values, `MAX_PLAIN_DEPTH` deep (`_Budget`)."""
+    budget = _budget or _Budget()
     if id(obj) in _stack:
         return "<cycle>"
-    inner = _stack | {id(obj)}
+    budget.spend(_stack)
+    inner = (*_stack, id(obj))  # a tuple: depth ≤ MAX_PLAIN_DEPTH keeps the membership test cheap
     if isinstance(obj, Record):
-        return _record_to_plain(obj, inner)
+        return _record_to_plain(obj, inner, budget)
     if isinstance(obj, dict):
-        return {k: to_plain(v, inner) for k, v in obj.items()}
+        return {k: to_plain(v, inner, budget) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(to_plain(v, inner) for v in obj)
+        return type(obj)(to_plain(v, inner, budget) for v in obj)
     return obj
 
 
-def _record_to_plain(rec: Record, stack: frozenset) -> Any:
+def _record_to_plain(rec: Record, stack: tuple, budget: _Budget) -> Any:
     name, state = rec.qualname, rec.state if isinstance(rec.state, dict) else {}
     if name.startswith("omegaconf.") and "_content" in state:  # DictConfig / ListConfig (None, "???" kept)
-        return to_plain(state["_content"], stack)
+        return to_plain(state["_content"], stack, budget)
     if name.startswith("omegaconf.") and "_val" in state:  # a value node
-        return to_plain(state["_val"], stack)
+        return to_plain(state["_val"], stack, budget)
     if rec.items and not rec.args and not state:  # a dict subclass, e.g. Lightning's AttributeDict
-        return to_plain(rec.items, stack)
-    return {"__type__": name, "args": to_plain(list(rec.args), stack), "state": to_plain(rec.state, stack),
-            **({"items": to_plain(rec.items, stack)} if rec.items else {})}
+        return to_plain(rec.items, stack, budget)
+    return {"__type__": name, "args": to_plain(list(rec.args), stack, budget),
+            "state": to_plain(rec.state, stack, budget),
+            **({"items": to_plain(rec.items, stack, budget)} if rec.items else {})}
 
 
-__all__ = ["INERT_MODULES", "Record", "RestrictedUnpickler", "TensorRef", "UnsafeCheckpointError", "read_torch_file",
-           "to_plain"]
+__all__ = ["INERT_MODULES", "MAX_PICKLE_BYTES", "MAX_PICKLE_DEPTH", "MAX_PICKLE_OPS", "MAX_PLAIN_DEPTH",
+           "MAX_PLAIN_VALUES", "Record", "RestrictedUnpickler", "TensorRef", "UnsafeCheckpointError", "read_torch_file",
+           "scan_pickle", "to_plain"]

@@ -30,6 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from prime_core import PrimeError, first_line
+from prime_core.fileio import MAX_SOURCE_TEXT_BYTES, check_regular_file, read_bounded
 
 from .corpus import _decode
 from .prepared import FORMAT, FORMAT_VERSION, SIDECAR, offsets_path, token_dtype, tokens_path
@@ -116,7 +117,10 @@ def resolve_sources(sources: list[str]) -> list[Source]:
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         for p in files:
             url = p if protocol in ("file", "local") else fs.unstrip_protocol(p)
-            out.append(Source(url, _kind(p)))
+            kind = _kind(p)
+            # before any work: a regular file (not /dev/zero, a FIFO, a socket); a text file within its limit
+            check_regular_file(url, f"source {url}", MAX_SOURCE_TEXT_BYTES if kind == "text" else None)
+            out.append(Source(url, kind))
     return out
 
 
@@ -137,8 +141,8 @@ def fingerprint(src: Source) -> dict[str, Any]:
 
 
 def _text_documents(src: Source, unit: str) -> Iterator[str]:
-    with fsspec.open(src.url, "rb", compression="infer") as fh:
-        text = _decode(fh.read(), src.url)
+    """The documents of a plain-text file, read whole: at most `MAX_SOURCE_TEXT_BYTES` after decompression."""
+    text = _decode(read_bounded(src.url, MAX_SOURCE_TEXT_BYTES, f"source {src.url}", compression="infer"), src.url)
     if unit == "file":
         yield text
         return
