@@ -35,7 +35,7 @@ from prime_core import CheckpointError, ConfigError, PrimeError, get_registry, s
 from prime_core.api import Config, build_model, distribution_version, save_model
 from prime_core.fileio import MAX_JSON_BYTES, check_output_file, check_regular_file, is_url, read_text_bounded
 
-from .safeload import TensorRef, read_torch_file, to_plain
+from .safeload import Record, TensorRef, read_torch_file, to_plain
 
 ARCHS = ("mdlm", "mdm-prime", "ar")
 WEIGHTS = ("ema", "model")
@@ -103,8 +103,9 @@ def read_source(path: str) -> Source:
     digest = sha256_of(path)
     obj, _archive = read_torch_file(path)
     if isinstance(obj, dict) and "state_dict" in obj:
-        hp = to_plain(obj.get("hyper_parameters") or {})
-        config = hp.get("config", hp) if isinstance(hp, dict) else {}
+        config = to_plain(_config_of(obj.get("hyper_parameters") or {}))  # bounded: safeload.MAX_PLAIN_VALUES
+        if isinstance(config, dict) and isinstance(config.get("config"), dict):  # hyper-parameters as a DictConfig
+            config = config["config"]
         ema = obj.get("ema")
         shadow = ema.get("shadow_params") if isinstance(ema, dict) else None
         if shadow is not None and not (isinstance(shadow, list) and all(isinstance(t, TensorRef) for t in shadow)):
@@ -112,6 +113,13 @@ def read_source(path: str) -> Source:
         return Source(_strip_backbone(obj["state_dict"]), shadow, flatten(config if isinstance(config, dict) else {}),
                       "lightning", path, digest)
     return Source(_strip_backbone(obj), None, {}, "state-dict", path, digest)
+
+
+def _config_of(hparams: Any) -> Any:
+    """``hyper_parameters["config"]`` (the Hydra config) when there is one, else the hyper-parameters: only that
+    part is turned into plain data (a tokenizer or other records beside it are never walked)."""
+    top = hparams.items if isinstance(hparams, Record) and not hparams.args and not hparams.state else hparams
+    return top["config"] if isinstance(top, dict) and "config" in top else hparams
 
 
 #: MDLM's Hugging-Face config.json fields → the official Hydra names.

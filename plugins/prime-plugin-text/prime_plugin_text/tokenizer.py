@@ -96,16 +96,24 @@ def _byte_level(hf):
     return hf
 
 
+#: Largest BPE vocabulary (C): 2²⁰, four times the largest released LM vocabularies (~256k). The Rust trainer
+#: allocates ~72 bytes per id up front, so vocab_size=10¹² aborted the process (a Rust out-of-memory abort,
+#: exit 134) instead of failing in one line.
+MAX_BPE_VOCAB = 2**20
+
+
 class BPETokenizer(_HFTokenizer):
-    """Byte-level BPE with ``vocab_size`` ids (≥ 258: 256 bytes + BOS + EOS), trained by `trained(texts)`."""
+    """Byte-level BPE with ``vocab_size`` ids (258 … `MAX_BPE_VOCAB`: 256 bytes + BOS + EOS at least), trained by
+    `trained(texts)`."""
 
     name = "bpe"
     bos_id, eos_id = 0, 1
     SPECIALS = ["<|bos|>", "<|eos|>"]
 
     def __init__(self, vocab_size: int = 2048):
-        if not isinstance(vocab_size, int) or vocab_size < 258:
-            raise ValueError(f"bpe vocab_size must be an integer ≥ 258 (256 bytes + BOS + EOS), got {vocab_size!r}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or not 258 <= vocab_size <= MAX_BPE_VOCAB:
+            raise ValueError(f"bpe vocab_size must be a whole number in [258, {MAX_BPE_VOCAB}] (256 bytes + BOS + EOS "
+                             f"at least), got {vocab_size!r}")
         self._size = vocab_size
 
     def trained(self, texts: Iterable[str]) -> "BPETokenizer":
