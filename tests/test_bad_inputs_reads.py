@@ -161,6 +161,14 @@ def test_import_hf_config_json_must_be_regular(tmp_path, capsys):
     assert "config.json: is a character device" in _one_line(capsys)
 
 
+def test_gpt2_tokenizer_files_must_be_regular(fifo):
+    """``--tokenizer-option encoder=… merges=…`` of ``prime import``: checked like every other read."""
+    from prime_plugin_text.tokenizer import tokenizer_class
+
+    with pytest.raises(PrimeError, match="gpt2 tokenizer file /dev/zero: is a character device"):
+        tokenizer_class("gpt2")(encoder="/dev/zero", merges=fifo).trained([])
+
+
 def _refused_port() -> int:
     import socket
 

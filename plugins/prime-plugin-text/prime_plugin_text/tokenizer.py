@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from typing import Any, Iterable
 
 from prime_core import PrimeError, Tokenizer
@@ -185,25 +184,27 @@ class GPT2Tokenizer(_HFTokenizer):
     def _build(self):
         from tokenizers import Tokenizer as HF, models
 
-        for path in filter(None, self.files.values()):
-            if not os.path.isfile(path):
-                raise PrimeError(f"gpt2 tokenizer file not found: {path}")
+        from prime_core.fileio import MAX_JSON_BYTES, check_regular_file, read_bounded
+
+        def read(path: str) -> bytes:  # a regular file of at most 16 MiB (GPT-2's are 0.5–1.6 MB)
+            return read_bounded(path, MAX_JSON_BYTES, f"gpt2 tokenizer file {path}")
+
+        for path in filter(None, self.files.values()):  # all checked before any is read
+            check_regular_file(path, f"gpt2 tokenizer file {path}", MAX_JSON_BYTES)
         if self.files["tiktoken"]:
             ranks = {}
-            with open(self.files["tiktoken"], "rb") as fh:
-                for line in fh.read().splitlines():
-                    if line.strip():
-                        tok, rank = line.split()
-                        ranks[base64.b64decode(tok)] = int(rank)
+            for line in read(self.files["tiktoken"]).splitlines():
+                if line.strip():
+                    tok, rank = line.split()
+                    ranks[base64.b64decode(tok)] = int(rank)
             b2u = bytes_to_unicode()
             enc = lambda bs: "".join(b2u[b] for b in bs)  # noqa: E731
             vocab = {enc(t): r for t, r in ranks.items()}
             merges = [(enc(a), enc(b)) for a, b in _merges_from_ranks(ranks)]
         else:
-            with open(self.files["encoder"], encoding="utf-8") as fh:
-                vocab = json.load(fh)
-            with open(self.files["merges"], encoding="utf-8") as fh:
-                lines = [ln for ln in fh.read().splitlines() if ln and not ln.startswith("#version")]
+            vocab = json.loads(read(self.files["encoder"]).decode("utf-8"))
+            text = read(self.files["merges"]).decode("utf-8")
+            lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#version")]
             merges = [tuple(ln.split(" ")) for ln in lines]
         vocab = {k: v for k, v in vocab.items() if k != self.EOT}
         if sorted(vocab.values()) != list(range(len(vocab))):
