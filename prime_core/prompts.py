@@ -105,7 +105,9 @@ def read_prompts_file(path: str) -> list[str]:
     from .fileio import MAX_PROMPTS_BYTES, read_text_bounded
 
     text = read_text_bounded(path, MAX_PROMPTS_BYTES, f"--prompts {path}")  # a regular file, at most 16 MiB
-    lines = [line for line in text.splitlines() if line.strip()]
+    # lines end at \n, \r\n or \r only, as a text-mode file reads them (str.splitlines would also split at \f,
+    # \x1c, U+2028, … inside a prompt)
+    lines = [line for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
     if not lines:
         raise PrimeError(f"--prompts {path}: no prompt in it (one prompt per line)")
     return lines

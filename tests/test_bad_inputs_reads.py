@@ -103,6 +103,18 @@ def test_prompts_file_over_the_limit(tmp_path, monkeypatch):
         read_prompts_file(str(path))
 
 
+def test_prompts_file_not_utf8_is_bad_input_and_lines_split_as_text_mode(tmp_path):
+    from prime_core.prompts import read_prompts_file
+
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes(b"caf\xe9\n")
+    with pytest.raises(PrimeError, match=r"not UTF-8 text \(byte 0xe9 at offset 3\)"):
+        read_prompts_file(str(bad))
+    good = tmp_path / "p.txt"
+    good.write_bytes("one\r\ntwo\x0cstill two\rthree\n\n".encode())
+    assert read_prompts_file(str(good)) == ["one", "two\x0cstill two", "three"]
+
+
 @pytest.mark.parametrize("special", ["/dev/zero", "fifo", "folder"])
 def test_eval_data_file_must_be_regular(tmp_path, fifo, special):
     from prime_core.fileeval import read_text
