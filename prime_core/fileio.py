@@ -197,7 +197,7 @@ def check_output_file(out: str, what: str, force: bool) -> str:
     if not path or path.endswith(os.sep):
         raise PrimeError(f"{what} {out!r}: give a file name, not a folder")
     if os.path.isdir(path):
-        raise PrimeError(f"{what} {out}: is a folder; give a file name (e.g. {os.path.join(out, 'model')}…)")
+        raise PrimeError(f"{what} {out}: is a folder; give the path of a file to write (e.g. one inside it)")
     if os.path.lexists(path):
         if not os.path.isfile(path):
             raise PrimeError(f"{what} {out}: exists and is not a regular file; give another name")
