@@ -295,6 +295,13 @@ def test_pickle_depth_and_object_limits(monkeypatch):
     assert safeload.scan_pickle(pickle.dumps([[] for _ in range(100)], protocol=2)) < 1000
 
 
+def test_pickle_scan_refuses_a_negative_length():
+    from prime_plugin_dit.safeload import scan_pickle
+
+    with pytest.raises(PrimeError, match="negative length"):
+        scan_pickle(b"\x80\x02T\xfb\xff\xff\xff.")  # BINSTRING of length −5 would step back onto itself
+
+
 def test_pickle_scan_counts_like_pickletools():
     import pickletools
 

@@ -225,7 +225,10 @@ def _skip_argument(data: bytes, pos: int, arg) -> int:
             pos = end + 1
         return pos
     width = _PREFIX[arg.n]
-    return pos + width + int.from_bytes(data[pos:pos + width], "little", signed=arg.n == pickletools.TAKEN_FROM_ARGUMENT4)
+    length = int.from_bytes(data[pos:pos + width], "little", signed=arg.n == pickletools.TAKEN_FROM_ARGUMENT4)
+    if length < 0:  # BINSTRING's length is signed: a negative one would walk backwards
+        raise CheckpointError("the pickle is corrupt (an argument of negative length)")
+    return pos + width + length
 
 
 def scan_pickle(data: bytes, what: str = "the file's pickle") -> int:
