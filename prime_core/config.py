@@ -269,7 +269,7 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
         try:  # a regular file of at most MAX_CONFIG_BYTES: /dev/zero or a FIFO is refused before reading
             text = read_text_bounded(path, MAX_CONFIG_BYTES, f"--config {path}")
         except PrimeError as exc:
-            raise ConfigError(str(exc).replace(": no such file", ": config file not found", 1)) from None
+            raise ConfigError(str(exc).replace(": not found", ": config file not found", 1)) from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

@@ -76,7 +76,7 @@ def _local_size(path: str, what: str) -> int:
     try:
         st = os.stat(path)  # follows links: /dev/stdin → the pipe or device behind it
     except FileNotFoundError:
-        raise PrimeError(f"{what}: no such file") from None
+        raise PrimeError(f"{what}: not found") from None
     except OSError as exc:
         raise PrimeError(f"{what}: cannot read it ({first_line(exc)})") from None
     if stat.S_ISDIR(st.st_mode):
