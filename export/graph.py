@@ -50,8 +50,8 @@ def check_opset(opset: int) -> int:
 
 def check_output(path: str, force: bool) -> None:
     """Before any work: ``path`` is a local file name (``memory://…`` or ``s3://…`` refused), not a folder, not
-    existing unless ``force``, in a writable folder (`prime_core.fileio.check_output_file`)."""
-    from prime_core.fileio import check_output_file
+    existing unless ``force``, in a writable folder (`prime_core.api.check_output_file`)."""
+    from prime_core.api import check_output_file
 
     check_output_file(path, "output", force)
 

@@ -32,8 +32,8 @@ import attrs
 import torch
 
 from prime_core import CheckpointError, ConfigError, PrimeError, get_registry, smallest_base
-from prime_core.api import Config, build_model, distribution_version, save_model
-from prime_core.fileio import MAX_JSON_BYTES, check_output_file, check_regular_file, is_url, read_text_bounded
+from prime_core.api import (MAX_JSON_BYTES, Config, build_model, check_output_file, check_regular_file,
+                            distribution_version, is_url, read_text_bounded, save_model)
 
 from .safeload import Record, TensorRef, read_torch_file, to_plain
 

@@ -4,7 +4,7 @@
 database (Rdata.rdx: gzip'd serialized index of (offset, length) per object; Rdata.rdb: each object a 4-byte
 length + zlib'd serialized R character vector, one element per line), read in pure Python with PyPI `rdata`.
 Any other source is a local file, a folder (every file under it, sorted) or an fsspec URL; files must be
-non-empty UTF-8 text in regular files of at most `prime_core.fileio.MAX_SOURCE_TEXT_BYTES`.
+non-empty UTF-8 text in regular files of at most `prime_core.api.MAX_SOURCE_TEXT_BYTES`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import attrs
 import fsspec
 
 from prime_core import PrimeError
-from prime_core.fileio import MAX_SOURCE_TEXT_BYTES, read_bounded
 
 AUSTEN_DIR = "/usr/lib/R/site-library/janeaustenr/data"
 AUSTEN_INSTALL = ("install it with `apt-get install -y r-cran-janeaustenr` (as root; `bash scripts/install.sh` "
@@ -85,6 +84,8 @@ def read_source(source: str) -> list[Document]:
             files = [path]
         else:
             raise PrimeError(f"text source not found: {source} (give a file, a folder, an fsspec URL or 'austen')")
+        from prime_core.api import MAX_SOURCE_TEXT_BYTES, read_bounded
+
         docs = []
         local = (fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]) in ("file", "local")
         for f in files:  # each a regular file of at most MAX_SOURCE_TEXT_BYTES (no /dev/zero, FIFO, socket)

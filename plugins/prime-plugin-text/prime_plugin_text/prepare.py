@@ -30,7 +30,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from prime_core import PrimeError, first_line
-from prime_core.fileio import MAX_SOURCE_TEXT_BYTES, check_regular_file, read_bounded
 
 from .corpus import _decode
 from .prepared import FORMAT, FORMAT_VERSION, SIDECAR, offsets_path, token_dtype, tokens_path
@@ -92,6 +91,8 @@ def cumulative(fractions: dict[str, float]) -> list[tuple[str, float]]:
 # ------------------------------------------------------------------------------------------------ sources
 def resolve_sources(sources: list[str]) -> list[Source]:
     """Every input file, in the order given (a folder's or glob's files sorted); missing sources are errors."""
+    from prime_core.api import MAX_SOURCE_TEXT_BYTES, check_regular_file
+
     if not sources:
         raise PrimeError("name at least one SOURCE (a file, a folder, a glob or an fsspec URL)")
     out: list[Source] = []
@@ -142,6 +143,8 @@ def fingerprint(src: Source) -> dict[str, Any]:
 
 def _text_documents(src: Source, unit: str) -> Iterator[str]:
     """The documents of a plain-text file, read whole: at most `MAX_SOURCE_TEXT_BYTES` after decompression."""
+    from prime_core.api import MAX_SOURCE_TEXT_BYTES, read_bounded
+
     text = _decode(read_bounded(src.url, MAX_SOURCE_TEXT_BYTES, f"source {src.url}", compression="infer"), src.url)
     if unit == "file":
         yield text

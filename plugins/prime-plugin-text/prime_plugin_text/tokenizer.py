@@ -184,7 +184,7 @@ class GPT2Tokenizer(_HFTokenizer):
     def _build(self):
         from tokenizers import Tokenizer as HF, models
 
-        from prime_core.fileio import MAX_JSON_BYTES, check_regular_file, read_bounded
+        from prime_core.api import MAX_JSON_BYTES, check_regular_file, read_bounded
 
         def read(path: str) -> bytes:  # a regular file of at most 16 MiB (GPT-2's are 0.5–1.6 MB)
             return read_bounded(path, MAX_JSON_BYTES, f"gpt2 tokenizer file {path}")
