@@ -61,6 +61,10 @@ def exporter_options(args: argparse.Namespace) -> dict:
 
 
 def exporter_main(prog: str, exporter, parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """``python -m export.onnx|trt``: parse ``argv`` and run ``exporter`` with the one-line error contract."""
-    args = parser.parse_args(argv)
+    """``python -m export.onnx|trt``: parse ``argv`` and run ``exporter`` with the one-line error contract. A
+    value refused while parsing (e.g. ``--opset 11``) is the parser's one line; its exit code is returned."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help (0) and on a refused value (2, one line printed)
+        return exc.code if isinstance(exc.code, int) else 2
     return run_command(prog, lambda: exporter.export(args.checkpoint, args.output, **exporter_options(args)), args)

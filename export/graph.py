@@ -49,10 +49,33 @@ def check_opset(opset: int) -> int:
 
 
 def check_output(path: str, force: bool) -> None:
-    if os.path.isdir(path):
-        raise PrimeError(f"output path is a directory: {path}")
-    if os.path.exists(path) and not force:
-        raise PrimeError(f"output {path} exists; pass --force to overwrite it")
+    """Before any work: ``path`` is a local file name (``memory://…`` or ``s3://…`` refused), not a folder, not
+    existing unless ``force``, in a writable folder (`prime_core.api.check_output_file`)."""
+    from prime_core.api import check_output_file
+
+    check_output_file(path, "output", force)
+
+
+def parse_opset(text: str) -> int:
+    """``--opset``: a whole number in [MIN_OPSET, the installed onnx's newest opset] (`check_opset`), refused
+    at parse time with the range; without onnx only the lower end is checked here (the export names the extra)."""
+    import argparse
+
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"must be a whole number (an ONNX opset ≥ {MIN_OPSET}), got {text!r}")
+    opset = int(text)
+    try:
+        hi = max_opset()
+    except ImportError:
+        hi = None
+    if opset < MIN_OPSET or hi is not None and opset > hi:
+        allowed = f"{MIN_OPSET}–{hi}" if hi is not None else f"≥ {MIN_OPSET}"
+        reason = "older than the dynamo exporter writes" if opset < MIN_OPSET else "newer than the installed onnx knows"
+        raise argparse.ArgumentTypeError(f"opset {opset} is {reason}; allowed: {allowed}")
+    return opset
+
+
+parse_opset.__name__ = "--opset"
 
 
 def example_inputs(model, batch: int, noise_dtype: torch.dtype = torch.float64, real_dtype=torch.float64,

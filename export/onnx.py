@@ -18,10 +18,11 @@ from .command import checkpoint_parser, exporter_main
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ONNX exporter's own options (after CHECKPOINT, -o, --weights, --force)."""
-    from .graph import DEFAULT_OPSET
+    from .graph import DEFAULT_OPSET, MIN_OPSET, parse_opset
 
-    p.add_argument("--opset", type=count("--opset", 1, 999), default=DEFAULT_OPSET,
-                   help=f"ONNX opset (default {DEFAULT_OPSET})")
+    p.add_argument("--opset", type=parse_opset, default=DEFAULT_OPSET,
+                   help=f"ONNX opset, from {MIN_OPSET} (the dynamo exporter's oldest) to the installed onnx's newest "
+                        f"(default {DEFAULT_OPSET})")
     p.add_argument("--batch", type=count("--batch", 1, 4096), default=5,
                    help="largest batch size of the parity check (default 5)")
     p.add_argument("--gumbel-dtype", choices=["float32", "float64"],

@@ -30,6 +30,8 @@ from .errors import (CheckpointError, ConfigError, NonFiniteError, PrimeError, R
 # likelihood: exact values on enumerable problems (DESIGN §2.4)
 # optional dependencies: a missing one is one line naming the extra that installs it
 from .extras import matplotlib_pyplot, optional_import, require
+from .fileio import (MAX_CONFIG_BYTES, MAX_EVAL_TEXT_BYTES, MAX_JSON_BYTES, MAX_PROMPTS_BYTES, MAX_SOURCE_TEXT_BYTES,
+                     check_output_file, check_regular_file, is_url, read_bounded, read_text_bounded)
 from .report import finish_training, plot_loss_curve, write_report_markdown
 from .exact import (all_sequences, exact_log_likelihood, exact_nelbo, exact_tstep_log_likelihood, mask_set_weight,
                     reveal_units, revealed_sets)
@@ -91,6 +93,8 @@ __all__ = [
     "Generation", "Prompt", "block_seed", "conditional_nelbo", "decode_row", "encode_infill", "encode_prompt",
     "fixed_rows", "generate", "template_parts", "window_plan",
     "DEVICE_CHOICES", "DEVICE_HELP", "parse_device_spec", "resolve_device",
+    "MAX_CONFIG_BYTES", "MAX_EVAL_TEXT_BYTES", "MAX_JSON_BYTES", "MAX_PROMPTS_BYTES", "MAX_SOURCE_TEXT_BYTES",
+    "check_output_file", "check_regular_file", "is_url", "read_bounded", "read_text_bounded",
     "read_checkpoint", "resolve_sizes", "reveal_probability", "reveal_units", "revealed_sets", "row_seeds",
     "sample_mask", "save_checkpoint", "save_model", "smallest_base", "start_over", "trim_metrics",
     "BEST_NAME", "KEEP_CHOICES", "BestSoFar", "finish_keep", "keeps_best", "TENSORBOARD_DIR", "TrainLog",

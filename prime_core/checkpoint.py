@@ -71,11 +71,16 @@ def read_checkpoint(url: str) -> Checkpoint:
     """Read a checkpoint without trusting it: the 8-byte header length, the header and the file size are checked
     (`_validated_header`) before any tensor byte is read, and no more bytes are read than the header declares."""
     fs, path = _filesystem(url)
+    from .fileio import cause_line, refused_connection
+
     try:
         info = fs.info(path)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {url}") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # fsspec's http reports a refused connection as FileNotFoundError too
+        if refused_connection(exc):
+            raise CheckpointError(f"cannot fetch checkpoint {url}: connection refused or host unreachable "
+                                  f"({cause_line(exc)})") from None
+        if isinstance(exc, FileNotFoundError):
+            raise CheckpointError(f"checkpoint not found: {url}") from None
         raise CheckpointError(f"cannot read checkpoint {url}: {first_line(exc)}") from None
     if info.get("type") == "directory":
         raise CheckpointError(f"checkpoint path is a directory, expected a .safetensors file: {url}")

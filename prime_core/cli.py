@@ -98,12 +98,20 @@ def _parse_fixed(text: str | None, length: int, num_classes: int):
     return row
 
 
-def _parse_options(items: list[str]) -> dict:
-    """["key=value", …] (values in TOML syntax, bare words as strings) → sampler constructor options."""
+#: An example of each KEY=VALUE flag, for the message that refuses a malformed one.
+_OPTION_EXAMPLES = {"--option": "--option warp=1.5", "--data-option": "--data-option source=PATH"}
+
+
+def _parse_options(items: list[str], flag: str = "--option") -> dict:
+    """["key=value", …] (values in TOML syntax, bare words as strings) → sampler constructor options or data
+    locations; a malformed item is refused naming ``flag`` and its own form (not ``--set``'s section.key=value)."""
     from .config import parse_override
 
     out = {}
     for text in items or []:
+        key = text.partition("=")[0].strip()
+        if "=" not in text or not key or not all(k.strip() for k in key.split(".")):
+            raise PrimeError(f"{flag} {text!r} must look like KEY=VALUE, e.g. {_OPTION_EXAMPLES[flag]}")
         keys, value = parse_override(f"option.{text}")
         out[".".join(keys[1:])] = value
     return out
@@ -142,7 +150,7 @@ def cmd_sample(args) -> int:
     texts = bool(args.prompt or args.prompts or args.infill)
     # the data set's presentation decodes and draws; if --out needs it and it cannot be built, fail before sampling
     shown = _sample_dataset(config, ckpt.meta.get("data"), required=out is not None or texts or args.stop_at_eos,
-                            locations=_parse_options(args.data_option))
+                            locations=_parse_options(args.data_option, "--data-option"))
     rows = _sample_rows(args, model, shown, cliargs.given(args.num_samples, s.num_samples))
     # an event-driven sampler (first-hitting) without --steps runs in continuous time, not on sample.steps' grid
     steps = None if getattr(sampler, "event_driven", False) and args.steps is None else \
@@ -298,7 +306,7 @@ def cmd_eval(args) -> int:
         return 0
     report = evaluate_report(args.checkpoint, split=args.split, mc_samples=args.mc, steps=args.steps,
                              max_sequences=args.max_sequences, weights=args.weights, seed=args.seed,
-                             data_options=_parse_options(args.data_option), device=args.device)
+                             data_options=_parse_options(args.data_option, "--data-option"), device=args.device)
     print(json.dumps(report, indent=2, allow_nan=False) if args.json else format_report(report))
     return 0
 

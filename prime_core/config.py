@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
-from .errors import ConfigError
+from .errors import ConfigError, PrimeError
 from .forward import NOISE_KINDS
 from .keep import KEEP_CHOICES
 
@@ -264,13 +264,14 @@ def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"invalid TOML in shipped config {where}: {exc}") from None
     elif path:
-        import fsspec
+        from .fileio import MAX_CONFIG_BYTES, read_text_bounded
 
+        try:  # a regular file of at most MAX_CONFIG_BYTES: /dev/zero or a FIFO is refused before reading
+            text = read_text_bounded(path, MAX_CONFIG_BYTES, f"--config {path}")
+        except PrimeError as exc:
+            raise ConfigError(str(exc).replace(": not found", ": config file not found", 1)) from None
         try:
-            with fsspec.open(path, "rt", encoding="utf-8") as fh:
-                data = tomllib.loads(fh.read())
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"invalid TOML in {path}: {exc}") from None
     return Config.from_dict(apply_overrides(data, list(overrides)))

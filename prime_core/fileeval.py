@@ -19,19 +19,21 @@ import os
 
 import torch
 
+from .fileio import is_url
 from .errors import PrimeError, check_count
 from .interfaces import TextPrompts
 
 
 def read_text(path: str) -> str:
-    """A local UTF-8 file's text; anything else is a one-line error."""
-    if not os.path.isfile(path):
-        raise PrimeError(f"--data {path}: no such file (a local UTF-8 text file)")
+    """A local UTF-8 regular file's text (at most `MAX_EVAL_TEXT_BYTES`); anything else is a one-line error."""
+    from .fileio import MAX_EVAL_TEXT_BYTES, read_text_bounded
+
+    if is_url(path):
+        raise PrimeError(f"--data {path}: give a local UTF-8 text file (a path), not a URL")
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PrimeError(f"--data {path}: cannot read it as UTF-8 text ({type(exc).__name__})") from None
+        return read_text_bounded(path, MAX_EVAL_TEXT_BYTES, f"--data {path}")
+    except PrimeError as exc:  # say what is allowed
+        raise PrimeError(f"{exc} (--data takes local UTF-8 text files, one document each)") from None
 
 
 def document_windows(text_io: TextPrompts, text: str, length: int) -> tuple[torch.Tensor, float]:

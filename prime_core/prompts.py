@@ -100,13 +100,14 @@ def decode_row(text_io: TextPrompts, ids: list[int], prompt: Prompt | None, stop
 
 
 def read_prompts_file(path: str) -> list[str]:
-    """``--prompts FILE``: one prompt per line (UTF-8, a local file); blank lines are skipped."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            lines = [line.rstrip("\r\n") for line in fh]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PrimeError(f"--prompts {path}: cannot read it as UTF-8 text ({type(exc).__name__})") from None
-    lines = [line for line in lines if line.strip()]
+    """``--prompts FILE``: one prompt per line (UTF-8, a regular file of at most `MAX_PROMPTS_BYTES`); blank lines
+    are skipped."""
+    from .fileio import MAX_PROMPTS_BYTES, read_text_bounded
+
+    text = read_text_bounded(path, MAX_PROMPTS_BYTES, f"--prompts {path}")  # a regular file, at most 16 MiB
+    # lines end at \n, \r\n or \r only, as a text-mode file reads them (str.splitlines would also split at \f,
+    # \x1c, U+2028, … inside a prompt)
+    lines = [line for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n") if line.strip()]
     if not lines:
         raise PrimeError(f"--prompts {path}: no prompt in it (one prompt per line)")
     return lines

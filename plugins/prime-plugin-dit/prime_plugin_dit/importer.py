@@ -31,10 +31,11 @@ from typing import Any
 import attrs
 import torch
 
-from prime_core import CheckpointError, ConfigError, get_registry, smallest_base
-from prime_core.api import Config, build_model, distribution_version, save_model
+from prime_core import CheckpointError, ConfigError, PrimeError, get_registry, smallest_base
+from prime_core.api import (MAX_JSON_BYTES, Config, build_model, check_output_file, check_regular_file,
+                            distribution_version, is_url, read_text_bounded, save_model)
 
-from .safeload import TensorRef, read_torch_file, to_plain
+from .safeload import Record, TensorRef, read_torch_file, to_plain
 
 ARCHS = ("mdlm", "mdm-prime", "ar")
 WEIGHTS = ("ema", "model")
@@ -88,16 +89,23 @@ def _strip_backbone(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_source(path: str) -> Source:
-    """A Lightning checkpoint, a plain state dict or a Hugging-Face folder (see the module docstring)."""
+    """A Lightning checkpoint, a plain state dict or a Hugging-Face folder (see the module docstring). A file
+    must be a regular one (``/dev/zero``, a FIFO or a socket is refused before anything is read); its pickle is
+    bounded by `safeload`'s limits."""
+    if is_url(path):
+        raise PrimeError(f"checkpoint {path}: prime import reads a local file or folder, not a URL; download it "
+                         "first (e.g. hf download …)")
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such checkpoint file or folder: {path}")
     if os.path.isdir(path):
         return _read_hf_folder(path)
+    check_regular_file(path, f"checkpoint {path}")
     digest = sha256_of(path)
     obj, _archive = read_torch_file(path)
     if isinstance(obj, dict) and "state_dict" in obj:
-        hp = to_plain(obj.get("hyper_parameters") or {})
-        config = hp.get("config", hp) if isinstance(hp, dict) else {}
+        config = to_plain(_config_of(obj.get("hyper_parameters") or {}))  # bounded: safeload.MAX_PLAIN_VALUES
+        if isinstance(config, dict) and isinstance(config.get("config"), dict):  # hyper-parameters as a DictConfig
+            config = config["config"]
         ema = obj.get("ema")
         shadow = ema.get("shadow_params") if isinstance(ema, dict) else None
         if shadow is not None and not (isinstance(shadow, list) and all(isinstance(t, TensorRef) for t in shadow)):
@@ -107,6 +115,13 @@ def read_source(path: str) -> Source:
     return Source(_strip_backbone(obj), None, {}, "state-dict", path, digest)
 
 
+def _config_of(hparams: Any) -> Any:
+    """``hyper_parameters["config"]`` (the Hydra config) when there is one, else the hyper-parameters: only that
+    part is turned into plain data (a tokenizer or other records beside it are never walked)."""
+    top = hparams.items if isinstance(hparams, Record) and not hparams.args and not hparams.state else hparams
+    return top["config"] if isinstance(top, dict) and "config" in top else hparams
+
+
 #: MDLM's Hugging-Face config.json fields → the official Hydra names.
 HF_FIELDS = {"model_length": "model.length", "hidden_dim": "model.hidden_size", "cond_dim": "model.cond_dim",
              "n_blocks": "model.n_blocks", "n_heads": "model.n_heads", "time_conditioning": "time_conditioning"}
@@ -114,18 +129,20 @@ HF_FIELDS = {"model_length": "model.length", "hidden_dim": "model.hidden_size", 
 
 def _read_hf_folder(path: str) -> Source:
     cfg_path = os.path.join(path, "config.json")
+    if not os.path.lexists(cfg_path):
+        raise CheckpointError(f"{path} is a folder without config.json (a Hugging-Face model folder has one)")
     try:
-        with open(cfg_path, encoding="utf-8") as fh:
-            cfg = json.load(fh)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is a folder without config.json (a Hugging-Face model folder has one)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        cfg = json.loads(read_text_bounded(cfg_path, MAX_JSON_BYTES, cfg_path))
+    except json.JSONDecodeError as exc:
         raise CheckpointError(f"{cfg_path} is not valid JSON ({exc})") from None
     if not isinstance(cfg, dict):
         raise CheckpointError(f"{cfg_path} must hold a JSON object")
     hparams = {official: cfg[hf] for hf, official in HF_FIELDS.items() if hf in cfg}
     hparams["prime.target_length"] = 1
     st, pt = os.path.join(path, "model.safetensors"), os.path.join(path, "pytorch_model.bin")
+    for name in (st, pt):  # a FIFO or device under a weights file's name is refused, not read
+        if os.path.lexists(name):
+            check_regular_file(name, name)
     if os.path.isfile(st):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -144,14 +161,33 @@ def _read_hf_folder(path: str) -> Source:
 
 
 # --------------------------------------------------------------------------------------------- overrides
+#: The hyper-parameters `resolve` reads, in the official config's names: the only keys ``--set`` takes.
+OVERRIDE_KEYS = ("model.length", "model.n_heads", "model.hidden_size", "model.n_blocks", "model.cond_dim",
+                 "prime.target_length", "prime.base", "prime.vocab_size", "prime.carry_over", "time_conditioning",
+                 "noise.type")
+
+
+def _check_key(key: str) -> None:
+    """An unknown ``--set`` key (a typo such as model.nheads) is refused, naming the nearest and all keys."""
+    if key in OVERRIDE_KEYS:
+        return
+    import difflib
+
+    near = difflib.get_close_matches(key, OVERRIDE_KEYS, n=1)
+    hint = f"did you mean {near[0]}? " if near else ""
+    raise ConfigError(f"--set {key}: not a hyper-parameter the importer reads; {hint}allowed: "
+                      f"{', '.join(OVERRIDE_KEYS)}")
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` (VALUE a TOML literal, else a string) → {KEY: value}."""
+    """``KEY=VALUE`` (VALUE a TOML literal, else a string) → {KEY: value}; KEY one of `OVERRIDE_KEYS`."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE in the official config's names, e.g. model.n_heads=12, "
                               f"got {item!r}")
+        _check_key(key.strip())
         try:
             value = tomllib.loads(f"v = {text}")["v"]
         except tomllib.TOMLDecodeError:
@@ -324,9 +360,13 @@ def backbone_state(model, source: Source, use: str) -> dict[str, torch.Tensor]:
 
 def import_checkpoint(arch: str, path: str, out: str, *, weights: str | None = None,
                       overrides: dict[str, Any] | None = None, tokenizer: str = "gpt2",
-                      tokenizer_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                      tokenizer_options: dict[str, Any] | None = None, force: bool = False) -> dict[str, Any]:
     """Read ``path``, build the prime model, write ``out``; returns a summary. Every check runs before the
-    output is written (atomically): a refused input leaves nothing behind."""
+    output is written (atomically): a refused input leaves nothing behind. ``out`` is checked first (a local
+    file, not a folder, not existing unless ``force``, in a writable folder), before any reading."""
+    check_output_file(out, "--out", force)
+    for key in overrides or {}:
+        _check_key(key)
     source = read_source(path)
     if weights not in (None, *WEIGHTS):
         raise ConfigError(f"--weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
@@ -357,4 +397,4 @@ def _jsonable(hp: dict[str, Any]) -> dict[str, Any]:
             if isinstance(v, keep) or isinstance(v, list) and all(isinstance(x, keep) for x in v)}
 
 
-__all__ = ["ARCHS", "Official", "Source", "import_checkpoint", "parse_overrides", "read_source", "resolve"]
+__all__ = ["ARCHS", "OVERRIDE_KEYS", "Official", "Source", "import_checkpoint", "parse_overrides", "read_source", "resolve"]

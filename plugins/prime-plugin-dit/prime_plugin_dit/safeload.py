@@ -15,6 +15,15 @@
   read with `UnsafeCheckpointError`, naming it. Nothing from the file has run by then: a ``__reduce__`` payload
   is a GLOBAL followed by REDUCE, and the GLOBAL is refused before its REDUCE is reached.
 
+Limits (a 720-byte file must not cost minutes and gigabytes): ``data.pkl`` may declare at most
+`MAX_PICKLE_BYTES`; before it is unpickled, `scan_pickle` walks its opcodes (never building anything) and
+refuses more than `MAX_PICKLE_OPS` operations (every object of the file is made by one) or marks nested
+deeper than `MAX_PICKLE_DEPTH`. A pickle may share one object many times (memo ``GET``); what is
+shared stays shared when unpickled, and `to_plain`, which copies, first computes the size of the copy once per
+distinct object (`expanded_size`) and refuses more than `MAX_PLAIN_VALUES` values or a nesting deeper than
+`MAX_PLAIN_DEPTH` — so 40 levels of ``[a, a]`` (2⁴⁰ values when expanded) are refused after 40 steps, in
+milliseconds; while copying it counts again, so the limits hold whatever the estimate.
+
 `to_plain` turns records into plain data: an OmegaConf DictConfig / ListConfig into a dict / list of its node
 values, any other record into a dict of what it recorded.
 """
@@ -25,6 +34,8 @@ import _compat_pickle
 import collections
 import io
 import pickle
+import pickletools
+import reprlib
 import zipfile
 from typing import Any
 
@@ -40,6 +51,17 @@ INERT_MODULES = ("omegaconf", "hydra", "typing", "enum", "transformers", "tokeni
                  "torchmetrics", "copyreg", "re", "collections")
 #: Builtin names allowed as type references (recorded, never called): e.g. OmegaConf's ``object_type=dict``.
 INERT_BUILTINS = {"dict", "list", "tuple", "int", "float", "str", "bool", "object", "NoneType", "type"}
+#: Size of ``data.pkl`` (the object graph; tensor bytes are separate members): a Lightning checkpoint's is
+#: ~10²–10³ kB (names, hyper-parameters, optimizer bookkeeping).
+MAX_PICKLE_BYTES = 64 * 2**20
+#: Pickle operations in ``data.pkl`` (each makes at most one object); a released checkpoint has ~10⁴–10⁵.
+MAX_PICKLE_OPS = 500_000
+#: Open marks of the unpickler (tuples / lists / dicts being built inside one another).
+MAX_PICKLE_DEPTH = 1_000
+#: Values `to_plain` may make (shared references expanded) and how deeply it may nest; a hyper-parameter
+#: tree has ~10²–10³ values and a depth ~10.
+MAX_PLAIN_VALUES = 100_000
+MAX_PLAIN_DEPTH = 200
 _STORAGE_DTYPES = {
     "FloatStorage": torch.float32, "DoubleStorage": torch.float64, "HalfStorage": torch.float16,
     "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
@@ -171,6 +193,77 @@ _SAFE_GLOBALS = {("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
                   ("builtins", "bytes"): _empty_bytes}
 
 
+# --------------------------------------------------------------------------------------------- limits
+_MARK, _TO_MARK, _STOP = 1, 2, 3
+
+
+def _opcode_table() -> list:
+    """opcode byte → (kind: _MARK / _TO_MARK (pops down to a mark) / _STOP / 0, fixed argument length or -1,
+    argument descriptor), from pickletools' descriptions; None for a byte that is no opcode."""
+    table: list = [None] * 256
+    for op in pickletools.opcodes:
+        kind = (_MARK if op.name == "MARK" else _STOP if op.name == "STOP"
+                else _TO_MARK if pickletools.markobject in op.stack_before else 0)
+        fixed = 0 if op.arg is None else op.arg.n if op.arg.n >= 0 else -1
+        table[op.code.encode("latin1")[0]] = (kind, fixed, op.arg)
+    return table
+
+
+_OPCODES = _opcode_table()
+#: bytes of the length prefix of each length-prefixed argument kind (pickletools' TAKEN_FROM_ARGUMENT*)
+_PREFIX = {pickletools.TAKEN_FROM_ARGUMENT1: 1, pickletools.TAKEN_FROM_ARGUMENT4: 4,
+           pickletools.TAKEN_FROM_ARGUMENT4U: 4, pickletools.TAKEN_FROM_ARGUMENT8U: 8}
+
+
+def _skip_argument(data: bytes, pos: int, arg) -> int:
+    """The position after a variable-length opcode argument ``arg`` that starts at ``pos`` (nothing decoded)."""
+    if arg.n == pickletools.UP_TO_NEWLINE:  # GLOBAL / INST hold two lines (module, name)
+        for _ in range(2 if arg.name == "stringnl_noescape_pair" else 1):
+            end = data.find(b"\n", pos)
+            if end < 0:
+                raise CheckpointError("the pickle is truncated (a line argument has no end)")
+            pos = end + 1
+        return pos
+    width = _PREFIX[arg.n]
+    length = int.from_bytes(data[pos:pos + width], "little", signed=arg.n == pickletools.TAKEN_FROM_ARGUMENT4)
+    if length < 0:  # BINSTRING's length is signed: a negative one would walk backwards
+        raise CheckpointError("the pickle is corrupt (an argument of negative length)")
+    return pos + width + length
+
+
+def scan_pickle(data: bytes, what: str = "the file's pickle") -> int:
+    """Walk the opcodes of ``data`` without building anything; refuse more than `MAX_PICKLE_OPS` operations or
+    more than `MAX_PICKLE_DEPTH` open marks (containers being built inside containers). Returns the number of
+    operations. Unknown opcodes and truncation are left to the unpickler, which reports them.
+
+    The stack itself is bounded by the operations (a flat list of n items puts n on it, in batches of 1000);
+    how deeply the built objects nest is bounded where they are walked (`to_plain`, `MAX_PLAIN_DEPTH`), since
+    a pickle can also nest bottom-up through its memo without any mark."""
+    pos, ops, marks, n, table = 0, 0, 0, len(data), _OPCODES
+    while pos < n:
+        entry = table[data[pos]]
+        if entry is None:
+            break
+        kind, fixed, arg = entry
+        ops += 1
+        if ops > MAX_PICKLE_OPS:
+            raise CheckpointError(f"refused: {what} holds more than {MAX_PICKLE_OPS:,} objects (pickle "
+                                  "operations); a released checkpoint has far fewer. Nothing in it was executed")
+        if kind == _MARK:
+            marks += 1
+            if marks > MAX_PICKLE_DEPTH:
+                raise CheckpointError(f"refused: {what} nests objects more than {MAX_PICKLE_DEPTH} deep; a "
+                                      "released checkpoint nests far less. Nothing in it was executed")
+        elif kind == _TO_MARK:
+            marks -= 1 if marks else 0
+        elif kind == _STOP:
+            break
+        pos += 1 + fixed if fixed >= 0 else 0
+        if fixed < 0:
+            pos = _skip_argument(data, pos + 1, arg)
+    return ops
+
+
 # --------------------------------------------------------------------------------------------- unpickler
 class RestrictedUnpickler(pickle.Unpickler):
     """pickle.Unpickler whose globals come from the tables above; see the module docstring."""
@@ -202,7 +295,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
                 and isinstance(pid[1], _StorageType)):
-            raise CheckpointError(f"unsupported tensor storage record in the file: {pid!r:.80}")
+            raise CheckpointError(f"unsupported tensor storage record in the file: {reprlib.repr(pid)}")
         _, kind, key, _location, numel = pid
         return StorageRef(self.archive, self.prefix, str(key), kind.dtype, int(numel))
 
@@ -223,7 +316,13 @@ def read_torch_file(path: str) -> tuple[Any, zipfile.ZipFile]:
     order = _member(archive, prefix + "byteorder")
     if order not in (None, b"little"):
         raise CheckpointError(f"{path} was written on a {order!r}-endian machine; only little-endian is read")
+    declared = archive.getinfo(pkl[0]).file_size  # checked before reading: no zip bomb in data.pkl
+    if declared > MAX_PICKLE_BYTES:
+        raise CheckpointError(f"{path}: its data.pkl declares {declared:,} bytes, more than the "
+                              f"{MAX_PICKLE_BYTES:,} allowed (the object graph of a released checkpoint is far "
+                              "smaller; tensors are stored apart)")
     data = _member(archive, pkl[0])
+    scan_pickle(data, f"{path}'s pickle")
     try:
         return RestrictedUnpickler(data, archive, prefix).load(), archive
     except CheckpointError:
@@ -242,33 +341,98 @@ def _member(archive: zipfile.ZipFile, name: str) -> bytes | None:
 
 
 # --------------------------------------------------------------------------------------------- plain data
-def to_plain(obj: Any, _stack: frozenset = frozenset()) -> Any:
+class _Budget:
+    """What `to_plain` may still make: values (shared references expanded: each use counts) and nesting. The
+    containers being walked are kept in ``active`` (ids), which also finds cycles."""
+
+    def __init__(self, values: int = MAX_PLAIN_VALUES):
+        self.left, self.active = values, set()
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise CheckpointError(f"refused: the file's hyper-parameters expand to more than {MAX_PLAIN_VALUES:,} "
+                                  "values (shared references repeated); a released checkpoint has far fewer. "
+                                  "Nothing in it was executed")
+        if len(self.active) >= MAX_PLAIN_DEPTH:
+            raise CheckpointError(f"refused: the file's hyper-parameters nest more than {MAX_PLAIN_DEPTH} deep; a "
+                                  "released checkpoint nests far less. Nothing in it was executed")
+
+
+def _children(obj: Any) -> list:
+    if isinstance(obj, Record):
+        return [*obj.args, obj.state, *obj.items.values()]
+    if isinstance(obj, dict):
+        return list(obj.values())
+    return list(obj) if isinstance(obj, (list, tuple)) else []
+
+
+def expanded_size(obj: Any, limit: int = MAX_PLAIN_VALUES) -> int:
+    """How many values ``obj`` holds with shared references counted at each use (what a copy makes), computed
+    once per distinct object (so 40 levels of ``[a, a]`` cost 40 steps, not 2⁴⁰); stops once over ``limit``.
+    Records count all they recorded (at least what `to_plain` keeps); a reference back into itself counts 1."""
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(x: Any, depth: int) -> int:
+        key = id(x)
+        if key in sizes:
+            return sizes[key]
+        if key in active or not isinstance(x, (Record, dict, list, tuple)):
+            return 1
+        if depth > MAX_PLAIN_DEPTH:
+            raise CheckpointError(f"refused: the file's hyper-parameters nest more than {MAX_PLAIN_DEPTH} deep; a "
+                                  "released checkpoint nests far less. Nothing in it was executed")
+        active.add(key)
+        total = 1
+        for child in _children(x):
+            total += size(child, depth + 1)
+            if total > limit:
+                break
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    return size(obj, 0)
+
+
+def to_plain(obj: Any, _budget: _Budget | None = None) -> Any:
     """Records → plain data: DictConfig → dict, ListConfig → list, value nodes → their value, other records →
     {"__type__": qualname, ...recorded}; containers recursively (a reference back into itself becomes the string
-    "<cycle>"); TensorRefs are kept."""
-    if id(obj) in _stack:
+    "<cycle>"); TensorRefs are kept. At most `MAX_PLAIN_VALUES` values, `MAX_PLAIN_DEPTH` deep (`_Budget`)."""
+    if _budget is None and expanded_size(obj) > MAX_PLAIN_VALUES:  # refused in milliseconds, before copying
+        _Budget(0).spend()
+    budget = _budget or _Budget()
+    if not isinstance(obj, (Record, dict, list, tuple)):
+        budget.spend()
+        return obj
+    key = id(obj)
+    if key in budget.active:
         return "<cycle>"
-    inner = _stack | {id(obj)}
-    if isinstance(obj, Record):
-        return _record_to_plain(obj, inner)
-    if isinstance(obj, dict):
-        return {k: to_plain(v, inner) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_plain(v, inner) for v in obj)
-    return obj
+    budget.spend()
+    budget.active.add(key)
+    try:
+        if isinstance(obj, Record):
+            return _record_to_plain(obj, budget)
+        if isinstance(obj, dict):
+            return {k: to_plain(v, budget) for k, v in obj.items()}
+        return type(obj)(to_plain(v, budget) for v in obj)
+    finally:
+        budget.active.discard(key)
 
 
-def _record_to_plain(rec: Record, stack: frozenset) -> Any:
+def _record_to_plain(rec: Record, budget: _Budget) -> Any:
     name, state = rec.qualname, rec.state if isinstance(rec.state, dict) else {}
     if name.startswith("omegaconf.") and "_content" in state:  # DictConfig / ListConfig (None, "???" kept)
-        return to_plain(state["_content"], stack)
+        return to_plain(state["_content"], budget)
     if name.startswith("omegaconf.") and "_val" in state:  # a value node
-        return to_plain(state["_val"], stack)
+        return to_plain(state["_val"], budget)
     if rec.items and not rec.args and not state:  # a dict subclass, e.g. Lightning's AttributeDict
-        return to_plain(rec.items, stack)
-    return {"__type__": name, "args": to_plain(list(rec.args), stack), "state": to_plain(rec.state, stack),
-            **({"items": to_plain(rec.items, stack)} if rec.items else {})}
+        return to_plain(rec.items, budget)
+    return {"__type__": name, "args": to_plain(list(rec.args), budget), "state": to_plain(rec.state, budget),
+            **({"items": to_plain(rec.items, budget)} if rec.items else {})}
 
 
-__all__ = ["INERT_MODULES", "Record", "RestrictedUnpickler", "TensorRef", "UnsafeCheckpointError", "read_torch_file",
-           "to_plain"]
+__all__ = ["INERT_MODULES", "MAX_PICKLE_BYTES", "MAX_PICKLE_DEPTH", "MAX_PICKLE_OPS", "MAX_PLAIN_DEPTH",
+           "MAX_PLAIN_VALUES", "Record", "expanded_size", "RestrictedUnpickler", "TensorRef", "UnsafeCheckpointError", "read_torch_file",
+           "scan_pickle", "to_plain"]

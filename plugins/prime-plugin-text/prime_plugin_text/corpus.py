@@ -4,7 +4,7 @@
 database (Rdata.rdx: gzip'd serialized index of (offset, length) per object; Rdata.rdb: each object a 4-byte
 length + zlib'd serialized R character vector, one element per line), read in pure Python with PyPI `rdata`.
 Any other source is a local file, a folder (every file under it, sorted) or an fsspec URL; files must be
-non-empty UTF-8 text.
+non-empty UTF-8 text in regular files of at most `prime_core.api.MAX_SOURCE_TEXT_BYTES`.
 """
 
 from __future__ import annotations
@@ -84,10 +84,13 @@ def read_source(source: str) -> list[Document]:
             files = [path]
         else:
             raise PrimeError(f"text source not found: {source} (give a file, a folder, an fsspec URL or 'austen')")
+        from prime_core.api import MAX_SOURCE_TEXT_BYTES, read_bounded
+
         docs = []
-        for f in files:
-            with fs.open(f, "rb") as fh:
-                docs.append(Document(f, _decode(fh.read(), f)))
+        local = (fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]) in ("file", "local")
+        for f in files:  # each a regular file of at most MAX_SOURCE_TEXT_BYTES (no /dev/zero, FIFO, socket)
+            url = f if local else fs.unstrip_protocol(f)
+            docs.append(Document(f, _decode(read_bounded(url, MAX_SOURCE_TEXT_BYTES, f"text source {f}"), f)))
     except PrimeError:
         raise
     except (OSError, ValueError, ImportError) as exc:

@@ -91,6 +91,8 @@ def cumulative(fractions: dict[str, float]) -> list[tuple[str, float]]:
 # ------------------------------------------------------------------------------------------------ sources
 def resolve_sources(sources: list[str]) -> list[Source]:
     """Every input file, in the order given (a folder's or glob's files sorted); missing sources are errors."""
+    from prime_core.api import MAX_SOURCE_TEXT_BYTES, check_regular_file
+
     if not sources:
         raise PrimeError("name at least one SOURCE (a file, a folder, a glob or an fsspec URL)")
     out: list[Source] = []
@@ -116,7 +118,10 @@ def resolve_sources(sources: list[str]) -> list[Source]:
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         for p in files:
             url = p if protocol in ("file", "local") else fs.unstrip_protocol(p)
-            out.append(Source(url, _kind(p)))
+            kind = _kind(p)
+            # before any work: a regular file (not /dev/zero, a FIFO, a socket); a text file within its limit
+            check_regular_file(url, f"source {url}", MAX_SOURCE_TEXT_BYTES if kind == "text" else None)
+            out.append(Source(url, kind))
     return out
 
 
@@ -137,8 +142,10 @@ def fingerprint(src: Source) -> dict[str, Any]:
 
 
 def _text_documents(src: Source, unit: str) -> Iterator[str]:
-    with fsspec.open(src.url, "rb", compression="infer") as fh:
-        text = _decode(fh.read(), src.url)
+    """The documents of a plain-text file, read whole: at most `MAX_SOURCE_TEXT_BYTES` after decompression."""
+    from prime_core.api import MAX_SOURCE_TEXT_BYTES, read_bounded
+
+    text = _decode(read_bounded(src.url, MAX_SOURCE_TEXT_BYTES, f"source {src.url}", compression="infer"), src.url)
     if unit == "file":
         yield text
         return

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from typing import Any, Iterable
 
 from prime_core import PrimeError, Tokenizer
@@ -96,16 +95,24 @@ def _byte_level(hf):
     return hf
 
 
+#: Largest BPE vocabulary (C): 2²⁰, four times the largest released LM vocabularies (~256k). The Rust trainer
+#: allocates ~72 bytes per id up front, so vocab_size=10¹² aborted the process (a Rust out-of-memory abort,
+#: exit 134) instead of failing in one line.
+MAX_BPE_VOCAB = 2**20
+
+
 class BPETokenizer(_HFTokenizer):
-    """Byte-level BPE with ``vocab_size`` ids (≥ 258: 256 bytes + BOS + EOS), trained by `trained(texts)`."""
+    """Byte-level BPE with ``vocab_size`` ids (258 … `MAX_BPE_VOCAB`: 256 bytes + BOS + EOS at least), trained by
+    `trained(texts)`."""
 
     name = "bpe"
     bos_id, eos_id = 0, 1
     SPECIALS = ["<|bos|>", "<|eos|>"]
 
     def __init__(self, vocab_size: int = 2048):
-        if not isinstance(vocab_size, int) or vocab_size < 258:
-            raise ValueError(f"bpe vocab_size must be an integer ≥ 258 (256 bytes + BOS + EOS), got {vocab_size!r}")
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or not 258 <= vocab_size <= MAX_BPE_VOCAB:
+            raise ValueError(f"bpe vocab_size must be a whole number in [258, {MAX_BPE_VOCAB}] (256 bytes + BOS + EOS "
+                             f"at least), got {vocab_size!r}")
         self._size = vocab_size
 
     def trained(self, texts: Iterable[str]) -> "BPETokenizer":
@@ -177,25 +184,27 @@ class GPT2Tokenizer(_HFTokenizer):
     def _build(self):
         from tokenizers import Tokenizer as HF, models
 
-        for path in filter(None, self.files.values()):
-            if not os.path.isfile(path):
-                raise PrimeError(f"gpt2 tokenizer file not found: {path}")
+        from prime_core.api import MAX_JSON_BYTES, check_regular_file, read_bounded
+
+        def read(path: str) -> bytes:  # a regular file of at most 16 MiB (GPT-2's are 0.5–1.6 MB)
+            return read_bounded(path, MAX_JSON_BYTES, f"gpt2 tokenizer file {path}")
+
+        for path in filter(None, self.files.values()):  # all checked before any is read
+            check_regular_file(path, f"gpt2 tokenizer file {path}", MAX_JSON_BYTES)
         if self.files["tiktoken"]:
             ranks = {}
-            with open(self.files["tiktoken"], "rb") as fh:
-                for line in fh.read().splitlines():
-                    if line.strip():
-                        tok, rank = line.split()
-                        ranks[base64.b64decode(tok)] = int(rank)
+            for line in read(self.files["tiktoken"]).splitlines():
+                if line.strip():
+                    tok, rank = line.split()
+                    ranks[base64.b64decode(tok)] = int(rank)
             b2u = bytes_to_unicode()
             enc = lambda bs: "".join(b2u[b] for b in bs)  # noqa: E731
             vocab = {enc(t): r for t, r in ranks.items()}
             merges = [(enc(a), enc(b)) for a, b in _merges_from_ranks(ranks)]
         else:
-            with open(self.files["encoder"], encoding="utf-8") as fh:
-                vocab = json.load(fh)
-            with open(self.files["merges"], encoding="utf-8") as fh:
-                lines = [ln for ln in fh.read().splitlines() if ln and not ln.startswith("#version")]
+            vocab = json.loads(read(self.files["encoder"]).decode("utf-8"))
+            text = read(self.files["merges"]).decode("utf-8")
+            lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#version")]
             merges = [tuple(ln.split(" ")) for ln in lines]
         vocab = {k: v for k, v in vocab.items() if k != self.EOT}
         if sorted(vocab.values()) != list(range(len(vocab))):

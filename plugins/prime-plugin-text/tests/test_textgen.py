@@ -129,7 +129,8 @@ def test_stop_at_eos_cuts_text(ckpt, capsys):
     (["--infill", "no span here"], "has no [MASK:k] span"),
     (["--infill", "a [MASK:x] b"], "malformed"),
     (["--prompt", "a", "--fix", "0:3"], "cannot be combined"),
-    (["--prompts", "/no/such/file"], "--prompts /no/such/file: cannot read it"),
+    (["--prompts", "/no/such/file"], "--prompts /no/such/file: not found"),
+    (["--prompts", "/dev/zero"], "--prompts /dev/zero: is a character device"),
     (["--length", "40", "--stride", "17"], "--stride must lie in 1 … L = 16"),
 ])
 def test_bad_prompt_input_is_one_line(ckpt, capsys, argv, message):
