@@ -32,7 +32,7 @@ def evaluate_metric(metric: Metric, model, tokens: torch.Tensor, *, mc_samples: 
     device = model.device
     # summed on the model's device and copied to the host once, after the last batch (no per-batch sync)
     per_row = torch.zeros(tokens.shape[0], dtype=torch.float64, device=device)
-    for _ in range(mc_samples):
+    for _ in _draws(mc_samples, metric.name):
         start = 0
         for chunk in metric.batches(model, tokens, batch_size):
             per_row[start:start + len(chunk)] += metric.per_sequence(model, chunk.to(device), generator=g).double()
@@ -44,6 +44,15 @@ def evaluate_metric(metric: Metric, model, tokens: torch.Tensor, *, mc_samples: 
                         is_bound=metric.is_bound,
                         extra={"label": getattr(metric, "label", metric.name), "sequences": tokens.shape[0],
                                "mc_samples": mc_samples})
+
+
+def _draws(mc_samples: int, name: str):
+    """range(mc_samples) with a progress bar on stderr, shown only on a terminal (``disable=None``) and only once
+    the draws have taken 2 s: ``--mc 100000`` tells the user how long it will take instead of going silent."""
+    from tqdm.auto import tqdm
+
+    return tqdm(range(mc_samples), desc=f"{name}: Monte-Carlo draws", unit="draw", delay=2.0, leave=False,
+                disable=None)
 
 
 def perplexity(result: MetricResult) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .errors import PrimeError, check_count
 
@@ -74,6 +75,11 @@ def generate(model, sampler, length: int, *, seeds: list[int], fixed: torch.Tens
     nfe, idle = torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)
     stopped: list[int | None] = [None] * n
     calls, steps, trajectory = 0, 0, None
+    # many blocks: one bar over the blocks (each block's own bar would flash past), shown once it runs a while
+    bar = tqdm(total=len(plan), desc="blocks", unit="block", delay=2.0, leave=False,
+               disable=len(plan) == 1 or not options.get("progress", False))
+    if len(plan) > 1:
+        options = {**options, "progress": False}
     for k, (start, first, count) in enumerate(plan):
         rows = [i for i in range(n) if stopped[i] is None]
         if not rows:
@@ -92,6 +98,8 @@ def generate(model, sampler, length: int, *, seeds: list[int], fixed: torch.Tens
         calls, steps = calls + result.forward_calls, result.steps
         trajectory = result.trajectory if k == 0 else None
         _stop_rows(tokens, fixed, rows, first + count, eos_id, stopped)
+        bar.update(1)
+    bar.close()
     return Generation(tokens=tokens, nfe=nfe, idle_steps=idle, steps=steps, blocks=len(plan),
                       forward_calls=calls, stopped_at=stopped, trajectory=trajectory)
 
