@@ -105,13 +105,14 @@ def _holder(lock_path: str) -> str:
 def _lock(folder: str) -> int:
     """Create ``folder`` and take the exclusive lock; returns the locked descriptor or raises `PrimeError`."""
     lock_path = os.path.join(folder, LOCK_NAME)
-    while True:
+    for attempt in range(100):
         try:
             os.makedirs(folder, exist_ok=True)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except FileNotFoundError:  # the folder vanished between makedirs and open (a failed run cleaned up)
-            continue
         except OSError as exc:  # read-only file system, no permission, a file on the path, …
+            if isinstance(exc, FileNotFoundError) and attempt < 99 and os.path.isdir(os.path.dirname(
+                    os.path.abspath(folder))):
+                continue  # the folder vanished between makedirs and open (a failed run cleaned up): again
             raise PrimeError(_unwritable(folder, exc)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -132,6 +133,7 @@ def _lock(folder: str) -> int:
             os.write(fd, str(os.getpid()).encode())
             return fd
         os.close(fd)
+    raise PrimeError(f"cannot lock run folder {folder}: its lock file keeps being replaced")
 
 
 def _unlock(claim_: _Claim) -> None:

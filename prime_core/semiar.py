@@ -22,6 +22,11 @@ from tqdm.auto import tqdm
 from .errors import PrimeError, check_count
 
 
+#: Most blocks one semi-autoregressive run may take (each is a full T-step sampler run over L tokens, so the
+#: time grows with K·T): --length 2²⁰ is 2047 blocks at L = 1024 (stride 512) but 2²⁰ blocks at L = 3.
+MAX_BLOCKS = 2**16
+
+
 @attrs.define
 class Generation:
     tokens: torch.Tensor  # [n, N]
@@ -52,6 +57,10 @@ def window_plan(length: int, window: int, stride: int | None = None,
     context = window - stride if context is None else context
     if not 0 <= context <= window - stride:
         raise PrimeError(f"--context must lie in 0 … L − stride = {window - stride}, got {context}")
+    blocks = 1 + -(-max(0, length - window) // stride)  # K = 1 + ⌈(N − L) / stride⌉
+    if blocks > MAX_BLOCKS:
+        raise PrimeError(f"--length {length} needs {blocks} blocks of L = {window} tokens (stride {stride}), more "
+                         f"than {MAX_BLOCKS}; each block is a full sampler run: lower --length or raise --stride")
     plan = [(0, 0, min(length, window))]
     pos = window
     while pos < length:
