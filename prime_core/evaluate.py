@@ -46,13 +46,17 @@ def evaluate_metric(metric: Metric, model, tokens: torch.Tensor, *, mc_samples: 
                                "mc_samples": mc_samples})
 
 
+#: seconds of Monte-Carlo draws before their progress bar appears (on a terminal only)
+PROGRESS_DELAY_S = 2.0
+
+
 def _draws(mc_samples: int, name: str):
     """range(mc_samples) with a progress bar on stderr, shown only on a terminal (``disable=None``) and only once
     the draws have taken 2 s: ``--mc 100000`` tells the user how long it will take instead of going silent."""
     from tqdm.auto import tqdm
 
-    return tqdm(range(mc_samples), desc=f"{name}: Monte-Carlo draws", unit="draw", delay=2.0, leave=False,
-                disable=None)
+    return tqdm(range(mc_samples), desc=f"{name}: Monte-Carlo draws", unit="draw", delay=PROGRESS_DELAY_S,
+                leave=False, disable=None)
 
 
 def perplexity(result: MetricResult) -> float:

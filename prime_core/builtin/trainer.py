@@ -101,6 +101,7 @@ class SimpleTrainer(Trainer):
         if tc.tensorboard:
             require_tensorboard(TENSORBOARD_EXTRA)
         start_step, best = 0, BestSoFar()
+        check_outputs(out_dir, resume=resume)  # never overwrite (or, --force, delete) a file prime did not write
         if checkpoint_exists(ckpt_url):
             if not (resume or force):
                 raise PrimeError(f"{ckpt_url} exists; pass --resume to continue it or --force to start over")
@@ -109,7 +110,6 @@ class SimpleTrainer(Trainer):
                 check_resume_steps(start_step, tc.steps, ckpt_url)
         elif resume:
             raise PrimeError(f"nothing to resume: {ckpt_url} does not exist")
-        check_outputs(out_dir, resume=resume)  # never overwrite (or, --force, delete) a file prime did not write
         if force and not resume:
             start_over(out_dir)  # the new run is valid: now the old one may go
         train = dataset.split("train")
