@@ -339,7 +339,7 @@ def test_many_monte_carlo_draws_show_progress_on_a_terminal(trained, monkeypatch
     model, _, _ = load_model(str(trained / "checkpoint.safetensors"))
     metric = get_registry().build("metric", "nelbo")
     evaluate_mod.evaluate_metric(metric, model, torch.zeros(4, 3, dtype=torch.long), mc_samples=5)
-    assert "Monte-Carlo draws" in err.getvalue() and "5/5" in err.getvalue()
+    assert "nelbo: Monte-Carlo draws" in err.getvalue() and "/5 [" in err.getvalue()
 
 
 # ------------------------------------------------------------------------------------------------ 23.7
