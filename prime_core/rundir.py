@@ -38,7 +38,8 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 # written by a prime run, and nothing else
 RUN_ARTIFACTS = (CHECKPOINT_NAME, BEST_NAME, "metrics.jsonl", "loss.png", "report.json", "report.md",
                  "samples.png")
-# folders prime writes (TensorBoard event files, train.tensorboard); --force removes the event files in them
+# folders prime writes (TensorBoard event files, train.tensorboard); --force removes the event files the manifest
+# lists in them, and the folder itself when prime made it and it is then empty
 RUN_FOLDERS = ("tensorboard",)
 #: what a training run writes (the trainers check these); `REPORT_ARTIFACTS`: what ``prime run`` adds
 TRAIN_ARTIFACTS = (CHECKPOINT_NAME, BEST_NAME, "metrics.jsonl", "loss.png")
@@ -315,23 +316,33 @@ def _settle(claim_: _Claim, failed: bool) -> None:
     # only now) and artifacts of a run that did not call check_outputs (a third-party trainer, torchrun's report)
     files |= {e for e in new if e not in RUN_FOLDERS}
     if failed and not os.path.exists(os.path.join(folder, CHECKPOINT_NAME)):
-        _remove_entries(folder, {e for e in new if e in files}, {e for e in new if e in folders})
+        _remove_entries(folder, sorted(e for e in new if e in files), {e for e in new if e in folders})
         now = _run_entries(folder)
     _write_manifest(folder, files & now, folders & now)
 
 
-def _remove_entries(folder: str, files: set[str], folders: set[str]) -> list[str]:
-    """Remove ``files`` (relative names), then ``folders`` while empty; returns what was removed."""
+def _removable(folder: str, name: str) -> str | None:
+    """The path of run entry ``name`` if it is a file (or link) prime may remove: never through a linked folder
+    (a ``tensorboard`` link pointing elsewhere would make a listed event file another folder's file)."""
+    path = os.path.join(folder, name)
+    parent = os.path.dirname(path)
+    if os.path.islink(parent) or not (os.path.isfile(path) or os.path.islink(path)):
+        return None
+    return path
+
+
+def _remove_entries(folder: str, files, folders) -> list[str]:
+    """Remove ``files`` (relative names, in the order given), then ``folders`` while empty; returns what was
+    removed."""
     removed = []
-    for name in sorted(files):
-        path = os.path.join(folder, name)
-        if os.path.isfile(path) or os.path.islink(path):
+    for name in files:
+        if (path := _removable(folder, name)) is not None:
             os.remove(path)
             removed.append(name)
     for sub in sorted(folders):
         try:
             os.rmdir(os.path.join(folder, sub))
-            removed.append(sub + "/")
+            removed.append(sub)
         except OSError:
             pass  # not empty: the user put something there, keep it
     return removed
@@ -345,19 +356,7 @@ def start_over(folder: str) -> list[str]:
     folder holding the user's files. The entries stay in the manifest: the new run writes them again. Returns
     the names removed."""
     files, folders = read_manifest(folder)
-    order = sorted(files, key=lambda n: (n != CHECKPOINT_NAME, n))
-    removed = []
-    for name in order:
-        path = os.path.join(folder, name)
-        if os.path.isfile(path) or os.path.islink(path):
-            os.remove(path)
-            removed.append(name)
-    for sub in sorted(folders):
-        try:
-            os.rmdir(os.path.join(folder, sub))
-            removed.append(sub)
-        except OSError:
-            pass
+    removed = _remove_entries(folder, sorted(files, key=lambda n: (n != CHECKPOINT_NAME, n)), folders)
     held = _HELD.get(os.path.realpath(folder))
     if held is not None and held.before is not None:
         held.before -= set(removed)  # what the new run writes at these names is its own (removed on failure)

@@ -384,3 +384,18 @@ def test_text_inputs_that_cannot_be_sampled_exit_2(text_ckpt, tmp_path, capsys, 
     assert main(["sample", text_ckpt, "--steps", "2", "--out", str(out), *flags]) == 2
     one_line_error(capsys, fragment)
     assert not out.exists()
+
+
+def test_force_never_removes_through_a_linked_folder(tmp_path):
+    """A manifest listing an event file under ``tensorboard`` removes nothing when ``tensorboard`` is a link to
+    another folder (the file there is not the run's)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "events.out.tfevents.1").write_text("not the run's")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "tensorboard").symlink_to(elsewhere)
+    (run_dir / MANIFEST_NAME).write_text(json.dumps({"format": 1, "files": ["tensorboard/events.out.tfevents.1"],
+                                                     "folders": ["tensorboard"]}))
+    assert start_over(str(run_dir)) == []
+    assert (elsewhere / "events.out.tfevents.1").exists() and (run_dir / "tensorboard").is_symlink()
