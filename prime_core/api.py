@@ -22,7 +22,7 @@ from .builtin.mlp import MLPBackbone  # the small reference backbone, for tests 
 # train: what any trainer needs to behave like the built-in one (same batches, schedule, checkpoint name)
 from .builtin.trainer import CHECKPOINT_NAME, batch_indices, learning_rate
 from .checkpoint import Checkpoint, checkpoint_exists, read_checkpoint, save_checkpoint
-from .config import Config, check_resume_config, load_config
+from .config import Config, check_resume_config, check_resume_steps, load_config
 # where commands run: the one --device vocabulary (auto, cpu, cuda, cuda:N)
 from .device import DEVICE_CHOICES, DEVICE_HELP, parse_device_spec, resolve_device
 from .errors import (CheckpointError, ConfigError, NonFiniteError, PrimeError, RegistryError, UnknownComponentError,
@@ -51,7 +51,7 @@ from .interfaces import (Backbone, BackboneSpec, ByteLengths, Dataset, Exporter,
 from .model import PrimeModel
 from .registry import Component, PluginInfo, Registry, get_registry, new_registry
 # run folders: one writer per folder, --force semantics shared by every trainer
-from .rundir import claim, local_out_dir, start_over, trim_metrics
+from .rundir import check_outputs, check_writable, claim, local_out_dir, start_over, trim_metrics
 # sample: the pieces of the ancestral sampler that other samplers and runtimes reuse (DESIGN §2.5)
 from .sampler import (GREEDY_TEMPERATURE, AncestralSampler, SampleResult, Step, ancestral_update, draw_tokens,
                       filter_log_probs, filter_scores, gumbel, model_device, reveal_probability, reveal_uniforms,
@@ -97,6 +97,7 @@ __all__ = [
     "check_output_file", "check_regular_file", "is_url", "read_bounded", "read_text_bounded",
     "read_checkpoint", "resolve_sizes", "reveal_probability", "reveal_units", "revealed_sets", "row_seeds",
     "sample_mask", "save_checkpoint", "save_model", "smallest_base", "start_over", "trim_metrics",
+    "check_outputs", "check_writable", "check_resume_steps",
     "BEST_NAME", "KEEP_CHOICES", "BestSoFar", "finish_keep", "keeps_best", "TENSORBOARD_DIR", "TrainLog",
     "require_tensorboard", "ValidBound", "Validator", "evaluating", "held_out_rows", "is_eval_step",
     "validation_metric", "LossWatch", "TrainingDiverged",

@@ -215,6 +215,11 @@ def load_model(url: str, registry: Registry | None = None, weights: str = "model
     if skeleton is not None:
         _check_model(ckpt.meta, skeleton, state, weights, url)
         _check_model_memory(skeleton, url, target)
+    else:  # built for real below: the file's tensors (which the model must match) must fit first
+        from .checkpoint import check_memory
+
+        check_memory(sum(t.numel() * t.element_size() for t in state.values()),
+                     f"checkpoint {url} holds weights of")
     model = build_model(config, registry, provided_by=origin)
     if skeleton is None:  # a component that cannot be built on the meta device: same checks, after the build
         _check_model(ckpt.meta, model, state, weights, url)
@@ -259,15 +264,31 @@ def _meta_model(config: Config, registry: Registry | None, url: str,
     try:
         with torch.device("meta"):
             return build_model(config, registry, provided_by=provided_by)
-    except meta_only:
+    except meta_only as exc:
+        _refuse_oversized(exc, config, url)
         return None
     except UnknownComponentError:  # a component that is not installed: its message says what to install
         raise
     except PrimeError as exc:
         # build_model turns a backbone's RuntimeError into a one-line ConfigError; its context tells them apart
         if isinstance(exc.__context__, meta_only) and not isinstance(exc.__context__, PrimeError):
+            _refuse_oversized(exc.__context__, config, url)
             return None
         raise CheckpointError(f"checkpoint {url} has no valid config: {first_line(exc)}") from None
+
+
+#: what torch says when a tensor's size cannot even be represented (numel · element size ≥ 2⁶³ bytes)
+_OVERSIZED = ("overflow", "too large", "exceeds", "numel")
+
+
+def _refuse_oversized(exc: BaseException, config: Config, url: str) -> None:
+    """A meta build that failed because a tensor is too large to describe (``model.width=1e9``: a 3·10⁹ × 10⁹
+    weight) is the size check's answer, not a reason to try a real build: refuse in one line naming the sizes."""
+    text = first_line(exc)
+    if any(word in text.lower() for word in _OVERSIZED):
+        m = config.model
+        raise CheckpointError(f"checkpoint {url} describes a model too large to build (model.width={m.width}, "
+                              f"length={m.length}, num_classes={m.num_classes}: {text})") from None
 
 
 def _check_model(meta: dict[str, Any], model: PrimeModel, state: dict, weights: str, url: str) -> None:

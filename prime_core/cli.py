@@ -35,6 +35,8 @@ def cmd_plugins(args) -> int:
     """List plugins and their components; exit 1 when any listed plugin is broken (the rest still listed)."""
     reg = _registry()
     debug = cliargs.debug_enabled(args)
+    if args.hook is not None and args.hook not in _hook_names():
+        raise PrimeError(f"--hook {args.hook!r} is not a prime hook; hooks: {', '.join(_hook_names())}")
     rows = [info.to_json(debug) for info in reg.plugins.values() if args.all or not info.builtin]
     if args.hook:
         rows = [r for r in rows if args.hook in r["hooks"]]
@@ -54,7 +56,20 @@ def cmd_plugins(args) -> int:
     return broken
 
 
+def _hook_names() -> list[str]:
+    """The hooks plugins can implement (`prime_core.hookspecs`), in the order they are declared."""
+    from . import hookspecs
+
+    return [name for name in vars(hookspecs) if name.startswith("register_")]
+
+
 # ------------------------------------------------------------------------------------------------ train
+def _check_run_flags(args) -> None:
+    """``--resume`` continues the folder's run; ``--force`` replaces it: together they contradict each other."""
+    if args.resume and args.force:
+        raise PrimeError("--resume continues the folder's run and --force starts it over: pass one of them")
+
+
 def cmd_train(args) -> int:
     from .config import load_config
     from .report import finish_training
@@ -62,6 +77,7 @@ def cmd_train(args) -> int:
 
     from .device import with_train_device
 
+    _check_run_flags(args)
     config = with_train_device(load_config(args.config, args.set), args.device)
     trainer = _registry().build("trainer", config.train.trainer)
     out = local_out_dir(args.out)
@@ -78,6 +94,7 @@ def cmd_run(args) -> int:
     from .device import with_train_device
     from .pipeline import run_pipeline
 
+    _check_run_flags(args)
     run_pipeline(with_train_device(load_config(args.config, args.set), args.device), args.out, resume=args.resume, force=args.force,
                  progress=not args.quiet)
     return 0
@@ -121,14 +138,17 @@ def cmd_sample(args) -> int:
     import torch
 
     from .build import load_model
-    from .rundir import local_out_dir, write_text_atomic
+    from .rundir import check_writable, local_out_dir, write_text_atomic
 
     out = None if args.out is None else local_out_dir(args.out)  # before any work: a URL or a file is refused
-    if args.runtime != "torch" and args.device not in (None, "cpu"):
+    if out is not None:
+        check_writable(out)  # an unwritable --out is one line now, not an errno after sampling
+    if args.runtime != "torch" and args.device is not None:
         raise PrimeError(f"--device {args.device} places the eager model (--runtime torch); --runtime "
                          f"{args.runtime} runs the exported step where that runtime runs it: leave --device out")
     device = args.device if args.runtime == "torch" else "cpu"  # None: auto
     model, config, ckpt = load_model(args.checkpoint, weights=args.weights, device=device)
+    _check_window_flags(args, model.length)
     s = config.sample
     name = cliargs.given(args.sampler, s.sampler)
     options = {**(s.options if name == s.sampler else {}), **_parse_options(args.option)}
@@ -149,12 +169,15 @@ def cmd_sample(args) -> int:
     gumbel_dtype = cliargs.given(args.gumbel_dtype, s.gumbel_dtype)
     texts = bool(args.prompt or args.prompts or args.infill)
     # the data set's presentation decodes and draws; if --out needs it and it cannot be built, fail before sampling
-    shown = _sample_dataset(config, ckpt.meta.get("data"), required=out is not None or texts or args.stop_at_eos,
+    # --data-option given: the user named the data set's locations, so a bad one is refused, never noted
+    shown = _sample_dataset(config, ckpt.meta.get("data"),
+                            required=out is not None or texts or args.stop_at_eos or bool(args.data_option),
                             locations=_parse_options(args.data_option, "--data-option"))
     rows = _sample_rows(args, model, shown, cliargs.given(args.num_samples, s.num_samples))
     # an event-driven sampler (first-hitting) without --steps runs in continuous time, not on sample.steps' grid
     steps = None if getattr(sampler, "event_driven", False) and args.steps is None else \
         cliargs.given(args.steps, s.steps)
+    _note_blocks(args, model.length, steps, len(rows[0]))
     options = dict(steps=steps, temperature=cliargs.given(args.temperature, s.temperature),
                    top_p=cliargs.given(args.top_p, s.top_p), gumbel_dtype=getattr(torch, gumbel_dtype),
                    cache=not args.no_cache, progress=not args.quiet)
@@ -185,6 +208,29 @@ def cmd_sample(args) -> int:
     if report.get("trajectory_png"):
         print(f"wrote {report['trajectory_png']}")
     return 0
+
+
+def _check_window_flags(args, window: int) -> None:
+    """--stride and --context shape the blocks of a sequence longer than the model's L tokens (--length N > L);
+    with one block they would do nothing, so they are refused rather than ignored."""
+    length = args.length or window
+    for flag, value in (("--stride", args.stride), ("--context", args.context)):
+        if value is not None and length <= window:
+            raise PrimeError(f"{flag} sets the blocks of --length N > L = {window}; this run generates {length} "
+                             f"tokens in one block: pass --length above {window} or leave {flag} out")
+
+
+def _note_blocks(args, window: int, steps: int | None, rows: int) -> None:
+    """--length N > L: say up front how much work that is (K blocks of L tokens, each a full T-step run of the
+    sampler; a progress bar over the blocks follows), since N up to 2²⁰ is allowed and may take minutes."""
+    from .semiar import window_plan
+
+    if not args.length or args.length <= window or args.quiet:
+        return
+    blocks = len(window_plan(args.length, window, args.stride, args.context))
+    per_block = f"{steps} steps" if steps is not None else "up to L·ℓ reveal events"
+    print(f"prime: note: {args.length} tokens = {blocks} blocks of L = {window} tokens, each a sampler run of "
+          f"{per_block}, for {rows} row(s)", file=sys.stderr)
 
 
 def _sample_rows(args, model, shown, num_samples: int):

@@ -320,3 +320,13 @@ def check_resume_config(saved: dict[str, Any] | None, config: Config, url: str) 
         more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
         raise ConfigError(f"cannot resume {url}: it was trained with a different config: {shown}{more}; only "
                          f"{', '.join(RESUMABLE_CHANGES)} may change on resume")
+
+
+def check_resume_steps(start_step: int, steps: int, url: str) -> None:
+    """A resumed run trains steps start_step + 1 … train.steps. A checkpoint already past ``train.steps`` would
+    make ``--resume`` a silent no-op that looks like success (and the run folder would keep a model trained
+    longer than its config says): refused in one line. ``start_step == steps`` (a finished run resumed) trains
+    nothing and keeps the checkpoint as it is."""
+    if start_step > steps:
+        raise ConfigError(f"cannot resume {url}: its checkpoint is at step {start_step}, past train.steps={steps}; "
+                          f"set train.steps above {start_step} to train on (or --force to start over)")

@@ -97,7 +97,7 @@ def evaluate_metric(metric: Metric, model, tokens: torch.Tensor, *, mc_samples: 
     device = model.device
     # kept on the model's device and copied to the host once, after the last batch (no per-batch sync)
     draws = torch.zeros(mc_samples, tokens.shape[0], dtype=torch.float64, device=device)
-    for d in range(mc_samples):
+    for d in _draws(mc_samples, metric.name):
         start = 0
         for chunk in metric.batches(model, tokens, batch_size):
             draws[d, start:start + len(chunk)] = metric.per_sequence(model, chunk.to(device), generator=g).double()
@@ -118,6 +118,19 @@ def check_finite_values(values: torch.Tensor, what: str) -> None:
     if bool(bad.any()):
         raise NonFiniteError(f"{what}: {int(bad.sum())} of {values.numel()} values are not finite (NaN or ±inf): "
                               f"the model's log-probabilities are not finite (diverged weights?); nothing to report")
+
+
+#: seconds of Monte-Carlo draws before their progress bar appears (on a terminal only)
+PROGRESS_DELAY_S = 2.0
+
+
+def _draws(mc_samples: int, name: str):
+    """range(mc_samples) with a progress bar on stderr, shown only on a terminal (``disable=None``) and only once
+    the draws have taken 2 s: ``--mc 100000`` tells the user how long it will take instead of going silent."""
+    from tqdm.auto import tqdm
+
+    return tqdm(range(mc_samples), desc=f"{name}: Monte-Carlo draws", unit="draw", delay=PROGRESS_DELAY_S,
+                leave=False, disable=None)
 
 
 def perplexity(result: MetricResult) -> float:

@@ -1,4 +1,9 @@
-"""The main job: train → sample → evaluate → write a report (markdown + PNGs) into one output folder."""
+"""The main job: train → sample → evaluate → write a report (markdown + PNGs) into one output folder.
+
+Every stage's settings are checked before training starts (`check_stages`): the sampler and its options, the
+prompts against L, the data set's locations; and the report's files must not be the user's
+(`prime_core.rundir.check_outputs`). A run that fails before its first checkpoint leaves nothing it created
+(`prime_core.rundir.claim`)."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import time
 
 import torch
 
-from .build import dataset_for_checkpoint, load_model, user_locations
+from .build import build_dataset, dataset_for_checkpoint, load_model, resolve_sizes, user_locations
 from .config import Config
 from .device import train_device
 from .evaluate import evaluate_report, format_report
@@ -17,7 +22,7 @@ from .interfaces import TextPrompts, presentation
 from .prompts import collect_prompts, decode_row, fixed_rows
 from .registry import Registry, get_registry
 from .report import finish_training, write_report_markdown
-from .rundir import claim, local_out_dir, write_text_atomic
+from .rundir import REPORT_ARTIFACTS, check_outputs, claim, local_out_dir, write_text_atomic
 from .sampler import row_seeds
 from .semiar import generate
 
@@ -35,7 +40,9 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
 
 def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool, registry: Registry,
          echo) -> dict:
-    _check_prompts(config, registry)  # before any work: a run that cannot report is refused up front
+    check_stages(config, registry)  # before any work: a run that cannot sample, evaluate or report is refused
+    if "WORLD_SIZE" not in os.environ:  # under torchrun rank 0 records the report's files when its claim ends
+        check_outputs(out_dir, REPORT_ARTIFACTS, resume=resume)
     t0 = time.perf_counter()
     echo(f"[1/3] training ({config.train.trainer} trainer, {config.train.steps} steps) → {out_dir}")
     trainer = registry.build("trainer", config.train.trainer)
@@ -88,11 +95,23 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     return report
 
 
-def _check_prompts(config: Config, registry: Registry) -> None:
-    """``sample.prompts`` need a data set with text in and out (the `TextPrompts` capability)."""
-    if config.sample.prompts and not issubclass(registry.get("dataset", config.data.dataset).obj, TextPrompts):
+def check_stages(config: Config, registry: Registry) -> None:
+    """What the stages after training need, checked before it starts (each failure is one line, exit 2):
+    the sampler exists and takes ``sample.options``; the data set's locations resolve; ``sample.prompts`` need a
+    data set with text in and out (the `TextPrompts` capability), and each prompt must fit in the L tokens
+    generated (tokenised as after training: the data set is built once more here, only when there are prompts).
+    The eval and sample numbers themselves are checked when the config is loaded."""
+    s = config.sample
+    registry.build("sampler", s.sampler, **s.options)  # unknown name / options: refused now, not after training
+    user_locations(config, registry)
+    if not s.prompts:
+        return
+    if not issubclass(registry.get("dataset", config.data.dataset).obj, TextPrompts):
         raise PrimeError(f"sample.prompts are text, but data set {config.data.dataset!r} has no tokenizer "
                          "(the TextPrompts capability); remove sample.prompts or use a text data set")
+    dataset = build_dataset(config, registry)
+    length = resolve_sizes(config, dataset.num_classes, dataset.length).model.length
+    fixed_rows(collect_prompts(dataset, list(s.prompts), None, []), s.per_prompt, length)
 
 
 def _complete_prompts(model, sampler, shown, s, progress: bool) -> dict:

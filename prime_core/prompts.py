@@ -113,8 +113,23 @@ def read_prompts_file(path: str) -> list[str]:
     return lines
 
 
+def check_text(flag: str, text: str) -> None:
+    """Text from the command line must be valid Unicode: bytes that are not UTF-8 reach Python's argv as lone
+    surrogates (``\\udcff`` for byte 0xff), which no tokenizer can encode — refused in one line."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start]
+        byte = f"byte 0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else f"U+{ord(bad):04X}"
+        raise PrimeError(f"{flag} {text[:40]!r} is not valid UTF-8 text ({byte} at character {exc.start}); "
+                         f"pass UTF-8 text") from None
+
+
 def collect_prompts(text_io: TextPrompts, prompts: list[str], prompts_file: str | None,
                     infills: list[str]) -> list[Prompt]:
     """The rows' prompts in order: each --prompt, then each line of --prompts FILE, then each --infill."""
+    for flag, items in (("--prompt", prompts), ("--infill", infills)):
+        for text in items:
+            check_text(flag, text)
     texts = list(prompts) + (read_prompts_file(prompts_file) if prompts_file else [])
     return [encode_prompt(text_io, t) for t in texts] + [encode_infill(text_io, t) for t in infills]

@@ -17,8 +17,14 @@ from __future__ import annotations
 import attrs
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .errors import PrimeError, check_count
+
+
+#: Most blocks one semi-autoregressive run may take (each is a full T-step sampler run over L tokens, so the
+#: time grows with K·T): --length 2²⁰ is 2047 blocks at L = 1024 (stride 512) but 2²⁰ blocks at L = 3.
+MAX_BLOCKS = 2**16
 
 
 @attrs.define
@@ -51,6 +57,10 @@ def window_plan(length: int, window: int, stride: int | None = None,
     context = window - stride if context is None else context
     if not 0 <= context <= window - stride:
         raise PrimeError(f"--context must lie in 0 … L − stride = {window - stride}, got {context}")
+    blocks = 1 + -(-max(0, length - window) // stride)  # K = 1 + ⌈(N − L) / stride⌉
+    if blocks > MAX_BLOCKS:
+        raise PrimeError(f"--length {length} needs {blocks} blocks of L = {window} tokens (stride {stride}), more "
+                         f"than {MAX_BLOCKS}; each block is a full sampler run: lower --length or raise --stride")
     plan = [(0, 0, min(length, window))]
     pos = window
     while pos < length:
@@ -74,6 +84,11 @@ def generate(model, sampler, length: int, *, seeds: list[int], fixed: torch.Tens
     nfe, idle = torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long)
     stopped: list[int | None] = [None] * n
     calls, steps, trajectory = 0, 0, None
+    # many blocks: one bar over the blocks (each block's own bar would flash past), shown once it runs a while
+    bar = tqdm(total=len(plan), desc="blocks", unit="block", delay=2.0, leave=False,
+               disable=len(plan) == 1 or not options.get("progress", False))
+    if len(plan) > 1:
+        options = {**options, "progress": False}
     for k, (start, first, count) in enumerate(plan):
         rows = [i for i in range(n) if stopped[i] is None]
         if not rows:
@@ -92,6 +107,8 @@ def generate(model, sampler, length: int, *, seeds: list[int], fixed: torch.Tens
         calls, steps = calls + result.forward_calls, result.steps
         trajectory = result.trajectory if k == 0 else None
         _stop_rows(tokens, fixed, rows, first + count, eos_id, stopped)
+        bar.update(1)
+    bar.close()
     return Generation(tokens=tokens, nfe=nfe, idle_steps=idle, steps=steps, blocks=len(plan),
                       forward_calls=calls, stopped_at=stopped, trajectory=trajectory)
 

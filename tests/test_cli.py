@@ -38,7 +38,9 @@ def trained(tmp_path_factory):
 
 
 def test_train_writes_checkpoint_metrics_and_plot(trained):
-    assert sorted(p for p in os.listdir(trained)) == ["checkpoint.safetensors", "loss.png", "metrics.jsonl"]
+    # and the manifest of what the run wrote (prime_core.rundir: --force removes only what it lists)
+    assert sorted(p for p in os.listdir(trained)) == [".prime-manifest.json", "checkpoint.safetensors", "loss.png",
+                                                      "metrics.jsonl"]
     rows = [json.loads(line) for line in open(trained / "metrics.jsonl")]
     assert rows[-1]["step"] == 30 and rows[-1]["loss_name"] == "nelbo"
 

@@ -21,7 +21,7 @@ import torch
 
 from prime_core import read_checkpoint
 from prime_core.cli import main
-from prime_core.rundir import LOCK_NAME, claim, local_out_dir, trim_metrics
+from prime_core.rundir import LOCK_NAME, MANIFEST_NAME, claim, local_out_dir, read_manifest, trim_metrics
 from prime_core.errors import PrimeError
 
 TINY = ["--set", "data.dataset=toy-markov", "--set", "data.options={num_classes = 6, length = 3, num_eval = 64}",
@@ -103,7 +103,9 @@ def test_second_writer_is_refused_then_a_killed_run_restarts_as_if_never_run(tmp
     assert train(whole, *steps(60)) == 0
     assert_bit_identical(tensors(run), tensors(whole))
     assert metric_rows(run) and [r["loss"] for r in metric_rows(run)] == [r["loss"] for r in metric_rows(whole)]
-    assert sorted(os.listdir(run)) == ["checkpoint.safetensors", "loss.png", "metrics.jsonl"]  # lock file gone
+    # lock file gone; the manifest lists what the runs wrote (the killed one had recorded its names up front)
+    assert sorted(os.listdir(run)) == [MANIFEST_NAME, "checkpoint.safetensors", "loss.png", "metrics.jsonl"]
+    assert read_manifest(str(run)) == ({"checkpoint.safetensors", "loss.png", "metrics.jsonl"}, set())
 
 
 def test_prime_run_holds_its_folder_until_the_report_is_written(tmp_path, monkeypatch, capsys):
@@ -178,8 +180,8 @@ def test_a_deferred_claim_keeps_the_lock_a_nested_claim_took(tmp_path):
 # ------------------------------------------------------------------------------------------------ --force
 def test_force_keeps_the_old_run_until_the_new_one_is_valid(tmp_path, capsys):
     out = tmp_path / "run"
-    assert train(out, *steps(6, 3)) == 0
-    (out / "report.md").write_text("old report")
+    assert main(["run", "--out", str(out), "--quiet", *TINY, *steps(6, 3)]) == 0  # writes report.md too
+    capsys.readouterr()
     (out / "notes.txt").write_text("the user's own file")
     before = digests(out)
     for bad in ("train.loss=nope", "model.schedule=nope"):
@@ -191,6 +193,7 @@ def test_force_keeps_the_old_run_until_the_new_one_is_valid(tmp_path, capsys):
     assert read_checkpoint(str(out / "checkpoint.safetensors")).meta["train_state"]["step"] == 4
     assert not (out / "report.md").exists()  # the old run's report described another model
     assert (out / "notes.txt").read_text() == "the user's own file"  # prime deletes only what prime wrote
+    # (a report.md prime did not write is never deleted: tests/test_bad_inputs_runs.py)
 
 
 def test_a_failed_run_leaves_no_folder_behind_but_never_deletes_the_users(tmp_path, capsys):

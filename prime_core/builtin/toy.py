@@ -12,6 +12,8 @@ import os
 
 import torch
 
+from ..checkpoint import available_memory
+from ..errors import ConfigError
 from ..interfaces import Dataset, KnownDensity, Presentation
 
 _SPLIT_OFFSET = {"train": 0, "valid": 1, "test": 2}
@@ -23,6 +25,21 @@ def _split_seed(seed: int, name: str) -> int:
     return seed * 10 + _SPLIT_OFFSET[name]
 
 
+def _whole(name: str, value, lo: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise ConfigError(f"data.options.{name} must be a whole number ≥ {lo}, got {value!r}")
+    return value
+
+
+def _check_memory(nbytes: int, what: str) -> None:
+    """Refuse a data set whose tensors (``nbytes``, the peak while it is built) exceed the memory available now,
+    before allocating any of it: ``data.options.size=1000000000`` is one line, not an allocator's error."""
+    avail = available_memory()
+    if avail is not None and nbytes > avail:
+        raise ConfigError(f"{what} needs about {nbytes / 2**30:,.1f} GiB, more than the {avail / 2**30:.1f} GiB of "
+                          f"memory available; choose smaller data.options")
+
+
 class Toy2D(Dataset, Presentation, KnownDensity):
     """x = (row, col) ~ p on a size×size grid."""
 
@@ -30,8 +47,13 @@ class Toy2D(Dataset, Presentation, KnownDensity):
 
     def __init__(self, size: int = 64, bumps: int = 8, checker: int = 8, num_train: int = 50_000,
                  num_eval: int = 4096, seed: int = 0):
-        if size < 2:
-            raise ValueError(f"size must be ≥ 2, got {size}")
+        for name, value, lo in (("size", size, 2), ("bumps", bumps, 1), ("checker", checker, 1),
+                                ("num_train", num_train, 1), ("num_eval", num_eval, 1)):
+            _whole(name, value, lo)
+        # the density grid: size² cells × bumps float64 distances (≈ 3 such arrays alive at once); the splits:
+        # int64 (row, col) pairs
+        _check_memory(24 * size * size * bumps + 16 * (num_train + num_eval),
+                      f"toy-2d with data.options.size={size} (a {size}×{size} density grid)")
         self.num_classes, self.length = int(size), 2
         self.num_train, self.num_eval, self.seed = num_train, num_eval, seed
         self.log_density = self._density(size, bumps, checker).log()  # [C, C], sums to 1
@@ -89,8 +111,12 @@ class ToyMarkov(Dataset, KnownDensity):
 
     def __init__(self, num_classes: int = 8, length: int = 6, concentration: float = 0.3, num_train: int = 50_000,
                  num_eval: int = 4096, seed: int = 0):
-        if num_classes < 2 or length < 1:
-            raise ValueError(f"need num_classes ≥ 2 and length ≥ 1, got {num_classes}, {length}")
+        for name, value, lo in (("num_classes", num_classes, 2), ("length", length, 1),
+                                ("num_train", num_train, 1), ("num_eval", num_eval, 1)):
+            _whole(name, value, lo)
+        # the C×C transition matrix (float32 draw, float64 logs) and the int64 splits
+        _check_memory(16 * num_classes * num_classes + 8 * length * (num_train + num_eval),
+                      f"toy-markov with data.options.num_classes={num_classes}, length={length}")
         self.num_classes, self.length = int(num_classes), int(length)
         self.num_train, self.num_eval, self.seed = num_train, num_eval, seed
         g = torch.Generator().manual_seed(seed)

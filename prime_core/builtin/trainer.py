@@ -22,13 +22,13 @@ from tqdm.auto import tqdm
 
 from ..build import build_dataset, build_model, build_training_loss, model_metadata, resolve_sizes
 from ..checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
-from ..config import Config, check_resume_config
-from ..device import resolve_device, train_device
+from ..config import Config, check_resume_config, check_resume_steps
+from ..device import parse_device_spec, resolve_device, train_device
 from ..divergence import LossWatch
-from ..errors import PrimeError
+from ..errors import ConfigError, PrimeError
 from ..interfaces import Trainer
 from ..keep import BEST_NAME, BestSoFar, finish_keep, keeps_best
-from ..rundir import CHECKPOINT_NAME, claim, local_out_dir, start_over
+from ..rundir import CHECKPOINT_NAME, check_outputs, claim, local_out_dir, start_over
 from ..trainlog import TrainLog, require_tensorboard
 from ..trainstate import load_optimizer_tensors, optimizer_tensors
 from ..validation import Validator, evaluating, is_eval_step
@@ -58,6 +58,25 @@ def learning_rate(step: int, config: Config) -> float:
     return base
 
 
+#: ``[train] options`` this trainer reads: schedule = LR after warmup (constant, or cosine decay to 0 at
+#: train.steps) and device (`prime_core.device`); the torch trainer (prime-plugin-trainer) reads more
+OPTIONS = {"schedule": ("constant", "cosine"), "device": None}
+
+
+def check_options(options: dict) -> None:
+    """Refuse ``train.options`` keys this trainer does not read and values it cannot honour (one line naming
+    the allowed ones): a typo (``schedual``) must not train silently with the default."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"train.options.{unknown[0]} is not an option of the simple trainer; its options are "
+                          f"{', '.join(OPTIONS)} (train.trainer = \"torch\" from prime-plugin-trainer has more)")
+    schedule = options.get("schedule", "constant")
+    if schedule not in OPTIONS["schedule"]:
+        raise ConfigError(f"train.options.schedule must be one of {', '.join(OPTIONS['schedule'])}, "
+                          f"got {schedule!r}")
+    parse_device_spec(options.get("device", "auto"), what="train.options.device")
+
+
 class SimpleTrainer(Trainer):
     name = "simple"
 
@@ -70,6 +89,7 @@ class SimpleTrainer(Trainer):
     def _fit(self, config, out_dir, resume, progress, force, registry) -> str:
         ckpt_url = os.path.join(out_dir, CHECKPOINT_NAME)
         tc = config.train
+        check_options(tc.options)
         # validate everything (data, sizes, model, loss, extras) before touching the folder's previous contents
         dataset = build_dataset(config, registry)
         config = resolve_sizes(config, dataset.num_classes, dataset.length)
@@ -82,11 +102,13 @@ class SimpleTrainer(Trainer):
         if tc.tensorboard:
             require_tensorboard(TENSORBOARD_EXTRA)
         start_step, best = 0, BestSoFar()
+        check_outputs(out_dir, resume=resume)  # never overwrite (or, --force, delete) a file prime did not write
         if checkpoint_exists(ckpt_url):
             if not (resume or force):
                 raise PrimeError(f"{ckpt_url} exists; pass --resume to continue it or --force to start over")
             if resume:
                 start_step, best = self._restore(ckpt_url, config, model, opt)
+                check_resume_steps(start_step, tc.steps, ckpt_url)
         elif resume:
             raise PrimeError(f"nothing to resume: {ckpt_url} does not exist")
         if force and not resume:

@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 
 from prime_core.api import (BEST_NAME, CHECKPOINT_NAME, BestSoFar, CheckpointError, Config, LossWatch, PrimeError,
                             TrainLog, Trainer, Validator, build_dataset, build_model, build_training_loss,
-                            check_resume_config, checkpoint_exists, claim, evaluating, finish_keep, get_registry, is_eval_step,
-                            keeps_best, learning_rate, local_out_dir, model_metadata, read_checkpoint,
-                            require_tensorboard, resolve_sizes, save_checkpoint, start_over)
+                            check_outputs, check_resume_config, check_resume_steps, checkpoint_exists, claim,
+                            evaluating, finish_keep, get_registry, is_eval_step, keeps_best, learning_rate,
+                            local_out_dir, model_metadata, read_checkpoint, require_tensorboard, resolve_sizes,
+                            save_checkpoint, start_over)
 
 from . import state as st
 from .batching import StepBatch, StepLoader, micro_slices, noise_seed, rank_rows
@@ -53,14 +54,16 @@ class _Objective(nn.Module):
 
 
 @contextlib.contextmanager
-def _claim_on_main(out_dir: str, layout: Layout):
-    """Rank 0 holds the run folder's lock for the run; every rank learns whether it got it, so when another
-    process writes the folder all ranks fail with the same one-line error instead of waiting for rank 0."""
+def _claim_on_main(out_dir: str, layout: Layout, resume: bool):
+    """Rank 0 holds the run folder's lock for the run and checks that no file the run writes belongs to the
+    user (`check_outputs`); every rank learns the outcome, so when another process writes the folder all ranks
+    fail with the same one-line error instead of waiting for rank 0."""
     error, held = None, contextlib.ExitStack()
     with held:
         if layout.is_main:
             try:
                 held.enter_context(claim(out_dir))
+                check_outputs(out_dir, resume=resume)
             except PrimeError as exc:
                 error = str(exc)
         if layout.distributed:
@@ -112,7 +115,7 @@ class TorchTrainer(Trainer):
             require_tensorboard(TENSORBOARD_EXTRA)  # every rank, before any process group
         init_group(layout)
         try:
-            with _claim_on_main(out_dir, layout):
+            with _claim_on_main(out_dir, layout, resume):
                 # decided again under the lock: the folder may have changed while this run was starting
                 ckpt = _prepare_resume(ckpt_url, config, resume, force)
                 return self._fit(config, opts, layout, ckpt, ckpt_url, out_dir, dataset, slices,
@@ -134,6 +137,7 @@ class TorchTrainer(Trainer):
             except (KeyError, RuntimeError) as exc:
                 raise CheckpointError(f"cannot resume {ckpt_url}: {str(exc).splitlines()[0]}") from None
             start_step = int(ckpt.meta["train_state"]["step"])
+            check_resume_steps(start_step, tc.steps, ckpt_url)
             best = BestSoFar.from_meta(ckpt.meta["train_state"].get("best_valid"))
         if opts.compile:
             model.backbone.compile()
