@@ -69,7 +69,8 @@ def cmd_train(args) -> int:
     with claim(out, lock="WORLD_SIZE" not in os.environ):
         url = trainer.fit(config, out_dir=out, resume=args.resume, progress=not args.quiet, force=args.force)
         finish_training(out)
-    print(f"checkpoint: {url}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns here; rank 0 speaks
+        print(f"checkpoint: {url}")
     return 0
 
 
@@ -169,14 +170,29 @@ def cmd_sample(args) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"{len(result.tokens)} samples of {result.tokens.shape[1]} tokens, {result.blocks} block(s) × "
-          f"{result.steps} steps: NFE {report['nfe_mean']:.1f}/sequence, idle steps {report['idle_steps_mean']:.1f} "
-          f"({100 * report['idle_ratio']:.1f} %)")
+    print(sample_summary(result, report))
     if report.get("png"):
         print(f"wrote {report['png']}")
     if report.get("trajectory_png"):
         print(f"wrote {report['trajectory_png']}")
     return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def sample_summary(result, report: dict) -> str:
+    """The one-line summary of `prime sample`. An event-driven sampler in continuous time (first-hitting without
+    --steps) has no step grid (``steps`` = 0): its NFE counts reveal events and it has no idle steps by
+    construction, so the line says so instead of "× 0 steps"."""
+    head = (f"{_count(len(result.tokens), 'sample')} of {result.tokens.shape[1]} tokens, "
+            f"{_count(result.blocks, 'block')}")
+    if result.steps == 0:
+        return (f"{head} in continuous time (no step grid): NFE {report['nfe_mean']:.1f}/sequence "
+                "(one network call per reveal event, so no idle steps)")
+    return (f"{head} × {_count(result.steps, 'step')}: NFE {report['nfe_mean']:.1f}/sequence, idle steps "
+            f"{report['idle_steps_mean']:.1f} ({100 * report['idle_ratio']:.1f} %)")
 
 
 def _sample_rows(args, model, shown, num_samples: int):

@@ -85,15 +85,47 @@ def evaluate_files(checkpoint: str, paths: list[str], *, mc_samples: int | None 
                                                           batch_size=config.eval.batch_size, seed=seed)
                                           for m in metrics])
             for path, windows, bpt in docs]
-    return {"checkpoint": checkpoint, "tokens_per_window": model.length, "mc_samples": mc, "ell": model.ell,
-            "num_classes": model.num_classes, "files": rows}
+    report = {"checkpoint": checkpoint, "tokens_per_window": model.length, "mc_samples": mc, "ell": model.ell,
+              "num_classes": model.num_classes, "files": rows}
+    if len(rows) > 1:
+        report["combined"] = combined_row(rows)
+    return report
+
+
+def combined_row(rows: list[dict]) -> dict:
+    """All files together, token-weighted: per bound, B = Σ_f n_f B_f / Σ_f n_f (n_f scored tokens, B_f nats/token).
+
+    Σ_f n_f B_f is a sum of valid upper bounds on −log p_θ of independent windows, so it bounds −log p_θ of all
+    windows together: B is again a valid bound, with PPL ≤ exp(B) and BPB ≤ Σ_f n_f B_f / (ln 2 · Σ_f bytes_f),
+    bytes_f = n_f · (bytes per token)_f. The files' Monte-Carlo errors are independent:
+    stderr = √(Σ_f (n_f stderr_f)²) / Σ_f n_f."""
+    n = sum(r["tokens"] for r in rows)
+    nbytes = sum(r["tokens"] * r["bytes_per_token"] for r in rows)
+    bounds = []
+    for k, first in enumerate(rows[0]["bounds"]):  # every row holds the same metrics, in the same order
+        parts = [(r["tokens"], r["bounds"][k]) for r in rows]
+        total = sum(t * b["value"] for t, b in parts)
+        bounds.append({"name": first["name"], "label": first["label"], "value": total / n,
+                       "stderr": math.sqrt(sum((t * b["stderr"]) ** 2 for t, b in parts)) / n,
+                       "unit": first["unit"], "perplexity_upper_bound": math.exp(total / n),
+                       "bits_per_byte_upper_bound": total / (math.log(2) * nbytes)})
+    return {"name": "all files", "files": len(rows), "windows": sum(r["windows"] for r in rows), "tokens": n,
+            "bytes_per_token": nbytes / n, "weighting": "token-weighted",
+            "note": "the sum of the files' bounds is a bound on the files together", "bounds": bounds}
 
 
 def format_files_report(report: dict) -> str:
     lines = [f"{report['checkpoint']}: zero-shot, non-overlapping windows of L = {report['tokens_per_window']} "
              f"tokens, {report['mc_samples']} Monte-Carlo draws each"]
-    for row in report["files"]:
-        lines.append(f"  {row['name']}  ({row['tokens']} tokens in {row['windows']} windows)")
+    rows = list(report["files"])
+    if "combined" in report:
+        rows.append(report["combined"])
+    for row in rows:
+        if row is report.get("combined"):
+            lines.append(f"  all {row['files']} files, token-weighted  ({row['tokens']} tokens in {row['windows']} "
+                         "windows; a sum of bounds is a bound)")
+        else:
+            lines.append(f"  {row['name']}  ({row['tokens']} tokens in {row['windows']} windows)")
         for b in row["bounds"]:
             lines.append(f"    {b['label']:<46} {b['value']:9.4f} ± {b['stderr']:.4f} nats/token   "
                          f"PPL ≤ {b['perplexity_upper_bound']:.4f}   BPB ≤ {b['bits_per_byte_upper_bound']:.4f}")
