@@ -115,3 +115,122 @@ def test_lm_eval_hook_registers_lazily_without_importing_torch(tmp_path):
             "print(r._objs['prime'], 'torch' in sys.modules, 'prime_plugin_text' in sys.modules)")
     got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_offline_env(tmp_path))
     assert got.stdout.split() == ["prime_plugin_text.lmeval:PrimeLM", "False", "False"], got.stderr
+
+
+# ------------------------------------------------------------------------------------------------ prime data prepare
+def _folder(root, n):
+    src = root / f"docs{n}"
+    src.mkdir()
+    for i in range(n):
+        (src / f"d{i:02d}.txt").write_text(f"letters from Donwell, number {i}. " * 5, encoding="utf-8")
+    return src
+
+
+@pytest.mark.parametrize("n, splits", [(29, ["train", "valid", "test"]), (3, ["train", "valid", "test"]),
+                                       (2, ["train", "valid"]), (1, ["train"])])
+def test_prepare_default_split_works_on_a_small_folder(tmp_path, capsys, n, splits):
+    """The default split (train 98 %, valid 1 %, test 1 % by document) on a small folder: the cuts move so that
+    each held-out split gets a document (≥ 3 documents: train/valid/test, 2: train/valid, 1: train), every
+    document still goes to the first split whose cut exceeds its u, and the sidecar records the cuts used."""
+    from prime_plugin_text.prepare import split_of
+    from prime_plugin_text.prepared import PreparedCorpus
+
+    src, out = _folder(tmp_path, n), tmp_path / "out"
+    assert main(["data", "prepare", str(src), "--out", str(out), "--quiet"]) == 0
+    meta = PreparedCorpus(str(out)).meta
+    counts = {s: c["documents"] for s, c in meta["splits"].items()}
+    assert list(counts) == splits and all(counts.values()) and sum(counts.values()) == n
+    rule = meta["split_rule"]
+    assert rule["default"] and rule["requested"] == {"train": 0.98, "valid": 0.01, "test": 0.01}
+    cuts = list(rule["cuts"].items())
+    texts = [p.read_text(encoding="utf-8") for p in sorted(src.iterdir())]
+    assert {s: sum(split_of(t, cuts) == s for t in texts) for s in splits} == counts
+    if rule["cuts_moved"]:
+        assert "cuts moved" in capsys.readouterr().err
+
+
+def test_prepare_default_split_leaves_a_large_corpus_alone(tmp_path):
+    """Where the hash rule already fills every split, the default is the plain rule (no second pass)."""
+    from prime_plugin_text.prepare import PrepareRequest, prepare
+
+    src = tmp_path / "big.txt"
+    src.write_text("\n".join(f"line {i} of the letters" for i in range(2000)), encoding="utf-8")
+    meta = prepare(PrepareRequest([str(src)], str(tmp_path / "out"), text_unit="line", progress=False))
+    assert not meta["split_rule"]["cuts_moved"] and meta["split_rule"]["cuts"]["valid"] == pytest.approx(0.99)
+    assert meta["split_rule"]["fractions"] == {"train": 0.98, "valid": 0.01, "test": 0.01}
+
+
+def test_guaranteed_cuts_rule():
+    from prime_plugin_text.prepare import cumulative, guaranteed_cuts
+
+    cuts = cumulative({"train": 0.98, "valid": 0.01, "test": 0.01})
+    assert guaranteed_cuts(cuts, [0.1, 0.5, 0.7]) == [("train", 0.5), ("valid", 0.7), ("test", 1.0)]
+    assert guaranteed_cuts(cuts, [0.1, 0.5, 0.985]) == [("train", 0.5), ("valid", 0.985), ("test", 1.0)]
+    assert guaranteed_cuts(cuts, [0.1, 0.981, 0.995]) == [("train", 0.98), ("valid", 0.99), ("test", 1.0)]
+    assert guaranteed_cuts(cuts, [0.2, 0.2, 0.4]) == [("train", 0.4), ("valid", 1.0)]  # 2 distinct documents
+    assert guaranteed_cuts(cuts, [0.3]) == [("train", 1.0)]
+
+
+# ------------------------------------------------------------------------------------------------ prime eval --data
+def test_eval_several_files_adds_a_token_weighted_combined_bound_row(text_ckpt, capsys):
+    root, ckpt = text_ckpt
+    a, b = _corpus(root / "a.txt", 20), _corpus(root / "b.txt", 45)
+    assert main(["eval", ckpt, "--data", str(a), str(b), "--mc", "2", "--steps", "4", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows, comb = report["files"], report["combined"]
+    n = sum(r["tokens"] for r in rows)
+    assert comb["tokens"] == n and comb["weighting"] == "token-weighted"
+    for k, bound in enumerate(comb["bounds"]):
+        total = sum(r["tokens"] * r["bounds"][k]["value"] for r in rows)
+        assert bound["value"] == pytest.approx(total / n)
+        assert bound["perplexity_upper_bound"] == pytest.approx(math.exp(total / n))
+        nbytes = sum(r["tokens"] * r["bytes_per_token"] for r in rows)
+        assert bound["bits_per_byte_upper_bound"] == pytest.approx(total / (math.log(2) * nbytes))
+        assert min(r["bounds"][k]["value"] for r in rows) <= bound["value"] <= max(r["bounds"][k]["value"]
+                                                                                   for r in rows)
+    assert main(["eval", ckpt, "--data", str(a), str(b), "--mc", "1", "--steps", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "all 2 files, token-weighted" in text and "a sum of bounds is a bound" in text
+    assert main(["eval", ckpt, "--data", str(a), "--mc", "1", "--steps", "4", "--json"]) == 0
+    assert "combined" not in json.loads(capsys.readouterr().out)  # one file: its row is the total
+
+
+# ------------------------------------------------------------------------------------------------ prime sample
+def test_sample_summary_in_continuous_time_has_no_zero_steps(text_ckpt, capsys):
+    _, ckpt = text_ckpt
+    assert main(["sample", ckpt, "-n", "2", "--sampler", "first-hitting", "--quiet"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "samples of" in x][0]
+    assert "× 0 steps" not in line and "block(s)" not in line
+    assert line.startswith("2 samples of 16 tokens, 1 block in continuous time (no step grid): NFE ")
+    assert main(["sample", ckpt, "-n", "1", "--steps", "4", "--quiet"]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "samples of" in x or "sample of" in x][0]
+    assert line.startswith("1 sample of 16 tokens, 1 block × 4 steps: NFE ") and "idle steps" in line
+
+
+def test_onnxruntime_without_step_model_says_it_exports_first(text_ckpt, capsys):
+    pytest.importorskip("onnxruntime")
+    _, ckpt = text_ckpt
+    assert main(["sample", ckpt, "-n", "1", "--steps", "2", "--runtime", "onnxruntime", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "exporting this checkpoint's sampling step to ONNX first" in err and "--step-model" in err
+
+
+# ------------------------------------------------------------------------------------------------ prime train
+def test_checkpoint_line_is_printed_by_rank_0_only(tmp_path, capsys, monkeypatch):
+    """Under torchrun every process returns from `prime train`; only RANK 0 prints "checkpoint: …"."""
+    import prime_core.cli as cli
+
+    class Trainer:
+        def fit(self, config, out_dir, **_):
+            return os.path.join(out_dir, "checkpoint.safetensors")
+
+    class Registry:
+        def build(self, kind, name, **_):
+            return Trainer()
+
+    monkeypatch.setattr(cli, "_registry", lambda: Registry())
+    monkeypatch.setattr("prime_core.report.finish_training", lambda out: None)
+    for rank, printed in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        assert main(["train", "--out", str(tmp_path / f"r{rank}"), "--quiet", "--set", "train.steps=1"]) == 0
+        assert ("checkpoint:" in capsys.readouterr().out) is printed
