@@ -309,7 +309,7 @@ def cmd_eval(args) -> int:
         from .fileeval import evaluate_files, format_files_report
 
         report = evaluate_files(args.checkpoint, args.data, mc_samples=args.mc, steps=args.steps,
-                                weights=args.weights, seed=args.seed)
+                                weights=args.weights, seed=args.seed, device=args.device)
         print(json.dumps(report, indent=2) if args.json else format_files_report(report))
         return 0
     report = evaluate_report(args.checkpoint, split=args.split, mc_samples=args.mc, steps=args.steps,

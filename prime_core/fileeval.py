@@ -57,15 +57,16 @@ def file_row(path: str, windows: torch.Tensor, bytes_per_token: float, results) 
 
 
 def evaluate_files(checkpoint: str, paths: list[str], *, mc_samples: int | None = None, steps: int | None = None,
-                   weights: str = "model", seed: int = 0, registry=None) -> dict:
-    """Valid bounds per file (module docstring). Every file is read and tokenised before any model work."""
+                   weights: str = "model", seed: int = 0, registry=None, device: str | None = "cpu") -> dict:
+    """Valid bounds per file (module docstring). Every file is read and tokenised before any model work.
+    ``device``: where the model runs (a `prime_core.device` spec; None is auto)."""
     from .build import dataset_for_checkpoint, load_model
     from .cliargs import given
     from .evaluate import evaluate_metric
     from .registry import get_registry
 
     registry = registry or get_registry()
-    model, config, ckpt = load_model(checkpoint, registry, weights=weights)
+    model, config, ckpt = load_model(checkpoint, registry, weights=weights, device=device)
     dataset = dataset_for_checkpoint(config, ckpt.meta.get("data"), need_data=False, registry=registry)
     if not isinstance(dataset, TextPrompts):
         raise PrimeError(f"--data needs a text checkpoint: its data set {config.data.dataset!r} has no tokenizer")

@@ -87,6 +87,10 @@ def test_lm_eval_cli_finds_prime_and_says_its_numbers_are_bounds(text_ckpt, tmp_
     assert "word_perplexity" in proc.stdout and "acc" in proc.stdout  # lm-eval's table
     assert "every log-likelihood lm-eval used is a bound" in proc.stderr
     assert "accuracy by bound" in proc.stderr and "upper bounds (PPL ≤)" in proc.stderr
+    import torch
+
+    if not torch.cuda.is_available():  # lm-eval's CLI asks for cuda:0 by default; prime falls back, saying so
+        assert "CUDA is not available here: running on cpu" in proc.stderr
     (results,) = glob.glob(str(out / "**" / "results_*.json"), recursive=True)
     report = json.loads(open(results, encoding="utf-8").read())
     assert report["config"]["likelihoods"]["kind"] == "bound"

@@ -68,17 +68,30 @@ def _flag(value) -> int:
     return n
 
 
+def model_device(spec: str | None) -> str:
+    """lm-eval's ``--device`` as a prime device spec. lm-eval's CLI passes ``cuda:0`` when none is given, so a
+    CUDA device on a machine without CUDA falls back to the CPU (as lm-eval's own HF model does), with a note."""
+    if spec is None:
+        return "auto"
+    if str(spec).startswith("cuda") and not torch.cuda.is_available():
+        print(f"prime: note: lm-eval asked for --device {spec}, but CUDA is not available here: running on cpu",
+              file=sys.stderr)
+        return "cpu"
+    return str(spec)
+
+
 @register_model("prime")
 class PrimeLM(LM):
     """model_args: ``checkpoint`` (path), ``mc`` (Monte-Carlo draws per bound, default 8), ``steps`` (sampling
     steps, default the checkpoint's), ``stride`` (semi-AR window step, default L // 2), ``seed``, ``weights``
-    (model | ema). lm-eval's ``batch_size`` / ``device`` are accepted; the model runs on the device it loads on."""
+    (model | ema). lm-eval's ``--device`` places the model (`model_device`); ``batch_size`` is accepted."""
 
     def __init__(self, checkpoint: str, mc: int = 8, steps: int | None = None, stride: int | None = None,
-                 seed: int = 0, weights: str = "model", **lm_eval_options):
+                 seed: int = 0, weights: str = "model", device: str | None = None, **lm_eval_options):
         super().__init__()
         registry = get_registry()
-        self.model, self.config, ckpt = load_model(str(checkpoint), registry, weights=weights)
+        self.model, self.config, ckpt = load_model(str(checkpoint), registry, weights=weights,
+                                                   device=model_device(device))
         text_io = dataset_for_checkpoint(self.config, ckpt.meta.get("data"), need_data=False, registry=registry)
         if not isinstance(text_io, TextPrompts):
             raise PrimeError(f"lm-eval needs a text checkpoint; {checkpoint} has the data set "
