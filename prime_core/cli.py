@@ -309,12 +309,14 @@ def cmd_eval(args) -> int:
         from .fileeval import evaluate_files, format_files_report
 
         report = evaluate_files(args.checkpoint, args.data, mc_samples=args.mc, steps=args.steps,
-                                weights=args.weights, seed=args.seed, device=args.device)
+                                weights=args.weights, seed=args.seed, device=args.device,
+                                batch_size=args.batch_size)
         print(json.dumps(report, indent=2) if args.json else format_files_report(report))
         return 0
     report = evaluate_report(args.checkpoint, split=args.split, mc_samples=args.mc, steps=args.steps,
                              max_sequences=args.max_sequences, weights=args.weights, seed=args.seed,
-                             data_options=_parse_options(args.data_option), device=args.device)
+                             data_options=_parse_options(args.data_option), device=args.device,
+                             batch_size=args.batch_size)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
 
@@ -425,6 +427,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                     help=f"Monte-Carlo samples per sequence, 1 … {cliargs.MAX_MC}")
     sp.add_argument("--steps", type=cliargs.steps, help=f"T for the T-step NELBO, 1 … {cliargs.MAX_STEPS}")
     sp.add_argument("--max-sequences", type=cliargs.count("--max-sequences"), help="≥ 1")
+    sp.add_argument("--batch-size", type=cliargs.count("--batch-size"),
+                    help="sequences per forward pass (default the config's eval.batch_size; lower it when the "
+                         "logits [B, L, C] do not fit on the device)")
     sp.add_argument("--data", nargs="+", metavar="FILE", help="zero-shot: local UTF-8 text files, one row each, in "
                     "non-overlapping windows of L tokens (instead of the data set's --split)")
     sp.add_argument("--weights", default="model", choices=["model", "ema"])

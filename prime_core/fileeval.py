@@ -57,9 +57,11 @@ def file_row(path: str, windows: torch.Tensor, bytes_per_token: float, results) 
 
 
 def evaluate_files(checkpoint: str, paths: list[str], *, mc_samples: int | None = None, steps: int | None = None,
-                   weights: str = "model", seed: int = 0, registry=None, device: str | None = "cpu") -> dict:
+                   weights: str = "model", seed: int = 0, registry=None, device: str | None = "cpu",
+                   batch_size: int | None = None) -> dict:
     """Valid bounds per file (module docstring). Every file is read and tokenised before any model work.
-    ``device``: where the model runs (a `prime_core.device` spec; None is auto)."""
+    ``device``: where the model runs (a `prime_core.device` spec; None is auto); ``batch_size``: windows per
+    forward pass (default ``eval.batch_size``)."""
     from .build import dataset_for_checkpoint, load_model
     from .cliargs import given
     from .evaluate import evaluate_metric
@@ -73,6 +75,8 @@ def evaluate_files(checkpoint: str, paths: list[str], *, mc_samples: int | None 
     mc, steps = given(mc_samples, config.eval.mc_samples), given(steps, config.eval.tstep_steps)
     check_count("mc_samples", mc)
     check_count("steps", steps)
+    batch = given(batch_size, config.eval.batch_size)
+    check_count("batch_size", batch)
     docs = []
     for path in paths:
         windows, bpt = document_windows(dataset, read_text(path), model.length)
@@ -83,7 +87,7 @@ def evaluate_files(checkpoint: str, paths: list[str], *, mc_samples: int | None 
     metrics = ([registry.build("metric", name) for name in own] if own else
                [registry.build("metric", "nelbo"), registry.build("metric", "tstep-nelbo", steps=steps)])
     rows = [file_row(path, windows, bpt, [evaluate_metric(m, model, windows, mc_samples=mc,
-                                                          batch_size=config.eval.batch_size, seed=seed)
+                                                          batch_size=batch, seed=seed)
                                           for m in metrics])
             for path, windows, bpt in docs]
     report = {"checkpoint": checkpoint, "tokens_per_window": model.length, "mc_samples": mc, "ell": model.ell,

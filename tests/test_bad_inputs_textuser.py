@@ -54,3 +54,12 @@ def test_explicit_split_that_leaves_a_split_empty_is_still_refused(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "split got no document" in err[0] and "--text-unit" in err[0], err
     assert not os.path.exists(out)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "2.5", "many"])
+def test_eval_batch_size_must_be_a_whole_number(tmp_path, capsys, value):
+    """`prime eval --batch-size` (lower it when [B, L, C] logits do not fit): refused by argparse, exit 2."""
+    ckpt = _bpe_checkpoint(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", ckpt, "--batch-size", value])
+    assert exc.value.code == 2 and "--batch-size" in capsys.readouterr().err
