@@ -247,3 +247,20 @@ def test_checkpoint_line_is_printed_by_rank_0_only(tmp_path, capsys, monkeypatch
         monkeypatch.setenv("RANK", rank)
         assert main(["train", "--out", str(tmp_path / f"r{rank}"), "--quiet", "--set", "train.steps=1"]) == 0
         assert ("checkpoint:" in capsys.readouterr().out) is printed
+
+
+def test_prepare_default_split_retrains_bpe_on_the_moved_train_split(tmp_path):
+    """A learning tokenizer is trained on the train split of the cuts actually used (a second pass after the
+    cuts move), so no held-out document shapes the vocabulary."""
+    from prime_plugin_text.prepare import PrepareRequest, prepare, split_of
+
+    src = _folder(tmp_path, 5)
+    meta = prepare(PrepareRequest([str(src)], str(tmp_path / "out"), tokenizer="bpe",
+                                  tokenizer_options={"vocab_size": 300}, progress=False))
+    cuts = list(meta["split_rule"]["cuts"].items())
+    assert meta["split_rule"]["cuts_moved"] and [s for s, _ in cuts] == ["train", "valid", "test"]
+    texts = [p.read_text(encoding="utf-8") for p in sorted(src.iterdir())]
+    train = [t for t in texts if split_of(t, cuts) == "train"]
+    from prime_plugin_text.tokenizer import BPETokenizer
+
+    assert meta["tokenizer"] == BPETokenizer(300).trained(iter(train)).to_json()

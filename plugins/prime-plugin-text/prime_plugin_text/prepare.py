@@ -287,8 +287,9 @@ def prepare(req: PrepareRequest) -> dict[str, Any]:
         if req.split is None and any(c["documents"] == 0 for c in counts.values()):
             # a small corpus under the default split: move the cuts, then tokenise again (cheap at that size)
             us = [doc_u(t) for t in _documents(sources, tables, req)]
-            cuts = guaranteed_cuts(cuts, us) if us else cuts
-            trained, counts = _build(work, sources, tables, req, tokenizer, cuts)
+            if us:  # an empty corpus is refused below
+                cuts = guaranteed_cuts(cuts, us)
+                trained, counts = _build(work, sources, tables, req, tokenizer, cuts)
         _check_counts(counts, fractions)
         splits = [name for name, _ in cuts]
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "tokenizer": trained.to_json(),
