@@ -29,7 +29,8 @@ def _bpe_checkpoint(tmp_path):
     cfg = Config(data=DataConfig(dataset="text", options={"prepared": "/nowhere", "length": 16}),
                  model=ModelConfig(num_classes=300, length=16, ell=2, width=8,
                                    backbone_options={"hidden": 16, "depth": 1}))
-    return save_model(str(tmp_path / "c.safetensors"), build_model(cfg), cfg, extra_meta={"data": {"tokenizer": stored}})
+    return save_model(str(tmp_path / "c.safetensors"), build_model(cfg), cfg,
+                      extra_meta={"data": {"tokenizer": stored}})
 
 
 def test_prepared_corpus_of_another_tokenizer_names_both(tmp_path, capsys):
