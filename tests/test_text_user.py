@@ -264,3 +264,13 @@ def test_prepare_default_split_retrains_bpe_on_the_moved_train_split(tmp_path):
     from prime_plugin_text.tokenizer import BPETokenizer
 
     assert meta["tokenizer"] == BPETokenizer(300).trained(iter(train)).to_json()
+
+
+def test_lm_eval_hook_keeps_lm_evals_own_models(tmp_path):
+    """lm-eval fills its own lazy model table only when its registry is empty at the first lookup; the hook must
+    not make it skip that: with "prime" registered, lm-eval's models ("hf", "dummy", …) are still found."""
+    pytest.importorskip("lm_eval")
+    code = ("from lm_eval.api.registry import get_model, model_registry as r; "
+            "print('prime' in r, 'hf' in r, get_model('dummy').__name__)")
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_offline_env(tmp_path))
+    assert got.stdout.split() == ["True", "True", "DummyLM"], got.stderr

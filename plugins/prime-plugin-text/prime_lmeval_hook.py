@@ -25,6 +25,9 @@ def register(registry_module) -> None:
     """Register ``prime`` in a freshly imported ``lm_eval.api.registry`` (lazily where the registry can)."""
     registry = getattr(registry_module, "model_registry", None)
     if registry is not None and hasattr(registry, "register"):
+        # lm-eval fills its own lazy table only when the registry is empty at the first get_model(); with "prime"
+        # in it that would never happen, so fill it first (placeholders only: no torch, no transformers)
+        import lm_eval.models  # noqa: F401
         if NAME not in registry:
             registry.register(NAME, target=TARGET)  # upgraded to the class when prime_plugin_text.lmeval loads
     else:  # an older 0.4 registry (a plain dict): register the class itself
