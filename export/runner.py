@@ -140,10 +140,14 @@ def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model:
         raise PrimeError(f"--runtime must be one of torch, onnxruntime, tensorrt; got {runtime!r}")
     if step_model:
         return _matching(RuntimeSampler.from_onnx(step_model), model, step_model)
+    import sys
     import tempfile
 
     from .graph import export_step
 
+    # the export takes seconds to minutes (19.8 s for a small DiT on CPU): say why nothing happens yet
+    print("prime: note: exporting this checkpoint's sampling step to ONNX first (pass --step-model FILE, from "
+          "`prime export onnx`, to skip this)", file=sys.stderr, flush=True)
     noise = _DTYPES[gumbel_dtype or config.sample.gumbel_dtype]
     with tempfile.TemporaryDirectory(prefix="prime-step-") as tmp:
         path = os.path.join(tmp, "step.onnx")

@@ -85,7 +85,8 @@ def cmd_train(args) -> int:
     with claim(out, lock="WORLD_SIZE" not in os.environ):
         url = trainer.fit(config, out_dir=out, resume=args.resume, progress=not args.quiet, force=args.force)
         finish_training(out)
-    print(f"checkpoint: {url}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns here; rank 0 speaks
+        print(f"checkpoint: {url}")
     return 0
 
 
@@ -200,9 +201,7 @@ def cmd_sample(args) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"{len(result.tokens)} samples of {result.tokens.shape[1]} tokens, {result.blocks} block(s) × "
-          f"{result.steps} steps: NFE {report['nfe_mean']:.1f}/sequence, idle steps {report['idle_steps_mean']:.1f} "
-          f"({100 * report['idle_ratio']:.1f} %)")
+    print(sample_summary(result, report))
     if report.get("png"):
         print(f"wrote {report['png']}")
     if report.get("trajectory_png"):
@@ -231,6 +230,23 @@ def _note_blocks(args, window: int, steps: int | None, rows: int) -> None:
     per_block = f"{steps} steps" if steps is not None else "up to L·ℓ reveal events"
     print(f"prime: note: {args.length} tokens = {blocks} blocks of L = {window} tokens, each a sampler run of "
           f"{per_block}, for {rows} row(s)", file=sys.stderr)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def sample_summary(result, report: dict) -> str:
+    """The one-line summary of `prime sample`. An event-driven sampler in continuous time (first-hitting without
+    --steps) has no step grid (``steps`` = 0): its NFE counts reveal events and it has no idle steps by
+    construction, so the line says so instead of "× 0 steps"."""
+    head = (f"{_count(len(result.tokens), 'sample')} of {result.tokens.shape[1]} tokens, "
+            f"{_count(result.blocks, 'block')}")
+    if result.steps == 0:
+        return (f"{head} in continuous time (no step grid): NFE {report['nfe_mean']:.1f}/sequence "
+                "(one network call per reveal event, so no idle steps)")
+    return (f"{head} × {_count(result.steps, 'step')}: NFE {report['nfe_mean']:.1f}/sequence, idle steps "
+            f"{report['idle_steps_mean']:.1f} ({100 * report['idle_ratio']:.1f} %)")
 
 
 def _sample_rows(args, model, shown, num_samples: int):
@@ -347,12 +363,14 @@ def cmd_eval(args) -> int:
         from .fileeval import evaluate_files, format_files_report
 
         report = evaluate_files(args.checkpoint, args.data, mc_samples=args.mc, steps=args.steps,
-                                weights=args.weights, seed=args.seed)
+                                weights=args.weights, seed=args.seed, device=args.device,
+                                batch_size=args.batch_size)
         print(json.dumps(report, indent=2, allow_nan=False) if args.json else format_files_report(report))
         return 0
     report = evaluate_report(args.checkpoint, split=args.split, mc_samples=args.mc, steps=args.steps,
                              max_sequences=args.max_sequences, weights=args.weights, seed=args.seed,
-                             data_options=_parse_options(args.data_option, "--data-option"), device=args.device)
+                             data_options=_parse_options(args.data_option, "--data-option"), device=args.device,
+                             batch_size=args.batch_size)
     print(json.dumps(report, indent=2, allow_nan=False) if args.json else format_report(report))
     return 0
 
@@ -463,6 +481,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                     help=f"Monte-Carlo samples per sequence, 1 … {cliargs.MAX_MC}")
     sp.add_argument("--steps", type=cliargs.steps, help=f"T for the T-step NELBO, 1 … {cliargs.MAX_STEPS}")
     sp.add_argument("--max-sequences", type=cliargs.count("--max-sequences"), help="≥ 1")
+    sp.add_argument("--batch-size", type=cliargs.count("--batch-size"),
+                    help="sequences per forward pass (default the config's eval.batch_size; lower it when the "
+                         "logits [B, L, C] do not fit on the device)")
     sp.add_argument("--data", nargs="+", metavar="FILE", help="zero-shot: local UTF-8 text files, one row each, in "
                     "non-overlapping windows of L tokens (instead of the data set's --split)")
     sp.add_argument("--weights", default="model", choices=["model", "ema"])

@@ -207,8 +207,9 @@ def format_result(result: MetricResult) -> str:
 def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | None = None,
                     steps: int | None = None, max_sequences: int | None = None, weights: str = "model",
                     seed: int = 0, registry=None, data_options: dict | None = None,
-                    device: str | torch.device | None = "cpu") -> dict:
+                    device: str | torch.device | None = "cpu", batch_size: int | None = None) -> dict:
     """Every registered bound and objective on a held-out split, plus exact references where they exist.
+    ``batch_size``: sequences per forward pass (default ``eval.batch_size``; the Monte-Carlo draws follow it).
     ``data_options``: the data set's locations (e.g. {"source": PATH}), which never come from the checkpoint.
     ``device``: where the model runs (`prime_core.device` spec; the bounds run there, their noise is drawn from
     CPU generators so the numbers do not depend on it beyond floating-point rounding)."""
@@ -229,8 +230,9 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
     metrics = ([registry.build("metric", name) for name in own] if own else
                [registry.build("metric", "nelbo"), registry.build("metric", "tstep-nelbo", steps=steps),
                 registry.build("metric", "joint-loss")])
-    results = [evaluate_metric(m, model, tokens, mc_samples=mc, batch_size=e.batch_size, seed=seed)
-               for m in metrics]
+    batch = given(batch_size, e.batch_size)
+    check_count("batch_size", batch)
+    results = [evaluate_metric(m, model, tokens, mc_samples=mc, batch_size=batch, seed=seed) for m in metrics]
     report = {"checkpoint": checkpoint, "split": split, "sequences": int(tokens.shape[0]),
               "tokens_per_sequence": int(tokens.shape[1]), "ell": model.ell, "base": model.base,
               "num_classes": model.num_classes, "mc_samples": mc}

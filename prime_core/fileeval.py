@@ -15,13 +15,14 @@ Windows are independent, so the sum over windows bounds −log of the model that
 
 from __future__ import annotations
 
+import math
 import os
 
 import torch
 
 from .fileio import is_url
 from .errors import PrimeError, check_count
-from .interfaces import TextPrompts
+from .interfaces import MetricResult, TextPrompts
 
 
 def read_text(path: str) -> str:
@@ -60,21 +61,26 @@ def file_row(path: str, windows: torch.Tensor, bytes_per_token: float, results) 
 
 
 def evaluate_files(checkpoint: str, paths: list[str], *, mc_samples: int | None = None, steps: int | None = None,
-                   weights: str = "model", seed: int = 0, registry=None) -> dict:
-    """Valid bounds per file (module docstring). Every file is read and tokenised before any model work."""
+                   weights: str = "model", seed: int = 0, registry=None, device: str | None = "cpu",
+                   batch_size: int | None = None) -> dict:
+    """Valid bounds per file (module docstring). Every file is read and tokenised before any model work.
+    ``device``: where the model runs (a `prime_core.device` spec; None is auto); ``batch_size``: windows per
+    forward pass (default ``eval.batch_size``)."""
     from .build import dataset_for_checkpoint, load_model
     from .cliargs import given
     from .evaluate import evaluate_metric
     from .registry import get_registry
 
     registry = registry or get_registry()
-    model, config, ckpt = load_model(checkpoint, registry, weights=weights)
+    model, config, ckpt = load_model(checkpoint, registry, weights=weights, device=device)
     dataset = dataset_for_checkpoint(config, ckpt.meta.get("data"), need_data=False, registry=registry)
     if not isinstance(dataset, TextPrompts):
         raise PrimeError(f"--data needs a text checkpoint: its data set {config.data.dataset!r} has no tokenizer")
     mc, steps = given(mc_samples, config.eval.mc_samples), given(steps, config.eval.tstep_steps)
     check_count("mc_samples", mc)
     check_count("steps", steps)
+    batch = given(batch_size, config.eval.batch_size)
+    check_count("batch_size", batch)
     docs = []
     for path in paths:
         windows, bpt = document_windows(dataset, read_text(path), model.length)
@@ -85,11 +91,41 @@ def evaluate_files(checkpoint: str, paths: list[str], *, mc_samples: int | None 
     metrics = ([registry.build("metric", name) for name in own] if own else
                [registry.build("metric", "nelbo"), registry.build("metric", "tstep-nelbo", steps=steps)])
     rows = [file_row(path, windows, bpt, [evaluate_metric(m, model, windows, mc_samples=mc,
-                                                          batch_size=config.eval.batch_size, seed=seed)
+                                                          batch_size=batch, seed=seed)
                                           for m in metrics])
             for path, windows, bpt in docs]
-    return {"checkpoint": checkpoint, "tokens_per_window": model.length, "mc_samples": mc, "ell": model.ell,
-            "num_classes": model.num_classes, "files": rows}
+    report = {"checkpoint": checkpoint, "tokens_per_window": model.length, "mc_samples": mc, "ell": model.ell,
+              "num_classes": model.num_classes, "files": rows}
+    if len(rows) > 1:
+        report["combined"] = combined_row(rows)
+    return report
+
+
+def combined_row(rows: list[dict]) -> dict:
+    """All files together, token-weighted: per bound, B = Σ_f n_f B_f / Σ_f n_f (n_f scored tokens, B_f nats/token).
+
+    Σ_f n_f B_f is a sum of valid upper bounds on −log p_θ of independent windows, so it bounds −log p_θ of all
+    windows together: B is again a valid bound, with PPL ≤ exp(B) and BPB ≤ Σ_f n_f B_f / (ln 2 · Σ_f bytes_f),
+    bytes_f = n_f · (bytes per token)_f. The files' Monte-Carlo errors are independent:
+    stderr = √(Σ_f (n_f stderr_f)²) / Σ_f n_f."""
+    from .evaluate import result_row
+
+    n = sum(r["tokens"] for r in rows)
+    nbytes = sum(r["tokens"] * r["bytes_per_token"] for r in rows)
+    bounds = []
+    for k, first in enumerate(rows[0]["bounds"]):  # every row holds the same metrics, in the same order
+        parts = [(r["tokens"], r["bounds"][k]) for r in rows]
+        errors = [b["stderr"] for _, b in parts]
+        stderr = (math.sqrt(sum((t * b["stderr"]) ** 2 for t, b in parts)) / n
+                  if all(e is not None for e in errors) else math.nan)
+        result = MetricResult(name=first["name"], value=sum(t * b["value"] for t, b in parts) / n, stderr=stderr,
+                              unit=first["unit"], is_bound=True,
+                              extra={"label": first["label"], "kind": first["kind"],
+                                     "draws": sum(b["draws"] or 0 for _, b in parts) or None})
+        bounds.append(result_row(result, nbytes / n))
+    return {"name": "all files", "files": len(rows), "windows": sum(r["windows"] for r in rows), "tokens": n,
+            "bytes_per_token": nbytes / n, "weighting": "token-weighted",
+            "note": "the sum of the files' bounds is a bound on the files together", "bounds": bounds}
 
 
 def format_files_report(report: dict) -> str:
@@ -97,8 +133,15 @@ def format_files_report(report: dict) -> str:
 
     lines = [f"{report['checkpoint']}: zero-shot, non-overlapping windows of L = {report['tokens_per_window']} "
              f"tokens, {report['mc_samples']} Monte-Carlo draws per window"]
-    for row in report["files"]:
-        lines.append(f"  {row['name']}  ({row['tokens']} tokens in {row['windows']} windows)")
+    rows = list(report["files"])
+    if "combined" in report:
+        rows.append(report["combined"])
+    for row in rows:
+        if row is report.get("combined"):
+            lines.append(f"  all {row['files']} files, token-weighted  ({row['tokens']} tokens in {row['windows']} "
+                         "windows; a sum of bounds is a bound)")
+        else:
+            lines.append(f"  {row['name']}  ({row['tokens']} tokens in {row['windows']} windows)")
         for b in row["bounds"]:
             lines.append(f"    {b['label']:<46} {figure_text(b)}")
     lines.append("  Upper bounds on −log p_θ(x): PPL ≤ exp(bound/token), BPB ≤ bound/(ln 2 · bytes/token); for a "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tomllib
 
 from prime_core import PrimeError, hookimpl
@@ -23,8 +24,9 @@ def register_commands(commands):
                    help="a tokenizer constructor option, e.g. vocab_size=8192 (bpe) or encoder=PATH (gpt2); "
                         "values in TOML syntax, bare words as strings (repeatable)")
     p.add_argument("--text-field", default="text", help="the text field of JSON-lines / Parquet / Arrow rows")
-    p.add_argument("--split", default="train=0.98,valid=0.01,test=0.01",
-                   help="fractions per split, by document (default train=0.98,valid=0.01,test=0.01)")
+    p.add_argument("--split", default=None,
+                   help="fractions per split, by document (default train=0.98,valid=0.01,test=0.01, whose cuts move "
+                        "so that valid and test get a document each when the corpus has ≥ 3; see docs/data.md)")
     p.add_argument("--text-unit", default="file", choices=["file", "paragraph", "line"],
                    help="what one document is in a plain text file (default: the whole file)")
     p.add_argument("--workers", type=count("--workers", 1, 256), default=1, help="tokenising processes")
@@ -55,5 +57,9 @@ def run(args) -> int:
                                   split=args.split, text_unit=args.text_unit, workers=args.workers,
                                   force=args.force, progress=not args.quiet))
     parts = ", ".join(f"{s} {c['tokens']:,} tokens / {c['documents']:,} documents" for s, c in meta["splits"].items())
+    rule = meta["split_rule"]
+    if rule["cuts_moved"]:  # only the default split moves its cuts (a small corpus)
+        print(f"prime: note: {sum(c['documents'] for c in meta['splits'].values())} documents: the default split's "
+              f"cuts moved so that each held-out split gets a document (cuts {rule['cuts']})", file=sys.stderr)
     print(f"{args.out}: {meta['tokenizer']['name']} tokenizer, C={meta['num_classes']}, {meta['dtype']}; {parts}")
     return 0

@@ -100,9 +100,7 @@ class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
             stored = _stored_tokenizer(corpus.meta["tokenizer"])
             if self._restored:
                 if stored.to_json() != self.tokenizer.to_json():
-                    raise PrimeError(f"the prepared corpus {self.prepared} was tokenized with another "
-                                     f"{stored.name} tokenizer than this checkpoint's; prepare it with the "
-                                     "checkpoint's tokenizer")
+                    raise PrimeError(_mismatch(self.prepared, stored, self.tokenizer))
             elif self._tokenizer_given and stored.name != self.tokenizer.name:
                 raise PrimeError(f"data.options.tokenizer is {self.tokenizer.name!r} but the prepared corpus "
                                  f"{self.prepared} was tokenized with {stored.name!r}; leave tokenizer out")
@@ -299,3 +297,15 @@ def _atomic_write(path: str, data: bytes) -> None:
     with open(tmp, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
+
+
+def _mismatch(prepared: str, corpus_tok, checkpoint_tok) -> str:
+    """One line naming both tokenizers (name and C) of a prepared corpus that a checkpoint cannot read."""
+    theirs, ours = f"C={corpus_tok.vocab_size}", f"C={checkpoint_tok.vocab_size}"
+    if corpus_tok.name == checkpoint_tok.name:  # same kind, other state (e.g. a BPE trained on other text)
+        what = (f"another {corpus_tok.name} tokenizer than this checkpoint's (same name, other vocabulary: "
+                f"{theirs} vs the checkpoint's {ours})")
+    else:
+        what = (f"the {corpus_tok.name} tokenizer ({theirs}), but this checkpoint's tokenizer is "
+                f"{checkpoint_tok.name} ({ours})")
+    return f"the prepared corpus {prepared} was tokenized with {what}; prepare it with the checkpoint's tokenizer"

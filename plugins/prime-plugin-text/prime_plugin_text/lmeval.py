@@ -1,9 +1,18 @@
 """An lm-evaluation-harness model ``prime`` (``pip install 'prime-plugin-text[lmeval]'``, lm-eval 0.4.x).
 
-Importing this module registers `PrimeLM` in lm-eval's own model registry under the name ``prime``::
+From lm-eval's own CLI (the name is registered lazily by ``prime_lmeval_hook``, which the wheel's .pth runs)::
+
+    lm_eval --model prime --model_args checkpoint=ckpt.safetensors,mc=8 --tasks my_task --include_path my_tasks/
+
+or from Python, where importing this module registers `PrimeLM` under the name ``prime``::
 
     import prime_plugin_text.lmeval  # noqa: F401  (registers "prime")
     lm_eval.simple_evaluate(model="prime", model_args="checkpoint=ckpt.safetensors,mc=8", tasks=[...])
+
+Every number lm-eval derives from these log-likelihoods is a bound (DESIGN §1), and lm-eval's metric names cannot
+say so (the task names them). So the results JSON carries the documented field ``config.likelihoods`` (`KIND`),
+and before lm-eval prints its table one line on stderr (`LEGEND`) says how to read it: acc / acc_norm are
+accuracies *by bound*, word_perplexity / byte_perplexity / bits_per_byte are upper bounds (PPL ≤).
 
 What each request returns (none of it is an exact likelihood):
 - ``loglikelihood(context, continuation)`` → (−B, False), B a Monte-Carlo estimate of a valid upper bound on
@@ -22,6 +31,8 @@ What each request returns (none of it is an exact likelihood):
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from prime_core import PrimeError, TextPrompts, get_registry, load_model
@@ -34,6 +45,20 @@ from lm_eval.api.registry import register_model  # noqa: E402
 
 DEFAULT_MAX_GEN = 256
 
+#: results JSON ``config.likelihoods`` (lm-eval puts `PrimeLM.get_model_info` into ``config``)
+KIND = {
+    "kind": "bound",
+    "loglikelihood": "-B: B a Monte-Carlo estimate of a valid upper bound (NELBO) on -log p(continuation | "
+                     "context), so a lower bound on the log-likelihood, not its exact value",
+    "acc": "accuracy by bound: the choice with the smallest bound B is taken",
+    "perplexity": "word_perplexity, byte_perplexity and bits_per_byte come from B: upper bounds (PPL <=)",
+    "is_greedy": "always False: a diffusion model has no greedy continuation",
+    "samples": "per-sample resps hold -B (loglikelihood: [-B, false])",
+}
+LEGEND = ("prime: every log-likelihood lm-eval used is a bound (−NELBO, Monte-Carlo), not exact: acc/acc_norm = "
+          "accuracy by bound; word_perplexity, byte_perplexity, bits_per_byte are upper bounds (PPL ≤); "
+          "results JSON config.likelihoods")
+
 
 def _flag(value) -> int:
     """lm-eval passes model_args as strings or numbers: a whole number ≥ 1."""
@@ -43,17 +68,30 @@ def _flag(value) -> int:
     return n
 
 
+def model_device(spec: str | None) -> str:
+    """lm-eval's ``--device`` as a prime device spec. lm-eval's CLI passes ``cuda:0`` when none is given, so a
+    CUDA device on a machine without CUDA falls back to the CPU (as lm-eval's own HF model does), with a note."""
+    if spec is None:
+        return "auto"
+    if str(spec).startswith("cuda") and not torch.cuda.is_available():
+        print(f"prime: note: lm-eval asked for --device {spec}, but CUDA is not available here: running on cpu",
+              file=sys.stderr)
+        return "cpu"
+    return str(spec)
+
+
 @register_model("prime")
 class PrimeLM(LM):
     """model_args: ``checkpoint`` (path), ``mc`` (Monte-Carlo draws per bound, default 8), ``steps`` (sampling
     steps, default the checkpoint's), ``stride`` (semi-AR window step, default L // 2), ``seed``, ``weights``
-    (model | ema). lm-eval's ``batch_size`` / ``device`` are accepted; the model runs on the device it loads on."""
+    (model | ema). lm-eval's ``--device`` places the model (`model_device`); ``batch_size`` is accepted."""
 
     def __init__(self, checkpoint: str, mc: int = 8, steps: int | None = None, stride: int | None = None,
-                 seed: int = 0, weights: str = "model", **lm_eval_options):
+                 seed: int = 0, weights: str = "model", device: str | None = None, **lm_eval_options):
         super().__init__()
         registry = get_registry()
-        self.model, self.config, ckpt = load_model(str(checkpoint), registry, weights=weights)
+        self.model, self.config, ckpt = load_model(str(checkpoint), registry, weights=weights,
+                                                   device=model_device(device))
         text_io = dataset_for_checkpoint(self.config, ckpt.meta.get("data"), need_data=False, registry=registry)
         if not isinstance(text_io, TextPrompts):
             raise PrimeError(f"lm-eval needs a text checkpoint; {checkpoint} has the data set "
@@ -65,6 +103,12 @@ class PrimeLM(LM):
         self.steps = s.steps if steps is None else _flag(steps)
         length = self.model.length
         self.stride = max(1, length // 2) if stride is None else min(_flag(stride), length)
+
+    def get_model_info(self) -> dict:
+        """lm-eval calls this once, after the last request and before it prints its table and writes its JSON:
+        the model's one say in either. The JSON gets ``likelihoods`` (`KIND`), the reader of the table `LEGEND`."""
+        print(LEGEND, file=sys.stderr, flush=True)
+        return {"likelihoods": dict(KIND), "prime_mc": self.mc, "prime_steps": self.steps, "prime_stride": self.stride}
 
     # ----------------------------------------------------------------------------------------------- bounds
     def _ids(self, text: str) -> list[int]:

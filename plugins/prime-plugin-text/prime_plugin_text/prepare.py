@@ -39,6 +39,7 @@ SPLIT_NAMES = ("train", "valid", "test")
 TABULAR = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".arrow": "arrow"}
 TEXT_UNITS = ("file", "paragraph", "line")
 WORK = ".prepare-tmp"
+DEFAULT_SPLIT = "train=0.98,valid=0.01,test=0.01"
 DATA_EXTRA = "reading JSON-lines / Parquet / Arrow needs HF datasets: pip install 'prime-plugin-text[data]'"
 
 
@@ -74,9 +75,14 @@ def parse_split(text: str) -> dict[str, float]:
     return {s: out[s] for s in SPLIT_NAMES if s in out}
 
 
+def doc_u(text: str) -> float:
+    """u ∈ [0, 1): the first 8 bytes of sha256(UTF-8 text) as an integer / 2⁶⁴."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2.0**64
+
+
 def split_of(text: str, cuts: list[tuple[str, float]]) -> str:
     """The split of a document under the sha256 rule (module docstring); ``cuts`` = cumulative fractions."""
-    u = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2.0**64
+    u = doc_u(text)
     return next((name for name, c in cuts if u < c), cuts[-1][0])
 
 
@@ -234,16 +240,40 @@ class PrepareRequest:
     tokenizer: str = "bytes"
     tokenizer_options: dict = attrs.Factory(dict)
     text_field: str = "text"
-    split: str = "train=0.98,valid=0.01,test=0.01"
+    split: str | None = None  # None: DEFAULT_SPLIT, with a held-out document guaranteed (see `prepare`)
     text_unit: str = "file"
     workers: int = 1
     force: bool = False
     progress: bool = True
 
 
+def guaranteed_cuts(cuts: list[tuple[str, float]], us: list[float]) -> list[tuple[str, float]]:
+    """The default split's cuts, lowered just enough that every held-out split gets a document.
+
+    ``us`` are the corpus's distinct u values. Going from the last split down, a held-out split whose interval
+    [c_{k−1}, c_k) holds no u has its lower cut moved down to the largest u below c_k (that document moves to it
+    from the split before). A held-out split that cannot get a document while train keeps at least one is dropped:
+    2 distinct documents give train + valid, 1 gives train only. The rule stays "the first split whose cut
+    exceeds u", with these cuts."""
+    us = sorted(set(us))
+    keep = max(1, min(len(cuts), len(us)))  # train + as many held-out splits as documents allow
+    names = [name for name, _ in cuts[:keep]]
+    bounds = [c for _, c in cuts[:keep - 1]] + [1.0]
+    for k in range(keep - 1, 0, -1):
+        lower, upper = bounds[k - 1], bounds[k]
+        if not any(lower <= u < upper for u in us):
+            bounds[k - 1] = max(u for u in us if u < upper)
+        for j in range(k - 1):  # keep the cuts non-decreasing
+            bounds[j] = min(bounds[j], bounds[k - 1])
+    return list(zip(names, bounds))
+
+
 def prepare(req: PrepareRequest) -> dict[str, Any]:
-    """Run ``prime data prepare``; returns the sidecar written to ``req.out``."""
-    fractions = parse_split(req.split)
+    """Run ``prime data prepare``; returns the sidecar written to ``req.out``.
+
+    ``req.split`` None is the default split (`DEFAULT_SPLIT` with `guaranteed_cuts` when the hash rule leaves a
+    held-out split empty); an explicit split is taken as given, and a split it leaves empty is refused."""
+    fractions = parse_split(req.split or DEFAULT_SPLIT)
     cuts = cumulative(fractions)
     if req.text_unit not in TEXT_UNITS:
         raise PrimeError(f"--text-unit must be one of {', '.join(TEXT_UNITS)}, got {req.text_unit!r}")
@@ -259,25 +289,49 @@ def prepare(req: PrepareRequest) -> dict[str, Any]:
     os.makedirs(work)
     try:
         tables = {s.url: _load_table(s, req.text_field, os.path.join(work, "hf")) for s in sources if s.kind != "text"}
-        if tokenizer.needs_training:
-            train = (t for t in _documents(sources, tables, req) if split_of(t, cuts) == "train")
-            tokenizer = tokenizer.trained(train)
-        state = json.dumps(tokenizer.to_json())
-        dtype = token_dtype(tokenizer.vocab_size)
-        counts = _tokenize(sources, tables, req, state, cuts, _Writer(work, fractions, dtype))
+        requested = cuts
+        trained, counts = _build(work, sources, tables, req, tokenizer, cuts)
+        if req.split is None and any(c["documents"] == 0 for c in counts.values()):
+            # a small corpus under the default split: move the cuts, then tokenise again (cheap at that size)
+            us = [doc_u(t) for t in _documents(sources, tables, req)]
+            if us:  # an empty corpus is refused below
+                cuts = guaranteed_cuts(cuts, us)
+                trained, counts = _build(work, sources, tables, req, tokenizer, cuts)
         _check_counts(counts, fractions)
-        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "tokenizer": tokenizer.to_json(),
-                "num_classes": tokenizer.vocab_size, "dtype": dtype.name, "bos_id": tokenizer.bos_id,
-                "eos_id": tokenizer.eos_id, "splits": counts,
+        splits = [name for name, _ in cuts]
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "tokenizer": trained.to_json(),
+                "num_classes": trained.vocab_size, "dtype": token_dtype(trained.vocab_size).name,
+                "bos_id": trained.bos_id, "eos_id": trained.eos_id, "splits": counts,
                 "split_rule": {"method": "sha256(utf-8 text)[:8] / 2^64 < cumulative fraction",
-                               "fractions": fractions, "text_unit": req.text_unit},
+                               "fractions": fractions if cuts == requested else _fractions(cuts),
+                               "cuts": dict(cuts), "cuts_moved": cuts != requested, "requested": fractions,
+                               "default": req.split is None, "text_unit": req.text_unit},
                 "text_field": req.text_field, "sources": [fingerprint(s) for s in sources]}
-        _publish(work, req.out, fractions, meta)
+        _publish(work, req.out, splits, meta)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if created and not os.listdir(req.out):  # a failed run leaves no trace
             os.rmdir(req.out)
     return meta
+
+
+def _build(work: str, sources, tables, req: PrepareRequest, tokenizer, cuts):
+    """(the tokenizer, trained on the train split if it learns; per-split counts) with the token files under
+    ``work`` for the splits named in ``cuts``."""
+    if tokenizer.needs_training:
+        train = (t for t in _documents(sources, tables, req) if split_of(t, cuts) == "train")
+        tokenizer = tokenizer.trained(train)
+    state = json.dumps(tokenizer.to_json())
+    writer = _Writer(work, [name for name, _ in cuts], token_dtype(tokenizer.vocab_size))
+    return tokenizer, _tokenize(sources, tables, req, state, cuts, writer)
+
+
+def _fractions(cuts: list[tuple[str, float]]) -> dict[str, float]:
+    """The fraction of [0, 1) each split's cut interval covers (the requested ones unless the cuts moved)."""
+    out, lower = {}, 0.0
+    for name, c in cuts:
+        out[name], lower = c - lower, c
+    return out
 
 
 def _check_out(out: str, force: bool) -> None:
