@@ -210,9 +210,9 @@ def _generate_rows(args, model, sampler, shown, rows, options):
     import torch
 
     from .interfaces import TextPrompts
-    from .prompts import decode_row
+    from .prompts import decode_row, generate_prompted
     from .sampler import row_seeds
-    from .semiar import Generation, generate
+    from .semiar import Generation
 
     fixed, prompts = rows
     n, length = fixed.shape
@@ -223,8 +223,9 @@ def _generate_rows(args, model, sampler, shown, rows, options):
     parts, out_rows, printed = [], [], 0
     for lo in range(0, n, args.batch_size):
         hi = min(n, lo + args.batch_size)
-        g = generate(model, sampler, length, seeds=seeds[lo:hi], fixed=fixed[lo:hi], stride=args.stride,
-                     context=args.context, eos_id=eos, **options)
+        g = generate_prompted(model, sampler, shown if isinstance(shown, TextPrompts) else None, length,
+                              seeds=seeds[lo:hi], fixed=fixed[lo:hi], prompts=prompts[lo:hi], stride=args.stride,
+                              context=args.context, eos_id=eos, **options)
         parts.append(g)
         for i in range(hi - lo):
             ids = g.tokens[i].tolist()

@@ -14,12 +14,11 @@ from .device import train_device
 from .evaluate import evaluate_report, format_report
 from .errors import PrimeError
 from .interfaces import TextPrompts, presentation
-from .prompts import collect_prompts, decode_row, fixed_rows
+from .prompts import collect_prompts, decode_row, fixed_rows, generate_prompted
 from .registry import Registry, get_registry
 from .report import finish_training, write_report_markdown
 from .rundir import claim, local_out_dir, write_text_atomic
 from .sampler import row_seeds
-from .semiar import generate
 
 
 def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: bool = False,
@@ -121,10 +120,10 @@ def _complete_prompts(model, sampler, shown, s, progress: bool) -> dict:
     unconditional rows of seed 0); returns the rows (prompt, completion), their scores, NFE and idle steps."""
     prompts = collect_prompts(shown, list(s.prompts), None, [])
     rows = [p for p in prompts for _ in range(s.per_prompt)]
-    g = generate(model, sampler, model.length, seeds=row_seeds(len(rows), 1),
-                 fixed=fixed_rows(prompts, s.per_prompt, model.length), steps=s.steps, temperature=s.temperature,
-                 top_p=s.top_p, gumbel_dtype=getattr(torch, s.gumbel_dtype), progress=progress,
-                 eos_id=shown.eos_id)  # as `prime sample --stop-at-eos`: a completion ends at its first EOS
+    g = generate_prompted(model, sampler, shown, model.length, seeds=row_seeds(len(rows), 1),
+                          fixed=fixed_rows(prompts, s.per_prompt, model.length), prompts=rows, steps=s.steps,
+                          temperature=s.temperature, top_p=s.top_p, gumbel_dtype=getattr(torch, s.gumbel_dtype),
+                          progress=progress, eos_id=shown.eos_id)  # as `prime sample --stop-at-eos`
     decoded = [decode_row(shown, g.tokens[i].tolist(), p, g.stopped_at[i]) for i, p in enumerate(rows)]
     return {"rows": [{"prompt": d.prompt, "completion": d.completion, "stopped_at_eos": stop}
                      for d, stop in zip(decoded, g.stopped_at)],

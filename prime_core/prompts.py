@@ -54,6 +54,25 @@ class Prompt:
     segments: tuple[Segment, ...] = ()
 
 
+def template_parts(template: str) -> list[str | int]:
+    """``"a [MASK:3] b"`` → ["a ", 3, " b"]: text pieces and free-span lengths, in order (empty text dropped)."""
+    parts: list[str | int] = []
+    last = 0
+    for match in MASK_SPAN.finditer(template):
+        k = int(match.group(1))
+        if not 1 <= k <= MAX_SPAN:
+            raise PrimeError(f"--infill: [MASK:{match.group(1)}] must ask for 1 … {MAX_SPAN} tokens")
+        parts += [template[last:match.start()], k]
+        last = match.end()
+    parts.append(template[last:])
+    if "[MASK" in "".join(p for p in parts if isinstance(p, str)):
+        raise PrimeError(f"--infill {template[:40]!r}: a [MASK…] is malformed; write [MASK:k] with k a whole number")
+    if not any(isinstance(p, int) for p in parts):
+        raise PrimeError(f"--infill {template[:40]!r} has no [MASK:k] span (k free tokens, e.g. [MASK:12]); "
+                         "use --prompt for a plain prefix")
+    return [p for p in parts if p != ""]
+
+
 #: spaces a byte-level / Metaspace BPE attaches to the *next* word ("Ġword"); moved out of fixed text that ends
 #: before free tokens, so the model writes them itself as in training (a lone "Ġ" token, then "Ġword", doubled it)
 HSPACE = " \t"
@@ -191,3 +210,102 @@ def collect_prompts(text_io: TextPrompts, prompts: list[str], prompts_file: str 
     """The rows' prompts in order: each --prompt, then each line of --prompts FILE, then each --infill."""
     texts = list(prompts) + (read_prompts_file(prompts_file) if prompts_file else [])
     return [encode_prompt(text_io, t) for t in texts] + [encode_infill(text_io, t) for t in infills]
+
+
+# Word boundaries in the model's distribution ------------------------------------------------------------------
+#: what the first free token after a piece of fixed text must be: anything, a new word (not a letter or digit
+#: first: a space, punctuation, a newline, EOS), or a spaced word (a space first: the fixed text's trailing
+#: spaces were moved into it by `fixed_ids`)
+ANY, NEW_WORD, SPACED = 0, 1, 2
+
+
+def boundary_kinds(prompt: Prompt, length: int) -> torch.Tensor:
+    """[length] long: per position, what its token must start with (ANY / NEW_WORD / SPACED). Constrained: the
+    first free position after the prompt (or the template's last piece), and a gap's first position after fixed
+    text that ended in a space; everything else ANY."""
+    kinds = torch.full((length,), ANY, dtype=torch.long)
+    pos, previous = 0, None
+    for seg in prompt.segments:
+        if seg.text is None and previous is not None and previous[-1:] in tuple(HSPACE) and pos < length:
+            kinds[pos] = SPACED
+        previous = seg.text
+        pos += seg.size
+    last = prompt.segments[-1].text if prompt.segments else None
+    if last and pos < length:
+        kinds[pos] = SPACED if last[-1] in HSPACE else NEW_WORD if WORD_END.search(last) else ANY
+    return kinds
+
+
+def word_start_table(text_io: TextPrompts, num_classes: int) -> torch.Tensor:
+    """[3, C] bool: which tokens each kind allows, read off each token's own decoded text (a byte-level BPE's
+    "Ġword" decodes to " word"). Tokens that decode to nothing (BOS, EOS) are allowed everywhere."""
+    table = torch.ones(3, num_classes, dtype=torch.bool)
+    for i in range(num_classes):
+        text = text_io.decode_text([i])
+        table[NEW_WORD, i] = not text[:1].isalnum()
+        table[SPACED, i] = text == "" or text[0].isspace()
+    return table
+
+
+class WordBoundaries:
+    """The model seen through boundary constraints: at a constrained position, p_θ(x | y_t) is conditioned on x
+    starting a new word, p(x | y_t, x ∈ S) = p(x | y_t) 1[x ∈ S] / p(S | y_t), so every sampler that draws from
+    `log_probs_at` writes "Ġword" after "She said" rather than "ing" after "acknowledged". Revealed digits come
+    from tokens in S, so V(y_t) ∩ S never empties; if it ever did (digits fixed by the user), the position keeps
+    the unconstrained p. All rows of one sampling call share ``kinds`` (one prompt's rows)."""
+
+    def __init__(self, model, kinds: torch.Tensor, table: torch.Tensor):
+        self._model, self._kinds, self._table = model, kinds, table
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def log_probs_at(self, y_t: torch.Tensor, where: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        log_p = self._model.log_probs_at(y_t, where, t)  # [N, C]
+        kinds = self._kinds.to(log_p.device)
+        at = kinds.expand(where.shape)[where] if where.dtype == torch.bool else kinds[where % y_t.shape[1]]
+        if not bool((at != ANY).any()):
+            return log_p
+        restricted = log_p.masked_fill(~self._table.to(log_p.device)[at], float("-inf"))
+        possible = torch.isfinite(restricted).any(-1, keepdim=True)
+        return torch.where(possible, torch.log_softmax(restricted, -1), log_p)
+
+
+def with_word_boundaries(model, text_io: TextPrompts, prompt: Prompt | None, length: int,
+                         table: torch.Tensor | None = None):
+    """``model`` for the rows of ``prompt``: wrapped in `WordBoundaries` when some position is constrained and
+    the rows are one window (a longer generation slides its windows, so only the text-level join applies)."""
+    if prompt is None or length > model.length:
+        return model
+    kinds = torch.nn.functional.pad(boundary_kinds(prompt, length), (0, model.length - length))  # ANY = 0
+    if not bool((kinds != ANY).any()):
+        return model
+    return WordBoundaries(model, kinds, word_start_table(text_io, model.num_classes) if table is None else table)
+
+
+def generate_prompted(model, sampler, text_io: TextPrompts | None, length: int, *, seeds: list[int],
+                      fixed: torch.Tensor, prompts: list[Prompt | None], **options):
+    """`prime_core.semiar.generate` for rows with prompts: one call per run of rows that share a prompt, each
+    with that prompt's word boundaries (`with_word_boundaries`), concatenated in row order. Rows are keyed by
+    their seeds, so a row's tokens do not depend on which call drew it (as with --batch-size)."""
+    from .semiar import Generation, generate
+
+    table, parts, lo = None, [], 0
+    while lo < len(seeds):
+        hi = lo + 1
+        while hi < len(seeds) and prompts[hi] is prompts[lo]:
+            hi += 1
+        seen = model
+        if text_io is not None and prompts[lo] is not None:
+            table = word_start_table(text_io, model.num_classes) if table is None else table
+            seen = with_word_boundaries(model, text_io, prompts[lo], length, table)
+        parts.append(generate(seen, sampler, length, seeds=seeds[lo:hi], fixed=fixed[lo:hi], **options))
+        lo = hi
+    if len(parts) == 1:
+        return parts[0]
+    return Generation(tokens=torch.cat([p.tokens for p in parts]), nfe=torch.cat([p.nfe for p in parts]),
+                      idle_steps=torch.cat([p.idle_steps for p in parts]), steps=parts[0].steps,
+                      blocks=parts[0].blocks, forward_calls=sum(p.forward_calls for p in parts),
+                      stopped_at=[x for p in parts for x in p.stopped_at],
+                      trajectory=None if parts[0].trajectory is None else
+                      [torch.cat(t) for t in zip(*(p.trajectory for p in parts))])
