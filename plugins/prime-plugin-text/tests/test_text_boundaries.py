@@ -114,8 +114,8 @@ def stopping_ckpt(paragraphs, tmp_path_factory):
             f'length = 16, cache_dir = "{cache}", documents = "paragraphs" }}')
     assert main(["train", "--out", str(out), "--quiet", "--set", 'data.dataset="text"', "--set", opts,
                  "--set", 'model.backbone="dit-tiny"', "--set", "model.width=32", "--set", "model.ell=1",
-                 "--set", "train.steps=150", "--set", "train.batch_size=16", "--set", "train.warmup=0",
-                 "--set", "train.lr=3e-3", "--set", "sample.steps=8", "--set", "eval.tstep_steps=4"]) == 0
+                 "--set", "train.steps=40", "--set", "train.batch_size=16", "--set", "train.warmup=0",
+                 "--set", "train.lr=1e-2", "--set", "sample.steps=8", "--set", "eval.tstep_steps=4"]) == 0
     return str(out / "checkpoint.safetensors")
 
 
