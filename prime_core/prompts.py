@@ -76,8 +76,9 @@ def template_parts(template: str) -> list[str | int]:
 #: spaces a byte-level / Metaspace BPE attaches to the *next* word ("Ġword"); moved out of fixed text that ends
 #: before free tokens, so the model writes them itself as in training (a lone "Ġ" token, then "Ġword", doubled it)
 HSPACE = " \t"
-#: characters after which a following word is a new word (a word's end or closing punctuation)
-WORD_END = re.compile(r"[\w.,;:!?)\]}\"'’”»…-]\Z")
+#: characters after which a following word is a new word: a word's end or closing punctuation (not straight quotes
+#: or a hyphen, which may as well open a quotation or continue a compound)
+WORD_END = re.compile(r"[\w.,;:!?)\]}’”»…]\Z")
 
 
 def fixed_ids(text_io: TextPrompts, text: str, before_free: bool) -> list[int]:
