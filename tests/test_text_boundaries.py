@@ -1,7 +1,7 @@
 """Token boundaries (issue 23 item 3): prompts, infill templates and completions joined at the text level, and the
 model's first free token after a word constrained to start a new word; plain sample rows shown unambiguously;
 report.md's count of rows that stop at EOS (item 4). The BPE / data-set side is in the text plugin's
-tests/test_text_boundaries.py."""
+tests/test_text_boundaries_bpe.py (a distinct name: pytest collects both folders in one run)."""
 
 from __future__ import annotations
 
