@@ -61,7 +61,9 @@ from .counter_rng import (EVENT_TOKEN, REMASK, REVEAL, REVEAL_TIME, TOKEN, categ
 from .schedules import LinearSchedule
 # text and long sequences: prompts, semi-autoregressive generation, conditional bounds (docs/generation.md)
 from .conditional import conditional_nelbo
-from .prompts import Prompt, decode_row, encode_infill, encode_prompt, fixed_rows, template_parts
+from .prompts import (ANY, NEW_WORD, SPACED, Prompt, WordBoundaries, boundary_kinds, decode_row, encode_infill,
+                      encode_prompt, fixed_rows, generate_prompted, template_parts, with_word_boundaries,
+                      word_start_table)
 from .semiar import Generation, block_seed, generate, window_plan
 from .subtokens import BaseBMap, smallest_base
 
@@ -85,6 +87,8 @@ __all__ = [
     "Presentation", "ByteLengths", "KnownDensity", "TextPrompts",
     "Generation", "Prompt", "block_seed", "conditional_nelbo", "decode_row", "encode_infill", "encode_prompt",
     "fixed_rows", "generate", "template_parts", "window_plan",
+    "ANY", "NEW_WORD", "SPACED", "WordBoundaries", "boundary_kinds", "generate_prompted", "with_word_boundaries",
+    "word_start_table",
     "DEVICE_CHOICES", "DEVICE_HELP", "parse_device_spec", "resolve_device",
     "read_checkpoint", "resolve_sizes", "reveal_probability", "reveal_units", "revealed_sets", "row_seeds",
     "sample_mask", "save_checkpoint", "save_model", "smallest_base", "start_over", "trim_metrics",

@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from prime_core.cli import main
-from prime_core.prompts import NEW_WORD, SPACED, decode_row, encode_infill, encode_prompt, word_start_table
+from prime_core.api import NEW_WORD, SPACED, decode_row, encode_infill, encode_prompt, word_start_table
 from prime_plugin_text.dataset import TextDataset
 
 WORDS = "She said that it is a truth universally acknowledged of Emma and Harriet walk".split()
