@@ -105,6 +105,16 @@ def test_paragraphs_option_is_checked(paragraphs):
         _data(corpus, cache, documents="lines")
 
 
+def test_bad_documents_value_is_one_line_and_writes_nothing(paragraphs, tmp_path, capsys):
+    corpus, cache = paragraphs
+    opts = f'data.options={{ source = "{corpus}", tokenizer = "bytes", length = 16, documents = "lines" }}'
+    assert main(["train", "--out", str(tmp_path / "run"), "--quiet", "--set", 'data.dataset="text"',
+                 "--set", opts]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "documents must be one of 'whole', 'paragraphs'" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.fixture(scope="module")
 def stopping_ckpt(paragraphs, tmp_path_factory):
     """A tiny model trained briefly on short paragraphs: EOS is 1 in 8 tokens, so it learns to emit it."""
