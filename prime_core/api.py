@@ -67,7 +67,9 @@ from .counter_rng import (EVENT_TOKEN, REMASK, REVEAL, REVEAL_TIME, TOKEN, categ
 from .schedules import LinearSchedule
 # text and long sequences: prompts, semi-autoregressive generation, conditional bounds (docs/generation.md)
 from .conditional import conditional_nelbo
-from .prompts import Prompt, decode_row, encode_infill, encode_prompt, fixed_rows, template_parts
+from .prompts import (ANY, NEW_WORD, SPACED, Prompt, WordBoundaries, boundary_kinds, decode_row, encode_infill,
+                      encode_prompt, fixed_rows, generate_prompted, template_parts, with_word_boundaries,
+                      word_start_table)
 from .semiar import Generation, block_seed, generate, window_plan
 from .subtokens import BaseBMap, smallest_base
 
@@ -92,6 +94,8 @@ __all__ = [
     "Presentation", "ByteLengths", "KnownDensity", "TextPrompts",
     "Generation", "Prompt", "block_seed", "conditional_nelbo", "decode_row", "encode_infill", "encode_prompt",
     "fixed_rows", "generate", "template_parts", "window_plan",
+    "ANY", "NEW_WORD", "SPACED", "WordBoundaries", "boundary_kinds", "generate_prompted", "with_word_boundaries",
+    "word_start_table",
     "DEVICE_CHOICES", "DEVICE_HELP", "parse_device_spec", "resolve_device",
     "MAX_CONFIG_BYTES", "MAX_EVAL_TEXT_BYTES", "MAX_JSON_BYTES", "MAX_PROMPTS_BYTES", "MAX_SOURCE_TEXT_BYTES",
     "check_output_file", "check_regular_file", "is_url", "read_bounded", "read_text_bounded",

@@ -280,9 +280,9 @@ def _generate_rows(args, model, sampler, shown, rows, options):
     import torch
 
     from .interfaces import TextPrompts
-    from .prompts import decode_row
+    from .prompts import decode_row, generate_prompted
     from .sampler import row_seeds
-    from .semiar import Generation, generate
+    from .semiar import Generation
 
     fixed, prompts = rows
     n, length = fixed.shape
@@ -293,8 +293,9 @@ def _generate_rows(args, model, sampler, shown, rows, options):
     parts, out_rows, printed = [], [], 0
     for lo in range(0, n, args.batch_size):
         hi = min(n, lo + args.batch_size)
-        g = generate(model, sampler, length, seeds=seeds[lo:hi], fixed=fixed[lo:hi], stride=args.stride,
-                     context=args.context, eos_id=eos, **options)
+        g = generate_prompted(model, sampler, shown if isinstance(shown, TextPrompts) else None, length,
+                              seeds=seeds[lo:hi], fixed=fixed[lo:hi], prompts=prompts[lo:hi], stride=args.stride,
+                              context=args.context, eos_id=eos, **options)
         parts.append(g)
         for i in range(hi - lo):
             ids = g.tokens[i].tolist()
@@ -306,7 +307,7 @@ def _generate_rows(args, model, sampler, shown, rows, options):
             out_rows.append({**extra, "decoded": text, "nfe": int(g.nfe[i]), "idle_steps": int(g.idle_steps[i]),
                              "stopped_at_eos": g.stopped_at[i]})
             if not args.json and printed < args.show:
-                print("  " + text, flush=True)
+                print(row_block(lo + i, text, g.stopped_at[i]), flush=True)
                 printed += 1
     g = Generation(tokens=torch.cat([p.tokens for p in parts]), nfe=torch.cat([p.nfe for p in parts]),
                    idle_steps=torch.cat([p.idle_steps for p in parts]), steps=parts[0].steps,
@@ -321,6 +322,13 @@ def _generate_rows(args, model, sampler, shown, rows, options):
               "forward_calls": g.forward_calls,
               "decoded": [r["decoded"] for r in out_rows], "rows": out_rows}
     return g, report
+
+
+def row_block(index: int, text: str, stopped_at: int | None) -> str:
+    """One sampled row as plain output: a header line ``--- sample i ---`` (row i of --json's "rows"; "stopped at
+    EOS" when --stop-at-eos cut it), then the text as decoded, newlines and all, so rows never run together."""
+    note = "" if stopped_at is None else f" (stopped at EOS, token {stopped_at})"
+    return f"--- sample {index}{note} ---\n{text}"
 
 
 def _runtime(name: str):

@@ -19,12 +19,11 @@ from .device import train_device
 from .evaluate import evaluate_report, format_report
 from .errors import PrimeError
 from .interfaces import TextPrompts, presentation
-from .prompts import collect_prompts, decode_row, fixed_rows
+from .prompts import collect_prompts, decode_row, fixed_rows, generate_prompted
 from .registry import Registry, get_registry
 from .report import finish_training, write_report_markdown
 from .rundir import REPORT_ARTIFACTS, check_outputs, claim, local_out_dir, write_text_atomic
 from .sampler import row_seeds
-from .semiar import generate
 
 
 def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: bool = False,
@@ -72,6 +71,7 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
                 "seconds": sample_s, "gumbel_dtype": s.gumbel_dtype, "sampler": s.sampler,
                 "temperature": s.temperature, "top_p": s.top_p}
     sample_scores = shown.score_samples(texts)
+    eos = _eos_stops(shown, result.tokens)
     completions = _complete_prompts(model, sampler, shown, s, progress) if s.prompts else None
 
     echo("[3/3] evaluating")
@@ -79,6 +79,8 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     report.update(sampling=sampling, train_seconds=train_s, samples=texts[:8], sample_scores=sample_scores)
     if completions is not None:
         report["completions"] = completions
+    if eos is not None:
+        report["eos"] = eos
     write_text_atomic(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2))
     write_report_markdown(os.path.join(out_dir, "report.md"), config, report, png)
     echo(format_report(report))
@@ -87,12 +89,29 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     for what, scores in (("samples", sample_scores), ("prompt completions", (completions or {}).get("scores", []))):
         for score in scores:
             echo(f"{what}: {score['label']}: {_value(score['value'])} ({score['detail']})")
+    if eos is not None:
+        echo(f"rows that stopped at EOS (--stop-at-eos): {eos['stopped']} of {eos['rows']} samples"
+             + ("" if completions is None else f", {completions['stopped']} of {len(completions['rows'])} "
+                "prompt completions"))
     for text in texts[:3]:
         echo(f"  sample: {text[:200]}")
     for row in (completions or {}).get("rows", [])[:2]:
         echo(f"  completion: {row['prompt']}⟨{row['completion'][:200]}⟩")
     echo(f"report: {os.path.join(out_dir, 'report.md')}")
     return report
+
+
+def _eos_stops(shown, tokens: torch.Tensor, shown_rows: int = 8) -> dict | None:
+    """What `prime sample --stop-at-eos` does to the unconditional rows (one window each, so cutting the sampled
+    rows at their first EOS is exactly that): how many rows hold an EOS, and the first ``shown_rows`` of them cut
+    there. None for data without an EOS id."""
+    eos_id = shown.eos_id if isinstance(shown, TextPrompts) else None
+    if eos_id is None:
+        return None
+    stops = [ids.index(eos_id) if eos_id in ids else None for ids in tokens.tolist()]
+    trimmed = [{"row": i, "stopped_at_eos": stop, "text": decode_row(shown, ids, None, stop).decoded}
+               for i, (ids, stop) in enumerate(zip(tokens.tolist(), stops)) if stop is not None]
+    return {"eos_id": eos_id, "rows": len(stops), "stopped": len(trimmed), "trimmed": trimmed[:shown_rows]}
 
 
 def check_stages(config: Config, registry: Registry) -> None:
@@ -120,11 +139,14 @@ def _complete_prompts(model, sampler, shown, s, progress: bool) -> dict:
     unconditional rows of seed 0); returns the rows (prompt, completion), their scores, NFE and idle steps."""
     prompts = collect_prompts(shown, list(s.prompts), None, [])
     rows = [p for p in prompts for _ in range(s.per_prompt)]
-    g = generate(model, sampler, model.length, seeds=row_seeds(len(rows), 1),
-                 fixed=fixed_rows(prompts, s.per_prompt, model.length), steps=s.steps, temperature=s.temperature,
-                 top_p=s.top_p, gumbel_dtype=getattr(torch, s.gumbel_dtype), progress=progress)
-    decoded = [decode_row(shown, g.tokens[i].tolist(), p, None) for i, p in enumerate(rows)]
-    return {"rows": [{"prompt": d.prompt, "completion": d.completion} for d in decoded],
+    g = generate_prompted(model, sampler, shown, model.length, seeds=row_seeds(len(rows), 1),
+                          fixed=fixed_rows(prompts, s.per_prompt, model.length), prompts=rows, steps=s.steps,
+                          temperature=s.temperature, top_p=s.top_p, gumbel_dtype=getattr(torch, s.gumbel_dtype),
+                          progress=progress, eos_id=shown.eos_id)  # as `prime sample --stop-at-eos`
+    decoded = [decode_row(shown, g.tokens[i].tolist(), p, g.stopped_at[i]) for i, p in enumerate(rows)]
+    return {"rows": [{"prompt": d.prompt, "completion": d.completion, "stopped_at_eos": stop}
+                     for d, stop in zip(decoded, g.stopped_at)],
+            "stopped": sum(stop is not None for stop in g.stopped_at),
             "scores": shown.score_samples([d.decoded for d in decoded], [d.prompt for d in decoded]),
             "nfe_mean": float(g.nfe.float().mean()),
             "idle_ratio": float(g.idle_steps.float().mean() / (g.steps * g.blocks))}

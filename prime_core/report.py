@@ -89,6 +89,8 @@ def write_report_markdown(path: str, config, report: dict, png: str | None) -> N
     lines += ["## Samples", "", f"{s['num_samples']} unconditional samples (scores over all of them; the first "
               f"{len(report['samples'])} shown).", ""] + _score_lines(report.get("sample_scores", []))
     lines += [f"- `{_inline(t)}`" for t in report["samples"]]
+    if "eos" in report:
+        lines += _eos_lines(report["eos"], report.get("completions"))
     if "completions" in report:
         lines += _completion_lines(report["completions"])
     write_text_atomic(path, "\n".join(lines) + "\n")
@@ -135,7 +137,22 @@ def _completion_lines(completions: dict) -> list[str]:
              f"(NFE {completions['nfe_mean']:.1f} per sequence, idle-step ratio "
              f"{100 * completions['idle_ratio']:.1f} %). Only the words after the prompt are scored.", ""]
     lines += _score_lines(completions["scores"])
-    lines += [f"- `{_inline(r['prompt'])}` → `{_inline(r['completion'])}`" for r in completions["rows"]]
+    lines += [f"- `{_inline(r['prompt'])}` → `{_inline(r['completion'])}`"
+              + (" ⟨EOS⟩" if r.get("stopped_at_eos") is not None else "") for r in completions["rows"]]
+    return lines
+
+
+def _eos_lines(eos: dict, completions: dict | None) -> list[str]:
+    """report.md's count of rows that `prime sample --stop-at-eos` stops, with the first such samples cut there."""
+    stopped = f"**Rows that stopped at EOS: {eos['stopped']} of {eos['rows']} unconditional samples"
+    if completions is not None and "stopped" in completions:
+        stopped += f", {completions['stopped']} of {len(completions['rows'])} prompt completions"
+    lines = ["", "## Stopping at EOS", "", stopped + "** (`prime sample --stop-at-eos` cuts a row at its first "
+             "generated EOS; prompt completions below are cut so, marked ⟨EOS⟩)."]
+    if eos["trimmed"]:
+        lines += ["", f"The first {len(eos['trimmed'])} samples that stopped, cut at their EOS:", ""]
+        lines += [f"- row {r['row']}, EOS at token {r['stopped_at_eos']}: `{_inline(r['text'])}` ⟨EOS⟩"
+                  for r in eos["trimmed"]]
     return lines
 
 

@@ -2,8 +2,9 @@
 
 Splits are contiguous and deterministic: each document's last ``valid_fraction + test_fraction`` of characters
 (cut at line breaks) is held out, valid before test, so no held-out text is seen in training, and the BPE
-tokenizer is trained on the training parts only. Each part is wrapped as [BOS] tokens [EOS]; a split's parts are
-concatenated and cut into blocks of L tokens (the tail shorter than L is dropped).
+tokenizer is trained on the training parts only. Each part (with ``documents = "paragraphs"``: each paragraph of
+it) is wrapped as [BOS] tokens [EOS]; a split's parts are concatenated and cut into blocks of L tokens (the tail
+shorter than L is dropped).
 
 Tokenized splits are cached once per (corpus, tokenizer, L, fractions) in ``cache_dir``
 (default ``$PRIME_CACHE`` or ``~/.cache/prime``) as one safetensors file written atomically. The tokenizer is
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import uuid
 from typing import Any
 
@@ -33,6 +35,10 @@ from .tokenizer import tokenizer_class, tokenizer_from_json
 from .words import WORD_VALIDITY_LABEL, completion_words, vocabulary, word_validity, words
 
 SPLITS = ("train", "valid", "test")
+#: ``data.options.documents``: the unit wrapped as [BOS] … [EOS]
+DOCUMENTS = ("whole", "paragraphs")
+#: a paragraph break: a line break, then at least one blank (or whitespace-only) line
+PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 
 
 def default_cache_dir() -> str:
@@ -45,7 +51,10 @@ class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
     file paths), ``length`` L, ``valid_fraction`` / ``test_fraction``, ``max_chars`` (use only the first
     characters of each document; 0 = all), ``cache_dir``; or ``prepared`` (a `prime data prepare` folder, instead
     of ``source``) with ``packing`` ("wrap": packed blocks with BOS/EOS between documents; "pad": one document
-    per window, truncated to L and padded with EOS). Nothing is read until the data is first needed."""
+    per window, truncated to L and padded with EOS); ``documents``: what one [BOS] … [EOS] unit is, "whole" (each
+    source document, the default) or "paragraphs" (each paragraph: text split on blank lines, so a model trained
+    on L-token windows sees EOS often enough to learn to stop, `prime sample --stop-at-eos`). Nothing is read until
+    the data is first needed."""
 
     name = "text"
     # Read (source) and written (cache_dir) locations; never taken from a checkpoint. source = "austen" is the
@@ -58,7 +67,7 @@ class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
     def __init__(self, source: str | list[str] = "austen", tokenizer: str | None = None,
                  tokenizer_options: dict | None = None, length: int = 128, valid_fraction: float = 0.05,
                  test_fraction: float = 0.05, max_chars: int = 0, cache_dir: str | None = None,
-                 prepared: str | None = None, packing: str = "wrap"):
+                 prepared: str | None = None, packing: str = "wrap", documents: str = "whole"):
         if not isinstance(length, int) or length < 2:
             raise ValueError(f"length L must be an integer ≥ 2, got {length!r}")
         if not (0 < valid_fraction < 0.5 and 0 < test_fraction < 0.5):
@@ -71,7 +80,14 @@ class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
         if prepared is not None and source != "austen":
             raise ValueError("give data.options.source or data.options.prepared, not both (a prepared folder "
                              "already holds its tokenized corpus)")
+        if documents not in DOCUMENTS:
+            raise ValueError(f"data.options.documents must be one of {', '.join(map(repr, DOCUMENTS))} (what one "
+                             f"BOS … EOS unit is), got {documents!r}")
+        if prepared is not None and documents != "whole":
+            raise ValueError("data.options.documents applies to text sources; a prepared corpus keeps the "
+                             "documents prime data prepare wrote")
         self.prepared, self.packing, self._corpus = prepared, packing, None
+        self.documents = documents
         self._tokenizer_given = tokenizer is not None
         if prepared is not None and tokenizer_options:
             raise ValueError("data.options.tokenizer_options do not apply to a prepared corpus (its tokenizer is "
@@ -143,6 +159,13 @@ class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
                     parts[s].append(text)
         return docs, parts
 
+    def _units(self, text: str) -> list[str]:
+        """The [BOS] … [EOS] units of one split part: the part itself, or its paragraphs (cut at blank lines,
+        which EOS BOS then stand for; whitespace-only paragraphs are dropped)."""
+        if self.documents == "whole":
+            return [text]
+        return [p for p in PARAGRAPH_BREAK.split(text) if p.strip()]
+
     def _ensure_tokenizer(self, parts=None, docs=None) -> None:
         if self.prepared is not None and not self._restored:
             self._prepared_corpus()  # the folder's tokenizer (never trained here)
@@ -175,7 +198,9 @@ class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
         docs, parts = self._parts()
         self._ensure_tokenizer(parts, docs)
         tok = self.tokenizer
-        key = self._key(docs, tok.to_json())
+        units = {s: [u for text in parts[s] for u in self._units(text)] for s in SPLITS}
+        extra = tok.to_json() if self.documents == "whole" else {**tok.to_json(), "documents": self.documents}
+        key = self._key(docs, extra)  # "whole" keeps its earlier cache key
         path = os.path.join(self.cache_dir, f"blocks-{key}.safetensors")
         if os.path.isfile(path):
             data = load_file(path)
@@ -185,10 +210,12 @@ class TextDataset(Dataset, Presentation, ByteLengths, TextPrompts):
                 ids: list[int] = []
                 bos = [] if tok.bos_id is None else [tok.bos_id]  # documents packed with BOS/EOS between them
                 eos = [] if tok.eos_id is None else [tok.eos_id]
-                for text in parts[s]:
+                for text in units[s]:
                     ids += [*bos, *tok.encode(text), *eos]
                 n = len(ids) // self.length
                 data[s] = torch.tensor(ids[: n * self.length], dtype=torch.long).view(n, self.length)
+                # the bytes of the split's text as written: with paragraphs, EOS BOS stand for the blank lines
+                # between them, so those bytes count too (bits per byte stays comparable with "whole")
                 data[f"{s}_bytes"] = torch.tensor([sum(len(t.encode("utf-8")) for t in parts[s]), len(ids)],
                                                   dtype=torch.float64)
             tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"

@@ -35,7 +35,9 @@ def _round_trip(ds, text, extra):
     ids = ds.encode_text(text)
     assert ds.decode_text(ids) == text and all(0 <= i < ds.num_classes for i in ids)
     tail = [i % ds.num_classes for i in extra]  # anything the sampler might add after the prompt
-    row = decode_row(ds, ids + tail, encode_prompt(ds, text), None)
+    prompt = encode_prompt(ds, text)  # its ids: the text without trailing spaces (the next word brings them)
+    assert ds.decode_text(list(prompt.fixed)) == text.rstrip(" \t")
+    row = decode_row(ds, list(prompt.fixed) + tail, prompt, None)
     assert row.decoded.startswith(text) and row.decoded == text + row.completion
 
 
@@ -56,8 +58,9 @@ def test_infill_template_pieces_keep_their_text(bpe):
     p = encode_infill(bpe, "She said [MASK:3] and left[MASK:2]")
     assert p.fixed.count(-1) == 5 and p.fixed[-2:] == (-1, -1) and p.infill
     ids = [bpe.encode_text("x")[0] if v < 0 else v for v in p.fixed]
-    text = bpe.decode_text(ids)
+    text = decode_row(bpe, ids, p, None).decoded  # fixed pieces copied as written, free runs decoded between
     assert text.startswith("She said ") and " and left" in text
+    assert bpe.decode_text([v for v in p.fixed if v >= 0]) == "She said and left"  # "said " ends before a gap
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +116,9 @@ def test_batches_print_the_same_rows(ckpt, capsys):
     capsys.readouterr()
     assert main(["sample", ckpt, "--prompt", "Emma", "-n", "3", "--steps", "4", "--quiet"]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert [line.startswith("  Emma") for line in printed[:3]] == [True] * 3 and "3 samples" in printed[-1]
+    heads = [i for i, line in enumerate(printed) if line.startswith("--- sample ")]
+    assert [printed[i] for i in heads] == [f"--- sample {i} ---" for i in range(3)] and "3 samples" in printed[-1]
+    assert all(printed[i + 1].startswith("Emma") for i in heads)  # each row's text under its header
 
 
 def test_stop_at_eos_cuts_text(ckpt, capsys):
