@@ -20,6 +20,7 @@ Token-id constraints for non-text data stay with ``--fix`` (`prime_core.cliargs.
 from __future__ import annotations
 
 import re
+import weakref
 
 import attrs
 import torch
@@ -255,7 +256,21 @@ def boundary_kinds(prompt: Prompt, length: int) -> torch.Tensor:
 
 def word_start_table(text_io: TextPrompts, num_classes: int) -> torch.Tensor:
     """[3, C] bool: which tokens each kind allows, read off each token's own decoded text (a byte-level BPE's
-    "Ġword" decodes to " word"). Tokens that decode to nothing (BOS, EOS) are allowed everywhere."""
+    "Ġword" decodes to " word"). Tokens that decode to nothing (BOS, EOS) are allowed everywhere. Kept per
+    tokenizer object: C decodes (50,257 for GPT-2) once, not once per batch."""
+    try:
+        known = _TABLES.setdefault(text_io, {})
+    except TypeError:  # an object without weak references or a hash: computed each time
+        known = {}
+    if num_classes not in known:
+        known[num_classes] = _word_start_table(text_io, num_classes)
+    return known[num_classes]
+
+
+_TABLES: "weakref.WeakKeyDictionary[TextPrompts, dict[int, torch.Tensor]]" = weakref.WeakKeyDictionary()
+
+
+def _word_start_table(text_io: TextPrompts, num_classes: int) -> torch.Tensor:
     table = torch.ones(3, num_classes, dtype=torch.bool)
     for i in range(num_classes):
         text = text_io.decode_text([i])
