@@ -169,6 +169,9 @@ def cmd_sample(args) -> int:
                                   top_p=cliargs.given(args.top_p, s.top_p))
     gumbel_dtype = cliargs.given(args.gumbel_dtype, s.gumbel_dtype)
     texts = bool(args.prompt or args.prompts or args.infill)
+    if texts and args.runtime != "torch" and not args.quiet:  # docs/export.md: where runtime parity holds
+        print(f"prime: note: --runtime {args.runtime} does not condition a completion's first token on starting a "
+              "new word (the eager samplers do); the text join still never glues words", file=sys.stderr)
     # the data set's presentation decodes and draws; if --out needs it and it cannot be built, fail before sampling
     # --data-option given: the user named the data set's locations, so a bad one is refused, never noted
     shown = _sample_dataset(config, ckpt.meta.get("data"),
