@@ -187,9 +187,13 @@ def test_eval_several_files_adds_a_token_weighted_combined_bound_row(text_ckpt, 
     for k, bound in enumerate(comb["bounds"]):
         total = sum(r["tokens"] * r["bounds"][k]["value"] for r in rows)
         assert bound["value"] == pytest.approx(total / n)
-        assert bound["perplexity_upper_bound"] == pytest.approx(math.exp(total / n))
+        se = math.sqrt(sum((r["tokens"] * r["bounds"][k]["stderr"]) ** 2 for r in rows)) / n
+        assert bound["stderr"] == pytest.approx(se) and bound["kind"] == rows[0]["bounds"][k]["kind"]
+        # a Monte-Carlo estimate's "≤" figure is its 95 % upper confidence limit (docs/concepts.md)
+        figure = total / n + 1.645 * se if bound["kind"] == "bound-estimate" else total / n
+        assert bound["perplexity_upper_bound"] == pytest.approx(math.exp(figure))
         nbytes = sum(r["tokens"] * r["bytes_per_token"] for r in rows)
-        assert bound["bits_per_byte_upper_bound"] == pytest.approx(total / (math.log(2) * nbytes))
+        assert bound["bits_per_byte_upper_bound"] == pytest.approx(figure * n / (math.log(2) * nbytes))
         assert min(r["bounds"][k]["value"] for r in rows) <= bound["value"] <= max(r["bounds"][k]["value"]
                                                                                    for r in rows)
     assert main(["eval", ckpt, "--data", str(a), str(b), "--mc", "1", "--steps", "4"]) == 0
