@@ -106,7 +106,9 @@ def test_perplexity_overflow_is_printed_as_a_limit_and_null_in_json():
                      extra={"label": "NELBO", "draws": 8, "kind": "bound-estimate"})
     row = result_row(r, bytes_per_token=1.0)
     assert row["perplexity_upper_bound"] is None and row["perplexity_overflow"] is True
-    assert "PPL ≤ > 1e308" in figure_text(row)
+    assert "PPL bound > 1e308 (vacuous)" in figure_text(row) and "PPL ≤" not in figure_text(row)
+    exact = result_row(MetricResult(name="ar-nll", value=800.0, is_bound=True, extra={"kind": "exact"}))
+    assert exact["perplexity"] is None and "PPL > 1e308" in figure_text(exact)
     json.dumps(row, allow_nan=False)  # valid JSON: no inf
 
 
