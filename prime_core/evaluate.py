@@ -125,7 +125,8 @@ def perplexity(result: MetricResult) -> float:
     """exp(value) of a bound or exact value (not the confidence limit: see `result_row`); overflow → inf."""
     if not result.is_bound:
         raise ValueError(f"{result.name} is not a likelihood bound; refusing to turn it into a perplexity")
-    return safe_exp(result.value) or math.inf
+    value = safe_exp(result.value)
+    return math.inf if value is None else value
 
 
 def _nan_to_none(x: float) -> float | None:
