@@ -9,7 +9,8 @@ bound"):
   confidence limit PPL ≤ exp(m + 1.645·se), labelled so; with one draw se is undefined and no "≤" is printed.
 - ``objective``: a training objective (the joint loss): "not a bound", never a perplexity.
 Perplexity = exp(nats per token) (tokens, not sub-tokens; DESIGN §2.4). A value whose exp overflows a float
-(> 709.78 nats/token, a diverged model) is printed as "PPL > 1e308" (JSON: null, ``perplexity_overflow``: true);
+(> 709.78 nats/token, a diverged model) is printed as "PPL > 1e308", or "PPL bound > 1e308 (vacuous)" for a bound
+(JSON: null, ``perplexity_overflow``: true);
 a NaN or infinite value is an error (`NonFiniteError`), never printed.
 """
 
@@ -137,7 +138,8 @@ def perplexity(result: MetricResult) -> float:
     """exp(value) of a bound or exact value (not the confidence limit: see `result_row`); overflow → inf."""
     if not result.is_bound:
         raise ValueError(f"{result.name} is not a likelihood bound; refusing to turn it into a perplexity")
-    return safe_exp(result.value) or math.inf
+    value = safe_exp(result.value)
+    return math.inf if value is None else value
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -168,8 +170,12 @@ def result_row(result: MetricResult, bytes_per_token: float | None = None) -> di
     return row
 
 
-def _ppl(x: float | None) -> str:
-    return "> 1e308" if x is None else f"{x:.4f}"
+def _ppl(relation: str, x: float | None) -> str:
+    """"PPL = 52.0400" / "PPL ≤ 52.0400"; where exp overflowed, "PPL > 1e308" (exact) or "PPL bound > 1e308
+    (vacuous)" (a bound that large says nothing)."""
+    if x is not None:
+        return f"PPL {relation} {x:.4f}"
+    return "PPL > 1e308" if relation == "=" else "PPL bound > 1e308 (vacuous)"
 
 
 def figure_text(row: dict) -> str:
@@ -182,15 +188,15 @@ def figure_text(row: dict) -> str:
     se, draws = row.get("stderr"), row.get("draws")
     spread = (f" ± {se:.4f}" if se is not None else "") + " nats/token" + (f" ({draws} draws)" if draws else "")
     if kind == "exact":
-        return f"{v:.4f} nats/token   PPL = {_ppl(row.get('perplexity'))}" + _bpb(row, "=")
+        return f"{v:.4f} nats/token   {_ppl('=', row.get('perplexity'))}" + _bpb(row, "=")
     if kind == "bound":
-        return f"{v:.4f} nats/token   PPL ≤ {_ppl(row.get('perplexity_upper_bound'))}" + _bpb(row, "≤")
+        return f"{v:.4f} nats/token   {_ppl('≤', row.get('perplexity_upper_bound'))}" + _bpb(row, "≤")
     if kind == "objective":
         return f"{v:.4f}{spread}   not a bound"
     text = f"estimate {v:.4f}{spread}"
     if row.get("ucl95") is None:
         return text + "   no upper confidence limit (one draw, or draws without spread: no standard error)"
-    return (text + f"   PPL ≤ {_ppl(row.get('perplexity_upper_bound'))} (95 % upper confidence limit)"
+    return (text + f"   {_ppl('≤', row.get('perplexity_upper_bound'))} (95 % upper confidence limit)"
             + _bpb(row, "≤"))
 
 
@@ -265,12 +271,12 @@ def format_report(report: dict) -> str:
         lines.append(f"  {row['label']:<46} {figure_text(row)}")
     if "exact_nll" in report:
         x = report["exact_nll"]
-        lines.append(f"  {x['label']:<46} {x['value']:.4f} nats/token   PPL = {_ppl(safe_exp(x['value']))}  "
+        lines.append(f"  {x['label']:<46} {x['value']:.4f} nats/token   {_ppl('=', safe_exp(x['value']))}  "
                      f"(same {x['sequences']} sequences)")
     if "data_cross_entropy" in report:
         v = report["data_cross_entropy"]
         lines.append(f"  {'true data distribution (lower limit)':<46} {v:.4f} nats/token   "
-                     f"PPL = {_ppl(safe_exp(v))}")
+                     f"{_ppl('=', safe_exp(v))}")
     if estimates:
         lines.append("  A NELBO is an upper bound on −log p_θ(x) in expectation; each row shows a Monte-Carlo "
                      "estimate ± its standard error, and \"PPL ≤\" is the one-sided 95 % upper confidence limit "

@@ -71,7 +71,7 @@ def write_report_markdown(path: str, config, report: dict, png: str | None) -> N
         lines.append(_metric_line(row))
     if "exact_nll" in report:
         x = report["exact_nll"]
-        ppl = "= > 1e308" if x["value"] > 709.78 else f"= {math.exp(x['value']):.3f}"  # exp overflows above
+        ppl = "> 1e308" if x["value"] > 709.78 else f"= {math.exp(x['value']):.3f}"  # exp overflows above
         lines.append(f"| {x['label']} | {x['value']:.4f} | exact | {ppl} | |")
     if "data_cross_entropy" in report:
         lines.append(f"| true data distribution | {report['data_cross_entropy']:.4f} | exact | | |")
@@ -110,7 +110,8 @@ def _metric_line(row: dict) -> str:
     if kind == "bound-estimate" and row.get("ucl95") is None:
         ppl, bpb = "— (no standard error: no confidence limit)", "—"
     else:
-        ppl = f"{rel} > 1e308" if row.get(key) is None else f"{rel} {row[key]:.3f}"
+        ppl = (("> 1e308" if rel == "=" else "bound > 1e308 (vacuous)") if row.get(key) is None
+               else f"{rel} {row[key]:.3f}")
         ppl += " (exact NLL)" if kind == "exact" else " (95 % UCL)" if kind == "bound-estimate" else ""
         bpb = f"{rel} {row[bpb_key]:.4f}" if row.get(bpb_key) is not None else "—"
     return f"| {row['label']} | {row['value']:.4f} | {spread} | {ppl} | {bpb} |"
@@ -181,7 +182,7 @@ def _validation_lines(metrics_path: str) -> list[str]:
 
 
 def _exp(x: float) -> str:
-    return "> 1e308" if x > 709.78 else f"{math.exp(x):.3f}"  # exp overflows a float above 709.78
+    return "above 1e308" if x > 709.78 else f"{math.exp(x):.3f}"  # exp overflows a float above 709.78
 
 
 def _se(row: dict, key: str) -> str:

@@ -106,17 +106,15 @@ def test_perplexity_overflow_is_printed_as_a_limit_and_null_in_json():
                      extra={"label": "NELBO", "draws": 8, "kind": "bound-estimate"})
     row = result_row(r, bytes_per_token=1.0)
     assert row["perplexity_upper_bound"] is None and row["perplexity_overflow"] is True
-    assert "PPL ≤ > 1e308" in figure_text(row)
+    assert "PPL bound > 1e308 (vacuous)" in figure_text(row) and "PPL ≤" not in figure_text(row)
+    exact = result_row(MetricResult(name="ar-nll", value=800.0, is_bound=True, extra={"kind": "exact"}))
+    assert exact["perplexity"] is None and "PPL > 1e308" in figure_text(exact)
     json.dumps(row, allow_nan=False)  # valid JSON: no inf
 
 
-def test_training_stops_on_a_non_finite_loss_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from prime_core.builtin import trainer as builtin_trainer
-    from prime_core.config import load_config
-    from prime_core.divergence import TrainingDiverged
-    from prime_core.registry import new_registry
-
-    real = builtin_trainer.build_training_loss
+def _poison(module, monkeypatch, at_call: int = 15):
+    """Make ``module.build_training_loss`` return a loss that is NaN at its ``at_call``-th call (step 15)."""
+    real = module.build_training_loss
     calls = {"n": 0}
 
     def poisoned(name, registry=None):
@@ -125,16 +123,36 @@ def test_training_stops_on_a_non_finite_loss_and_keeps_the_last_good_checkpoint(
         def loss(model, batch, **kw):
             calls["n"] += 1
             out = fn(model, batch, **kw)
-            return out * math.nan if calls["n"] == 15 else out  # step 15 diverges; step 10 was saved
+            return out * math.nan if calls["n"] == at_call else out
         return loss
 
-    monkeypatch.setattr(builtin_trainer, "build_training_loss", poisoned)
-    overrides = [TINY[i + 1] for i in range(0, len(TINY), 2)]
-    config = load_config("toy2d", overrides + ["train.log_every=5"])
+    monkeypatch.setattr(module, "build_training_loss", poisoned)
+
+
+def _trainers():
+    from prime_core.builtin import trainer as builtin_trainer
+
+    out = [pytest.param(builtin_trainer, "SimpleTrainer", {}, id="simple")]
+    try:
+        from prime_plugin_trainer import trainer as torch_trainer
+    except ImportError:  # the plugin is optional
+        return out
+    return out + [pytest.param(torch_trainer, "TorchTrainer", {}, id="torch")]
+
+
+@pytest.mark.parametrize("module,cls,extra", _trainers())
+def test_training_stops_on_a_non_finite_loss_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, module, cls,
+                                                                                extra):
+    from prime_core.config import load_config
+    from prime_core.divergence import TrainingDiverged
+
+    _poison(module, monkeypatch)  # step 15 diverges; step 10 was saved (train.checkpoint_every=10)
+    overrides = [TINY[i + 1] for i in range(0, len(TINY), 2)] + ["train.log_every=5"]
+    overrides += [f"{k}={v}" for k, v in extra.items()]
+    config = load_config("toy2d", overrides)
     out = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match=r"step 15: the training loss became NaN.*step 10") as info:
-        builtin_trainer.SimpleTrainer().fit(config, out_dir=str(out), progress=False,
-                                            registry=new_registry(load_plugins=False))
+        getattr(module, cls)().fit(config, out_dir=str(out), progress=False, registry=REGISTRY)
     assert "\n" not in str(info.value)
     kept = read_checkpoint(str(out / "checkpoint.safetensors"))
     assert kept.meta["train_state"]["step"] == 10
