@@ -428,8 +428,8 @@ class Trainer(abc.ABC):
     """Runs optimisation and writes checkpoints.
 
     ``fit`` owns ``out_dir`` for its lifetime: `prime_core.rundir` gives the rules both built-in trainers follow
-    (`local_out_dir`, `claim` — one writer per folder —, `start_over` for ``force`` only after validation,
-    `trim_metrics` on resume)."""
+    (`local_out_dir`, `claim` — one writer per folder —, `check_outputs` before writing — never over a file no
+    prime run recorded —, `start_over` for ``force`` only after validation, `trim_metrics` on resume)."""
 
     name: ClassVar[str] = "trainer"
 

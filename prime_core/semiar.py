@@ -24,7 +24,7 @@ from .errors import PrimeError, check_count
 
 #: Most blocks one semi-autoregressive run may take (each is a full T-step sampler run over L tokens, so the
 #: time grows with K·T): --length 2²⁰ is 2047 blocks at L = 1024 (stride 512) but 2²⁰ blocks at L = 3.
-MAX_BLOCKS = 2**16
+MAX_BLOCKS = 4096
 
 
 @attrs.define
