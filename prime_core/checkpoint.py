@@ -120,19 +120,10 @@ def read_checkpoint_file(fh: BinaryIO, size: int, url: str = "<file>") -> Checkp
 
 
 def _filesystem(url: str):
-    """fsspec filesystem and path of ``url``; a protocol whose package is missing names the package."""
-    try:
-        return fsspec.core.url_to_fs(url)
-    except ImportError:
-        protocol = url.split("://", 1)[0]
-        from fsspec.registry import known_implementations
+    """fsspec filesystem and path of ``url`` (`fileio.url_to_fs`, errors as `CheckpointError`)."""
+    from .fileio import url_to_fs
 
-        cls = known_implementations.get(protocol, {}).get("class", "")
-        package = cls.split(".", 1)[0] or f"the fsspec implementation of {protocol}://"
-        raise CheckpointError(f"reading {protocol}:// URLs needs the {package} package (pip install {package}): "
-                              f"{url}") from None
-    except ValueError as exc:  # unknown protocol
-        raise CheckpointError(f"cannot read checkpoint {url}: {first_line(exc)}") from None
+    return url_to_fs(url, f"checkpoint {url}", CheckpointError)
 
 
 def _open(fs, path: str) -> BinaryIO:

@@ -112,8 +112,9 @@ def _url_size(url: str, what: str) -> int | None:
     return int(size) if isinstance(size, int) and not isinstance(size, bool) else None
 
 
-def url_to_fs(url: str, what: str):
-    """fsspec's filesystem and path of ``url``; a protocol whose package is missing names the package."""
+def url_to_fs(url: str, what: str, error: type[PrimeError] = PrimeError):
+    """fsspec's filesystem and path of ``url``; a protocol whose package is missing names the package, and an
+    unknown protocol is one line (both as ``error``: checkpoints raise `CheckpointError`)."""
     import fsspec
 
     try:
@@ -124,8 +125,10 @@ def url_to_fs(url: str, what: str):
         protocol = url.split("://", 1)[0]
         cls = known_implementations.get(protocol, {}).get("class", "")
         package = cls.split(".", 1)[0] or f"the fsspec implementation of {protocol}://"
-        raise PrimeError(f"{what}: reading {protocol}:// URLs needs the {package} package, which is missing "
-                         f"(pip install {package})") from None
+        raise error(f"{what}: reading {protocol}:// URLs needs the {package} package "
+                    f"(pip install {package})") from None
+    except ValueError as exc:  # unknown protocol
+        raise error(f"{what}: cannot read it ({first_line(exc)})") from None
 
 
 def _causes(exc: BaseException | None) -> Iterator[BaseException]:
