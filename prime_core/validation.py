@@ -87,23 +87,42 @@ class ValidBound:
         return "valid_" + self.metric.replace("-", "_")
 
     @property
-    def ppl_bound(self) -> float:
-        return math.exp(self.value)
+    def ppl_estimate(self) -> float | None:
+        """exp(B̂): the perplexity of the estimate itself (None where exp overflows)."""
+        from .evaluate import safe_exp
+
+        return safe_exp(self.value)
+
+    @property
+    def ppl_bound(self) -> float | None:
+        """The figure a "≤" (or, exact, "=") is about: exp(B) for an exact value, exp(B̂ + 1.645·se) — the one-sided
+        95 % upper confidence limit — for an estimate (docs/concepts.md); None without an se, or on overflow."""
+        from .evaluate import safe_exp, ucl95
+
+        if self.kind == "exact":
+            return safe_exp(self.value)
+        limit = ucl95(self.value, self.stderr)
+        return None if limit is None else safe_exp(limit)
 
     def row(self, step: int) -> dict:
-        """The metrics.jsonl row: the bound, its perplexity bound ``<key>_ppl_bound``, and how it was made."""
+        """The metrics.jsonl row: the bound B̂, its se, ``<key>_ppl_estimate`` = exp(B̂) and ``<key>_ppl_bound`` =
+        the perplexity bound (`ppl_bound`: null where undefined), and how it was made."""
         return {"step": step, "valid_metric": self.metric, "valid_label": self.label, "valid_kind": self.kind,
-                self.key: self.value, f"{self.key}_stderr": self.stderr, f"{self.key}_ppl_bound": self.ppl_bound,
+                self.key: self.value, f"{self.key}_stderr": self.stderr,
+                f"{self.key}_ppl_estimate": self.ppl_estimate, f"{self.key}_ppl_bound": self.ppl_bound,
                 "valid_sequences": self.sequences, "valid_mc_samples": self.mc_samples, "valid_seed": self.seed}
 
     def short(self) -> str:
         """For a progress bar: "PPL=12.34" (exact), "PPL≤12.34" (an estimate's 95 % upper confidence limit) or
         "PPL~12.34" (an estimate with one draw: no confidence limit, so no "≤")."""
+        def fmt(x: float | None) -> str:
+            return ">1e308" if x is None else f"{x:.4g}"
+
         if self.kind == "exact":
-            return f"PPL={self.ppl_bound:.4g}"
-        if not (math.isfinite(self.stderr) and self.stderr > 0):
-            return f"PPL~{self.ppl_bound:.4g}"
-        return f"PPL≤{math.exp(min(709.0, self.value + 1.645 * self.stderr)):.4g}"
+            return f"PPL={fmt(self.ppl_bound)}"
+        if self.ppl_bound is None and self.ppl_estimate is not None:
+            return f"PPL~{fmt(self.ppl_estimate)}"
+        return f"PPL≤{fmt(self.ppl_bound)}"
 
 
 PerSequence = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
