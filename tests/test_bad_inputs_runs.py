@@ -20,8 +20,7 @@ from torch import nn
 
 import prime_core.builtin.trainer as simple_trainer
 import prime_core.evaluate as evaluate_mod
-from prime_core import (Backbone, CheckpointError, Config, ConfigError, DataConfig, ModelConfig, PrimeError,
-                        build_model, hookimpl, load_model, read_checkpoint, save_model)
+from prime_core import (Backbone, CheckpointError, Config, DataConfig, ModelConfig, build_model, hookimpl, load_model, read_checkpoint, save_model)
 from prime_core.checkpoint import save_checkpoint
 from prime_core.cli import main
 from prime_core.registry import get_registry

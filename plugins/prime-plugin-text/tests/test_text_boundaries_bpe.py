@@ -7,7 +7,6 @@ import json
 import re
 
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from prime_core.cli import main
