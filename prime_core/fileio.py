@@ -126,7 +126,7 @@ def url_to_fs(url: str, what: str, error: type[PrimeError] = PrimeError):
         cls = known_implementations.get(protocol, {}).get("class", "")
         package = cls.split(".", 1)[0] or f"the fsspec implementation of {protocol}://"
         raise error(f"{what}: reading {protocol}:// URLs needs the {package} package "
-                    f"(pip install {package})") from None
+                    f"(pip install {package}), which is missing") from None
     except ValueError as exc:  # unknown protocol
         raise error(f"{what}: cannot read it ({first_line(exc)})") from None
 
