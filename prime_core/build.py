@@ -59,6 +59,17 @@ def dataset_for_checkpoint(config: Config, data_meta: Any, *, locations: dict | 
     return dataset
 
 
+def check_location_keys(cls: type, locations: dict, flag: str = "--data-option") -> None:
+    """Every key of ``locations`` (the user's ``flag`` KEY=VALUE) must be one of the data set's
+    `Dataset.location_options`: its other options come from the checkpoint."""
+    declared = tuple(cls.location_options)
+    for key in locations:
+        if key not in declared:
+            raise ConfigError(f"{flag} {key}=…: data set {cls.name!r} takes only its locations from the command "
+                              f"line ({', '.join(declared) or 'it has none'}); its other options come from the "
+                              "checkpoint")
+
+
 def _checkpoint_options(cls: type, stored: dict, locations: dict, need_data: bool, flag: str) -> dict[str, Any]:
     """Constructor options for a checkpoint's data set: the stored ones, minus every location, plus the user's.
 
@@ -67,11 +78,7 @@ def _checkpoint_options(cls: type, stored: dict, locations: dict, need_data: boo
     user's value replaces it, else the default is used when that changes no result (a cache, or no data read),
     else the user is told which ``flag`` to pass."""
     declared, caches = tuple(cls.location_options), tuple(cls.cache_options)
-    for key in locations:
-        if key not in declared:
-            raise ConfigError(f"{flag} {key}=…: data set {cls.name!r} takes only its locations from the command "
-                              f"line ({', '.join(declared) or 'it has none'}); its other options come from the "
-                              "checkpoint")
+    check_location_keys(cls, locations, flag)
     defaults = _option_defaults(cls)
     options = {k: v for k, v in stored.items() if k not in declared or (k in defaults and v == defaults[k])}
     for key in sorted(stored.keys() - options.keys() - locations.keys()):

@@ -173,9 +173,7 @@ def cmd_sample(args) -> int:
         print(f"prime: note: --runtime {args.runtime} does not condition a completion's first token on starting a "
               "new word (the eager samplers do); the text join still never glues words", file=sys.stderr)
     # the data set's presentation decodes and draws; if --out needs it and it cannot be built, fail before sampling
-    # --data-option given: the user named the data set's locations, so a bad one is refused, never noted
-    shown = _sample_dataset(config, ckpt.meta.get("data"),
-                            required=out is not None or texts or args.stop_at_eos or bool(args.data_option),
+    shown = _sample_dataset(config, ckpt.meta.get("data"), required=out is not None or texts or args.stop_at_eos,
                             locations=_parse_options(args.data_option, "--data-option"))
     rows = _sample_rows(args, model, shown, cliargs.given(args.num_samples, s.num_samples))
     # an event-driven sampler (first-hitting) without --steps runs in continuous time, not on sample.steps' grid
@@ -351,9 +349,11 @@ def _sample_dataset(config, data_meta, *, required: bool, locations: dict):
     another machine, a location not passed with --data-option, no stored tokenizer) shows samples as ids."""
     import torch
 
-    from .build import dataset_for_checkpoint
+    from .build import check_location_keys, dataset_for_checkpoint
     from .interfaces import presentation
 
+    if locations:  # the user named locations: one the data set does not take is refused, never noted
+        check_location_keys(_registry().get("dataset", config.data.dataset).obj, locations)
     try:
         shown = presentation(dataset_for_checkpoint(config, data_meta, locations=locations, need_data=False))
         # Decoding zero rows fails here, before --out is created, if the data set cannot decode at all.
