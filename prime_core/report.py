@@ -10,6 +10,7 @@ import json
 import math
 import os
 
+from .evaluate import safe_exp, ucl95
 from .rundir import write_text_atomic
 
 LOSS_PNG = "loss.png"
@@ -71,7 +72,8 @@ def write_report_markdown(path: str, config, report: dict, png: str | None) -> N
         lines.append(_metric_line(row))
     if "exact_nll" in report:
         x = report["exact_nll"]
-        ppl = "> 1e308" if x["value"] > 709.78 else f"= {math.exp(x['value']):.3f}"  # exp overflows above
+        e = safe_exp(x["value"])
+        ppl = "> 1e308" if e is None else f"= {e:.3f}"
         lines.append(f"| {x['label']} | {x['value']:.4f} | exact | {ppl} | |")
     if "data_cross_entropy" in report:
         lines.append(f"| true data distribution | {report['data_cross_entropy']:.4f} | exact | | |")
@@ -182,7 +184,8 @@ def _validation_lines(metrics_path: str) -> list[str]:
 
 
 def _exp(x: float) -> str:
-    return "above 1e308" if x > 709.78 else f"{math.exp(x):.3f}"  # exp overflows a float above 709.78
+    e = safe_exp(x)
+    return "above 1e308" if e is None else f"{e:.3f}"
 
 
 def _se(row: dict, key: str) -> str:
@@ -195,4 +198,4 @@ def _ucl(row: dict, key: str) -> str:
     se = row.get(key + "_stderr")
     if not (isinstance(se, (int, float)) and math.isfinite(se) and se > 0):
         return "no standard error: no confidence limit"
-    return f"PPL ≤ {_exp(row[key] + 1.645 * se)}, 95 % upper confidence limit"
+    return f"PPL ≤ {_exp(ucl95(row[key], se))}, 95 % upper confidence limit"
