@@ -25,7 +25,7 @@ class OnnxExporter(Exporter):
 
 
 class TensorRTExporter(Exporter):
-    """One sampler step → ONNX → TensorRT engine, validated (see `export.tensorrt.build_engine`)."""
+    """One sampler step → ONNX → TensorRT engine, validated (see `export.engine.build_engine`)."""
 
     name = "tensorrt"
 
@@ -36,7 +36,7 @@ class TensorRTExporter(Exporter):
         add_arguments(parser)
 
     def export(self, checkpoint: str, output: str, *, fp16: bool = False, bf16: bool = False, **options) -> str:
-        from .tensorrt import build_from_checkpoint
+        from .engine import build_from_checkpoint
 
         build_from_checkpoint(checkpoint, output, precision="fp16" if fp16 else "bf16" if bf16 else "fp32",
                               **options)

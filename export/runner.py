@@ -1,8 +1,8 @@
 """The ancestral sampler loop (DESIGN §2.5) driven by an exported step (ONNX Runtime, or a TensorRT engine).
 
 The loop stays in Python; each step's graph call does the backbone, the head, filtering, the inverse-CDF token draw
-and the reveal update (`export.step`). The noise is exactly the eager sampler's (`prime_core.sampler`): keyed
-Philox uniforms (`prime_core.counter_rng`), the reveal uniforms u_reveal [B, L, U] keyed by (row key, step k,
+and the reveal update (`export.step`). The noise is exactly the eager sampler's (`prime_core.sampling.ancestral`): keyed
+Philox uniforms (`prime_core.sampling.counter_rng`), the reveal uniforms u_reveal [B, L, U] keyed by (row key, step k,
 unit) in float64 (U = ℓ, or 1 with grouped noise) and, for the N positions that reveal something, the token
 uniforms u_token [N] keyed by (row key, k, position) in the draw dtype (one per position) — computed for the whole batch
 in one vectorised call by the same functions the eager sampler uses, and fed to the graph with the flat positions
@@ -129,7 +129,7 @@ def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model:
     Without ``step_model`` the step is exported to a temporary ONNX file first (onnxruntime only), with the
     nucleus sort only if ``top_p`` (default: the config's) is < 1."""
     if runtime == "tensorrt":
-        from .tensorrt import TensorRTStep, require_tensorrt
+        from .engine import TensorRTStep, require_tensorrt
 
         require_tensorrt()
         if not step_model:

@@ -13,7 +13,7 @@ import argparse
 
 from prime_core.cliargs import count
 
-from .command import checkpoint_parser, exporter_main
+from .arguments import checkpoint_parser, exporter_main
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -316,7 +316,7 @@ class Dataset(abc.ABC):
     name: ClassVar[str] = "dataset"
     #: Constructor options whose values are locations (files, folders, fsspec URLs) the data set reads or writes.
     #: When a data set is rebuilt for a checkpoint these come from the user, never from the checkpoint's metadata
-    #: (DESIGN §3; see `prime_core.build.dataset_for_checkpoint`). A value equal to the option's default in the
+    #: (DESIGN §3; see `prime_core.runs.build.dataset_for_checkpoint`). A value equal to the option's default in the
     #: constructor signature (e.g. a built-in corpus name) is not a location the metadata chose, and is kept.
     location_options: ClassVar[tuple[str, ...]] = ()
     #: The subset of `location_options` that hold caches (derived data that changes no result, e.g. tokenized
@@ -427,7 +427,7 @@ class KnownDensity(abc.ABC):
 class Trainer(abc.ABC):
     """Runs optimisation and writes checkpoints.
 
-    ``fit`` owns ``out_dir`` for its lifetime: `prime_core.rundir` gives the rules both built-in trainers follow
+    ``fit`` owns ``out_dir`` for its lifetime: `prime_core.runs.rundir` gives the rules both built-in trainers follow
     (`local_out_dir`, `claim` — one writer per folder —, `check_outputs` before writing — never over a file no
     prime run recorded —, `start_over` for ``force`` only after validation, `trim_metrics` on resume)."""
 
@@ -471,7 +471,7 @@ class Metric(abc.ABC):
 
     name: ClassVar[str] = "metric"
     is_bound: ClassVar[bool] = False
-    # how its figure is printed (`prime_core.evaluate.KINDS`): None means "bound-estimate" when is_bound (a
+    # how its figure is printed (`prime_core.runs.evaluate.KINDS`): None means "bound-estimate" when is_bound (a
     # Monte-Carlo estimate of a bound: "≤" only for its 95 % upper confidence limit), else "objective";
     # "exact" for an exact value (e.g. an AR model's NLL: "="), "bound" for a bound computed without sampling.
     kind: ClassVar[str | None] = None

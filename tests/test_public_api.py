@@ -86,7 +86,7 @@ def test_no_distribution_imports_private_core_names():
         "\n".join(found)
 
 
-@pytest.mark.parametrize("snippet", ["from prime_core.exact import _units", "from prime_core.builtin.mlp import M",
+@pytest.mark.parametrize("snippet", ["from prime_core.diffusion.exact import _units", "from prime_core.builtin.mlp import M",
                                      "import prime_core.builtin.trainer", "from prime_core._x import y",
                                      "from prime_core import builtin", "registry._ensure()"])
 def test_the_scan_sees_each_kind_of_violation(tmp_path, snippet):

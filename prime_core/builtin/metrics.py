@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..interfaces import Metric
-from .. import losses
+from ..diffusion import losses
 
 
 class NelboMetric(Metric):

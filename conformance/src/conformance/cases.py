@@ -84,7 +84,7 @@ class Subject:
     the plugin whose maps and schedules head, sampler and metric checks run with (default: the component's own
     plugin; the built-in base-b map and linear schedule when that plugin provides none)."""
 
-    component: Any  # prime_core.registry.Component
+    component: Any  # prime_core.plugin.registry.Component
     registry: Any
     context: str | None = None
 

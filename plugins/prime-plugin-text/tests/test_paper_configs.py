@@ -12,8 +12,8 @@ import pytest
 
 from prime_core import read_checkpoint
 from prime_core.api import load_config
-from prime_core.cli import main
-from prime_core.shipped_configs import shipped_configs
+from prime_core.cli.app import main
+from prime_core.plugin.shipped_configs import shipped_configs
 from prime_plugin_text.plugin import PAPER_CONFIGS
 
 ELL = {"mdlm": 1, "ar": 1, "prime-l2": 2, "prime-l3": 3, "prime-l4": 4, "prime-l6": 6, "prime-l8": 8}
