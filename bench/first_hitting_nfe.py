@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=2000)
     p.add_argument("--json", default="first_hitting_nfe.json")
     args = p.parse_args(argv)
-    from prime_core.plugin.registry import new_registry
+    from prime_core.plugin.default import new_registry
 
     model = _model(new_registry(load_plugins=False))
     table = nfe_table(model, args.samples)

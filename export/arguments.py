@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
+from prime_core.cliargs import count
+
 #: the modules of the ``prime-export[onnx]`` extra, and how to install them
 ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
 ONNX_EXTRA_HINT = "pip install 'prime-export[onnx]'"
@@ -68,3 +70,34 @@ def exporter_main(prog: str, exporter, parser: argparse.ArgumentParser, argv: li
     except SystemExit as exc:  # argparse exits on --help (0) and on a refused value (2, one line printed)
         return exc.code if isinstance(exc.code, int) else 2
     return run_command(prog, lambda: exporter.export(args.checkpoint, args.output, **exporter_options(args)), args)
+
+
+def add_onnx_arguments(p: argparse.ArgumentParser) -> None:
+    """The ONNX exporter's own options (after CHECKPOINT, -o, --weights, --force)."""
+    from .graph import DEFAULT_OPSET, MIN_OPSET, parse_opset
+
+    p.add_argument("--opset", type=parse_opset, default=DEFAULT_OPSET,
+                   help=f"ONNX opset, from {MIN_OPSET} (the dynamo exporter's oldest) to the installed onnx's newest "
+                        f"(default {DEFAULT_OPSET})")
+    p.add_argument("--batch", type=count("--batch", 1, 4096), default=5,
+                   help="largest batch size of the parity check (default 5)")
+    p.add_argument("--gumbel-dtype", choices=["float32", "float64"],
+                   help="precision of the token draw and its uniform input (default: the checkpoint's "
+                        "sample.gumbel_dtype)")
+    p.add_argument("--no-probs", action="store_true", help="export y_s only (no probabilities output)")
+    p.add_argument("--no-nucleus", action="store_true",
+                   help="leave the top-p sort out of the graph (faster; such a step samples with top_p = 1 only)")
+
+
+def add_tensorrt_arguments(p: argparse.ArgumentParser) -> None:
+    """The TensorRT exporter's own options (after CHECKPOINT, -o, --weights, --force)."""
+    from .graph import MIN_OPSET, TENSORRT_OPSET, parse_opset
+
+    prec = p.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true", help="float16 weights (an fp16 ONNX graph)")
+    prec.add_argument("--bf16", action="store_true", help="bfloat16 weights (a bf16 ONNX graph)")
+    p.add_argument("--min-batch", type=count("--min-batch", 1, 1 << 20), default=1)
+    p.add_argument("--opt-batch", type=count("--opt-batch", 1, 1 << 20), default=8)
+    p.add_argument("--max-batch", type=count("--max-batch", 1, 1 << 20), default=32)
+    p.add_argument("--opset", type=parse_opset, help=f"ONNX opset of the intermediate graph, from {MIN_OPSET} to "
+                                                     f"the installed onnx's newest (default {TENSORRT_OPSET})")

@@ -27,7 +27,7 @@ _EXPORTS = {
     "Parameterization": "interfaces", "Runtime": "interfaces", "Sampler": "interfaces", "SubTokenMap": "interfaces",
     "TextPrompts": "interfaces", "Tokenizer": "interfaces", "Trainer": "interfaces",
     "PrimeModel": "diffusion.model",
-    "Registry": "plugin.registry", "get_registry": "plugin.registry", "new_registry": "plugin.registry",
+    "Registry": "plugin.registry", "get_registry": "plugin.default", "new_registry": "plugin.default",
     "AncestralSampler": "sampling.ancestral", "SampleResult": "sampling.ancestral",
     "BaseBMap": "diffusion.subtokens", "smallest_base": "diffusion.subtokens",
 }

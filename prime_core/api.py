@@ -24,7 +24,7 @@ from .builtin.trainer import CHECKPOINT_NAME, batch_indices, learning_rate
 from .runs.checkpoint import Checkpoint, checkpoint_exists, read_checkpoint, save_checkpoint
 from .runs.config import Config, check_resume_config, check_resume_steps, load_config
 # where commands run: the one --device vocabulary (auto, cpu, cuda, cuda:N)
-from .runs.device import DEVICE_CHOICES, DEVICE_HELP, parse_device_spec, resolve_device
+from .device import DEVICE_CHOICES, DEVICE_HELP, parse_device_spec, resolve_device
 from .errors import (CheckpointError, ConfigError, NonFiniteError, PrimeError, RegistryError, UnknownComponentError,
                      check_count, first_line)
 # likelihood: exact values on enumerable problems (DESIGN §2.4)
@@ -51,7 +51,8 @@ from .interfaces import (Backbone, BackboneSpec, ByteLengths, Dataset, Exporter,
                          NoiseSchedule, Parameterization, Presentation, Runtime, Sampler, SubTokenMap, TextPrompts,
                          Tokenizer, Trainer, presentation)
 from .diffusion.model import PrimeModel
-from .plugin.registry import Component, PluginInfo, Registry, get_registry, new_registry
+from .plugin.registry import Component, PluginInfo, Registry
+from .plugin.default import get_registry, new_registry
 # run folders: one writer per folder, --force semantics shared by every trainer
 from .runs.rundir import check_outputs, check_writable, claim, local_out_dir, start_over, trim_metrics
 # sample: the pieces of the ancestral sampler that other samplers and runtimes reuse (DESIGN §2.5)

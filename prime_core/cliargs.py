@@ -79,10 +79,10 @@ top_p = real("--top-p", lo=0.0, hi=1.0)
 
 
 def device(text: str) -> str:
-    """A device spec (``auto``, ``cpu``, ``cuda``, ``cuda:N``; `prime_core.runs.device`) that this machine has:
+    """A device spec (``auto``, ``cpu``, ``cuda``, ``cuda:N``; `prime_core.device`) that this machine has:
     ``--device cuda`` without CUDA is refused here, as one line. Returns the spec in lower case (a command
-    resolves it with `prime_core.runs.device.resolve_device`, under torchrun per local rank)."""
-    from .runs.device import resolve_device
+    resolves it with `prime_core.device.resolve_device`, under torchrun per local rank)."""
+    from .device import resolve_device
 
     try:
         resolve_device(text, what="--device")
@@ -96,7 +96,7 @@ device.__name__ = "--device"
 
 def add_device(parser: argparse.ArgumentParser, default: str | None = None, what: str = "runs") -> None:
     """The shared ``--device`` option (`device`); ``default`` None means the command's own default."""
-    from .runs.device import DEVICE_HELP
+    from .device import DEVICE_HELP
 
     parser.add_argument("--device", type=device, default=default, metavar="DEVICE",
                         help=f"where it {what}: {DEVICE_HELP}")

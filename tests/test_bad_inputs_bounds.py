@@ -17,7 +17,7 @@ from prime_core.runs.checkpoint import read_checkpoint, save_checkpoint
 from prime_core.runs.evaluate import (KINDS, bound_label, bound_relation, evaluate_report, figure_text, format_report,
                                  result_row)
 from prime_core.interfaces import MetricResult
-from prime_core.plugin.registry import new_registry
+from prime_core.plugin.default import new_registry
 
 TINY = ["--set", "data.dataset=toy-markov", "--set", "data.options={num_classes = 6, length = 3, num_eval = 64}",
         "--set", "model.width=8", "--set", "model.backbone_options={hidden = 32, depth = 1}",

@@ -333,7 +333,7 @@ def test_ema_weights_that_are_not_there_are_an_error(tmp_path, registry):
 # ------------------------------------------------------------------------------------------------ CLI rows
 @pytest.fixture(scope="module")
 def cli_ckpt(tmp_path_factory):
-    from prime_core.plugin.registry import new_registry
+    from prime_core.plugin.default import new_registry
 
     return write_ckpt(tmp_path_factory.mktemp("ck") / "c.safetensors", new_registry(load_plugins=False))
 

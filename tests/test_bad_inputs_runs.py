@@ -23,7 +23,7 @@ import prime_core.runs.evaluate as evaluate_mod
 from prime_core import (Backbone, CheckpointError, Config, DataConfig, ModelConfig, build_model, hookimpl, load_model, read_checkpoint, save_model)
 from prime_core.runs.checkpoint import save_checkpoint
 from prime_core.cli.app import main
-from prime_core.plugin.registry import get_registry
+from prime_core.plugin.default import get_registry
 from prime_core.runs.rundir import (MANIFEST_NAME, REPORT_ARTIFACTS, RUN_ARTIFACTS, check_writable, read_manifest,
                                start_over)
 from prime_core.sampling.semiar import MAX_BLOCKS, window_plan

@@ -56,7 +56,7 @@ def test_first_rows_and_batch_size_do_not_change_rows(ckpt, capsys, sampler):
 
 def test_core_samplers_are_all_covered():
     """The CLI case above runs every sampler prime-core registers (the conformance suite covers plugins')."""
-    from prime_core.plugin.registry import new_registry
+    from prime_core.plugin.default import new_registry
 
     assert set(new_registry(load_plugins=False).names("sampler")) == set(SAMPLERS)
 

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prime_core.diffusion import exact, losses
-from prime_core.plugin.registry import new_registry
+from prime_core.plugin.default import new_registry
 from prime_test_models import make_model
 
 REGISTRY = new_registry(load_plugins=False)

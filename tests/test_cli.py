@@ -112,7 +112,7 @@ def test_sample_without_buildable_dataset_prints_ids(trained, monkeypatch, capsy
     import prime_core.runs.build
     from prime_core.cli.app import main
     from prime_core.errors import PrimeError
-    from prime_core.plugin.registry import get_registry
+    from prime_core.plugin.default import get_registry
 
     def unavailable(*args, **kwargs):
         raise PrimeError("image folder not found: /elsewhere")

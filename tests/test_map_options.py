@@ -55,7 +55,7 @@ def test_an_option_the_map_does_not_take_is_a_one_line_error(registered):
 def test_example_plugin_map_takes_its_seed():
     """The example plugin's permuted-base-b map takes ``seed`` through model.map_options."""
     pytest.importorskip("prime_plugin_example")
-    from prime_core.plugin.registry import new_registry
+    from prime_core.plugin.default import new_registry
 
     reg = new_registry()
     if "permuted-base-b" not in reg.names("map"):

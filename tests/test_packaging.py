@@ -12,7 +12,7 @@ import prime_core
 from prime_core import hookimpl, load_config
 from prime_core.plugin.distributions import DISTRIBUTIONS, distribution_hint
 from prime_core.errors import ConfigError, RegistryError
-from prime_core.plugin.registry import new_registry
+from prime_core.plugin.default import new_registry
 from prime_core.plugin.shipped_configs import is_config_name, shipped_configs
 
 

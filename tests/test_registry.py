@@ -6,7 +6,8 @@ import types
 import pytest
 
 from prime_core import NoiseSchedule, RegistryError, hookimpl
-from prime_core.plugin.registry import KINDS, Registry, new_registry
+from prime_core.plugin.registry import KINDS, Registry
+from prime_core.plugin.default import new_registry
 from prime_core.diffusion.schedules import LinearSchedule
 
 
@@ -287,7 +288,7 @@ def probe_installed(monkeypatch):
     monkeypatch.setattr(md, "entry_points",
                         lambda group=None: [ep for d in dists for ep in d.entry_points if ep.group == group])
     monkeypatch.delenv("PRIME_LOAD_PLUGINS", raising=False)
-    from prime_core.plugin import registry as registry_module
+    from prime_core.plugin import default as registry_module
 
     registry_module.reset_registry()
     yield dists
@@ -321,7 +322,7 @@ def test_prime_debug_shows_a_failed_plugins_traceback(monkeypatch, capsys):
     monkeypatch.setattr(md, "entry_points",
                         lambda group=None: [ep for d in dists for ep in d.entry_points if ep.group == group])
     monkeypatch.delenv("PRIME_LOAD_PLUGINS", raising=False)
-    from prime_core.plugin import registry as registry_module
+    from prime_core.plugin import default as registry_module
     from prime_core.cli.app import main
 
     registry_module.reset_registry()
@@ -340,7 +341,7 @@ def test_prime_debug_shows_a_failed_plugins_traceback(monkeypatch, capsys):
 
 def test_a_clean_install_exits_0(monkeypatch, capsys):
     monkeypatch.setattr(md, "entry_points", lambda group=None: [])
-    from prime_core.plugin import registry as registry_module
+    from prime_core.plugin import default as registry_module
     from prime_core.cli.app import main
 
     registry_module.reset_registry()

@@ -9,7 +9,7 @@ from conformance import ConformanceError, iter_cases, validate_expected_failures
 from prime_core import AncestralSampler, BaseBMap, Metric, hookimpl
 from prime_core.api import LinearSchedule
 from prime_core.diffusion.heads import CarryOverHead
-from prime_core.plugin.registry import new_registry
+from prime_core.plugin.default import new_registry
 
 SEEN = []
 

@@ -68,7 +68,7 @@ def test_step_keeps_observed_subtokens_and_reveals_valid_tokens(exported):
 
 
 def test_exporter_is_registered():
-    from prime_core.plugin.registry import new_registry
+    from prime_core.plugin.default import new_registry
 
     reg = new_registry()
     assert {"onnx", "tensorrt"} <= set(reg.names("exporter"))

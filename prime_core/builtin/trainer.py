@@ -2,7 +2,7 @@
 validation on held-out rows every ``train.eval_every`` steps (`prime_core.runs.validation`), the best checkpoint
 (``train.keep``, `prime_core.runs.keep`) and optional TensorBoard logging (`prime_core.runs.trainlog`).
 
-It runs on ``train.options.device`` (auto, cpu, cuda, cuda:N — `prime_core.runs.device`; ``prime train --device``
+It runs on ``train.options.device`` (auto, cpu, cuda, cuda:N — `prime_core.device`; ``prime train --device``
 sets it); the data set and every random draw stay on the CPU, each batch moves to the device once per step.
 
 The seed fixes the initial weights; data order, loss noise and dropout derive from (seed, step) alone, so two runs
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..runs.build import build_dataset, build_model, build_training_loss, model_metadata, resolve_sizes
 from ..runs.checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
 from ..runs.config import Config, check_resume_config, check_resume_steps
-from ..runs.device import parse_device_spec, resolve_device, train_device
+from ..device import parse_device_spec, resolve_device, train_device
 from ..runs.divergence import LossWatch
 from ..errors import ConfigError, PrimeError
 from ..interfaces import Trainer
@@ -59,7 +59,7 @@ def learning_rate(step: int, config: Config) -> float:
 
 
 #: ``[train] options`` this trainer reads: schedule = LR after warmup (constant, or cosine decay to 0 at
-#: train.steps) and device (`prime_core.runs.device`); the torch trainer (prime-plugin-trainer) reads more
+#: train.steps) and device (`prime_core.device`); the torch trainer (prime-plugin-trainer) reads more
 OPTIONS = {"schedule": ("constant", "cosine"), "device": None}
 
 

@@ -25,7 +25,7 @@ MAX_IDLE_UNITS = 2**24
 
 
 def _registry():
-    from ..plugin.registry import get_registry
+    from ..plugin.default import get_registry
 
     return get_registry()
 
@@ -75,7 +75,7 @@ def cmd_train(args) -> int:
     from ..runs.report import finish_training
     from ..runs.rundir import claim, local_out_dir
 
-    from ..runs.device import with_train_device
+    from ..device import with_train_device
 
     _check_run_flags(args)
     config = with_train_device(load_config(args.config, args.set), args.device)
@@ -92,7 +92,7 @@ def cmd_train(args) -> int:
 
 def cmd_run(args) -> int:
     from ..runs.config import load_config
-    from ..runs.device import with_train_device
+    from ..device import with_train_device
     from ..runs.pipeline import run_pipeline
 
     _check_run_flags(args)

@@ -14,17 +14,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata as md
-import os
 import sys
 
 import attrs
-import pluggy
 
-from . import hookspecs
 from ..errors import PrimeError, first_line
+from .attribution import PluginFailure
+from .loading import plugin_entry_points, plugin_filter
 
 COMMANDS_GROUP = "prime.commands"
-PLUGINS_GROUP = "prime"
 
 
 @attrs.frozen
@@ -40,11 +38,10 @@ class CommandEntry:
 def _allowed_distributions() -> set[str] | None:
     """``PRIME_LOAD_PLUGINS`` restricts plugins by their ``prime`` entry-point names; a command belongs to the
     distribution, so it is offered when one of its distribution's plugins is allowed (None: no restriction)."""
-    env = os.environ.get("PRIME_LOAD_PLUGINS")
-    if env is None:
+    names = plugin_filter()
+    if names is None:
         return None
-    names = {n.strip() for n in env.split(",") if n.strip()}
-    return {ep.dist.name for ep in md.entry_points(group=PLUGINS_GROUP) if ep.name in names and ep.dist}
+    return {ep.dist.name for ep in plugin_entry_points(names) if ep.dist}
 
 
 def discover(reserved: set[str]) -> list[CommandEntry]:
@@ -58,7 +55,7 @@ def discover(reserved: set[str]) -> list[CommandEntry]:
         entry = CommandEntry(ep.name, ep.value.split(":")[0], dist, ep.dist.version if ep.dist else "unknown")
         clash = "prime-core" if ep.name in reserved else found[ep.name].distribution if ep.name in found else None
         if clash:
-            print(f"prime: warning: command {ep.name!r} of {dist} ignored: {clash} already provides it",
+            print(f"warning: command {ep.name!r} of {dist} ignored: {clash} already provides it",
                   file=sys.stderr)
             continue
         found[ep.name] = entry
@@ -66,17 +63,24 @@ def discover(reserved: set[str]) -> list[CommandEntry]:
 
 
 def load(commands: argparse._SubParsersAction, entry: CommandEntry) -> None:
-    """Import ``entry``'s module and call its ``register_commands`` hook through pluggy on ``commands``."""
+    """Import ``entry``'s module and call its ``register_commands`` hook on ``commands`` through the registry's
+    hook caller (`Registry.call_hook`, as for every hook). The registry holds this one module only: running a
+    command imports no other plugin."""
+    from .registry import Registry
+
     try:
         module = importlib.import_module(entry.module)
-        pm = pluggy.PluginManager(PLUGINS_GROUP)
-        pm.add_hookspecs(hookspecs)
-        pm.register(module, name=entry.distribution)
-        pm.check_pending()
-        pm.hook.register_commands(commands=commands)
+        registry = Registry()
+        registry.add_plugin(module, entry.name, entry.distribution, entry.version)
+        info = registry.plugins[entry.name]
+        if info.error:
+            raise PrimeError(f"command {entry.name!r} of {entry.distribution} {entry.version} failed to load "
+                             f"({info.error}); reinstall or upgrade {entry.distribution}")
+        registry.call_hook("register_commands", lambda _info: commands, argument="commands")
     except Exception as exc:  # noqa: BLE001 — any failure of a third-party module is reported the same way
         if isinstance(exc, PrimeError):
             raise
+        exc = getattr(exc, "exc", exc) if isinstance(exc, PluginFailure) else exc
         first = first_line(exc)
         raise PrimeError(f"command {entry.name!r} of {entry.distribution} {entry.version} failed to load "
                          f"({type(exc).__name__}: {first}); reinstall or upgrade {entry.distribution}") from None

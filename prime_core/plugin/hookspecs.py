@@ -10,8 +10,13 @@ them) → train → sample / evaluate / export.
 
 import pluggy
 
-hookspec = pluggy.HookspecMarker("prime")
-hookimpl = pluggy.HookimplMarker("prime")
+#: the pluggy project name, which is also the entry-point group plugins are found in
+ENTRY_POINT_GROUP = "prime"
+#: the distribution whose plugin holds the built-ins (a built-in always keeps its name)
+CORE_DISTRIBUTION = "prime-core"
+
+hookspec = pluggy.HookspecMarker(ENTRY_POINT_GROUP)
+hookimpl = pluggy.HookimplMarker(ENTRY_POINT_GROUP)
 
 
 @hookspec

@@ -11,8 +11,8 @@ through the ``register_configs`` hook, like any other component::
 
 ``register(name, resource, description=None)`` takes anything with ``read_text()`` (an
 ``importlib.resources`` traversable, a ``pathlib.Path``) or a path string; the description defaults to the
-file's first comment line. The hook is called for the core's built-ins first, then for plugins in discovery order,
-on the registry's loaded plugins only (a plugin that failed to import ships nothing). A name shipped twice is a
+file's first comment line. The hook is called through the registry's hook caller on the loaded plugins only (a
+plugin that failed to load ships nothing); listings show the built-ins first. A name shipped twice is a
 `RegistryError` naming both distributions.
 
 `load_config` resolves ``--config X`` as: an fsspec URL (``…://…``) or a path that exists → that file;
@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 
 from ..errors import ConfigError, RegistryError
+from .attribution import PluginFailure
 
 
 @attrs.frozen
@@ -38,6 +39,8 @@ class ShippedConfig:
     distribution: str
     plugin: str
     description: str
+    #: built-ins first in listings (0), then plugins (1)
+    builtin_rank: int = attrs.field(default=1, eq=False)
 
     def read_text(self) -> str:
         if isinstance(self.resource, (str, os.PathLike)):
@@ -61,38 +64,45 @@ def _first_comment(text: str) -> str:
 
 
 def shipped_configs(registry=None) -> dict[str, ShippedConfig]:
-    """Every config the loaded distributions ship, by name (built-ins first, then plugins in discovery order)."""
+    """Every config the loaded distributions ship, by name. The ``register_configs`` hook is called through the
+    registry's hook caller (`Registry.call_hook`), like every hook, each ``register`` attributed to its plugin;
+    a broken plugin (failed to load, a hook that raised) ships nothing, one with a skipped duplicate component
+    still ships its configs."""
     if registry is None:
-        from .registry import get_registry
+        from .default import get_registry
 
         registry = get_registry()
-    impls = {impl.plugin_name: impl for impl in registry.pm.hook.register_configs.get_hookimpls()}
+    registry.ensure_collected()
     found: dict[str, ShippedConfig] = {}
-    for plugin_name, info in registry.plugins.items():
-        impl = impls.get(plugin_name)
-        if impl is None or info.error:
-            continue
+    callable_plugins = {name for name, info in registry.plugins.items() if not info.broken}
+    try:
+        registry.call_hook("register_configs", lambda info: _config_callback(info, found), only=callable_plugins)
+    except PluginFailure as failure:  # the registry names the plugin; the user sees the plugin's own error
+        raise failure.exc from None
+    return dict(sorted(found.items(), key=lambda kv: kv[1].builtin_rank))
 
-        def register(name: str, resource: Any, description: str | None = None, _info=info) -> None:
-            if not isinstance(name, str) or not name or "/" in name or name.endswith(".toml"):
-                raise TypeError(f"{_info.distribution}: config name {name!r} must be a bare name like 'main'")
-            if name in found:
-                raise RegistryError(f"config {name!r} is shipped twice: by {found[name].distribution} and by "
-                                    f"{_info.distribution}; uninstall one or rename it",
-                                    kind="config", name=name, distribution=_info.distribution)
-            entry = ShippedConfig(name, resource, _info.distribution, _info.name, description or "")
-            if description is None:
-                try:
-                    entry = attrs.evolve(entry, description=_first_comment(entry.read_text()))
-                except OSError:
-                    pass
-            found[name] = entry
 
-        try:
-            impl.function(register)  # pluggy's implementation (the registry wraps it: positional arguments)
-        except Exception as exc:  # the registry wraps a plugin's exception to name the plugin: raise the original
-            raise getattr(exc, "exc", exc) from None
-    return found
+def _config_callback(info, found: dict[str, ShippedConfig]):
+    """The ``register(name, resource, description=None)`` that ``info``'s plugin receives."""
+
+    def register(name: str, resource: Any, description: str | None = None) -> None:
+        if not isinstance(name, str) or not name or "/" in name or name.endswith(".toml"):
+            raise TypeError(f"{info.distribution}: config name {name!r} must be a bare name like 'main'")
+        if name in found:  # named built-in first, whatever pluggy's call order
+            first, second = ((info.distribution, found[name].distribution) if info.builtin
+                             else (found[name].distribution, info.distribution))
+            raise RegistryError(f"config {name!r} is shipped twice: by {first} and by {second}; uninstall one or "
+                                f"rename it", kind="config", name=name, distribution=info.distribution)
+        entry = ShippedConfig(name, resource, info.distribution, info.name, description or "",
+                              0 if info.builtin else 1)
+        if description is None:
+            try:
+                entry = attrs.evolve(entry, description=_first_comment(entry.read_text()))
+            except OSError:
+                pass
+        found[name] = entry
+
+    return register
 
 
 def is_config_name(text: str) -> bool:

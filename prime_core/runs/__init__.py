@@ -4,7 +4,7 @@
 - ``checkpoint`` (JSON + safetensors), ``trainstate`` (the trainer's resumable state), ``rundir`` (run folders,
   ``--force``), ``keep`` (best checkpoint), ``trainlog`` (metrics.jsonl, TensorBoard), ``divergence``
 - ``validation`` (held-out bounds while training), ``evaluate`` / ``fileeval`` (bounds named by kind),
-  ``report`` (report.md, loss.png), ``device`` (``--device``), ``pipeline`` (``prime run``: train then sample)
+  ``report`` (report.md, loss.png), ``pipeline`` (``prime run``: train then sample)
 
 Imports ``sampling``, ``diffusion``, the plugin machinery and the foundation modules; never ``cli`` or ``builtin``.
 """

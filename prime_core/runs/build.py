@@ -14,7 +14,8 @@ from .config import Config
 from ..errors import CheckpointError, ConfigError, PrimeError, UnknownComponentError, first_line
 from ..interfaces import BackboneSpec
 from ..diffusion.model import PrimeModel
-from ..plugin.registry import Registry, get_registry
+from ..plugin.registry import Registry
+from ..plugin.default import get_registry
 
 
 def build_dataset(config: Config, registry: Registry | None = None, data_meta: dict | None = None):
@@ -203,14 +204,14 @@ def save_model(url: str, model: PrimeModel, config: Config, *, extra_tensors: di
 def load_model(url: str, registry: Registry | None = None, weights: str = "model",
                device: str | torch.device | None = "cpu"):
     """Rebuild a model from a checkpoint. ``weights`` picks the tensor group ("model", or "ema" if saved);
-    ``device`` is where the model is returned (a spec of `prime_core.runs.device`: auto, cpu, cuda, cuda:N; None is
+    ``device`` is where the model is returned (a spec of `prime_core.device`: auto, cpu, cuda, cuda:N; None is
     auto). Returns (model, config, checkpoint).
 
     Nothing in the metadata is trusted: the config must parse, the top-level sizes must agree with it, and the
     model is first built on the meta device (no memory) so that its tensor names and shapes are compared with the
     file's, and its size with the memory available (on the CPU, where it is loaded, and on ``device``), before it
     is built for real."""
-    from .device import resolve_device
+    from ..device import resolve_device
 
     target = resolve_device(device, what="device")
     ckpt = read_checkpoint(url)
@@ -327,7 +328,7 @@ def _check_model_memory(model: PrimeModel, url: str, device: torch.device | None
     """Parameters and buffers (non-persistent ones too) must fit in the memory available now: on the CPU, where
     the file is read and the model built, and on ``device`` when that is another one (a GPU's free memory)."""
     from .checkpoint import check_memory
-    from .device import device_memory
+    from ..device import device_memory
 
     nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
     check_memory(nbytes, f"checkpoint {url} describes a model of")

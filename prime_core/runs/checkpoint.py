@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from ..device import available_memory
 from ..errors import CheckpointError, first_line
 
 FORMAT = "prime-checkpoint"
@@ -225,21 +226,6 @@ def check_memory(nbytes: int, what: str) -> None:
     if avail is not None and nbytes > avail:
         raise CheckpointError(f"{what} {nbytes / 2**30:.1f} GiB, more than the {avail / 2**30:.1f} GiB of memory "
                               f"available")
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to this process now (MemAvailable on Linux), or None if unknown."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def checkpoint_exists(url: str) -> bool:

@@ -217,11 +217,11 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
     """Every registered bound and objective on a held-out split, plus exact references where they exist.
     ``batch_size``: sequences per forward pass (default ``eval.batch_size``; the Monte-Carlo draws follow it).
     ``data_options``: the data set's locations (e.g. {"source": PATH}), which never come from the checkpoint.
-    ``device``: where the model runs (`prime_core.runs.device` spec; the bounds run there, their noise is drawn from
+    ``device``: where the model runs (`prime_core.device` spec; the bounds run there, their noise is drawn from
     CPU generators so the numbers do not depend on it beyond floating-point rounding)."""
     from ..diffusion import exact
     from .build import dataset_for_checkpoint, load_model
-    from ..plugin.registry import get_registry
+    from ..plugin.default import get_registry
 
     registry = registry or get_registry()
     model, config, ckpt = load_model(checkpoint, registry, weights=weights, device=device)

@@ -64,12 +64,12 @@ def evaluate_files(checkpoint: str, paths: list[str], *, mc_samples: int | None 
                    weights: str = "model", seed: int = 0, registry=None, device: str | None = "cpu",
                    batch_size: int | None = None) -> dict:
     """Valid bounds per file (module docstring). Every file is read and tokenised before any model work.
-    ``device``: where the model runs (a `prime_core.runs.device` spec; None is auto); ``batch_size``: windows per
+    ``device``: where the model runs (a `prime_core.device` spec; None is auto); ``batch_size``: windows per
     forward pass (default ``eval.batch_size``)."""
     from .build import dataset_for_checkpoint, load_model
     from ..cliargs import given
     from .evaluate import evaluate_metric
-    from ..plugin.registry import get_registry
+    from ..plugin.default import get_registry
 
     registry = registry or get_registry()
     model, config, ckpt = load_model(checkpoint, registry, weights=weights, device=device)

@@ -15,12 +15,13 @@ import torch
 
 from .build import build_dataset, dataset_for_checkpoint, load_model, resolve_sizes, user_locations
 from .config import Config
-from .device import train_device
+from ..device import train_device
 from .evaluate import evaluate_report, format_report
 from ..errors import PrimeError
 from ..interfaces import TextPrompts, presentation
 from ..sampling.prompts import collect_prompts, decode_row, fixed_rows, generate_prompted
-from ..plugin.registry import Registry, get_registry
+from ..plugin.registry import Registry
+from ..plugin.default import get_registry
 from .report import finish_training, write_report_markdown
 from .rundir import REPORT_ARTIFACTS, check_outputs, claim, local_out_dir, write_text_atomic
 from ..sampling.ancestral import row_seeds

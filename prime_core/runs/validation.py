@@ -56,7 +56,7 @@ def held_out_rows(valid: torch.Tensor, count: int) -> torch.Tensor:
 def validation_metric(model, registry):
     """The metric ``prime eval`` reports first: the backbone's own (``eval_metrics``) or the NELBO."""
     if registry is None:
-        from ..plugin.registry import get_registry
+        from ..plugin.default import get_registry
 
         registry = get_registry()
     own = getattr(model.backbone, "eval_metrics", None)

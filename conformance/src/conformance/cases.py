@@ -16,35 +16,11 @@ from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 
+from .catalog import CHECKS, CheckSpec, check  # noqa: F401  (re-exported: conformance.check)
 from .errors import ConformanceError, Failure, SkipCheck
 
 #: kinds whose checks run a tiny model, so they depend on a map and a schedule (see `Subject.setups`)
 END_TO_END_KINDS = ("head", "sampler", "metric")
-
-
-@attrs.frozen
-class CheckSpec:
-    kind: str
-    name: str
-    func: Callable[["Subject"], None]
-
-    @property
-    def doc(self) -> str:
-        return (self.func.__doc__ or "").strip().splitlines()[0] if self.func.__doc__ else ""
-
-
-#: kind → checks, filled by the modules of `conformance.checks` at import
-CHECKS: dict[str, list[CheckSpec]] = {}
-
-
-def check(kind: str):
-    """Register a check function for one component kind."""
-
-    def deco(func):
-        CHECKS.setdefault(kind, []).append(CheckSpec(kind, func.__name__, func))
-        return func
-
-    return deco
 
 
 @attrs.frozen

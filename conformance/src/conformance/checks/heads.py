@@ -12,7 +12,7 @@ import torch
 from hypothesis import strategies as st
 
 from .._property import falsify
-from ..cases import check
+from ..catalog import check
 from ..errors import Failure
 from ..strategies import classes_and_ell, enumerable_problems, masks, token_batches
 

@@ -19,7 +19,7 @@ import torch
 
 from prime_core.api import all_sequences, exact_log_likelihood, exact_tstep_log_likelihood
 
-from ..cases import check
+from ..catalog import check
 from ..errors import Failure, SkipCheck
 from ..toy import tiny_model
 

@@ -23,7 +23,7 @@ import torch
 
 from prime_core.api import expected_idle_steps
 
-from ..cases import check
+from ..catalog import check
 from ..errors import Failure, SkipCheck
 from ..toy import tiny_model
 

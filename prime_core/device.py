@@ -13,6 +13,7 @@ given and what is allowed; the CLI prints it and exits with code 2. Nothing here
 
 from __future__ import annotations
 
+import os
 import re
 
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # torch is imported when a device is resolved, not by `prime --help`
     import torch
 
-from ..errors import PrimeError
+from .errors import PrimeError
 
 #: The specs, as error messages and help texts list them.
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
@@ -70,14 +71,12 @@ def resolve_device(spec: str | torch.device | None = "auto", *, what: str = "--d
 
 def device_memory(device: torch.device) -> int | None:
     """Bytes free on ``device`` now: CUDA's own count for a GPU, None (unknown) for any other non-CPU device;
-    the CPU's is `prime_core.runs.checkpoint.available_memory`."""
+    the CPU's is `available_memory`."""
     if device.type == "cuda":
         import torch
 
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
-    from .checkpoint import available_memory
-
     return available_memory() if device.type == "cpu" else None
 
 
@@ -98,3 +97,18 @@ def with_train_device(config, spec: str | None):
         return config
     parse_device_spec(spec)
     return attrs.evolve(config, train=attrs.evolve(config.train, options={**config.train.options, "device": spec}))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now (MemAvailable on Linux), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
