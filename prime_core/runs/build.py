@@ -193,10 +193,12 @@ def model_metadata(model: PrimeModel, config: Config, registry: Registry | None 
 
 
 def save_model(url: str, model: PrimeModel, config: Config, *, extra_tensors: dict | None = None,
-               extra_meta: dict | None = None, registry: Registry | None = None) -> str:
+               extra_meta: dict | None = None, registry: Registry | None = None, dataset=None) -> str:
+    """Write ``model`` as a checkpoint at ``url`` (JSON metadata + safetensors); ``dataset``: the data set it was
+    trained on, whose `checkpoint_meta()` (e.g. a tokenizer) the checkpoint must carry to decode samples."""
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     tensors.update(extra_tensors or {})
-    meta = model_metadata(model, config, registry)
+    meta = model_metadata(model, config, registry, dataset)
     meta.update(extra_meta or {})
     return save_checkpoint(url, tensors, meta)
 

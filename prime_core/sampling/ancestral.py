@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 
-from typing import Callable
 
 import attrs
 import torch
@@ -35,20 +34,7 @@ from tqdm.auto import tqdm
 from .counter_rng import REMASK, REVEAL, REVEAL_STEP, TOKEN, categorical, key_words, row_keys, uniforms
 from ..errors import NonFiniteError, check_count
 from ..diffusion.heads import consistent
-from ..interfaces import Sampler
-
-Temperature = float | Callable[[float], float]
-
-
-@attrs.define
-class SampleResult:
-    tokens: torch.Tensor  # [N, L], all < C
-    nfe: torch.Tensor  # [N] backbone evaluations per sequence
-    idle_steps: torch.Tensor  # [N] steps in which the sequence revealed nothing
-    steps: int
-    forward_calls: int  # batched backbone calls
-    trajectory: list[torch.Tensor] | None = None  # sub-token states [N, L, ℓ] after each step
-
+from ..interfaces import SampleResult, Sampler, Temperature  # noqa: F401  (SampleResult: re-exported)
 
 def reveal_probability(alpha_t: float, alpha_s: float) -> float:
     """r = (α_s − α_t)/(1 − α_t): chance that a still-masked unit is revealed in step [s, t]."""
