@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from prime_core.cliargs import count
+from prime_core.cliargs import DRAW_DTYPES, add_renamed_option, count
 
 #: the modules of the ``prime-export[onnx]`` extra, and how to install them
 ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
@@ -81,9 +81,9 @@ def add_onnx_arguments(p: argparse.ArgumentParser) -> None:
                         f"(default {DEFAULT_OPSET})")
     p.add_argument("--batch", type=count("--batch", 1, 4096), default=5,
                    help="largest batch size of the parity check (default 5)")
-    p.add_argument("--gumbel-dtype", choices=["float32", "float64"],
-                   help="precision of the token draw and its uniform input (default: the checkpoint's "
-                        "sample.gumbel_dtype)")
+    add_renamed_option(p, "--draw-dtype", "--gumbel-dtype", choices=DRAW_DTYPES,
+                       help="precision of the token draw and its uniform input (default: the checkpoint's "
+                            "sample.draw_dtype)")
     p.add_argument("--no-probs", action="store_true", help="export y_s only (no probabilities output)")
     p.add_argument("--no-nucleus", action="store_true",
                    help="leave the top-p sort out of the graph (faster; such a step samples with top_p = 1 only)")

@@ -57,7 +57,7 @@ class TensorRTRuntime(OnnxRuntime):
 
 
 def export_onnx(checkpoint: str, output: str, *, weights: str = "model", force: bool = False,
-                opset: int | None = None, batch: int = 5, gumbel_dtype: str | None = None, no_probs: bool = False,
+                opset: int | None = None, batch: int = 5, draw_dtype: str | None = None, no_probs: bool = False,
                 no_nucleus: bool = False, echo=print) -> str:
     """Export, check and compare (module docstring); ``echo`` gets the report lines. Returns ``output``."""
     import torch
@@ -70,7 +70,7 @@ def export_onnx(checkpoint: str, output: str, *, weights: str = "model", force: 
     opset = check_opset(opset or DEFAULT_OPSET)
     check_output(output, force)
     model, config, ckpt = load_model(checkpoint, weights=weights)
-    noise = getattr(torch, gumbel_dtype or config.sample.gumbel_dtype)
+    noise = getattr(torch, draw_dtype or config.sample.draw_dtype)
     meta = export_step(model, config, output, checkpoint_meta=ckpt.meta, opset=opset, batch=batch,
                        noise_dtype=noise, with_probs=not no_probs, force=force, nucleus=not no_nucleus,
                        backbone_name=config.model.backbone)

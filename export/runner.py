@@ -91,8 +91,8 @@ class RuntimeSampler(AncestralSampler):
         if gumbel_dtype != self.noise_dtype:
             name = str(self.noise_dtype).removeprefix("torch.")
             raise PrimeError(f"the exported step draws tokens in {name}, not "
-                             f"{str(gumbel_dtype).removeprefix('torch.')}; use --gumbel-dtype {name} or re-export "
-                             f"with --gumbel-dtype")
+                             f"{str(gumbel_dtype).removeprefix('torch.')}; use --draw-dtype {name} or re-export "
+                             f"with --draw-dtype")
         if top_p < 1.0 and not self.meta["step"].get("nucleus", True):
             raise PrimeError(f"top_p={top_p} needs a step exported with nucleus filtering (this one was exported "
                              f"with --no-nucleus)")
@@ -148,7 +148,7 @@ def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model:
     # the export takes seconds to minutes (19.8 s for a small DiT on CPU): say why nothing happens yet
     print("prime: note: exporting this checkpoint's sampling step to ONNX first (pass --step-model FILE, from "
           "`prime export onnx`, to skip this)", file=sys.stderr, flush=True)
-    noise = _DTYPES[gumbel_dtype or config.sample.gumbel_dtype]
+    noise = _DTYPES[gumbel_dtype or config.sample.draw_dtype]
     with tempfile.TemporaryDirectory(prefix="prime-step-") as tmp:
         path = os.path.join(tmp, "step.onnx")
         nucleus = (top_p if top_p is not None else config.sample.top_p) < 1.0

@@ -57,7 +57,7 @@ from .plugin.default import get_registry, new_registry
 from .runs.rundir import check_outputs, check_writable, claim, local_out_dir, start_over, trim_metrics
 # sample: the pieces of the ancestral sampler that other samplers and runtimes reuse (DESIGN §2.5)
 from .sampling.ancestral import (GREEDY_TEMPERATURE, AncestralSampler, SampleResult, Step, ancestral_update, draw_tokens,
-                      filter_log_probs, filter_scores, gumbel, model_device, reveal_probability, reveal_uniforms,
+                      filter_log_probs, filter_scores, model_device, reveal_probability, reveal_uniforms,
                       row_seeds, token_uniforms)
 from .sampling.first_hitting import FirstHittingSampler
 # remasking and confidence-ordered samplers (DESIGN §2.5 item 8); the confidence of a drawn unit
@@ -90,7 +90,7 @@ __all__ = [
     "UnknownComponentError", "__version__", "all_sequences", "batch_indices", "build_dataset", "build_model",
     "build_training_loss", "check_resume_config", "checkpoint_exists", "claim", "consistent",
     "dataset_for_checkpoint", "distribution_version", "exact_log_likelihood", "exact_nelbo", "exact_tstep_log_likelihood",
-    "expected_idle_steps", "filter_log_probs", "filter_scores", "GREEDY_TEMPERATURE", "get_registry", "gumbel",
+    "expected_idle_steps", "filter_log_probs", "filter_scores", "GREEDY_TEMPERATURE", "get_registry",
     "learning_rate", "load_config",
     "load_model", "local_out_dir", "mask_set_weight", "matplotlib_pyplot", "model_metadata", "new_registry",
     "optional_import", "plot_loss_curve", "require", "check_count", "first_line", "finish_training", "write_report_markdown", "presentation",
@@ -110,3 +110,26 @@ __all__ = [
     "validation_metric", "LossWatch", "TrainingDiverged", "load_optimizer_tensors", "optimizer_tensors",
     "KINDS", "NonFiniteError", "bound_label", "bound_relation", "metric_kind", "result_row", "ucl95",
 ]
+
+#: deprecated public names (docs/plugins.md, "Compatibility policy"): still importable for one minor release,
+#: with a DeprecationWarning naming what replaces them
+_DEPRECATED = {"gumbel": "the keyed draw_tokens, or gumbel_from_uniform on your own uniforms"}
+
+
+def __getattr__(name: str):
+    if name in _DEPRECATED:
+        import warnings
+
+        warnings.warn(f"prime_core.api.{name} is deprecated and will be removed in the next minor release; use "
+                      f"{_DEPRECATED[name]}", DeprecationWarning, stacklevel=2)
+        return _gumbel
+    raise AttributeError(f"module 'prime_core.api' has no attribute {name!r}")
+
+
+def _gumbel(shape, generator, dtype=None):
+    """Standard Gumbel noise −log(−log U) from a stateful ``torch.Generator`` (deprecated: unused by the core)."""
+    import torch
+
+    dtype = dtype or torch.float32
+    u = torch.rand(shape, generator=generator, dtype=dtype)
+    return -torch.log(-torch.log(u.clamp(torch.finfo(dtype).tiny, 1.0 - torch.finfo(dtype).eps)))

@@ -184,3 +184,21 @@ def run_command(prog: str, body: Callable[[], int | None], args=None) -> int:
             traceback.print_exc()
         print(line, file=sys.stderr)
         return code
+
+
+def add_renamed_option(parser: argparse.ArgumentParser, new: str, old: str, **kwargs) -> None:
+    """``new`` (e.g. ``--draw-dtype``) with its deprecated spelling ``old`` still accepted: using ``old`` prints
+    one "warning:" line naming ``new`` (`prime_core.errors.deprecated`). ``kwargs`` as for ``add_argument``."""
+    from .errors import deprecated
+
+    class _Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            if option_string == old:
+                deprecated(old, new)
+            setattr(namespace, self.dest, values)
+
+    parser.add_argument(new, old, action=_Renamed, dest=new.lstrip("-").replace("-", "_"), **kwargs)
+
+
+#: the token draw's precision, shared by prime sample and the exporters (formerly --gumbel-dtype)
+DRAW_DTYPES = ("float32", "float64")

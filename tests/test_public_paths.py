@@ -51,7 +51,7 @@ CLIARGS = """
 """.split()
 
 #: names that are deprecated (still importable, with a DeprecationWarning) and what replaces them
-DEPRECATED: dict[str, str] = {}
+DEPRECATED: dict[str, str] = {"gumbel": "draw_tokens"}
 
 
 @pytest.mark.parametrize("module,names", [("prime_core", ROOT), ("prime_core.api", API),
@@ -90,3 +90,14 @@ def test_package_docstrings_say_what_they_hold():
     for name in packages:
         doc = importlib.import_module(name).__doc__ or ""
         assert len(doc.strip()) > 40, f"{name} has no docstring saying what it holds"
+
+
+def test_a_deprecated_name_warns_and_still_works():
+    import torch
+
+    import prime_core.api
+
+    with pytest.warns(DeprecationWarning, match="gumbel is deprecated"):
+        gumbel = prime_core.api.gumbel
+    g = gumbel((1000,), torch.Generator().manual_seed(0))
+    assert torch.isfinite(g).all() and abs(float(g.mean()) - 0.5772) < 0.1  # the Euler–Mascheroni mean

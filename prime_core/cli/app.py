@@ -165,9 +165,9 @@ def cmd_sample(args) -> int:
                              f"not {name!r} {options or ''}".rstrip())
         runtime = _runtime(args.runtime)
         sampler = runtime.sampler(model, config, args.checkpoint, step_model=args.step_model,
-                                  gumbel_dtype=args.gumbel_dtype, ckpt_meta=ckpt.meta,
+                                  gumbel_dtype=args.draw_dtype, ckpt_meta=ckpt.meta,
                                   top_p=cliargs.given(args.top_p, s.top_p))
-    gumbel_dtype = cliargs.given(args.gumbel_dtype, s.gumbel_dtype)
+    gumbel_dtype = cliargs.given(args.draw_dtype, s.draw_dtype)
     texts = bool(args.prompt or args.prompts or args.infill)
     if texts and args.runtime != "torch" and not args.quiet:  # docs/export.md: where runtime parity holds
         print(f"prime: note: --runtime {args.runtime} does not condition a completion's first token on starting a "
@@ -448,7 +448,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sp.add_argument("--sampler")
     sp.add_argument("--temperature", type=cliargs.temperature, help="τ in (0, 100]")
     sp.add_argument("--top-p", type=cliargs.top_p, help="nucleus mass in (0, 1]")
-    sp.add_argument("--gumbel-dtype", choices=["float32", "float64"])
+    cliargs.add_renamed_option(sp, "--draw-dtype", "--gumbel-dtype", choices=cliargs.DRAW_DTYPES,
+                               help="precision of the token draw (default: the config's sample.draw_dtype)")
     sp.add_argument("--no-cache", action="store_true", help="evaluate every row at every step (baseline)")
     sp.add_argument("--fix", help="prefix / infill constraints as position:token pairs, e.g. 0:3,1:7")
     sp.add_argument("--prompt", action="append", default=[], metavar="TEXT",

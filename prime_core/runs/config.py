@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
-from ..errors import ConfigError, PrimeError
+from ..errors import ConfigError, PrimeError, deprecated
 from ..diffusion.forward import NOISE_KINDS
 from .keep import KEEP_CHOICES
 
@@ -153,7 +153,8 @@ class SampleConfig:
     steps: int = attrs.field(default=64, validator=_whole(1, 1_000_000))
     temperature: float = attrs.field(default=1.0, validator=_real(0.0, 100.0, lo_open=True))
     top_p: float = attrs.field(default=1.0, validator=_real(0.0, 1.0, lo_open=True))
-    gumbel_dtype: str = attrs.field(default="float64", validator=_one_of("float32", "float64"))
+    #: precision of the token draw (the inverse-CDF draw of DESIGN §2.5 step 2); formerly ``gumbel_dtype``
+    draw_dtype: str = attrs.field(default="float64", validator=_one_of("float32", "float64"))
     num_samples: int = attrs.field(default=16, validator=_whole(1, 2**20))
     # text prompts that `prime run` also completes (data sets with the TextPrompts capability), per_prompt rows
     # each; the rows fix the prompt's tokens and the sampler fills the rest of the L positions
@@ -201,6 +202,7 @@ class Config:
             section_cls = _SECTIONS[name]
             if not isinstance(section, dict):
                 raise ConfigError(f"config section [{name}] must be a table, got {section!r}")
+            section = _renamed_keys(name, section)
             allowed = {f.name for f in attrs.fields(section_cls)}
             bad = set(section) - allowed
             if bad:
@@ -218,6 +220,23 @@ class Config:
             return cls.from_dict(tomllib.loads(text))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"invalid TOML: {exc}") from None
+
+
+#: (section, old key) → new key: the old name is still read, with a deprecation warning, for one minor release
+RENAMED_KEYS = {("sample", "gumbel_dtype"): "draw_dtype"}
+
+
+def _renamed_keys(section_name: str, section: dict) -> dict:
+    """``section`` with deprecated keys under their new names (warning once per key); both at once is an error."""
+    out = dict(section)
+    for (where, old), new in RENAMED_KEYS.items():
+        if where != section_name or old not in out:
+            continue
+        if new in out:
+            raise ConfigError(f"[{where}] sets both {old} and {new}; {old} is the deprecated name of {new}: keep {new}")
+        deprecated(f"{where}.{old}", f"{where}.{new}")
+        out[new] = out.pop(old)
+    return out
 
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "sample": SampleConfig,

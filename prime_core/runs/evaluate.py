@@ -205,11 +205,6 @@ def _bpb(row: dict, relation: str) -> str:
     return f"   BPB {relation} {row[key]:.4f}" if row.get(key) is not None else ""
 
 
-def format_result(result: MetricResult) -> str:
-    label = result.extra.get("label", result.name)
-    return f"{label:<48} {figure_text(result_row(result))}"
-
-
 def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | None = None,
                     steps: int | None = None, max_sequences: int | None = None, weights: str = "model",
                     seed: int = 0, registry=None, data_options: dict | None = None,

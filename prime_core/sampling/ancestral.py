@@ -93,14 +93,6 @@ def filter_log_probs(log_p: torch.Tensor, temperature: float | torch.Tensor = 1.
     return filter_scores(log_p, tau, p, nucleus=top_p < 1.0)
 
 
-def gumbel(shape, generator: torch.Generator, dtype=torch.float32) -> torch.Tensor:
-    """Standard Gumbel noise −log(−log U) with U strictly inside (0, 1), from a stateful ``torch.Generator``
-    (for samplers that keep one; the built-in samplers draw tokens with the keyed `draw_tokens`)."""
-    u = torch.rand(shape, generator=generator, dtype=dtype)
-    tiny = torch.finfo(dtype).tiny
-    return -torch.log(-torch.log(u.clamp(tiny, 1.0 - torch.finfo(dtype).eps)))
-
-
 def reveal_uniforms(keys: torch.Tensor, step: int, length: int, units: int, stream: int = REVEAL) -> torch.Tensor:
     """float64 uniforms [n, L, U] of step k: unit (i, j) keyed by (row key, k, element i·U + j, ``stream``)."""
     zero = torch.zeros(len(keys), dtype=torch.long, device=keys.device)

@@ -121,17 +121,6 @@ def uniforms(keys: torch.Tensor, step, position: torch.Tensor, size: int, stream
     return u.flatten(1)[:, :size]
 
 
-def grid_uniforms(keys: torch.Tensor, step, length: int, size: int, stream: int,
-                  dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Uniforms for every position i < L of every row: [n, L, size] (as `uniforms` at each position)."""
-    n = keys.shape[0]
-    pos = torch.arange(length, device=keys.device).repeat(n)
-    rows = torch.arange(n, device=keys.device).repeat_interleave(length)
-    step = torch.as_tensor(step, dtype=torch.long, device=keys.device)
-    step = step.expand(n)[rows] if step.dim() else step
-    return uniforms(keys[rows], step, pos, size, stream, dtype).view(n, length, size)
-
-
 def gumbel_from_uniform(u: torch.Tensor) -> torch.Tensor:
     """Standard Gumbel noise G = −log(−log U) (U strictly inside (0, 1), so G is finite)."""
     return -torch.log(-torch.log(u))

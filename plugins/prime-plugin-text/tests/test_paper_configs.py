@@ -55,7 +55,7 @@ def test_config_states_the_papers_numbers(name):
     assert t.loss == {"ar": "ar-nll", "mdlm": "nelbo"}.get(_kind(name), "joint")
     assert (t.eval_every, t.checkpoint_every, t.keep) == (10_000, 5000, "both")
     assert o["ema"] == 0.9999 and o["precision"] == "bf16" and o["schedule"] == "constant"
-    assert (c.sample.steps, c.sample.gumbel_dtype) == (512, "float64")
+    assert (c.sample.steps, c.sample.draw_dtype) == (512, "float64")
 
 
 @pytest.mark.parametrize("name", PAPER_CONFIGS)
