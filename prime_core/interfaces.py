@@ -258,26 +258,14 @@ class DiffusionModel(Protocol):
     schedule: NoiseSchedule
     noise: str  # "independent" or "grouped" (DESIGN §2.2)
 
-    @property
-    def num_classes(self) -> int: ...
-
-    @property
-    def length(self) -> int: ...
-
-    @property
-    def ell(self) -> int: ...
-
-    @property
-    def base(self) -> int: ...
-
-    @property
-    def mask_id(self) -> int: ...
-
-    @property
-    def time_conditioned(self) -> bool: ...
-
-    @property
-    def device(self) -> torch.device: ...
+    # read-only attributes (properties on `PrimeModel`)
+    num_classes: int  # C
+    length: int  # L
+    ell: int  # ℓ
+    base: int  # b
+    mask_id: int  # the mask symbol m = b
+    time_conditioned: bool
+    device: torch.device
 
     def log_probs(self, y_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor: ...
 

@@ -186,6 +186,26 @@ def initial_state(model, num_samples: int, fixed_tokens: torch.Tensor | None = N
     return y
 
 
+def start_rows(model, num_samples: int, *, seed: int, seeds, top_p: float, fixed_tokens=None,
+               fixed_digits=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The argument checks every keyed sampler makes, then its rows: (row keys [N, 2] from ``seeds`` — default
+    seed·2³² + i —, the start state y [N, L, ℓ] with the fixed tokens / digits), both on the model's device."""
+    check_count("num_samples", num_samples)
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)
+    if len(seeds) != num_samples:
+        raise ValueError(f"got {len(seeds)} seeds for {num_samples} samples")
+    device = model_device(model)
+    return key_words(seeds, device), initial_state(model, num_samples, fixed_tokens, fixed_digits).to(device)
+
+
+def in_batches(num_samples: int, batch_size: int | None, run) -> list:
+    """``run(rows)`` for consecutive slices of at most ``batch_size`` rows (None: all at once)."""
+    batch_size = batch_size or num_samples
+    return [run(slice(i, i + batch_size)) for i in range(0, num_samples, batch_size)]
+
+
 @attrs.frozen
 class Step:
     """What a reveal update needs to know of step k (from t = t_k to s = t_{k+1})."""
@@ -220,20 +240,11 @@ class AncestralSampler(Sampler):
         t ∈ [0, 1] (e.g. a·t^b + c); top_p ∈ (0, 1]; gumbel_dtype = precision of the categorical draw
         (float64 avoids float32's truncated tail probabilities, which lower the entropy);
         cache=False evaluates every row each step (same tokens)."""
-        check_count("num_samples", num_samples)
         check_count("steps", steps)
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-        seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)
-        if len(seeds) != num_samples:
-            raise ValueError(f"got {len(seeds)} seeds for {num_samples} samples")
-        device = model_device(model)
-        keys = key_words(seeds, device)
-        y0 = initial_state(model, num_samples, fixed_tokens, fixed_digits).to(device)
-        batch_size = batch_size or num_samples
-        parts = [self._sample_batch(model, y0[i:i + batch_size], keys[i:i + batch_size], steps, temperature,
-                                    top_p, gumbel_dtype, cache, return_trajectory, progress)
-                 for i in range(0, num_samples, batch_size)]
+        keys, y0 = start_rows(model, num_samples, seed=seed, seeds=seeds, top_p=top_p, fixed_tokens=fixed_tokens,
+                              fixed_digits=fixed_digits)
+        parts = in_batches(num_samples, batch_size, lambda rows: self._sample_batch(
+            model, y0[rows], keys[rows], steps, temperature, top_p, gumbel_dtype, cache, return_trajectory, progress))
         return SampleResult(
             tokens=torch.cat([p.tokens for p in parts]), nfe=torch.cat([p.nfe for p in parts]),
             idle_steps=torch.cat([p.idle_steps for p in parts]), steps=steps,

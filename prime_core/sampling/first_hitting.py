@@ -24,11 +24,11 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from .counter_rng import EVENT_TOKEN, REVEAL_TIME, key_words
+from .counter_rng import EVENT_TOKEN, REVEAL_TIME
 from ..errors import check_count
 from ..interfaces import Sampler
 from .ancestral import (SampleResult, Temperature, ancestral_update, check_temperature, draw_tokens, filter_log_probs,
-                      finish, initial_state, model_device, reveal_uniforms, row_seeds)
+                        finish, in_batches, reveal_uniforms, start_rows)
 
 
 def reveal_times(model, keys: torch.Tensor, steps: int | None) -> torch.Tensor:
@@ -88,19 +88,10 @@ class FirstHittingSampler(Sampler):
         steps = None if self.continuous else steps
         if steps:
             check_count("steps", steps)
-        check_count("num_samples", num_samples)
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
-        seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)
-        if len(seeds) != num_samples:
-            raise ValueError(f"got {len(seeds)} seeds for {num_samples} samples")
-        device = model_device(model)
-        keys = key_words(seeds, device)
-        y0 = initial_state(model, num_samples, fixed_tokens, fixed_digits).to(device)
-        batch_size = batch_size or num_samples
-        parts = [self._sample_batch(model, y0[i:i + batch_size], keys[i:i + batch_size], steps, temperature,
-                                    top_p, gumbel_dtype, return_trajectory, progress)
-                 for i in range(0, num_samples, batch_size)]
+        keys, y0 = start_rows(model, num_samples, seed=seed, seeds=seeds, top_p=top_p, fixed_tokens=fixed_tokens,
+                              fixed_digits=fixed_digits)
+        parts = in_batches(num_samples, batch_size, lambda rows: self._sample_batch(
+            model, y0[rows], keys[rows], steps, temperature, top_p, gumbel_dtype, return_trajectory, progress))
         trajectory = None
         if return_trajectory:  # pad shorter chunks with their final state
             depth = max(len(p.trajectory) for p in parts)
