@@ -22,12 +22,19 @@ class SubTokenMap(abc.ABC):
     """An invertible map f from tokens x ∈ {0 … C−1} to ℓ digits in {0 … b−1} (DESIGN §2.1).
 
     Subclasses set ``num_classes`` (C), ``ell`` (ℓ) and ``base`` (b) and implement `encode`/`decode`.
-    Codes ≥ C (digit strings no token maps to) are invalid.
+    Codes ≥ C (digit strings no token maps to) are invalid. A map works for every (C, ℓ) with b^(ℓ−1) < C
+    unless it declares a narrower domain with `supports`; the conformance suites test it within its domain,
+    and a config outside it is refused when the model is built.
     """
 
     num_classes: int
     ell: int
     base: int
+
+    @classmethod
+    def supports(cls, num_classes: int, ell: int) -> bool:
+        """Whether this map is defined for C = ``num_classes`` tokens in ℓ = ``ell`` digits (default: all)."""
+        return True
 
     @abc.abstractmethod
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -123,3 +123,48 @@ def test_config_hooks_go_through_pluggy_so_wrappers_see_them(colliding):
     colliding.add_plugin(Wrapper(), "wrapper", "wrapper-dist", "1")
     assert "probe-toy" in shipped_configs(colliding)
     assert seen == ["before", "after"]
+
+
+class BinaryOnlyMap(BaseBMap):
+    """A map that declares a narrower domain: ℓ ≤ 2 only."""
+
+    name = "binary-only"
+
+    @classmethod
+    def supports(cls, num_classes, ell):
+        return ell <= 2
+
+
+def test_a_map_outside_its_declared_domain_is_refused_at_build():
+    from prime_core import Config, ConfigError, build_model
+
+    class Plugin:
+        @hookimpl
+        def register_maps(self, register):
+            register(BinaryOnlyMap)
+
+    reg = new_registry(load_plugins=False)
+    reg.add_plugin(Plugin(), "domain", "domain-dist", "1")
+    ok = Config.from_dict({"model": {"num_classes": 6, "length": 2, "ell": 2, "map": "binary-only"}})
+    assert build_model(ok, reg).map.ell == 2
+    bad = Config.from_dict({"model": {"num_classes": 6, "length": 2, "ell": 3, "width": 63, "map": "binary-only"}})
+    with pytest.raises(ConfigError, match="map 'binary-only' is not defined for model.num_classes = 6, model.ell = 3"):
+        build_model(bad, reg)
+
+
+def test_map_conformance_draws_only_within_the_declared_domain():
+    from hypothesis import given, settings
+
+    from conformance.checks.maps import _domain
+    from conformance.strategies import classes_and_ell
+
+    subject = type("S", (), {"cls": BinaryOnlyMap})()
+    seen = []
+
+    @settings(max_examples=60, derandomize=True, database=None)
+    @given(_domain(subject, classes_and_ell(max_classes=64, max_ell=4)))
+    def run(pair):
+        seen.append(pair)
+
+    run()
+    assert seen and all(ell <= 2 for _, ell in seen)

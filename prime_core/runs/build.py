@@ -148,6 +148,9 @@ def build_model(config: Config, registry: Registry | None = None, *,
     if m.num_classes is None or m.length is None:
         raise ConfigError("model.num_classes and model.length must be resolved before building the model")
     origin = (provided_by if isinstance(provided_by, dict) else {}).get
+    if not registry.get("map", m.map, provided_by=origin("map")).obj.supports(m.num_classes, m.ell):
+        raise ConfigError(f"map {m.map!r} is not defined for model.num_classes = {m.num_classes}, model.ell = "
+                          f"{m.ell} (its declared domain, SubTokenMap.supports); choose another ell or map")
     subtoken_map = registry.build("map", m.map, m.num_classes, m.ell, provided_by=origin("map"), **m.map_options)
     head = registry.build("head", m.head, provided_by=origin("head"))
     schedule = registry.build("schedule", m.schedule, provided_by=origin("schedule"), **m.schedule_options)
