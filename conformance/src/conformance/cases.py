@@ -112,7 +112,17 @@ class Case:
 
     def _error(self, reason: str, counterexample: str | None = None) -> ConformanceError:
         return ConformanceError(self.kind, self.name, self.distribution, self.version, self.check.name, reason,
-                                counterexample)
+                                counterexample, self._under_test())
+
+    def _under_test(self) -> str | None:
+        """For a case run in another plugin's context: that plugin's maps and schedules, named first."""
+        context = self.subject.context if self.subject is not None else None
+        if not context or context == self.subject.component.plugin:
+            return None
+        info = self.subject.registry.plugins.get(context)
+        where = f"{info.distribution} {info.version}" if info is not None else context
+        setups = "; ".join(s.describe() for s in self.subject.setups())
+        return f"{setups} from {where}" if setups else f"plugin {context!r} ({where})"
 
     def run(self) -> None:
         """Run the check; raise `ConformanceError` (readable, with the counterexample) or `SkipCheck`."""
