@@ -23,6 +23,8 @@ from .builtin.mlp import MLPBackbone  # the small reference backbone, for tests 
 from .builtin.trainer import CHECKPOINT_NAME, batch_indices, learning_rate
 from .runs.checkpoint import Checkpoint, checkpoint_exists, read_checkpoint, save_checkpoint
 from .runs.config import Config, check_resume_config, check_resume_steps, load_config
+# a plugin's own option records: the core's one-line validators (train.options.x must be …)
+from .runs.checks import OptionChecks
 # where commands run: the one --device vocabulary (auto, cpu, cuda, cuda:N)
 from .device import DEVICE_CHOICES, DEVICE_HELP, parse_device_spec, resolve_device
 from .errors import (CheckpointError, ConfigError, NonFiniteError, PrimeError, RegistryError, UnknownComponentError,
@@ -107,7 +109,7 @@ __all__ = [
     "check_outputs", "check_writable", "check_resume_steps",
     "BEST_NAME", "KEEP_CHOICES", "BestSoFar", "finish_keep", "keeps_best", "TENSORBOARD_DIR", "TrainLog",
     "require_tensorboard", "ValidBound", "Validator", "evaluating", "held_out_rows", "is_eval_step",
-    "validation_metric", "LossWatch", "TrainingDiverged", "load_optimizer_tensors", "optimizer_tensors",
+    "validation_metric", "LossWatch", "TrainingDiverged", "load_optimizer_tensors", "optimizer_tensors", "OptionChecks",
     "KINDS", "NonFiniteError", "bound_label", "bound_relation", "metric_kind", "result_row", "ucl95",
 ]
 

@@ -14,6 +14,7 @@ import attrs
 from attrs import validators as v
 
 from ..errors import ConfigError, PrimeError, deprecated
+from .checks import check_flag, check_one_of
 from ..diffusion.forward import NOISE_KINDS
 from .keep import KEEP_CHOICES
 
@@ -53,17 +54,12 @@ def _real(lo, hi=math.inf, *, lo_open=False):
 
 
 def _one_of(*choices):
-    def check(inst, attribute, value):
-        if value not in choices:
-            raise ConfigError(f"{_where(inst, attribute)} must be one of {', '.join(map(str, choices))}, "
-                              f"got {value!r}")
-    return check
+    return lambda inst, attribute, value: check_one_of(_where(inst, attribute), choices, value)
 
 
 def _flag(inst, attribute, value):
     """true or false (TOML booleans), not 0/1 or "yes"."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{_where(inst, attribute)} must be true or false, got {value!r}")
+    check_flag(_where(inst, attribute), value)
 
 
 def _list_to_tuple(value):

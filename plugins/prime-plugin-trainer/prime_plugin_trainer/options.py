@@ -10,41 +10,13 @@ from typing import Any
 
 import attrs
 
-from prime_core.api import ConfigError, PrimeError, parse_device_spec
+from prime_core.api import ConfigError, OptionChecks
 
 
-def _one_of(*choices):
-    def check(inst, attribute, value):
-        if value not in choices:
-            raise ConfigError(f"train.options.{attribute.name} must be one of {', '.join(map(str, choices))}, "
-                              f"got {value!r}")
-    return check
-
-
-def _int_at_least(lo):
-    def check(inst, attribute, value):
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            raise ConfigError(f"train.options.{attribute.name} must be an integer ≥ {lo}, got {value!r}")
-    return check
-
-
-def _unit_interval(inst, attribute, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ConfigError(f"train.options.{attribute.name} must be a number in [0, 1) (0 turns it off), "
-                          f"got {value!r}")
-
-
-def _device(inst, attribute, value):
-    """The device vocabulary every prime command shares (`prime_core.api.parse_device_spec`)."""
-    try:
-        parse_device_spec(value, what=f"train.options.{attribute.name}")
-    except PrimeError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def _bool(inst, attribute, value):
-    if not isinstance(value, bool):
-        raise ConfigError(f"train.options.{attribute.name} must be true or false, got {value!r}")
+#: the core's validators, naming each field as users write it (train.options.ema)
+_checks = OptionChecks("train.options")
+_one_of, _int_at_least, _unit_interval, _device, _bool = (_checks.one_of, _checks.int_at_least, _checks.unit_interval,
+                                                           _checks.device, _checks.flag)
 
 
 @attrs.frozen
