@@ -406,6 +406,19 @@ def cmd_idle_steps(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ parser
+def _add_run_options(sp, out: str, what: str) -> None:
+    """The options `prime train` and `prime run` share, defined once: --config, --set, --out, --resume, --force,
+    --quiet, --device."""
+    sp.add_argument("--config", help="TOML file (path or fsspec URL) or a shipped config's name (prime config list)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value, e.g. --set model.ell=4 (repeatable)")
+    sp.add_argument("--out", default=out, help="output folder (checkpoint, metrics, plots, report)")
+    sp.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
+    sp.add_argument("--force", action="store_true", help="start over even if a checkpoint exists")
+    sp.add_argument("--quiet", action="store_true", help="no progress bar")
+    cliargs.add_device(sp, what=f"{what} (sets train.options.device; default: the config's, else auto)")
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The whole command line: the core's commands, then the plugins' (the invoked one is loaded for real)."""
     p = cliargs.Parser(prog="prime", description="Partial-masking discrete diffusion (MDM-Prime).")
@@ -419,25 +432,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_plugins)
 
     sp = sub.add_parser("train", help="train a model from a TOML config")
-    sp.add_argument("--config", help="TOML file (path or fsspec URL) or a shipped config's name (prime config list)")
-    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a config value, e.g. --set model.ell=4 (repeatable)")
-    sp.add_argument("--out", default="runs/default", help="output folder (checkpoint, metrics, plots)")
-    sp.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint")
-    sp.add_argument("--force", action="store_true", help="start over even if a checkpoint exists")
-    sp.add_argument("--quiet", action="store_true", help="no progress bar")
-    cliargs.add_device(sp, what="trains (sets train.options.device; default: the config's, else auto)")
+    _add_run_options(sp, "runs/default", what="trains")
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("run", help="the main job: train, sample, evaluate and write a report")
-    sp.add_argument("--config", help="TOML file (path or fsspec URL) or a shipped config's name (prime config list)")
-    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    sp.add_argument("--out", default="runs/main", help="output folder")
-    sp.add_argument("--resume", action="store_true")
-    sp.add_argument("--force", action="store_true")
-    sp.add_argument("--quiet", action="store_true")
-    cliargs.add_device(sp, what="trains, samples and evaluates (sets train.options.device; default: the config's, "
-                       "else auto)")
+    _add_run_options(sp, "runs/main", what="trains, samples and evaluates")
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("sample", help="draw samples from a checkpoint")
