@@ -32,7 +32,8 @@ def error(exc: RequestError) -> JSONResponse:
 
 
 def create_app(served: Served, scheduler: Scheduler, limits: Limits, *, api_key: str | None,
-               model_id: str) -> FastAPI:
+               model_id: str) -> "Guard":
+    """The ASGI application: FastAPI's routes inside `Guard`; ``.app.state.draining`` turns new requests away."""
     app = FastAPI(title="prime serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.draining = False
 
@@ -46,19 +47,6 @@ def create_app(served: Served, scheduler: Scheduler, limits: Limits, *, api_key:
     async def internal(request: Request, exc: Exception):
         return error(RequestError(f"internal error ({type(exc).__name__}); see the server's log", status=500,
                                   code="internal_error", kind="server_error"))
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if api_key is not None and not (request.method == "GET" and request.url.path in OPEN_PATHS):
-            given = request.headers.get("authorization", "")
-            token = given[7:] if given[:7].lower() == "bearer " else request.headers.get("x-api-key", "")
-            if not hmac.compare_digest(token.encode(), api_key.encode()):
-                return error(RequestError("missing or wrong API key: send Authorization: Bearer KEY", status=401,
-                                          code="invalid_api_key"))
-        if app.state.draining and request.url.path != "/health":
-            return error(RequestError("the server is shutting down; retry on another replica", status=503,
-                                      code="draining", kind="server_error", retry_after=5))
-        return await call_next(request)
 
     @app.get("/health")
     async def health():
@@ -83,7 +71,7 @@ def create_app(served: Served, scheduler: Scheduler, limits: Limits, *, api_key:
             return error(exc)
         head = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": model_id}
         if stream:
-            return StreamingResponse(_sse_completion(job, lengths, head, served), media_type="text/event-stream",
+            return StreamingResponse(_sse_completion(job, lengths, head, served, request), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         done = await _collect(job, request)
         if isinstance(done, RequestError):
@@ -99,7 +87,7 @@ def create_app(served: Served, scheduler: Scheduler, limits: Limits, *, api_key:
         except RequestError as exc:
             return error(exc)
         head = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": model_id}
-        return StreamingResponse(_sse_denoise(job, lengths, head, served), media_type="text/event-stream",
+        return StreamingResponse(_sse_denoise(job, lengths, head, served, request), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache"})
 
     @app.get("/", response_class=HTMLResponse)
@@ -112,7 +100,37 @@ def create_app(served: Served, scheduler: Scheduler, limits: Limits, *, api_key:
             return error(RequestError(f"no static file {name[:40]!r}", status=404, code="not_found"))
         return Response(_static(name), media_type=STATIC[name])
 
-    return app
+    return Guard(app, api_key)
+
+
+class Guard:
+    """Pure ASGI middleware (a BaseHTTPMiddleware would hide the client's disconnect from the endpoints): the API
+    key on every request but the open paths, and 503 while draining."""
+
+    def __init__(self, app: FastAPI, api_key: str | None):
+        self.app, self.api_key, self.state = app, api_key, app.state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            return await error(refusal)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+    def _refusal(self, scope) -> RequestError | None:
+        path, method = scope["path"], scope["method"]
+        if self.api_key is not None and not (method == "GET" and path in OPEN_PATHS):
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            given = headers.get("authorization", "")
+            token = given[7:] if given[:7].lower() == "bearer " else headers.get("x-api-key", "")
+            if not hmac.compare_digest(token.encode(), self.api_key.encode()):
+                return RequestError("missing or wrong API key: send Authorization: Bearer KEY", status=401,
+                                    code="invalid_api_key")
+        if self.state.draining and path != "/health":
+            return RequestError("the server is shutting down; retry on another replica", status=503,
+                                code="draining", kind="server_error", retry_after=5)
+        return None
 
 
 def _static(name: str) -> str:
@@ -158,17 +176,29 @@ async def _job(request, served, scheduler, limits, model_id, *, steps: bool):
     return job, lengths, stream
 
 
+async def next_event(job: Job, request: Request):
+    """The job's next event; None once the client has disconnected (checked at least every `POLL_S`)."""
+    while True:
+        now = time.monotonic()
+        if now - job.checked >= POLL_S:  # also while events keep coming: a stream must notice a gone client
+            job.checked = now
+            if await request.is_disconnected():
+                return None
+        try:
+            return await asyncio.wait_for(job.queue.get(), POLL_S)
+        except asyncio.TimeoutError:
+            continue
+
+
 async def _collect(job: Job, request: Request):
     """Every row's `Finished`, or a `RequestError`, or None when the client disconnected (its rows freed)."""
     done: dict = {}
     try:
         while True:
-            try:
-                kind, payload = await asyncio.wait_for(job.queue.get(), POLL_S)
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    return None
-                continue
+            event = await next_event(job, request)
+            if event is None:
+                return None
+            kind, payload = event
             if kind == "done":
                 done[payload.index] = payload
             elif kind == "error":
@@ -237,14 +267,17 @@ def _prefix_text(served: Served, job: Job, index: int, state, lengths) -> str | 
     return None if text.endswith("\ufffd") else text
 
 
-async def _sse_completion(job: Job, lengths, head: dict, served: Served):
+async def _sse_completion(job: Job, lengths, head: dict, served: Served, request: Request):
     """OpenAI's streamed completion: chunks of text as each row's completion is revealed from its start."""
     sent = [""] * job.settings.rows
     done: dict = {}
     chunk = {**head, "object": "text_completion"}
     try:
         while True:
-            kind, payload = await job.queue.get()
+            event = await next_event(job, request)
+            if event is None:
+                return
+            kind, payload = event
             if kind == "step":
                 text = _prefix_text(served, job, payload.index, payload.state, lengths)
                 if text and text.startswith(sent[payload.index]) and len(text) > len(sent[payload.index]):
@@ -270,7 +303,7 @@ async def _sse_completion(job: Job, lengths, head: dict, served: Served):
             job.cancel()  # the client went away mid-stream: its rows leave the batch
 
 
-async def _sse_denoise(job: Job, lengths, head: dict, served: Served):
+async def _sse_denoise(job: Job, lengths, head: dict, served: Served, request: Request):
     """The denoising itself: a ``start`` event (layout and fixed digits), one ``step`` event per row and step
     (the units revealed: position, digit, value; the text of tokens that became whole), then ``done`` with the
     completion (as POST /v1/completions answers it)."""
@@ -286,7 +319,10 @@ async def _sse_denoise(job: Job, lengths, head: dict, served: Served):
     done: dict = {}
     try:
         while True:
-            kind, payload = await job.queue.get()
+            event = await next_event(job, request)
+            if event is None:
+                return
+            kind, payload = event
             if kind == "step":
                 length = lengths[payload.index // s.n]
                 whole = {p for p, _, _ in payload.revealed

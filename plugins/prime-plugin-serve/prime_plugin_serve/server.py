@@ -7,9 +7,12 @@ on open connections, and waits up to ``--grace`` seconds for the requests in fli
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import sys
+import threading
 
 from prime_core.api import PrimeError
 
@@ -69,7 +72,8 @@ def serve(checkpoint: str, *, host: str, port: int, api_key: str | None, limits:
 
 
 class _Server:
-    """uvicorn's server, told to mark the app draining as soon as a shutdown signal arrives."""
+    """uvicorn's server, told to mark the app draining as soon as a shutdown signal arrives, and to exit normally
+    afterwards (uvicorn re-raises the signal once it stopped, which would end the process with −SIGTERM)."""
 
     def __new__(cls, config, app, scheduler):
         import uvicorn
@@ -79,5 +83,17 @@ class _Server:
                 app.state.draining = True
                 scheduler.draining = True
                 super().handle_exit(sig, frame)
+
+            @contextlib.contextmanager
+            def capture_signals(self):
+                if threading.current_thread() is not threading.main_thread():
+                    yield
+                    return
+                previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+                try:
+                    yield
+                finally:
+                    for s, handler in previous.items():
+                        signal.signal(s, handler)
 
         return Server(config)

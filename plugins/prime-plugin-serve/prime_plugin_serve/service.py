@@ -156,6 +156,7 @@ class Job:
         self.groups: list[Group] = []
         self.cancelled = False
         self.enqueued = time.monotonic()
+        self.checked = time.monotonic()  # when the request's client was last seen connected
 
     def emit(self, kind: str, payload) -> None:
         """From the worker thread: hand an event to the request's coroutine (dropped once it went away)."""
