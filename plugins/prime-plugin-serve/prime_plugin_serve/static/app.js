@@ -70,6 +70,10 @@ async function run(e) {
   $("error").textContent = ""; $("text").textContent = "";
   const res = await fetch("/v1/denoise", {method: "POST", headers: headers(), body: JSON.stringify(body())});
   if (!res.ok) { $("error").textContent = (await res.json()).error.message; return; }
+  if (window.whole) {  // ?whole: read the stream to its end first, then draw it (headless screenshots)
+    for (const block of (await res.text()).split("\n\n")) if (block.trim()) await handle(block);
+    return;
+  }
   const reader = res.body.getReader(), dec = new TextDecoder();
   let buf = "";
   for (;;) {
@@ -79,27 +83,32 @@ async function run(e) {
     let cut;
     while ((cut = buf.indexOf("\n\n")) >= 0) {
       const block = buf.slice(0, cut); buf = buf.slice(cut + 2);
-      const kind = (block.match(/^event: (.*)$/m) || [, "message"])[1];
-      const data = JSON.parse(block.match(/^data: (.*)$/m)[1]);
-      if (kind === "start") {
-        ell = data.ell; $("ell").textContent = data.ell; $("base").textContent = data.base;
-        layout(data.rows[0]);
-      } else if (kind === "step" && data.index === 0) {
-        if (window.stopAt !== undefined && data.step > window.stopAt) continue;  // freeze mid-denoising
-        step(data);
-        if ($("slow").checked) await sleep(60);
-      } else if (kind === "done" && window.stopAt !== undefined) {
-        $("text").textContent = "(frozen at step " + (window.stopAt + 1) + " by ?stop_at; the completion is: "
-          + JSON.stringify(data.choices[0].text) + ")";
-        document.body.dataset.done = "1";
-      } else if (kind === "done") {
-        $("text").textContent = $("prompt").value + data.choices[0].text;
-        $("nfe").textContent = data.prime.nfe[0]; $("idle").textContent = data.prime.idle_steps[0];
-        document.body.dataset.done = "1";
-      } else if (kind === "error") {
-        $("error").textContent = data.error.message;
-      }
+      await handle(block);
     }
+  }
+}
+
+// one server-sent event: "event: KIND" and "data: JSON" lines
+async function handle(block) {
+  const kind = (block.match(/^event: (.*)$/m) || [, "message"])[1];
+  const data = JSON.parse(block.match(/^data: (.*)$/m)[1]);
+  if (kind === "start") {
+    ell = data.ell; $("ell").textContent = data.ell; $("base").textContent = data.base;
+    layout(data.rows[0]);
+  } else if (kind === "step" && data.index === 0) {
+    if (window.stopAt !== undefined && data.step > window.stopAt) return;  // freeze mid-denoising
+    step(data);
+    if ($("slow").checked) await sleep(60);
+  } else if (kind === "done" && window.stopAt !== undefined) {
+    $("text").textContent = "(frozen at step " + (window.stopAt + 1) + " by ?stop_at; the completion is: "
+      + JSON.stringify(data.choices[0].text) + ")";
+    document.body.dataset.done = "1";
+  } else if (kind === "done") {
+    $("text").textContent = $("prompt").value + data.choices[0].text;
+    $("nfe").textContent = data.prime.nfe[0]; $("idle").textContent = data.prime.idle_steps[0];
+    document.body.dataset.done = "1";
+  } else if (kind === "error") {
+    $("error").textContent = data.error.message;
   }
 }
 
@@ -112,6 +121,7 @@ async function init() {
   } catch (err) { $("model").textContent = "(model list needs the API key)"; }
   const q = new URLSearchParams(location.search);
   for (const k of ["prompt", "max_tokens", "steps", "seed", "temperature", "top_p"]) if (q.has(k)) $(k).value = q.get(k);
+  window.whole = q.has("whole");
   if (q.has("stop_at")) window.stopAt = parseInt(q.get("stop_at"), 10);
   if (q.has("autorun")) { $("slow").checked = false; run(); }
 }
