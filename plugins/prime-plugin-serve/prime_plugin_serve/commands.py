@@ -61,6 +61,9 @@ def register_commands(commands):
                    help=f"requests waiting to join the batch (default {_D.max_waiting}; beyond: 429 with Retry-After)")
     g.add_argument("--grace", type=cliargs.real("--grace", lo=0.0, hi=3600.0, lo_open=False), default=_D.grace,
                    help=f"seconds SIGTERM waits for requests in flight (default {_D.grace:g}; new ones get 503)")
+    sp.add_argument("--threads", type=_limit("--threads", 1, 1024),
+                    help="torch intra-op threads of this replica (default: torch's; 1 per replica when several "
+                         "replicas share a machine's cores)")
     sp.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
                     help="uvicorn's log level (default warning)")
     sp.set_defaults(func=_run)  # prime's main runs it under cliargs.run_command (one line, exit 2)
@@ -91,6 +94,10 @@ def _run(args) -> int:
                     max_prompts=args.max_prompts, max_tokens=args.max_tokens, max_n=args.max_n,
                     max_steps=args.max_steps, max_rows=args.max_batch_rows, max_waiting=args.max_waiting,
                     grace=args.grace)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     from .server import serve
 
     return serve(args.checkpoint, host=args.host, port=args.port, api_key=key, limits=limits, device=args.device,
