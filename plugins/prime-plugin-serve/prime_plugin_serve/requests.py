@@ -200,5 +200,6 @@ def settings_from(data: dict, served, limits: Limits, model_id: str) -> tuple[Se
                                "left to generate: shorten it or lower max_tokens", param="max_tokens")
         encoded.append(prompt)
         lengths.append(row)
-    settings = Settings(tuple(encoded), n, max(lengths), steps, temperature, top_p, seed, sampler, _stop(data))
+    settings = Settings(tuple(encoded), n, max(lengths), steps, temperature, top_p, seed, sampler, _stop(data),
+                        steps_given=data.get("steps") is not None)
     return settings, tuple(lengths), stream

@@ -45,6 +45,7 @@ class Settings:
     seed: int
     sampler: str
     stop: tuple[str, ...] = ()
+    steps_given: bool = True  # an event-driven sampler without steps runs in continuous time (as prime sample)
 
     @property
     def rows(self) -> int:
@@ -128,7 +129,7 @@ class Served:
         for i, p in enumerate(prompts):
             if p is not None and p.fixed:
                 rows[i, :len(p.fixed)] = torch.tensor(p.fixed)
-        steps = None if getattr(sampler, "event_driven", False) else settings.steps
+        steps = None if getattr(sampler, "event_driven", False) and not settings.steps_given else settings.steps
         return generate_prompted(self.model, sampler, self.text, settings.length,
                                  seeds=row_seeds(settings.rows, settings.seed), fixed=rows, prompts=prompts,
                                  steps=steps, temperature=settings.temperature, top_p=settings.top_p,

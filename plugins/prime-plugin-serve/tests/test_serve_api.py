@@ -18,7 +18,7 @@ def client(server):
     return openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=60)
 
 
-def _sample(capsys, ckpt, prompts, n, length, seed, steps, extra=()):
+def _sample(capsys, ckpt, prompts, n, length, seed, steps, extra=()):  # `prime sample --json` completions
     args = ["sample", ckpt, "--json", "--quiet", "--seed", str(seed), "--steps", str(steps), "--length", str(length),
             "-n", str(n), *extra]
     for p in prompts:
@@ -127,3 +127,28 @@ def test_denoise_stream_shows_digits(server, client):
     assert steps[-1]["nfe"] + steps[-1]["idle_steps"] == 16
     plain = client.completions.create(model="run", prompt="the quick", max_tokens=8, seed=4, extra_body={"steps": 16})
     assert done[1]["choices"][0]["text"] == plain.choices[0].text
+
+
+@pytest.mark.slow
+def test_onnxruntime_equals_prime_sample(start, ckpt, capsys):
+    pytest.importorskip("onnxruntime")
+    s = start("--runtime", "onnxruntime")
+    r = httpx.post(s.url + "/v1/completions", json={"prompt": "the quick", "length": 10, "seed": 3, "steps": 8, "n": 2},
+                   timeout=300).json()
+    expect = _sample(capsys, ckpt, ["the quick"], 2, 10, 3, 8, ["--runtime", "onnxruntime"])
+    assert [c["text"] for c in r["choices"]] == expect
+    bad = httpx.post(s.url + "/v1/completions", json={"prompt": "x", "sampler": "first-hitting"}, timeout=60)
+    assert bad.status_code == 400 and "ancestral sampler only" in bad.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("sampler, steps", [("first-hitting", None), ("first-hitting", 6)])
+def test_other_samplers_run_whole_and_equal_prime_sample(client, ckpt, capsys, sampler, steps):
+    extra = {"sampler": sampler, "length": 12, **({"steps": steps} if steps else {})}
+    r = client.completions.create(model="run", prompt=["the quick", "over"], n=2, seed=21, extra_body=extra)
+    args = ["--sampler", sampler, "--json", "--quiet", "--seed", "21", "--length", "12", "-n", "2",
+            "--prompt", "the quick", "--prompt", "over", *(["--steps", str(steps)] if steps else [])]
+    capsys.readouterr()
+    assert main(["sample", ckpt, *args]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [c.text for c in r.choices] == [row["completion"] for row in rows]
+    assert r.model_extra["prime"]["nfe"] == [row["nfe"] for row in rows]
