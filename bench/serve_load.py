@@ -139,8 +139,8 @@ def main() -> None:
     p = card["prime"]
     print(f"prime serve {os.path.basename(args.checkpoint)}: L = {p['length']}, ℓ = {p['ell']}, C = "
           f"{p['num_classes']}; max_tokens {args.max_tokens}, steps {args.steps}; {args.rounds} rounds × "
-          f"{args.seconds:g} s per level; torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}, "
-          f"{os.cpu_count()} CPUs")
+          f"{args.seconds:g} s per level; server flags {' '.join(args.server_arg) or 'none'}; {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print("| clients | requests | req/s | tokens/s | p50 s | p95 s | errors | lost | tokens/s vs 1 client | "
           "same text as 1 client |")
     print("|---|---|---|---|---|---|---|---|---|---|")
