@@ -17,7 +17,7 @@ import time
 import attrs
 import torch
 
-from prime_core.api import (ANY, GREEDY_TEMPERATURE, TextPrompts, boundary_kinds, dataset_for_checkpoint,
+from prime_core.api import (ANY, GREEDY_TEMPERATURE, PrimeError, TextPrompts, boundary_kinds, dataset_for_checkpoint,
                             decode_row, encode_infill, encode_prompt, generate_prompted, get_registry,
                             load_model, presentation, row_seeds, word_start_table)
 
@@ -63,7 +63,7 @@ class Served:
         self.checkpoint, self.runtime, self.meta = checkpoint, runtime, ckpt.meta
         try:
             shown = presentation(dataset_for_checkpoint(self.config, ckpt.meta.get("data"), need_data=False))
-        except Exception:  # noqa: BLE001 — a data set that cannot be rebuilt here: ids only, as prime sample does
+        except (PrimeError, FileNotFoundError):  # a data set that cannot be rebuilt here: ids, as prime sample
             shown = presentation(None)
         self.shown = shown
         self.text = shown if isinstance(shown, TextPrompts) else None
