@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import time
 import uuid
 from importlib import resources
@@ -23,7 +24,8 @@ from .service import Draining, Job, Overloaded, Scheduler, Served
 #: holds no data; every API call it makes sends the key typed into it)
 OPEN_PATHS = ("/", "/health", "/static/app.js", "/static/style.css")
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
-POLL_S = 0.25  # how often a waiting non-streamed request checks that its client is still there
+POLL_S = 0.25  # how often a waiting request checks that its client is still there
+LOG = logging.getLogger("prime.serve")
 
 
 def error(exc: RequestError) -> JSONResponse:
@@ -45,6 +47,7 @@ def create_app(served: Served, scheduler: Scheduler, limits: Limits, *, api_key:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):
+        LOG.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return error(RequestError(f"internal error ({type(exc).__name__}); see the server's log", status=500,
                                   code="internal_error", kind="server_error"))
 

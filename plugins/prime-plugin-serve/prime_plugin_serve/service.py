@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import threading
 import time
 
@@ -22,6 +23,9 @@ from prime_core.api import (ANY, GREEDY_TEMPERATURE, PrimeError, TextPrompts, bo
                             load_model, presentation, row_seeds, word_start_table)
 
 from .engine import Engine, Finished, Group, StepEvent, new_row
+
+
+LOG = logging.getLogger("prime.serve")
 
 
 class Overloaded(Exception):
@@ -308,6 +312,7 @@ class Scheduler:
         try:
             g = self.served.whole(job.settings)
         except Exception as exc:  # noqa: BLE001
+            LOG.error("a request run whole failed", exc_info=exc)
             job.emit("error", exc)
             self.stats.failed += 1
             return
@@ -317,6 +322,7 @@ class Scheduler:
         self.stats.finished += 1
 
     def _fail_all(self, exc: Exception) -> None:
+        LOG.error("a sampler step failed; its %d requests get 500", len(self.running), exc_info=exc)
         with self._cv:
             for job in self.running:
                 job.emit("error", exc)
