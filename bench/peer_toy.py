@@ -137,7 +137,7 @@ def multiply_adds(model: nn.Module) -> int:
 
 
 def prime_train_step(model, opt, x0: torch.Tensor, g: torch.Generator) -> float:
-    from prime_core.losses import training_nelbo
+    from prime_core.diffusion.losses import training_nelbo
 
     loss = training_nelbo(model, x0, generator=g).mean() / x0.shape[1]
     opt.zero_grad(set_to_none=True)

@@ -1,11 +1,11 @@
-"""DESIGN §2.5 item 7: Philox4x32-10 keyed uniforms (prime_core.counter_rng)."""
+"""DESIGN §2.5 item 7: Philox4x32-10 keyed uniforms (prime_core.sampling.counter_rng)."""
 
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prime_core.counter_rng import (GUMBEL, REVEAL, SEED_LIMIT, key_words, philox4x32, row_keys, uniforms)
+from prime_core.sampling.counter_rng import (GUMBEL, REVEAL, SEED_LIMIT, key_words, philox4x32, row_keys, uniforms)
 
 # Random123 kat_vectors, philox4x32 with 10 rounds: (counter, key) → output
 KATS = [
@@ -39,7 +39,7 @@ def test_uniforms_strictly_inside_unit_interval_and_uniform(dtype):
     hist = torch.histc(u.double(), bins=10, min=0.0, max=1.0)
     assert float(((hist - 6400) ** 2 / 6400).sum()) < 33.7  # χ²(9) beyond 33.7 with probability 1e-4
     # extremes of the word map stay inside (0, 1)
-    from prime_core.counter_rng import _to_unit
+    from prime_core.sampling.counter_rng import _to_unit
 
     ends = _to_unit(torch.tensor([0, 2**32 - 1]), torch.tensor([0, 2**32 - 1]), dtype)
     assert bool((ends > 0).all() & (ends < 1).all())

@@ -111,8 +111,8 @@ def new_row(model, group: Group, index: int, seed: int, fixed: torch.Tensor, ste
 class Engine:
     """The rows in flight and `tick`, one step for each of them (see the module docstring)."""
 
-    def __init__(self, model, gumbel_dtype: torch.dtype, table: torch.Tensor | None = None):
-        self.model, self.gumbel_dtype, self.table = model, gumbel_dtype, table
+    def __init__(self, model, draw_dtype: torch.dtype, table: torch.Tensor | None = None):
+        self.model, self.draw_dtype, self.table = model, draw_dtype, table
         self.rows: list[Row] = []
         self.forward_calls = 0
 
@@ -172,7 +172,7 @@ class Engine:
             scores[sel] = filter_log_probs(log_p[sel], tau, top_p)  # per-position ops: a subset changes nothing
         keys = torch.stack([r.key for r in rows])
         ks = torch.tensor([r.k for r in rows], dtype=torch.long, device=y.device)
-        x_hat = draw_tokens(scores, keys, ks, pos, self.gumbel_dtype)
+        x_hat = draw_tokens(scores, keys, ks, pos, self.draw_dtype)
         return ancestral_update(x_hat, y, reveal, self.model.map)
 
     def _word_boundaries(self, log_p, pos, owner, rows: list[Row]) -> torch.Tensor:

@@ -75,7 +75,7 @@ class Served:
         s = self.config.sample
         self.defaults = dict(steps=s.steps, temperature=s.temperature, top_p=s.top_p, sampler=s.sampler)
         self.sampler_options = dict(s.options)
-        self.gumbel_dtype = getattr(torch, s.gumbel_dtype)
+        self.draw_dtype = getattr(torch, s.draw_dtype)
         self.samplers = sorted(get_registry().names("sampler"))
         self.created = int(time.time())
         self._runtime_sampler = None
@@ -122,7 +122,7 @@ class Served:
             if self._runtime_sampler is None:
                 rt = registry.build("runtime", self.runtime)
                 self._runtime_sampler = rt.sampler(self.model, self.config, self.checkpoint, step_model=None,
-                                                   gumbel_dtype=self.config.sample.gumbel_dtype,
+                                                   gumbel_dtype=self.config.sample.draw_dtype,
                                                    ckpt_meta=self.meta, top_p=settings.top_p)
             sampler = self._runtime_sampler
         else:
@@ -137,7 +137,7 @@ class Served:
         return generate_prompted(self.model, sampler, self.text, settings.length,
                                  seeds=row_seeds(settings.rows, settings.seed), fixed=rows, prompts=prompts,
                                  steps=steps, temperature=settings.temperature, top_p=settings.top_p,
-                                 gumbel_dtype=self.gumbel_dtype, cache=True, progress=False)
+                                 gumbel_dtype=self.draw_dtype, cache=True, progress=False)
 
     def stepwise(self, settings: Settings) -> bool:
         """Whether the request's rows can join the shared step-level batch (plain ancestral sampler, eager)."""
@@ -206,7 +206,7 @@ class Scheduler:
 
     def __init__(self, served: Served, *, max_rows: int, max_waiting: int):
         self.served, self.max_rows, self.max_waiting = served, max_rows, max_waiting
-        self.engine = Engine(served.model, served.gumbel_dtype, served.table)
+        self.engine = Engine(served.model, served.draw_dtype, served.table)
         self.waiting: collections.deque[Job] = collections.deque()
         self.running: dict[Job, int] = {}  # job → rows still in the batch
         self.stats = Stats()

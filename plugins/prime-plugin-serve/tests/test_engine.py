@@ -18,7 +18,7 @@ def _reference(served, prompt, n, seed, steps, tau, top_p):
         fixed[:, :len(prompt.fixed)] = torch.tensor(prompt.fixed)
     return generate_prompted(served.model, AncestralSampler(), served.text, length, seeds=row_seeds(n, seed),
                              fixed=fixed, prompts=[prompt] * n, steps=steps, temperature=tau, top_p=top_p,
-                             gumbel_dtype=served.gumbel_dtype)
+                             gumbel_dtype=served.draw_dtype)
 
 
 def test_rows_joining_at_any_tick_equal_prime_sample(ckpt):
@@ -27,7 +27,7 @@ def test_rows_joining_at_any_tick_equal_prime_sample(ckpt):
         ("the quick", False, 2, 5, 8, 1.0, 1.0, 0), ("", False, 1, 9, 5, 0.7, 0.8, 2),
         ("the [MASK:3] fox", True, 2, 13, 12, 1.0, 0.9, 3), ("Emma and", False, 3, 1, 20, 1.3, 1.0, 3),
     ]
-    engine = Engine(served.model, served.gumbel_dtype, served.table)
+    engine = Engine(served.model, served.draw_dtype, served.table)
     got: dict = {}
     tick = 0
     pending = list(enumerate(asks))
@@ -55,7 +55,7 @@ def test_rows_joining_at_any_tick_equal_prime_sample(ckpt):
 
 def test_cancelled_rows_leave_at_the_next_tick(ckpt):
     served = Served(ckpt)
-    engine = Engine(served.model, served.gumbel_dtype, served.table)
+    engine = Engine(served.model, served.draw_dtype, served.table)
     keep, drop = Group(None, lambda *_: None), Group(None, lambda *_: None)
     free = torch.full((served.length,), -1, dtype=torch.long)
     engine.add([new_row(served.model, g, 0, s, free, 50, 1.0, 1.0) for g, s in ((keep, 1), (drop, 2))])
