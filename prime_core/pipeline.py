@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from .batch_budget import batch_rows
 from .build import build_dataset, dataset_for_checkpoint, load_model, resolve_sizes, user_locations
 from .config import Config
 from .device import train_device
@@ -58,8 +59,12 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     s = config.sample
     sampler = registry.build("sampler", s.sampler, **s.options)
     t1 = time.perf_counter()
+    batch = batch_rows(model, s.num_samples, s.memory_budget_mib * 2**20)
+    # all rows at once when they fit; else in batches (same tokens: keyed rows), asked only then, since a
+    # plugin's sampler need not take batch_size
+    chunked = {} if batch >= s.num_samples else {"batch_size": batch}
     result = sampler.sample(model, s.num_samples, steps=s.steps, seed=0, temperature=s.temperature, top_p=s.top_p,
-                            gumbel_dtype=getattr(torch, s.gumbel_dtype), progress=progress)
+                            gumbel_dtype=getattr(torch, s.gumbel_dtype), progress=progress, **chunked)
     sample_s = time.perf_counter() - t1
     shown = presentation(dataset_for_checkpoint(config, loaded.meta.get("data"), locations=locations,
                                                 registry=registry))
