@@ -269,9 +269,7 @@ def _meta_model(config: Config, registry: Registry | None, url: str,
     tensors while it is constructed (e.g. calls ``.item()``): the caller then checks after a real build."""
     meta_only = (RuntimeError, NotImplementedError)  # what torch raises for values of meta tensors
     try:
-        from .startup import no_init
-
-        with torch.device("meta"), no_init():  # values are meaningless here; meta normal_ imports dynamo (~3 s)
+        with torch.device("meta"):
             return build_model(config, registry, provided_by=provided_by)
     except meta_only as exc:
         _refuse_oversized(exc, config, url)
