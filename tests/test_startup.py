@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+
 def test_loading_the_images_plugin_imports_no_torchmetrics():
     """prime loads every plugin for every command: the Fréchet distance's torchmetrics (and scipy) wait for use."""
     code = ("import sys, prime_plugin_images.plugin, prime_plugin_images as p; "
