@@ -311,14 +311,15 @@ def end_to_end(args) -> dict:
         if args.compare_batch_size:  # e.g. 16, the former default of --batch-size
             runs.setdefault(f"prime sample --batch-size {args.compare_batch_size}", []).append(
                 run_process(prime_cmd + ["--batch-size", str(args.compare_batch_size)], args.threads))
-        runs.setdefault("reference script (process)", []).append(run_process(ref_cmd, args.threads))
+        if not args.no_reference_process:
+            runs.setdefault("reference script (process)", []).append(run_process(ref_cmd, args.threads))
         runs.setdefault("prime library call", []).append(
             timed(lambda: sampler.sample(model, n, steps=steps, seed=r, gumbel_dtype=torch.float64)))
         runs.setdefault("reference sampler (in process)", []).append(
             timed(lambda: reference_sample(ref, n, steps, ref.embed.num_embeddings - 1)))
     med = {k: statistics.median(v) for k, v in runs.items()}
     ref_rate = n / med["reference sampler (in process)"]
-    ref_proc = n / med["reference script (process)"]
+    ref_proc = n / med["reference script (process)"] if "reference script (process)" in med else math.nan
     rows = [{"what": k, "seconds": v, "samples_per_s": n / v, "vs_reference_sampler": n / v / ref_rate,
              "vs_reference_process": n / v / ref_proc} for k, v in med.items()]
     return {"mode": "end-to-end", "threads": args.threads, "num_samples": n, "steps": steps,
@@ -355,6 +356,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint-dir", help="--end-to-end: where the toy checkpoint is written (default a temp dir)")
     p.add_argument("--prime-args", default="", help="--end-to-end: extra `prime sample` flags in one string, e.g. "
                    "'--batch-size 16' (the former default)")
+    p.add_argument("--no-reference-process", action="store_true",
+                   help="--end-to-end: skip (b), the reference as its own process (its sampling is (d) again)")
     p.add_argument("--compare-batch-size", type=int, help="--end-to-end: also time the command with --batch-size B")
     p.add_argument("--reference-process", type=int, nargs=2, metavar=("N", "T"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
