@@ -50,7 +50,7 @@ def quality(name, result, eager_tokens, shown, judge, registry) -> dict:
     texts = shown.decode_samples(result.tokens)
     [score] = [s for s in shown.score_samples(texts) if s["name"] == "word_validity"]
     return {"runtime": name, "word_validity": score["value"],
-            "gen_ppl": generative_perplexity(judge, result.tokens.cpu(), registry),
+            "gen_ppl": None if judge is None else generative_perplexity(judge, result.tokens.cpu(), registry),
             "unigram_entropy": unigram_entropy(result.tokens.cpu()),
             "tokens_equal_to_eager": float((result.tokens == eager_tokens).double().mean()),
             "sample": texts[0][:160]}
@@ -59,7 +59,7 @@ def quality(name, result, eager_tokens, shown, judge, registry) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--judge", required=True, help="AR (dit-ar) checkpoint on the same data")
+    ap.add_argument("--judge", help="AR (dit-ar) checkpoint on the same data (without it: no gen. PPL column)")
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--batches", default="1,8")
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
 
     registry = get_registry()
     model, cfg, ckpt = load_model(args.checkpoint, registry)
-    judge = load_model(args.judge, registry)[0]
+    judge = load_model(args.judge, registry)[0] if args.judge else None
     s = cfg.sample
     nucleus = s.top_p < 1.0
     tmp = tempfile.mkdtemp(prefix="prime-int8-")
@@ -129,7 +129,8 @@ def main(argv=None) -> int:
     print("| runtime | word validity | gen. PPL (AR judge) | unigram entropy | tokens = eager's |")
     print("|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['runtime']} | {r['word_validity']:.3f} | {r['gen_ppl']:.1f} | {r['unigram_entropy']:.3f} | "
+        ppl = "n/a (no --judge)" if r["gen_ppl"] is None else f"{r['gen_ppl']:.1f}"
+        print(f"| {r['runtime']} | {r['word_validity']:.3f} | {ppl} | {r['unigram_entropy']:.3f} | "
               f"{100 * r['tokens_equal_to_eager']:.1f} % |")
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as fh:

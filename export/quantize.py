@@ -12,6 +12,7 @@ quality is measured (docs/benchmarks.md), not promised equal. The step's metadat
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 
@@ -35,7 +36,14 @@ def quantize_int8(src: str, dst: str) -> dict:
     parent = os.path.dirname(os.path.abspath(dst))
     tmp = os.path.join(parent, f".{os.path.basename(dst)}.int8-{uuid.uuid4().hex[:8]}")
     try:
-        quantize_dynamic(src, tmp, op_types_to_quantize=OP_TYPES, per_channel=True, weight_type=QuantType.QInt8)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is not addressed to our user
+        try:
+            quantize_dynamic(src, tmp, op_types_to_quantize=OP_TYPES, per_channel=True,
+                             weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
         proto = onnx.load(tmp)
         step = dict(meta["step"], weights_dtype="int8", quantization=QUANTIZATION)
         del proto.metadata_props[:]

@@ -24,6 +24,7 @@ def test_int8_export_has_integer_matmuls_and_samples_valid_tokens(checkpoint, tm
     rc, text = _export(ckpt, out, capsys, "--int8")
     assert rc == 0, text
     assert "weights int8" in text and "onnxruntime vs torch, batch 3" in text
+    assert "pre-processing" not in text  # onnxruntime's own advice is not shown
     assert os.listdir(tmp_path) == ["step-int8.onnx"]  # the fp32 graph it came from is gone
     graph = onnx.load(str(out))
     ops = {n.op_type for n in graph.graph.node}
