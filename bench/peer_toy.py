@@ -147,7 +147,7 @@ def multiply_adds(model: nn.Module) -> int:
 
 
 def prime_train_step(model, opt, x0: torch.Tensor, g: torch.Generator) -> float:
-    from prime_core.losses import training_nelbo
+    from prime_core.diffusion.losses import training_nelbo
 
     loss = training_nelbo(model, x0, generator=g).mean() / x0.shape[1]
     opt.zero_grad(set_to_none=True)
@@ -292,7 +292,7 @@ def end_to_end(args) -> dict:
     import tempfile
 
     from prime_core.api import get_registry
-    from prime_core.build import load_model
+    from prime_core.api import load_model
 
     torch.set_num_threads(args.threads)
     folder = args.checkpoint_dir or tempfile.mkdtemp(prefix="peer-toy-")

@@ -13,7 +13,7 @@ C = 512 (b = 23), random weights (time does not depend on training). Two measure
    (softmax / cumsum / compare over C). For comparison, the former Gumbel-max noise (C keyed uniforms per
    position, −log(−log U)) is timed for the same N positions.
 2. ``sample``: `AncestralSampler.sample` of --rows rows, --steps steps, idle-step cache on, with the keyed
-   Philox calls (`prime_core.counter_rng.uniforms`) and the token draw (`categorical`, whose own uniform is
+   Philox calls (`prime_core.sampling.counter_rng.uniforms`) and the token draw (`categorical`, whose own uniform is
    counted once, as randomness) wrapped in timers for this run only; share = their time / the whole run.
 
 3. ``per_call`` (``--per-call``, issue 21): one `uniforms` call (one token uniform per row, as a step's draw) at
@@ -38,7 +38,7 @@ import torch
 
 def build(classes: int):
     from prime_core import build_model, load_config
-    from prime_core.config import Config
+    from prime_core.runs.config import Config
 
     cfg = Config.from_dict(load_config("toy2d", [f"model.num_classes={classes}", "model.length=2"]).to_dict())
     torch.manual_seed(0)
@@ -92,8 +92,8 @@ def step_profile(model, rows: int, repeats: int) -> dict:
 
 def sample_profile(model, rows: int, steps: int) -> dict:
     """A whole cached sampling run with the keyed draws timed in place (module docstring, 2)."""
-    import prime_core.counter_rng as rng_mod
-    import prime_core.sampler as sampler_mod
+    import prime_core.sampling.counter_rng as rng_mod
+    import prime_core.sampling.ancestral as sampler_mod
     from prime_core.api import AncestralSampler
 
     spent = {"keyed_uniforms_s": 0.0, "categorical_s": 0.0, "token_uniforms_s": 0.0}
@@ -133,7 +133,7 @@ def per_call(batches: list[int], calls: int, repeats: int) -> list[dict]:
     """µs per `uniforms` call of n rows (module docstring, 3): fused vs reference Philox, interleaved."""
     import statistics
 
-    import prime_core.counter_rng as rng_mod
+    import prime_core.sampling.counter_rng as rng_mod
     from prime_core.api import TOKEN, key_words, row_seeds
 
     fused = rng_mod.philox4x32

@@ -38,7 +38,7 @@ BATCH, LENGTH = 32, 64
 
 def make_step(option: str):
     """(step function, model, compile seconds) for one option (module docstring)."""
-    from prime_core.losses import training_nelbo
+    from prime_core.diffusion.losses import training_nelbo
 
     torch.manual_seed(0)
     m = model(2, 128, LENGTH)

@@ -1,4 +1,4 @@
-"""Issue 21 item 1: `prime sample` / `prime run` pick the batch from a memory budget (prime_core.batch_budget).
+"""Issue 21 item 1: `prime sample` / `prime run` pick the batch from a memory budget (prime_core.sampling.batch_budget).
 
 All rows run at once when they fit (one network call per step for every row), a small budget splits them, and
 the tokens are the same for every batch — default, --memory-budget, --batch-size — since rows are keyed.
@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from prime_core.batch_budget import batch_rows, bytes_per_row, parse_budget
-from prime_core.build import load_model
+from prime_core.sampling.batch_budget import batch_rows, bytes_per_row, parse_budget
+from prime_core.api import load_model
 from prime_core.cli import main
 
 from test_bad_inputs import TINY
@@ -57,7 +57,7 @@ def test_default_budget_runs_every_row_in_one_batch(ckpt, capsys):
 
 def test_small_budget_splits_rows_with_the_same_tokens(ckpt, capsys, monkeypatch):
     """A budget of 1 MiB on a model whose row needs ~1/4 MiB (patched) gives batches of 4: the same tokens."""
-    import prime_core.batch_budget as bb
+    import prime_core.sampling.batch_budget as bb
 
     whole = _sample(capsys, ckpt, "-n", "10")
     monkeypatch.setattr(bb, "bytes_per_row", lambda model: 2**18)
@@ -76,7 +76,7 @@ def test_bad_budget_is_one_line_exit_2(ckpt, capsys, tmp_path, value):
 
 
 def test_config_key_sets_the_run_budget(ckpt, capsys):
-    from prime_core.config import Config
+    from prime_core.api import Config
     from prime_core.errors import ConfigError
 
     assert Config().sample.memory_budget_mib == 1024
