@@ -87,6 +87,9 @@ def add_onnx_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-probs", action="store_true", help="export y_s only (no probabilities output)")
     p.add_argument("--no-nucleus", action="store_true",
                    help="leave the top-p sort out of the graph (faster; such a step samples with top_p = 1 only)")
+    p.add_argument("--int8", action="store_true",
+                   help="int8 MatMul/Gemm weights (ONNX Runtime dynamic quantization): faster, tokens no longer "
+                        "equal the eager sampler's (docs/export.md#int8)")
 
 
 def add_tensorrt_arguments(p: argparse.ArgumentParser) -> None:

@@ -58,8 +58,12 @@ class TensorRTRuntime(OnnxRuntime):
 
 def export_onnx(checkpoint: str, output: str, *, weights: str = "model", force: bool = False,
                 opset: int | None = None, batch: int = 5, draw_dtype: str | None = None, no_probs: bool = False,
-                no_nucleus: bool = False, echo=print) -> str:
-    """Export, check and compare (module docstring); ``echo`` gets the report lines. Returns ``output``."""
+                no_nucleus: bool = False, int8: bool = False, echo=print) -> str:
+    """Export, check and compare (module docstring); ``echo`` gets the report lines. Returns ``output``.
+    ``int8``: the fp32 graph is written beside ``output`` under a hidden name, quantized into ``output``
+    (`export.quantize`), and removed."""
+    import os
+
     import torch
 
     from prime_core.api import load_model
@@ -71,13 +75,31 @@ def export_onnx(checkpoint: str, output: str, *, weights: str = "model", force: 
     check_output(output, force)
     model, config, ckpt = load_model(checkpoint, weights=weights)
     noise = getattr(torch, draw_dtype or config.sample.draw_dtype)
-    meta = export_step(model, config, output, checkpoint_meta=ckpt.meta, opset=opset, batch=batch,
-                       noise_dtype=noise, with_probs=not no_probs, force=force, nucleus=not no_nucleus,
-                       backbone_name=config.model.backbone)
+    fp32 = _int8_source(output) if int8 else output
+    try:
+        meta = export_step(model, config, fp32, checkpoint_meta=ckpt.meta, opset=opset, batch=batch,
+                           noise_dtype=noise, with_probs=not no_probs, force=force or int8, nucleus=not no_nucleus,
+                           backbone_name=config.model.backbone)
+        if int8:
+            from .quantize import quantize_int8
+
+            meta = quantize_int8(fp32, output)
+    finally:
+        if int8 and os.path.exists(fp32):
+            os.remove(fp32)
     step = meta["step"]
     echo(f"wrote {output}: opset {opset}, C={meta['num_classes']} L={meta['length']} "
          f"ℓ={meta['ell']} b={meta['base']}, dynamic batch, {'dynamic' if step['dynamic_length'] else 'static'}"
-         f" length, token draw in {step['noise_dtype']}; onnx.checker: ok")
+         f" length, token draw in {step['noise_dtype']}, weights {step['weights_dtype']}; onnx.checker: ok")
     for parity in compare_onnx(model, output, meta, batches=sorted({1, batch})):
         echo("onnxruntime vs torch, " + parity.line())
     return output
+
+
+def _int8_source(output: str) -> str:
+    """A hidden temporary name, beside ``output``, for the fp32 graph that --int8 quantizes into ``output``."""
+    import os
+    import uuid
+
+    return os.path.join(os.path.dirname(os.path.abspath(output)),
+                        f".{os.path.basename(output)}.fp32-{uuid.uuid4().hex[:8]}")

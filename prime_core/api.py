@@ -59,8 +59,8 @@ from .plugin.default import get_registry, new_registry
 from .runs.rundir import check_outputs, check_writable, claim, local_out_dir, start_over, trim_metrics
 # sample: the pieces of the ancestral sampler that other samplers and runtimes reuse (DESIGN §2.5)
 from .sampling.ancestral import (GREEDY_TEMPERATURE, AncestralSampler, SampleResult, Step, ancestral_update, draw_tokens,
-                      filter_log_probs, filter_scores, model_device, reveal_probability, reveal_uniforms,
-                      row_seeds, token_uniforms)
+                      filter_log_probs, filter_scores, model_device, reveal_probability, reveal_steps,
+                      reveal_uniforms, row_seeds, token_uniforms)
 from .sampling.first_hitting import FirstHittingSampler
 # remasking and confidence-ordered samplers (DESIGN §2.5 item 8); the confidence of a drawn unit
 from .sampling.confidence import ConfidenceSampler, reveal_counts
@@ -85,7 +85,7 @@ __all__ = [
     "remask_reveal_probability", "reveal_counts", "sigma_max", "unit_confidence",
     "ancestral_update", "categorical", "draw_tokens", "inverse_cdf",
     "EVENT_TOKEN", "REMASK", "REVEAL", "REVEAL_TIME", "TOKEN", "gumbel_from_uniform", "key_words", "model_device", "philox4x32",
-    "reveal_uniforms", "row_keys", "token_uniforms", "uniforms", "Backbone", "BackboneSpec", "BaseBMap", "CHECKPOINT_NAME", "Checkpoint", "CheckpointError",
+    "reveal_steps", "reveal_uniforms", "row_keys", "token_uniforms", "uniforms", "Backbone", "BackboneSpec", "BaseBMap", "CHECKPOINT_NAME", "Checkpoint", "CheckpointError",
     "Component", "Config", "ConfigError", "Dataset", "Exporter", "LinearSchedule", "MLPBackbone", "Metric",
     "MetricResult", "NoiseSchedule", "Parameterization", "PluginInfo", "PrimeError", "PrimeModel", "Registry",
     "RegistryError", "Runtime", "SampleResult", "Sampler", "Step", "SubTokenMap", "Tokenizer", "Trainer",

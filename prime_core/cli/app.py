@@ -141,6 +141,9 @@ def cmd_sample(args) -> int:
     from ..runs.build import load_model
     from ..runs.rundir import check_writable, local_out_dir, write_text_atomic
 
+    from ..sampling.batch_budget import parse_budget
+
+    args.budget = None if args.memory_budget is None else parse_budget(args.memory_budget)  # bad size: refused now
     out = None if args.out is None else local_out_dir(args.out)  # before any work: a URL or a file is refused
     if out is not None:
         check_writable(out)  # an unwritable --out is one line now, not an errno after sampling
@@ -176,6 +179,7 @@ def cmd_sample(args) -> int:
     shown = _sample_dataset(config, ckpt.meta.get("data"), required=out is not None or texts or args.stop_at_eos,
                             locations=_parse_options(args.data_option, "--data-option"))
     rows = _sample_rows(args, model, shown, cliargs.given(args.num_samples, s.num_samples))
+    args.budget = args.budget or s.memory_budget_mib * 2**20
     # an event-driven sampler (first-hitting) without --steps runs in continuous time, not on sample.steps' grid
     steps = None if getattr(sampler, "event_driven", False) and args.steps is None else \
         cliargs.given(args.steps, s.steps)
@@ -292,8 +296,9 @@ def _generate_rows(args, model, sampler, shown, rows, options):
     if args.stop_at_eos and eos is None:
         raise PrimeError("--stop-at-eos needs a tokenizer with an end-of-sequence id; this data set has none")
     parts, out_rows, printed = [], [], 0
-    for lo in range(0, n, args.batch_size):
-        hi = min(n, lo + args.batch_size)
+    batch = sample_batch_size(args, model, n)
+    for lo in range(0, n, batch):
+        hi = min(n, lo + batch)
         g = generate_prompted(model, sampler, shown if isinstance(shown, TextPrompts) else None, length,
                               seeds=seeds[lo:hi], fixed=fixed[lo:hi], prompts=prompts[lo:hi], stride=args.stride,
                               context=args.context, eos_id=eos, **options)
@@ -323,6 +328,14 @@ def _generate_rows(args, model, sampler, shown, rows, options):
               "forward_calls": g.forward_calls,
               "decoded": [r["decoded"] for r in out_rows], "rows": out_rows}
     return g, report
+
+
+def sample_batch_size(args, model, n: int) -> int:
+    """--batch-size B, else as many rows as fit --memory-budget (default the checkpoint's
+    sample.memory_budget_mib): `prime_core.sampling.batch_budget`."""
+    from ..sampling.batch_budget import batch_rows
+
+    return args.batch_size if args.batch_size is not None else batch_rows(model, n, args.budget)
 
 
 def row_block(index: int, text: str, stopped_at: int | None) -> str:
@@ -465,8 +478,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                     "next block's prefix (default L − stride)")
     sp.add_argument("--stop-at-eos", action="store_true", help="stop a row at the tokenizer's end-of-sequence id "
                     "and cut its text there")
-    sp.add_argument("--batch-size", type=cliargs.count("--batch-size", 1, cliargs.MAX_SAMPLES), default=16,
-                    help="rows generated together; each batch is printed as it completes (same samples any size)")
+    sp.add_argument("--batch-size", type=cliargs.count("--batch-size", 1, cliargs.MAX_SAMPLES),
+                    help="rows generated together (default: as many as fit --memory-budget); each batch is printed "
+                    "as it completes (same samples any size)")
+    sp.add_argument("--memory-budget", metavar="SIZE", help="per-step working set that sets the batch, e.g. 512M, "
+                    "2GiB (default the config's sample.memory_budget_mib, 1024 MiB): all rows at once when they fit")
     sp.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="sampler constructor option (TOML value), e.g. --option warp=1.5 (repeatable)")
     sp.add_argument("--trajectory", action="store_true",

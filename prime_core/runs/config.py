@@ -156,6 +156,9 @@ class SampleConfig:
     # each; the rows fix the prompt's tokens and the sampler fills the rest of the L positions
     prompts: tuple = attrs.field(default=(), converter=_list_to_tuple, validator=_prompt_list)
     per_prompt: int = attrs.field(default=2, validator=_whole(1, 1024))
+    # rows sampled together are as many as fit this per-step working set (prime_core.sampling.batch_budget); all at once
+    # when they fit. `prime sample --memory-budget` / `--batch-size` override it
+    memory_budget_mib: int = attrs.field(default=1024, validator=_whole(1, 2**30))
     # constructor options of the sampler, e.g. { temperature_schedule = [0.5, 1.0, 0.6], warp = 1.5 } for "image"
     options: dict = _opts
 

@@ -26,6 +26,8 @@ known-answer vectors (tests/test_counter_rng.py).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 REVEAL, TOKEN, REMASK, REVEAL_TIME, EVENT_TOKEN, REVEAL_STEP = 0, 1, 2, 3, 4, 5  # streams (counter word 3)
@@ -47,11 +49,10 @@ def _mulhilo(m: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (p >> 16) + (s >> 32), s & _MASK32
 
 
-def philox4x32(counter: tuple[torch.Tensor, ...], key: tuple[torch.Tensor, torch.Tensor],
-               rounds: int = ROUNDS) -> tuple[torch.Tensor, ...]:
-    """Philox4x32-``rounds`` (Salmon et al. 2011, Random123) on broadcastable int64 tensors holding 32-bit words.
-    One round: (c₀, c₁, c₂, c₃) → (hi(M₁c₂) ⊕ c₁ ⊕ k₀, lo(M₁c₂), hi(M₀c₀) ⊕ c₃ ⊕ k₁, lo(M₀c₀)), then
-    k ← k + (W₀, W₁) mod 2³². Returns the four output words (int64 in [0, 2³²))."""
+def philox4x32_reference(counter: tuple[torch.Tensor, ...], key: tuple[torch.Tensor, torch.Tensor],
+                         rounds: int = ROUNDS) -> tuple[torch.Tensor, ...]:
+    """Philox4x32-``rounds`` word by word, products split into 16-bit halves (no int64 overflow anywhere): the
+    definition `philox4x32` is tested against, and its fallback where int64 products do not wrap."""
     c0, c1, c2, c3 = (torch.as_tensor(c, dtype=torch.long) for c in counter)
     k0, k1 = (torch.as_tensor(k, dtype=torch.long) for k in key)
     for r in range(rounds):
@@ -61,6 +62,59 @@ def philox4x32(counter: tuple[torch.Tensor, ...], key: tuple[torch.Tensor, torch
         hi1, lo1 = _mulhilo(_M1, c2)
         c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
     return c0, c1, c2, c3
+
+
+_WRAPS: dict[str, bool] = {}
+
+
+def _products_wrap(device: torch.device) -> bool:
+    """Whether int64 products on ``device`` wrap mod 2⁶⁴ (two's complement), checked once per device type on a
+    product ≥ 2⁶³ against Python's exact integers: then m·x (m, x < 2³²) is the full 64-bit product."""
+    if device.type not in _WRAPS:
+        x = torch.tensor([0xFFFFFFFF, 0xDEADBEEF], dtype=torch.long, device=device)
+        p = x * _M0
+        got = [(int(h), int(lo)) for h, lo in zip(((p >> 32) & _MASK32).tolist(), (p & _MASK32).tolist())]
+        _WRAPS[device.type] = got == [divmod(_M0 * v, 2**32) for v in (0xFFFFFFFF, 0xDEADBEEF)]
+    return _WRAPS[device.type]
+
+
+@functools.lru_cache(maxsize=16)
+def _constants(device: torch.device, rounds: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r·(W₀, W₁) for r < rounds [rounds, 2], (M₀, M₁) [2]) on ``device``, made once: fewer ops per call."""
+    weyl = torch.arange(rounds, dtype=torch.long).view(rounds, 1) * torch.tensor([_W0, _W1], dtype=torch.long)
+    return weyl.to(device), torch.tensor([_M0, _M1], dtype=torch.long, device=device)
+
+
+def philox4x32(counter: tuple[torch.Tensor, ...], key: tuple[torch.Tensor, torch.Tensor],
+               rounds: int = ROUNDS) -> tuple[torch.Tensor, ...]:
+    """Philox4x32-``rounds`` (Salmon et al. 2011, Random123) on broadcastable int64 tensors holding 32-bit words.
+    One round: (c₀, c₁, c₂, c₃) → (hi(M₁c₂) ⊕ c₁ ⊕ k₀, lo(M₁c₂), hi(M₀c₀) ⊕ c₃ ⊕ k₁, lo(M₀c₀)), then
+    k ← k + (W₀, W₁) mod 2³². Returns the four output words (int64 in [0, 2³²)).
+
+    Fused for small batches, where the cost is the number of tensor ops, not their size: the two products of a
+    round are one op on X = (c₀, c₂) stacked, each a single int64 product (it wraps mod 2⁶⁴, so its low and
+    high words are exact; checked per device, else `philox4x32_reference`), and the next round's c₁, c₃ are
+    this round's lo words, so with Z = (lo(M₀c₀), lo(M₁c₂)):  X ← flip(hi ⊕ Z_prev) ⊕ (k₀, k₁)_r,  Z ← lo —
+    7 ops a round instead of ~30, the same words (tests/test_counter_rng.py)."""
+    words = [torch.as_tensor(c, dtype=torch.long) for c in counter]
+    keys = [torch.as_tensor(k, dtype=torch.long) for k in key]
+    words = torch.broadcast_tensors(*words)
+    keys = torch.broadcast_tensors(*keys)
+    if not _products_wrap(words[0].device):
+        return philox4x32_reference(tuple(words), tuple(keys), rounds)
+    shape = torch.broadcast_shapes(words[0].shape, keys[0].shape)
+    x = torch.stack((words[0], words[2])).expand(2, *shape)  # (c₀, c₂)
+    z = torch.stack((words[3], words[1]))  # "lo" of a round −1: flip(z) = (c₁, c₃)
+    weyl, m = _constants(x.device, rounds)
+    k = torch.stack(keys)  # [2, …]
+    # [rounds, 2, …]: (k₀, k₁) + r·(W₀, W₁) mod 2³²
+    round_keys = (k + weyl.view(rounds, 2, *([1] * keys[0].dim()))) & _MASK32
+    m = m.view(2, *([1] * len(shape)))
+    for r in range(rounds):
+        p = x * m  # the full 64-bit products M₀c₀, M₁c₂ (mod 2⁶⁴ in int64)
+        x = ((p >> 32) & _MASK32 ^ z).flip(0) ^ round_keys[r]
+        z = p & _MASK32
+    return x[0], z[1], x[1], z[0]
 
 
 def check_seed(seed: int) -> int:
