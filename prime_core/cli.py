@@ -138,6 +138,7 @@ def _parse_options(items: list[str], flag: str = "--option") -> dict:
 def cmd_sample(args) -> int:
     import torch
 
+    from .block_diffusion import block_size_of, is_block_model
     from .build import load_model
     from .rundir import check_writable, local_out_dir, write_text_atomic
 
@@ -179,10 +180,13 @@ def cmd_sample(args) -> int:
     # an event-driven sampler (first-hitting) without --steps runs in continuous time, not on sample.steps' grid
     steps = None if getattr(sampler, "event_driven", False) and args.steps is None else \
         cliargs.given(args.steps, s.steps)
+    args.block_size = block_size_of(model) if is_block_model(model) else None
     _note_blocks(args, model.length, steps, len(rows[0]))
     options = dict(steps=steps, temperature=cliargs.given(args.temperature, s.temperature),
                    top_p=cliargs.given(args.top_p, s.top_p), gumbel_dtype=getattr(torch, gumbel_dtype),
                    cache=not args.no_cache, progress=not args.quiet)
+    if args.kv_cache is not None:
+        options["kv_cache"] = args.kv_cache
     if args.trajectory:
         options["return_trajectory"] = True
     result, report = _generate_rows(args, model, sampler, shown, rows, options)
@@ -226,6 +230,10 @@ def _note_blocks(args, window: int, steps: int | None, rows: int) -> None:
     from .semiar import window_plan
 
     if not args.length or args.length <= window or args.quiet:
+        return
+    if getattr(args, "block_size", None):  # a block-diffusion model: K blocks of B, no windows
+        print(f"prime: note: {args.length} tokens = {-(-args.length // args.block_size)} blocks of B = "
+              f"{args.block_size} tokens, each a sampler run, for {rows} row(s)", file=sys.stderr)
         return
     blocks = len(window_plan(args.length, window, args.stride, args.context))
     per_block = f"{steps} steps" if steps is not None else "up to L·ℓ reveal events"
@@ -463,6 +471,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                     "(default L // 2)")
     sp.add_argument("--context", type=cliargs.count("--context", 0), help="generated tokens kept fixed as the "
                     "next block's prefix (default L − stride)")
+    sp.add_argument("--kv-cache", action=argparse.BooleanOptionalAction, default=None,
+                    help="block-diffusion models (model.block_size): serve the clean blocks from the backbone's KV "
+                    "cache (default: when it has one); --no-kv-cache re-runs them every step (the reference path)")
     sp.add_argument("--stop-at-eos", action="store_true", help="stop a row at the tokenizer's end-of-sequence id "
                     "and cut its text there")
     sp.add_argument("--batch-size", type=cliargs.count("--batch-size", 1, cliargs.MAX_SAMPLES), default=16,

@@ -101,6 +101,8 @@ class ModelConfig:
     schedule_options: dict = _opts
     noise: str = attrs.field(default="independent", validator=_one_of(*NOISE_KINDS))
     time_conditioned: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    # block diffusion (DESIGN §2.8): B tokens per block, B dividing L; None = one block of L (plain MDM)
+    block_size: int | None = attrs.field(default=None, validator=_whole(1))
 
     def __attrs_post_init__(self):
         if self.width % self.ell:

@@ -28,7 +28,7 @@ from .counter_rng import EVENT_TOKEN, REVEAL_TIME, key_words
 from .errors import check_count
 from .interfaces import Sampler
 from .sampler import (SampleResult, Temperature, ancestral_update, check_temperature, draw_tokens, filter_log_probs,
-                      finish, initial_state, model_device, reveal_uniforms, row_seeds)
+                      finish, for_rows, initial_state, model_device, reveal_uniforms, row_seeds)
 
 
 def reveal_times(model, keys: torch.Tensor, steps: int | None) -> torch.Tensor:
@@ -125,7 +125,7 @@ class FirstHittingSampler(Sampler):
             unit_on = event[rows] == e  # [m, L, U]
             reveal = (unit_on.unsqueeze(-1).expand(-1, length, units, ell // units).reshape(len(rows), length, ell)
                       & (y[rows] == model.mask_id))
-            y[rows] = self._event(model, y[rows], reveal, keys[rows], e, event_time[rows, e], temperature, top_p,
+            y[rows] = self._event(for_rows(model, rows), y[rows], reveal, keys[rows], e, event_time[rows, e], temperature, top_p,
                                   gumbel_dtype)
             calls += 1
             if return_trajectory:

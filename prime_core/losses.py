@@ -54,6 +54,8 @@ def _mask_of_size(batch: int, model, counts: torch.Tensor, generator, device) ->
 
 def nelbo(model, tokens: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """Valid continuous-time NELBO, one unbiased estimate per row (see module docstring)."""
+    if is_block_model(model):  # Σₖ NELBO(block k | clean blocks < k), DESIGN §2.8
+        return _blocks().block_nelbo(model, tokens, generator=generator)
     y0 = model.encode(tokens)
     batch, n_units = tokens.shape[0], _num_units(model)
     # stratified mask counts m ∈ {1 … N}
@@ -69,6 +71,23 @@ def nelbo(model, tokens: torch.Tensor, *, generator: torch.Generator | None = No
     log_p = model.log_probs(apply_mask(y0, masked, model.mask_id), t)
     per_unit = unit_nll(log_p, y0, tokens, masked, model).sum(-1) / counts.to(log_p)
     return n_units * per_unit
+
+
+def is_block_model(model) -> bool:
+    """A block-diffusion model (DESIGN §2.8): every loss here then means its block version."""
+    from .block_diffusion import is_block_model as check
+    return check(model)
+
+
+def _blocks():
+    """prime_core.block_diffusion, imported when first needed (it builds on this module)."""
+    from . import block_diffusion
+    return block_diffusion
+
+
+def _no_block_noise(t, masked) -> None:
+    if t is not None or masked is not None:
+        raise ValueError("a block-diffusion model draws one time per (row, block): pass neither t nor masked")
 
 
 def _training_noise(model, tokens, eps, antithetic, generator, t, masked):
@@ -88,6 +107,9 @@ def training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic
 
     ``t`` [B] and ``masked`` [B, L, ℓ] (drawn from q(y_t | y_0) given t) may be passed in, e.g. by a trainer that
     draws the noise for a whole global batch and splits it across micro-batches or processes."""
+    if is_block_model(model):
+        _no_block_noise(t, masked)
+        return _blocks().block_training_nelbo(model, tokens, eps=eps, antithetic=antithetic, generator=generator)
     y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked)
     log_p = model.log_probs(apply_mask(y0, masked, model.mask_id), t)
     return model.schedule.weight(t).to(log_p) * unit_nll(log_p, y0, tokens, masked, model).sum(-1)
@@ -98,6 +120,9 @@ def joint_loss(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bo
                masked: torch.Tensor | None = None) -> torch.Tensor:
     """The paper's joint loss w(t) Σ_{i: token i has a masked digit} −log p_θ(x₀ⁱ | y_t). NOT a bound.
     ``t`` and ``masked`` may be passed in as for `training_nelbo`."""
+    if is_block_model(model):
+        _no_block_noise(t, masked)
+        return _blocks().block_joint_loss(model, tokens, eps=eps, antithetic=antithetic, generator=generator)
     y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked)
     log_p = model.training_log_probs(apply_mask(y0, masked, model.mask_id), t)
     nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
@@ -160,6 +185,8 @@ def tstep_nelbo(model, tokens: torch.Tensor, *, steps: int,
     revealed set empty almost always at large T, so one draw was 0 with high probability and T·(a rare large
     value) otherwise — an estimate that read 0 at T ≳ 30,000 for any affordable number of draws. The step weights
     r_k are computed in log space (`step_reveal_log_probs`), so every T up to 10⁶ keeps full float64 precision."""
+    if is_block_model(model):
+        return _blocks().block_tstep_nelbo(model, tokens, steps=steps, generator=generator)
     batch = tokens.shape[0]
     alphas = model.schedule.step_alphas(steps)  # ᾱ_0 = 0 … ᾱ_T = 1
     u = (torch.rand(1, generator=generator, dtype=torch.float64) + torch.arange(batch) / batch) % 1.0

@@ -15,7 +15,7 @@ from .interfaces import Backbone, NoiseSchedule, Parameterization, SubTokenMap
 
 class PrimeModel(nn.Module):
     def __init__(self, subtoken_map: SubTokenMap, backbone: Backbone, head: Parameterization,
-                 schedule: NoiseSchedule, noise: str = "independent"):
+                 schedule: NoiseSchedule, noise: str = "independent", block_size: int | None = None):
         super().__init__()
         if noise not in NOISE_KINDS:
             raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {noise!r}")
@@ -24,6 +24,7 @@ class PrimeModel(nn.Module):
         self.head = head
         self.schedule = schedule
         self.noise = noise
+        self.block_size = block_size  # B tokens per block (DESIGN §2.8); None: one block of L (plain MDM)
 
     # sizes ----------------------------------------------------------------------------------------------------
     @property

@@ -10,6 +10,7 @@ from ..remdm import BUILTIN_REMDM
 from ..sampler import BUILTIN_SAMPLERS
 from ..schedules import BUILTIN_SCHEDULES
 from ..subtokens import BaseBMap
+from .block_metrics import BLOCK_METRICS
 from .metrics import BUILTIN_METRICS
 from .mlp import MLPBackbone
 from .toy import BUILTIN_DATASETS
@@ -58,7 +59,7 @@ def register_trainers(register):
 
 @hookimpl
 def register_metrics(register):
-    _register_all(register, BUILTIN_METRICS)
+    _register_all(register, BUILTIN_METRICS + BLOCK_METRICS)
 
 
 @hookimpl

@@ -1,0 +1,200 @@
+"""Block diffusion with partial masking (DESIGN §2.8) on the DiT: the block bounds against the exact likelihood
+enumerated over reveal orders inside each block, the B = L and B = 1 identities, the attention mask, and
+block-by-block sampling (KV cache exact, batch invariant, every sampler)."""
+
+import math
+
+import pytest
+import torch
+
+from prime_core import Config, ModelConfig, build_model, get_registry
+from prime_core import losses
+from prime_core.api import (all_sequences, block_attention_mask, block_nelbo, block_tstep_nelbo,
+                            exact_block_log_likelihood, exact_block_nelbo, exact_block_tstep_log_likelihood,
+                            exact_block_tstep_nelbo, generate)
+from prime_core.block_diffusion import (block_joint_loss, block_logits, block_training_nelbo,
+                                        exact_block_joint_loss, mask_rate_times)
+from prime_core.errors import ConfigError, PrimeError
+
+HEADS = ("carry-over", "joint", "independent")
+
+
+def block_model(*, c=3, length=4, ell=2, block=2, head="carry-over", noise="independent", schedule="cosine",
+                seed=0, scale=0.4, dtype=torch.float32):
+    width = {1: 8, 2: 8, 3: 12}.get(ell, 4 * ell)
+    cfg = Config(model=ModelConfig(num_classes=c, length=length, ell=ell, width=width, head=head, noise=noise,
+                                   schedule=schedule, backbone="dit", block_size=block,
+                                   backbone_options={"preset": "tiny", "cond_dim": 8}))
+    model = build_model(cfg, get_registry())
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return model.to(dtype).eval()
+
+
+def test_attention_mask_reads_like_the_definition():
+    m = block_attention_mask(4, 2)  # noisy 0..3, clean 4..7; blocks {0,1}, {2,3}
+    assert m.shape == (8, 8)
+    assert m[0].tolist() == [1, 1, 0, 0, 0, 0, 0, 0]  # noisy block 0: itself only
+    assert m[2].tolist() == [0, 0, 1, 1, 1, 1, 0, 0]  # noisy block 1: itself + clean block 0
+    assert m[5].tolist() == [0, 0, 0, 0, 1, 1, 0, 0]  # clean block 0: clean block 0
+    assert m[7].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]  # clean block 1: clean blocks ≤ 1
+
+
+def test_noisy_block_never_reads_later_blocks_or_its_own_clean_copy():
+    model = block_model(ell=1, length=6, block=2)
+    x = torch.randint(0, 3, (2, 6))
+    y0 = model.encode(x)
+    y_t = torch.full_like(y0, model.mask_id)
+    base = block_logits(model, y_t, y0)
+    x2 = x.clone()
+    x2[:, 2:4] = (x2[:, 2:4] + 1) % 3  # change clean block 1: only block 2's logits may move
+    moved = (block_logits(model, y_t, model.encode(x2)) - base).abs().amax(-1)
+    assert moved[:, :4].max() < 1e-6 and moved[:, 4:].max() > 1e-4
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("ell", [1, 2, 3])
+def test_block_bounds_ge_exact_nll_and_probabilities_sum_to_one(head, ell):
+    length = 4 if ell < 3 else 2
+    block = 2 if ell < 3 else 1
+    model = block_model(ell=ell, head=head, length=length, block=block)
+    seqs = all_sequences(3, length)
+    with torch.no_grad():
+        ll = exact_block_log_likelihood(model, seqs)
+        assert ll.exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+        assert (exact_block_nelbo(model, seqs) >= -ll - 1e-6).all()
+        for steps in (1, 3):
+            ll_t = exact_block_tstep_log_likelihood(model, seqs, steps)
+            assert ll_t.exp().sum().item() == pytest.approx(1.0, abs=1e-5)
+            assert (exact_block_tstep_nelbo(model, seqs, steps) >= -ll_t - 1e-6).all()
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("noise", ["independent", "grouped"])
+def test_monte_carlo_block_bounds_are_unbiased(head, noise):
+    model = block_model(ell=2, head=head, noise=noise)
+    x = torch.tensor([[0, 2, 1, 1], [2, 2, 0, 1]])
+    rows = x.repeat(2000, 1)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for estimate, exact in ((block_nelbo(model, rows, generator=g), exact_block_nelbo(model, x)),
+                                (block_tstep_nelbo(model, rows, steps=4, generator=g),
+                                 exact_block_tstep_nelbo(model, x, 4)),
+                                (block_joint_loss(model, rows, generator=g, eps=0.0),
+                                 exact_block_joint_loss(model, x))):
+            est = estimate.view(2000, 2).double()
+            se = est.std(0) / math.sqrt(2000)
+            assert ((est.mean(0) - exact).abs() < 4 * se + 1e-3).all(), (est.mean(0), exact, se)
+
+
+def test_block_size_l_is_todays_model_exactly():
+    model = block_model(ell=2, length=4, block=4)
+    plain = block_model(ell=2, length=4, block=None)
+    plain.load_state_dict(model.state_dict())
+    x = torch.randint(0, 3, (16, 4))
+    with torch.no_grad():
+        for block_fn, plain_fn, kw in ((block_nelbo, losses.nelbo, {}),
+                                       (block_tstep_nelbo, losses.tstep_nelbo, {"steps": 8}),
+                                       (block_training_nelbo, losses.training_nelbo, {}),
+                                       (block_joint_loss, losses.joint_loss, {})):
+            a = block_fn(model, x, generator=torch.Generator().manual_seed(5), **kw)
+            b = plain_fn(plain, x, generator=torch.Generator().manual_seed(5), **kw)
+            assert torch.equal(a, b), block_fn.__name__
+
+
+def test_block_size_one_ell_one_is_the_exact_autoregressive_nll():
+    model = block_model(ell=1, length=5, block=1)
+    x = torch.randint(0, 3, (6, 5))
+    with torch.no_grad():
+        bound = block_nelbo(model, x, generator=torch.Generator().manual_seed(0))
+        # an independent AR NLL: every position masked, clean tokens beside them, next-token cross-entropy
+        y0 = model.encode(x)
+        logits = model.backbone.block_forward(torch.full_like(y0, model.mask_id), y0, 1)
+        ar = -torch.log_softmax(logits.float(), -1).gather(-1, x.unsqueeze(-1)).squeeze(-1).sum(-1)
+        exact = -exact_block_log_likelihood(model, x)
+    assert torch.allclose(bound.double(), ar.double(), atol=1e-5)
+    assert torch.allclose(exact, ar.double(), atol=1e-5)
+
+
+def test_clipped_mask_rate_times_stay_in_range():
+    model = block_model()
+    t = mask_rate_times(model, 64, 0.3, 0.8, generator=torch.Generator().manual_seed(0))
+    rate = 1 - model.schedule.alpha(t.double())
+    assert rate.min() >= 0.3 - 1e-5 and rate.max() <= 0.8 + 1e-5
+
+
+# ------------------------------------------------------------------------------------------------ sampling
+SAMPLERS = [("ancestral", {}, 6), ("first-hitting", {}, None), ("remdm", {}, 6), ("confidence", {}, 6)]
+
+
+@pytest.mark.parametrize("name,options,steps", SAMPLERS)
+@pytest.mark.parametrize("length", [8, 13])
+def test_kv_cache_is_exact_and_rows_are_batch_invariant(name, options, steps, length):
+    model = block_model(c=9, ell=2, length=8, block=2, dtype=torch.float64)  # b^ℓ = C: no digit is forced, so
+    # confidences never tie at exactly log 1 in one path and 1e-16 below it in the other
+    sampler = get_registry().build("sampler", name, **options)
+    seeds = [11, 12, 13]
+    kw = dict(steps=steps, temperature=1.0, top_p=1.0, gumbel_dtype=torch.float64, cache=True)
+    fixed = torch.full((3, length), -1)
+    fixed[:, :3] = torch.tensor([1, 2, 3])  # a prompt filling block 0 and half of block 1
+    cached = generate(model, sampler, length, seeds=seeds, fixed=fixed, kv_cache=True, **kw)
+    reference = generate(model, sampler, length, seeds=seeds, fixed=fixed, kv_cache=False, **kw)
+    assert torch.equal(cached.tokens, reference.tokens)
+    assert (cached.tokens[:, :3] == torch.tensor([1, 2, 3])).all() and (cached.tokens < 9).all()
+    alone = generate(model, sampler, length, seeds=seeds[1:2], fixed=fixed[1:2], kv_cache=True, **kw)
+    assert torch.equal(alone.tokens[0], cached.tokens[1])
+    assert cached.blocks == -(-length // 2)
+
+
+def test_stop_at_eos_cuts_rows():
+    model = block_model(c=5, ell=1, length=8, block=2)
+    sampler = get_registry().build("sampler", "ancestral")
+    g = generate(model, sampler, 12, seeds=list(range(6)), eos_id=0, steps=4)
+    for row, stop in zip(g.tokens, g.stopped_at):
+        if stop is not None:
+            assert (row[stop:] == 0).all() and not (row[:stop] == 0).any()
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+def test_block_size_must_divide_length():
+    with pytest.raises(ConfigError, match="does not divide L = 4"):
+        block_model(length=4, block=3)
+
+
+@pytest.mark.parametrize("backbone", ["mlp", "dit-ar"])
+def test_block_size_needs_a_backbone_that_masks_attention(backbone):
+    cfg = Config(model=ModelConfig(num_classes=3, length=4, ell=1, width=8, backbone=backbone, block_size=2))
+    with pytest.raises(ConfigError, match="can mask attention"):
+        build_model(cfg, get_registry())
+
+
+def test_block_model_must_be_time_independent():
+    cfg = Config(model=ModelConfig(num_classes=3, length=4, ell=1, width=8, backbone="dit", block_size=2,
+                                   time_conditioned=True, backbone_options={"preset": "tiny"}))
+    with pytest.raises(ConfigError, match="time_conditioned = false"):
+        build_model(cfg, get_registry())
+
+
+def test_kv_cache_of_a_model_without_blocks_is_refused():
+    model = block_model(block=None)
+    sampler = get_registry().build("sampler", "ancestral")
+    with pytest.raises(PrimeError, match="block-diffusion models"):
+        generate(model, sampler, 4, seeds=[0], kv_cache=True, steps=2)
+
+
+def test_kv_cache_of_a_backbone_without_one_is_refused():
+    model = block_model()
+    model.backbone.block_decode = None  # a backbone that masks attention but keeps no cache
+    sampler = get_registry().build("sampler", "ancestral")
+    with pytest.raises(PrimeError, match="has no block KV cache"):
+        generate(model, sampler, 4, seeds=[0], kv_cache=True, steps=2)
+    assert generate(model, sampler, 4, seeds=[0], steps=2).tokens.shape == (1, 4)  # auto: the reference path
+
+
+def test_windows_flags_are_refused_for_block_models():
+    model = block_model()
+    sampler = get_registry().build("sampler", "ancestral")
+    with pytest.raises(PrimeError, match="block by block"):
+        generate(model, sampler, 8, seeds=[0], stride=2, steps=2)
