@@ -280,7 +280,13 @@ def _sample_rows(args, model, shown, num_samples: int):
     per = args.num_samples or 1
     if len(prompts) * per > cliargs.MAX_SAMPLES:
         raise PrimeError(f"{len(prompts)} prompts × {per} rows is more than {cliargs.MAX_SAMPLES} samples")
-    return fixed_rows(prompts, per, length), [p for p in prompts for _ in range(per)]
+    fixed = fixed_rows(prompts, per, length)
+    full = (fixed >= 0).all(-1)
+    if bool(full.any()):  # --length ≤ the prompt: nothing would be generated
+        p = prompts[int(full.nonzero()[0]) // per]
+        raise PrimeError(f"--length {length} ≤ the prompt {p.text[:40]!r} ({len(p.fixed)} tokens): nothing to "
+                         f"generate; pass --length above {len(p.fixed)}")
+    return fixed, [p for p in prompts for _ in range(per)]
 
 
 def _generate_rows(args, model, sampler, shown, rows, options):
