@@ -3,10 +3,13 @@
 Block k (B tokens) is denoised by any sampler, unchanged, through `BlockView`: the model seen as a
 time-independent MDM of length B whose p_θ(x | y_tᵏ) also reads the clean blocks before it. With the KV cache
 (default where the backbone has one: ``new_block_cache`` / ``block_decode``) the clean blocks' keys and values are
-computed once, when the block is committed, and every denoising step runs the B positions of the block only; the
-reference path (``kv_cache=False``) re-runs the clean context with ``block_forward`` at every step. Both give the
-same tokens (tested). Beyond L tokens the context is the last L − B clean tokens (whole blocks): the most the last
-block of a training sequence sees; rotary attention depends on relative positions only, so nothing else changes.
+computed once per block, and every denoising step runs the B positions of the block only; the reference path
+(``kv_cache=False``) re-runs the clean context with ``block_forward`` at every step. Both give the same tokens
+(tested). The context of a block is the last L − B clean tokens at most (whole blocks): the most the last block of
+a training sequence sees, read exactly as in training. Up to L tokens the cache grows by one committed block at a
+time; beyond, the window slides and the cache of the window is rebuilt once per block (one pass over L − B clean
+tokens, block-causal among themselves) — keeping stale keys of tokens that had seen blocks now out of the window
+would condition on a context no training sequence had.
 
 Randomness: row i of block k uses the seed `semiar.block_seed`(sᵢ, k) (block 0: sᵢ itself), and every sampler
 keys its draws by (row seed, step, position): a row's tokens do not depend on its batch. NFE counts the sampler's
@@ -112,6 +115,12 @@ def generate_blocks(model, sampler, length: int, *, seeds: list[int], fixed: tor
         cond = torch.full((len(rows), size), -1, dtype=torch.long)
         cond[:, :hi - lo] = tokens[rows, lo:hi]
         ctx = None if use_cache else tokens[rows, max(0, lo - window):lo].to(device)
+        if use_cache and lo > window:  # the window slides: rebuild its cache (module docstring)
+            cache = net.new_block_cache(len(rows), size)
+            with torch.no_grad():
+                net.block_decode(inner.map.encode(tokens[rows, lo - window:lo].to(device)), cache, commit=True)
+            nfe[rows] += 1
+            calls += 1
         view = _with_constraints(model, BlockView(inner, cache, ctx), lo, size)
         result = sampler.sample(view, len(rows), fixed_tokens=cond, seeds=[block_seed(seeds[i], k) for i in rows],
                                 **options)
@@ -119,7 +128,7 @@ def generate_blocks(model, sampler, length: int, *, seeds: list[int], fixed: tor
         nfe[rows] += result.nfe.cpu()
         idle[rows] += result.idle_steps.cpu()
         calls, steps = calls + result.forward_calls, result.steps
-        if use_cache and k + 1 < blocks:  # the clean block's keys/values join the cache
+        if use_cache and k + 1 < blocks and hi <= window:  # its keys/values join the cache (no slide yet)
             with torch.no_grad():
                 net.block_decode(inner.map.encode(result.tokens.to(device)), cache, commit=True)
             nfe[rows] += 1

@@ -384,15 +384,20 @@ class DiT(Backbone):
 
     def block_decode(self, y: torch.Tensor, cache: BlockKVCache, commit: bool = False) -> torch.Tensor | None:
         """One block y [B, n, ℓ] after the cached clean blocks: it attends to them and to all of itself. Returns
-        its logits [B, n, out_dim]; with ``commit`` (y is clean) its keys/values join the cache instead and
-        nothing is returned (the output head is skipped)."""
+        its logits [B, n, out_dim]; with ``commit`` (y is clean: one block, or several whole blocks, each then
+        attending to the blocks ≤ itself) its keys/values join the cache instead and nothing is returned."""
         b, n, _ = y.shape
         cache.make_room(n)
         x = self.embed(y)  # [B, n, D]
         c = self.condition(None, b)
         cos, sin = self.rope_at(cache.position, n, x.dtype)
+        mask = None
+        if commit and n > cache.block_size:  # several clean blocks at once: block-causal among themselves
+            block = torch.arange(n, device=x.device) // cache.block_size
+            mask = torch.cat([torch.ones(n, cache.length, dtype=torch.bool, device=x.device),
+                              block[None, :] <= block[:, None]], dim=1)  # [n, cached + n]
         for j, block in enumerate(self.blocks):
-            x = block(x, c, cos, sin, (cache, j))
+            x = block(x, c, cos, sin, (cache, j), mask)
         if commit:
             cache.advance(n)
             return None

@@ -198,3 +198,78 @@ def test_windows_flags_are_refused_for_block_models():
     sampler = get_registry().build("sampler", "ancestral")
     with pytest.raises(PrimeError, match="block by block"):
         generate(model, sampler, 8, seeds=[0], stride=2, steps=2)
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+TINY = ["--set", "data.dataset=toy-markov", "--set", "data.options={num_classes = 6, length = 4, num_eval = 16}",
+        "--set", "model.width=8", "--set", "model.backbone=dit", "--set", "model.ell=2",
+        "--set", 'model.backbone_options={preset = "tiny", cond_dim = 8}', "--set", "train.batch_size=8",
+        "--set", "train.warmup=0", "--set", "train.steps=2", "--set", "train.checkpoint_every=2",
+        "--set", "eval.mc_samples=2", "--set", "eval.tstep_steps=4", "--set", "eval.max_sequences=8",
+        "--set", "sample.steps=2"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from prime_core.cli import main
+
+    out = tmp_path_factory.mktemp("block") / "run"
+    assert main(["train", "--out", str(out), "--quiet", *TINY, "--set", "model.block_size=2"]) == 0
+    return out / "checkpoint.safetensors"
+
+
+def test_cli_eval_prints_block_bounds_only(trained, capsys):
+    import json
+
+    from prime_core.cli import main
+
+    capsys.readouterr()
+    assert main(["eval", str(trained), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    names = [row["name"] for row in report["metrics"]]
+    assert names == ["block-nelbo", "block-tstep-nelbo", "block-joint-loss"]
+    for row in report["metrics"][:2]:
+        assert row["is_bound"] and "block" in row["label"] and "perplexity_upper_bound" in row
+    assert not report["metrics"][2]["is_bound"]
+    # the enumerated exact NLL of this tiny block model (4 units per block) sits below both bounds' estimates
+    assert report["exact_nll"]["value"] <= report["metrics"][0]["estimate"] + 4 * report["metrics"][0]["stderr"]
+
+
+def test_cli_sample_any_length_with_fixed_prefix(trained, capsys):
+    import json
+
+    from prime_core.cli import main
+
+    capsys.readouterr()
+    assert main(["sample", str(trained), "--json", "--length", "11", "--fix", "0:3,1:4,2:5", "-n", "3",
+                 "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["blocks"] == 6 and all(row[:3] == [3, 4, 5] and len(row) == 11 for row in report["tokens"])
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--set", "model.block_size=3"], "does not divide L = 4"),
+    (["--set", "model.block_size=2", "--set", "model.backbone=mlp", "--set", "model.backbone_options={}"],
+     "can mask attention"),
+])
+def test_cli_bad_block_size_is_one_line_exit_2_nothing_written(tmp_path, capsys, extra, message):
+    from prime_core.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--quiet", *TINY, *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_cli_kv_cache_of_a_model_without_blocks_is_exit_2(tmp_path, capsys):
+    from prime_core.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--quiet", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["sample", str(out / "checkpoint.safetensors"), "--kv-cache", "--quiet", "--out",
+                 str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "block-diffusion models" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()
