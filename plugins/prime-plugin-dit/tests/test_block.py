@@ -273,3 +273,43 @@ def test_cli_kv_cache_of_a_model_without_blocks_is_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "block-diffusion models" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+@pytest.fixture(scope="module")
+def text_block_ckpt(tmp_path_factory):
+    from prime_core.cli import main
+
+    pytest.importorskip("prime_plugin_text")
+    root = tmp_path_factory.mktemp("text-block")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(f"the quick brown fox {i} jumps over the lazy dog" for i in range(50)))
+    opts = (f'data.options={{ source = "{corpus}", tokenizer = "bytes", length = 16, '
+            f'cache_dir = "{root / "cache"}" }}')
+    assert main(["train", "--out", str(root / "run"), "--quiet", "--set", 'data.dataset="text"', "--set", opts,
+                 "--set", 'model.backbone="dit"', "--set", 'model.backbone_options={preset = "tiny", cond_dim = 8}',
+                 "--set", "model.width=16", "--set", "model.block_size=4", "--set", "train.batch_size=4",
+                 "--set", "train.steps=2", "--set", "train.checkpoint_every=2"]) == 0
+    return str(root / "run" / "checkpoint.safetensors")
+
+
+def test_cli_prompt_then_any_length_starts_with_the_prompt(text_block_ckpt, capsys):
+    import json
+
+    from prime_core.cli import main
+
+    capsys.readouterr()
+    assert main(["sample", text_block_ckpt, "--prompt", "the quick", "--length", "30", "-n", "2", "--json",
+                 "--quiet", "--steps", "4"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["decoded"]) == 2 and all(text.startswith("the quick") for text in report["decoded"])
+
+
+def test_length_not_above_the_prompt_is_refused(text_block_ckpt, capsys, tmp_path):
+    from prime_core.cli import main
+
+    capsys.readouterr()
+    assert main(["sample", text_block_ckpt, "--prompt", "the quick", "--length", "9", "--quiet",
+                 "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to generate" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()
