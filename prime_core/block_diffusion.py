@@ -137,35 +137,45 @@ def mask_rate_times(model, rows: int, lo: float, hi: float, generator=None) -> t
     return model.schedule.inverse_alpha(1.0 - rate).to(torch.float32)
 
 
-def _training_noise(model, tokens, eps, antithetic, generator, mask_rate_range):
+def _training_noise(model, tokens, eps, antithetic, generator, mask_rate_range, t=None, masked=None):
+    """(y₀, t [rows], mask [B, L, ℓ]): one time per (row, block), or the given ``t`` ([B]: one per row, shared
+    by its blocks — still unbiased for each block's term — or [B·K]) and ``masked`` (drawn from q given t)."""
     batch, blocks, size, rows, _ = _shape(model, tokens)
     y0 = model.encode(tokens)
-    if mask_rate_range is None:
+    if t is not None:
+        t = t.reshape(-1)
+        t = t.repeat_interleave(blocks) if t.numel() == batch else t
+        if t.numel() != rows:
+            raise ValueError(f"t must hold one time per row ({batch}) or per (row, block) ({rows}), got {t.numel()}")
+    elif mask_rate_range is None:
         t = model.schedule.sample_times(rows, eps=eps, antithetic=antithetic, generator=generator)
     else:
         t = mask_rate_times(model, rows, *mask_rate_range, generator=generator)
-    masked = sample_mask((rows, size, model.ell), model.schedule.alpha(t.cpu()), grouped=model.grouped,
-                         generator=generator)
+    if masked is None:
+        masked = sample_mask((rows, size, model.ell), model.schedule.alpha(t.cpu()), grouped=model.grouped,
+                             generator=generator)
     return y0, t.to(tokens.device), masked.to(tokens.device).reshape(y0.shape)
 
 
 def block_training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bool = True,
-                         generator: torch.Generator | None = None, mask_rate_range=None, **unused) -> torch.Tensor:
+                         generator: torch.Generator | None = None, mask_rate_range=None, t=None,
+                         masked=None) -> torch.Tensor:
     """Σₖ w(tₖ) Σ_{masked units u of block k} −log p_θ(y₀ᵘ | y_{tₖ}ᵏ, x^{<k}), one tₖ per (row, block), tₖ ∈ [ε, 1]
     or with 1 − α_{tₖ} ∈ ``mask_rate_range``. A training objective (the K = 1 draws are `losses.training_nelbo`'s)."""
     batch, blocks, size, rows, _ = _shape(model, tokens)
-    y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, mask_rate_range)
+    y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, mask_rate_range, t, masked)
     log_p = block_log_probs(model, apply_mask(y0, masked, model.mask_id), y0)
     per_block = unit_nll(log_p, y0, tokens, masked, model).view(batch, blocks, size).sum(-1)
     return (model.schedule.weight(t).to(log_p).view(batch, blocks) * per_block).sum(-1)
 
 
 def block_joint_loss(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bool = True,
-                     generator: torch.Generator | None = None, mask_rate_range=None, **unused) -> torch.Tensor:
+                     generator: torch.Generator | None = None, mask_rate_range=None, t=None,
+                     masked=None) -> torch.Tensor:
     """The paper's joint loss inside each block, Σₖ w(tₖ) Σ_{i ∈ block k with a masked digit} −log p_θ(x₀ⁱ | ·).
     NOT a bound (DESIGN §1)."""
     batch, blocks, size, rows, _ = _shape(model, tokens)
-    y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, mask_rate_range)
+    y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, mask_rate_range, t, masked)
     log_p = block_training_log_probs(model, apply_mask(y0, masked, model.mask_id), y0)
     nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     per_token = torch.where(masked.any(-1), nll, torch.zeros_like(nll)).view(batch, blocks, size).sum(-1)

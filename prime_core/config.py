@@ -52,6 +52,17 @@ def _real(lo, hi=math.inf, *, lo_open=False):
     return check
 
 
+def _rate_range(inst, attribute, value):
+    if value is None:
+        return
+    ok = (isinstance(value, (list, tuple)) and len(value) == 2
+          and all(not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x) for x in value)
+          and 0.0 <= value[0] < value[1] <= 1.0)
+    if not ok:
+        raise ConfigError(f"{_where(inst, attribute)} must be [lo, hi] with 0 ≤ lo < hi ≤ 1 (masking rates), "
+                          f"got {value!r}")
+
+
 def _one_of(*choices):
     def check(inst, attribute, value):
         if value not in choices:
@@ -129,6 +140,9 @@ class TrainConfig:
     # "nelbo" | "joint" (prime_core.losses) or the name of a registered metric used as the loss, e.g. "ar-nll"
     loss: str = attrs.field(default="nelbo", validator=_name)
     eps: float = attrs.field(default=1e-3, validator=_real(0.0, 1.0))
+    # [lo, hi]: draw the masking rate 1 − α_t uniformly in [lo, hi] (BD3-LM's clipped schedule; an objective only,
+    # every reported bound uses the full schedule); None: t ∈ [eps, 1]
+    mask_rate_range: list | None = attrs.field(default=None, validator=lambda i, a, v: _rate_range(i, a, v))
     seed: int = attrs.field(default=0, validator=_whole(0, 2**32 - 1))
     log_every: int = attrs.field(default=50, validator=_whole(1))
     checkpoint_every: int = attrs.field(default=500, validator=_whole(1))

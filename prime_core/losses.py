@@ -85,11 +85,6 @@ def _blocks():
     return block_diffusion
 
 
-def _no_block_noise(t, masked) -> None:
-    if t is not None or masked is not None:
-        raise ValueError("a block-diffusion model draws one time per (row, block): pass neither t nor masked")
-
-
 def _training_noise(model, tokens, eps, antithetic, generator, t, masked):
     """(y₀, t, mask) for the training objectives: t ∈ [ε, 1] stratified unless given, mask ~ q(y_t | y₀)."""
     y0 = model.encode(tokens)
@@ -102,14 +97,19 @@ def _training_noise(model, tokens, eps, antithetic, generator, t, masked):
 
 def training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bool = True,
                    generator: torch.Generator | None = None, t: torch.Tensor | None = None,
-                   masked: torch.Tensor | None = None) -> torch.Tensor:
+                   masked: torch.Tensor | None = None, mask_rate_range: tuple[float, float] | None = None
+                   ) -> torch.Tensor:
     """MDLM-style estimator on t ∈ [ε, 1]: w(t) Σ_{masked units} −log p_θ(y₀ᵘ | y_t). Training objective.
 
     ``t`` [B] and ``masked`` [B, L, ℓ] (drawn from q(y_t | y_0) given t) may be passed in, e.g. by a trainer that
-    draws the noise for a whole global batch and splits it across micro-batches or processes."""
+    draws the noise for a whole global batch and splits it across micro-batches or processes.
+    ``mask_rate_range`` = (lo, hi): the masking rate 1 − α_t stratified over [lo, hi] instead of t over [ε, 1]
+    (BD3-LM's clipped schedule, `train.mask_rate_range`): a variance-reduced objective, never a bound."""
     if is_block_model(model):
-        _no_block_noise(t, masked)
-        return _blocks().block_training_nelbo(model, tokens, eps=eps, antithetic=antithetic, generator=generator)
+        return _blocks().block_training_nelbo(model, tokens, eps=eps, antithetic=antithetic, generator=generator,
+                                              mask_rate_range=mask_rate_range, t=t, masked=masked)
+    if mask_rate_range is not None and t is None:
+        t = _blocks().mask_rate_times(model, tokens.shape[0], *mask_rate_range, generator=generator)
     y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked)
     log_p = model.log_probs(apply_mask(y0, masked, model.mask_id), t)
     return model.schedule.weight(t).to(log_p) * unit_nll(log_p, y0, tokens, masked, model).sum(-1)
@@ -117,12 +117,15 @@ def training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic
 
 def joint_loss(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bool = True,
                generator: torch.Generator | None = None, t: torch.Tensor | None = None,
-               masked: torch.Tensor | None = None) -> torch.Tensor:
+               masked: torch.Tensor | None = None, mask_rate_range: tuple[float, float] | None = None
+               ) -> torch.Tensor:
     """The paper's joint loss w(t) Σ_{i: token i has a masked digit} −log p_θ(x₀ⁱ | y_t). NOT a bound.
     ``t`` and ``masked`` may be passed in as for `training_nelbo`."""
     if is_block_model(model):
-        _no_block_noise(t, masked)
-        return _blocks().block_joint_loss(model, tokens, eps=eps, antithetic=antithetic, generator=generator)
+        return _blocks().block_joint_loss(model, tokens, eps=eps, antithetic=antithetic, generator=generator,
+                                          mask_rate_range=mask_rate_range, t=t, masked=masked)
+    if mask_rate_range is not None and t is None:
+        t = _blocks().mask_rate_times(model, tokens.shape[0], *mask_rate_range, generator=generator)
     y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked)
     log_p = model.training_log_probs(apply_mask(y0, masked, model.mask_id), t)
     nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)

@@ -313,3 +313,22 @@ def test_length_not_above_the_prompt_is_refused(text_block_ckpt, capsys, tmp_pat
     err = capsys.readouterr().err
     assert "nothing to generate" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_mask_rate_range_is_checked_and_trains(tmp_path, capsys):
+    from prime_core.cli import main
+
+    assert main(["train", "--out", str(tmp_path / "bad"), "--quiet", *TINY, "--set", "model.block_size=2",
+                 "--set", "train.mask_rate_range=[0.8, 0.3]"]) == 2
+    assert "0 ≤ lo < hi ≤ 1" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main(["train", "--out", str(tmp_path / "ok"), "--quiet", *TINY, "--set", "model.block_size=2",
+                 "--set", "train.mask_rate_range=[0.3, 0.8]"]) == 0
+
+
+def test_shared_times_from_a_distributed_trainer_are_accepted():
+    model = block_model()
+    x = torch.randint(0, 3, (4, 4))
+    t = torch.rand(4)
+    masked = torch.rand(4, 4, 2) < 0.5
+    for fn in (losses.training_nelbo, losses.joint_loss):
+        assert fn(model, x, t=t, masked=masked).shape == (4,)
