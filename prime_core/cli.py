@@ -160,6 +160,9 @@ def cmd_sample(args) -> int:
                          "with --runtime torch")
     if args.trajectory and not args.out:
         raise PrimeError("--trajectory draws trajectory.png into the --out folder: pass --out DIR")
+    if args.runtime != "torch" and is_block_model(model):
+        raise PrimeError(f"--runtime {args.runtime} runs an exported step of a one-block model; this block-diffusion "
+                         "model (model.block_size) samples with --runtime torch only")
     if args.runtime != "torch":  # a registered runtime (prime-export registers onnxruntime and tensorrt)
         if name != "ancestral" or options:
             raise PrimeError(f"--runtime {args.runtime} drives the ancestral sampler without options only, "

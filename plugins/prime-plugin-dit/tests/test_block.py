@@ -332,3 +332,13 @@ def test_shared_times_from_a_distributed_trainer_are_accepted():
     masked = torch.rand(4, 4, 2) < 0.5
     for fn in (losses.training_nelbo, losses.joint_loss):
         assert fn(model, x, t=t, masked=masked).shape == (4,)
+
+
+def test_cli_exported_runtimes_are_refused_for_block_models(trained, capsys):
+    from prime_core.cli import main
+
+    pytest.importorskip("export")
+    capsys.readouterr()
+    assert main(["sample", str(trained), "--runtime", "onnxruntime", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--runtime torch only" in err and len(err.strip().splitlines()) == 1
