@@ -1,6 +1,6 @@
 """Generating N = 1,024 tokens: block diffusion with its KV cache vs today's semi-AR windows vs AR with its KV cache.
 
-    python bench/block_generation.py [--tokens 1024] [--repeats 2] [--json runs/block-generation.json]
+    python bench/block_generation.py [--tokens 1024] [--repeats 1] [--json runs/block-generation.json]
 
 Every model is the main job's DiT (preset small: 4 blocks, D = 128, 4 heads, cond 64), C = 4096, random weights
 (throughput does not depend on them), one row, ancestral sampler, float64 token draws, one thread:
@@ -62,7 +62,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=1024)
     ap.add_argument("--blocks", type=int, nargs="+", default=[4, 16])
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -76,6 +76,7 @@ def main() -> None:
                 result = run()
                 best[name] = min(best[name], time.perf_counter() - t0)
                 nfe[name], tokens[name] = float(result.nfe.float().mean()), result.tokens
+                print(f"  {name}: {time.perf_counter() - t0:.2f} s", flush=True)
     semi = next(name for name in best if name.startswith("semi-AR"))
     rows = [{"path": name, "tokens": args.tokens, "seconds": s, "tokens_per_s": args.tokens / s, "nfe": nfe[name],
              "vs_semi_ar": best[semi] / s} for name, s in best.items()]
