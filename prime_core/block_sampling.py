@@ -143,3 +143,18 @@ def generate_blocks(model, sampler, length: int, *, seeds: list[int], fixed: tor
             break
     return Generation(tokens=tokens, nfe=nfe, idle_steps=idle, steps=steps, blocks=blocks, forward_calls=calls,
                       stopped_at=stopped, trajectory=None)
+
+
+def sample_rows(model, sampler, num_samples: int, *, seed: int = 0, seeds: list[int] | None = None, **options):
+    """``sampler.sample(model, num_samples, …)`` for any model: a block-diffusion model generates its L tokens
+    block by block (`generate_blocks`; ``steps`` of the result = T × the number of blocks, so idle ratios stay
+    per step). Callers that sample L tokens (``prime run``, ``prime text evaluate``) use this."""
+    from .block_diffusion import is_block_model
+    from .sampler import SampleResult, row_seeds
+
+    if not is_block_model(model):
+        return sampler.sample(model, num_samples, seed=seed, seeds=seeds, **options)
+    seeds = row_seeds(num_samples, seed) if seeds is None else list(seeds)
+    g = generate_blocks(model, sampler, model.length, seeds=seeds, **options)
+    return SampleResult(tokens=g.tokens, nfe=g.nfe, idle_steps=g.idle_steps, steps=g.steps * g.blocks,
+                        forward_calls=g.forward_calls)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .errors import PrimeError
 from .forward import NOISE_KINDS
 from .interfaces import Backbone, NoiseSchedule, Parameterization, SubTokenMap
 
@@ -66,6 +67,10 @@ class PrimeModel(nn.Module):
         mask [B, L]); t is ignored by time-independent backbones. A backbone without a ``positions`` argument
         has its full output sliced."""
         t = t if self.time_conditioned else None
+        if self.block_size is not None and self.block_size < self.length:  # never sample a different model silently
+            raise PrimeError(f"this is a block-diffusion model (model.block_size = {self.block_size}): its p_θ reads "
+                             "the clean earlier blocks; use prime_core.api.block_log_probs, block losses or "
+                             "generate / sample_rows, not the one-block forward")
         if positions is None:
             return self.backbone(y_t, t)
         if self.backbone.accepts_positions():

@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from .block_sampling import sample_rows
 from .build import build_dataset, dataset_for_checkpoint, load_model, resolve_sizes, user_locations
 from .config import Config
 from .device import train_device
@@ -58,8 +59,8 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     s = config.sample
     sampler = registry.build("sampler", s.sampler, **s.options)
     t1 = time.perf_counter()
-    result = sampler.sample(model, s.num_samples, steps=s.steps, seed=0, temperature=s.temperature, top_p=s.top_p,
-                            gumbel_dtype=getattr(torch, s.gumbel_dtype), progress=progress)
+    result = sample_rows(model, sampler, s.num_samples, steps=s.steps, seed=0, temperature=s.temperature,
+                         top_p=s.top_p, gumbel_dtype=getattr(torch, s.gumbel_dtype), progress=progress)
     sample_s = time.perf_counter() - t1
     shown = presentation(dataset_for_checkpoint(config, loaded.meta.get("data"), locations=locations,
                                                 registry=registry))

@@ -342,3 +342,20 @@ def test_cli_exported_runtimes_are_refused_for_block_models(trained, capsys):
     assert main(["sample", str(trained), "--runtime", "onnxruntime", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "--runtime torch only" in err and len(err.strip().splitlines()) == 1
+
+
+def test_prime_run_samples_block_by_block_and_reports_block_bounds(tmp_path):
+    from prime_core.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "--quiet", *TINY, "--set", "model.block_size=2",
+                 "--set", "sample.num_samples=3"]) == 0
+    report = (out / "report.md").read_text()
+    assert "block NELBO" in report and "continuous-time NELBO (bound" not in report
+
+
+def test_the_one_block_forward_of_a_block_model_is_refused():
+    model = block_model()
+    y = model.encode(torch.zeros(1, 4, dtype=torch.long))
+    with pytest.raises(PrimeError, match="block-diffusion model"):
+        model.log_probs(y)
