@@ -29,7 +29,7 @@ import torch
 
 def build(backbone: str):
     from prime_core import build_model, load_config
-    from prime_core.config import Config
+    from prime_core.runs.config import Config
 
     if backbone == "dit":  # the shipped configs, by name (prime config list)
         cfg = load_config("main", ["model.num_classes=1024", "model.length=64"])

@@ -28,7 +28,7 @@ def _model(registry, length=4, ell=2, num_classes=16):
 
 def nfe_table(model, samples: int) -> list[dict]:
     from prime_core.api import AncestralSampler, FirstHittingSampler, key_words, row_seeds
-    from prime_core.first_hitting import reveal_times
+    from prime_core.sampling.first_hitting import reveal_times
 
     rows = []
     keys = key_words(row_seeds(samples, 0))
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=2000)
     p.add_argument("--json", default="first_hitting_nfe.json")
     args = p.parse_args(argv)
-    from prime_core.registry import new_registry
+    from prime_core.plugin.default import new_registry
 
     model = _model(new_registry(load_plugins=False))
     table = nfe_table(model, args.samples)

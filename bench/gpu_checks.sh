@@ -13,7 +13,7 @@ PY=${PY:-python3}
 # editable installs without dependencies: the machine's own torch stays, entry points get registered
 $PY -m pip install -q --no-deps --no-build-isolation -e . -e plugins/prime-plugin-trainer \
     -e plugins/prime-plugin-dit -e export 2>&1 | tail -3 | tee "$OUT/install.txt"
-$PY -c "from prime_core.registry import get_registry as g; r=g(); print('trainers', r.names('trainer'), 'backbones', r.names('backbone'))"
+$PY -c "from prime_core.plugin.registry import get_registry as g; r=g(); print('trainers', r.names('trainer'), 'backbones', r.names('backbone'))"
 status=0
 echo "== trainer check"; timeout 300 $PY bench/gpu_trainer_check.py --steps 200 --json "$OUT/trainer.json" 2>&1 \
   | tee "$OUT/trainer.txt" | tail -40 || status=1

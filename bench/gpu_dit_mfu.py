@@ -55,7 +55,7 @@ def sync(device):
 
 def run(args) -> dict:
     from prime_core.api import resolve_device
-    from prime_core.losses import training_nelbo
+    from prime_core.diffusion.losses import training_nelbo
 
     device = resolve_device(args.device)
     model = build(args, device).train()

@@ -42,12 +42,12 @@ def timed(fn, repeats, sync=None):
 
 
 def build_model():
-    from prime_core.config import Config
-    from prime_core.heads import CarryOverHead
+    from prime_core.runs.config import Config
+    from prime_core.diffusion.heads import CarryOverHead
     from prime_core.interfaces import BackboneSpec
-    from prime_core.model import PrimeModel
-    from prime_core.schedules import LogLinearSchedule
-    from prime_core.subtokens import BaseBMap
+    from prime_core.diffusion.model import PrimeModel
+    from prime_core.diffusion.schedules import LogLinearSchedule
+    from prime_core.diffusion.subtokens import BaseBMap
     from prime_plugin_dit.model import DiT
 
     cfg = Config.from_dict({"model": {"num_classes": 1024, "length": 64, "ell": 2, "width": 128, "backbone": "dit",

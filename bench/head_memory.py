@@ -24,9 +24,9 @@ from torch.profiler import ProfilerActivity, profile
 
 import prime_core
 from prime_core import BackboneSpec, BaseBMap, PrimeModel
-from prime_core.heads import CarryOverHead
-from prime_core.losses import joint_loss, training_nelbo
-from prime_core.schedules import LogLinearSchedule
+from prime_core.diffusion.heads import CarryOverHead
+from prime_core.diffusion.losses import joint_loss, training_nelbo
+from prime_core.diffusion.schedules import LogLinearSchedule
 from prime_core.interfaces import Backbone
 
 

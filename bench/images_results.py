@@ -21,7 +21,7 @@ import time
 import torch
 
 from prime_core import build_dataset, get_registry, load_config, load_model
-from prime_core.evaluate import evaluate_metric
+from prime_core.runs.evaluate import evaluate_metric
 
 
 def train_or_reuse(config, out: str, reuse: bool) -> str:

@@ -19,6 +19,16 @@ the reference's multiply-adds (width D = 1024 = 512 per digit, hidden 512, depth
 AdamW, and the registered samplers ``ancestral`` (idle-step cache on / off) and ``first-hitting`` (when some
 distribution registers it; else "n/a (not registered)").
 
+End-to-end mode (``--end-to-end``, issue 21 item 3): what a user runs, timed from process start to exit. A
+checkpoint of the prime model above (two training steps: speed does not depend on the weights) is written once;
+then, interleaved, each repeat times (a) the exact command ``prime sample CKPT -n N --steps T --json --quiet
+--show 0`` as a fresh process, (b) the reference sampler as a fresh process (``python bench/peer_toy.py
+--reference-process N T``: import torch, build the network, sample, exit), (c) the library call
+``AncestralSampler.sample`` on the loaded checkpoint in this process and (d) the reference sampler in this
+process. Subprocesses get ``OMP_NUM_THREADS`` = ``--threads``. Target (issue 21): (a) ≥ 20× (d)'s samples/s.
+
+    python bench/peer_toy.py --end-to-end --threads 1 --num-samples 5000 --steps 128 --json runs/peer_e2e.json
+
 Both sides run in the same process on the same threads (``torch.set_num_threads``), with repeats interleaved
 (reference, prime, reference, prime, …); each number is the median over repeats. Only speed is compared: the
 networks are freshly initialised (how many rows change state per step, and so the cache, does not depend on the
@@ -137,7 +147,7 @@ def multiply_adds(model: nn.Module) -> int:
 
 
 def prime_train_step(model, opt, x0: torch.Tensor, g: torch.Generator) -> float:
-    from prime_core.losses import training_nelbo
+    from prime_core.diffusion.losses import training_nelbo
 
     loss = training_nelbo(model, x0, generator=g).mean() / x0.shape[1]
     opt.zero_grad(set_to_none=True)
@@ -236,6 +246,100 @@ def format_table(rep: dict) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------------ end to end
+TOY_SETTINGS = ["data.options={size = 512, num_train = 8192, num_eval = 16}", "model.width=1024",
+                "model.backbone_options={hidden = 512, depth = 1}", "model.ell=2"]
+
+
+def toy_checkpoint(folder: str) -> str:
+    """`prime train` of the toy model of `prime_model` for two steps (speed does not depend on the weights)."""
+    import os
+    import subprocess
+    import sys
+
+    ckpt = os.path.join(folder, "checkpoint.safetensors")
+    if not os.path.exists(ckpt):
+        sets = [a for s in TOY_SETTINGS + ["train.steps=2", "train.batch_size=64"] for a in ("--set", s)]
+        subprocess.run([sys.executable, "-m", "prime_core", "train", "--config", "toy2d", "--out", folder,
+                        "--quiet", *sets], check=True, stdout=subprocess.DEVNULL)
+    return ckpt
+
+
+def run_process(argv: list[str], threads: int) -> float:
+    """Wall time of a fresh process, start to exit (fails loudly on a non-zero exit)."""
+    import os
+    import subprocess
+
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def reference_process(n: int, steps: int, threads: int) -> None:
+    """The reference script as a user runs it: build the network, sample ``n`` rows, exit."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    base = reference_base(C, ELL)
+    reference_sample(ReferenceMLP(base).eval(), n, steps, base)
+
+
+def end_to_end(args) -> dict:
+    """The interleaved runs (a)–(d) of the module docstring; medians over --repeats."""
+    import os
+    import shlex
+    import sys
+    import tempfile
+
+    from prime_core.api import get_registry
+    from prime_core.api import load_model
+
+    torch.set_num_threads(args.threads)
+    folder = args.checkpoint_dir or tempfile.mkdtemp(prefix="peer-toy-")
+    ckpt = toy_checkpoint(folder)
+    n, steps = args.num_samples, args.steps[0]
+    here = os.path.abspath(__file__)
+    prime_cmd = [sys.executable, "-m", "prime_core", "sample", ckpt, "-n", str(n), "--steps", str(steps), "--json",
+                 "--quiet", "--show", "0", *shlex.split(args.prime_args)]
+    ref_cmd = [sys.executable, here, "--reference-process", str(n), str(steps), "--threads", str(args.threads)]
+    model = load_model(ckpt)[0].eval()
+    sampler = get_registry().build("sampler", "ancestral")
+    ref = ReferenceMLP(reference_base(C, ELL)).eval()
+    runs: dict[str, list[float]] = {}
+    for r in range(args.repeats):
+        runs.setdefault("prime sample (process)", []).append(run_process(prime_cmd, args.threads))
+        if args.compare_batch_size:  # e.g. 16, the former default of --batch-size
+            runs.setdefault(f"prime sample --batch-size {args.compare_batch_size}", []).append(
+                run_process(prime_cmd + ["--batch-size", str(args.compare_batch_size)], args.threads))
+        if not args.no_reference_process:
+            runs.setdefault("reference script (process)", []).append(run_process(ref_cmd, args.threads))
+        runs.setdefault("prime library call", []).append(
+            timed(lambda: sampler.sample(model, n, steps=steps, seed=r, gumbel_dtype=torch.float64)))
+        runs.setdefault("reference sampler (in process)", []).append(
+            timed(lambda: reference_sample(ref, n, steps, ref.embed.num_embeddings - 1)))
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    ref_rate = n / med["reference sampler (in process)"]
+    ref_proc = n / med["reference script (process)"] if "reference script (process)" in med else math.nan
+    rows = [{"what": k, "seconds": v, "samples_per_s": n / v, "vs_reference_sampler": n / v / ref_rate,
+             "vs_reference_process": n / v / ref_proc} for k, v in med.items()]
+    return {"mode": "end-to-end", "threads": args.threads, "num_samples": n, "steps": steps,
+            "repeats": args.repeats, "command": " ".join(["prime", *prime_cmd[3:]]), "rows": rows,
+            "seconds": runs, "torch": torch.__version__}
+
+
+def format_end_to_end(rep: dict) -> str:
+    lines = [f"peer_toy end to end: C=512, L=2, ℓ=2, {rep['threads']} thread(s), {rep['num_samples']} samples, "
+             f"T={rep['steps']}, median of {rep['repeats']} interleaved repeats",
+             f"command: {rep['command']}",
+             f"| {'what':<32} | {'seconds':>8} | {'samples/s':>10} | {'÷ reference sampler':>19} | "
+             f"{'÷ reference process':>19} |",
+             f"|{'-' * 34}|{'-' * 10}|{'-' * 12}|{'-' * 21}|{'-' * 21}|"]
+    for r in rep["rows"]:
+        lines.append(f"| {r['what']:<32} | {r['seconds']:>8.3f} | {r['samples_per_s']:>10.4g} | "
+                     f"{r['vs_reference_sampler']:>18.2f}× | {r['vs_reference_process']:>18.2f}× |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1)
@@ -248,7 +352,25 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="~2 minutes on one thread: 1000 samples, 2 training steps, 2 repeats")
     p.add_argument("--json", help="write the report here")
+    p.add_argument("--end-to-end", action="store_true", help="time `prime sample` as a process (module docstring)")
+    p.add_argument("--checkpoint-dir", help="--end-to-end: where the toy checkpoint is written (default a temp dir)")
+    p.add_argument("--prime-args", default="", help="--end-to-end: extra `prime sample` flags in one string, e.g. "
+                   "'--batch-size 16' (the former default)")
+    p.add_argument("--no-reference-process", action="store_true",
+                   help="--end-to-end: skip (b), the reference as its own process (its sampling is (d) again)")
+    p.add_argument("--compare-batch-size", type=int, help="--end-to-end: also time the command with --batch-size B")
+    p.add_argument("--reference-process", type=int, nargs=2, metavar=("N", "T"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.reference_process:
+        reference_process(*args.reference_process, args.threads)
+        return 0
+    if args.end_to_end:
+        rep = end_to_end(args)
+        print(format_end_to_end(rep))
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as fh:
+                json.dump(rep, fh, indent=2)
+        return 0
     if args.quick:
         args.num_samples, args.train_steps, args.repeats = 1000, 2, 2
     rep = bench(args)

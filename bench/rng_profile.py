@@ -13,8 +13,14 @@ C = 512 (b = 23), random weights (time does not depend on training). Two measure
    (softmax / cumsum / compare over C). For comparison, the former Gumbel-max noise (C keyed uniforms per
    position, −log(−log U)) is timed for the same N positions.
 2. ``sample``: `AncestralSampler.sample` of --rows rows, --steps steps, idle-step cache on, with the keyed
-   Philox calls (`prime_core.counter_rng.uniforms`) and the token draw (`categorical`, whose own uniform is
+   Philox calls (`prime_core.sampling.counter_rng.uniforms`) and the token draw (`categorical`, whose own uniform is
    counted once, as randomness) wrapped in timers for this run only; share = their time / the whole run.
+
+3. ``per_call`` (``--per-call``, issue 21): one `uniforms` call (one token uniform per row, as a step's draw) at
+   small and large batches, with the fused `philox4x32` against the word-by-word `philox4x32_reference` (the
+   former implementation), the two interleaved; median µs per call over --calls calls × --repeats.
+
+    python bench/rng_profile.py --per-call [--batches 1 16 256 5000] [--json runs/bench/rng_per_call.json]
 
 "Randomness" = the keyed Philox uniforms; the inverse CDF is the exact categorical draw's arithmetic (reported
 separately; with Gumbel-max it would be the argmax).
@@ -32,7 +38,7 @@ import torch
 
 def build(classes: int):
     from prime_core import build_model, load_config
-    from prime_core.config import Config
+    from prime_core.runs.config import Config
 
     cfg = Config.from_dict(load_config("toy2d", [f"model.num_classes={classes}", "model.length=2"]).to_dict())
     torch.manual_seed(0)
@@ -86,8 +92,8 @@ def step_profile(model, rows: int, repeats: int) -> dict:
 
 def sample_profile(model, rows: int, steps: int) -> dict:
     """A whole cached sampling run with the keyed draws timed in place (module docstring, 2)."""
-    import prime_core.counter_rng as rng_mod
-    import prime_core.sampler as sampler_mod
+    import prime_core.sampling.counter_rng as rng_mod
+    import prime_core.sampling.ancestral as sampler_mod
     from prime_core.api import AncestralSampler
 
     spent = {"keyed_uniforms_s": 0.0, "categorical_s": 0.0, "token_uniforms_s": 0.0}
@@ -123,6 +129,36 @@ def sample_profile(model, rows: int, steps: int) -> dict:
             "forward_calls": res.forward_calls, "nfe_mean": float(res.nfe.double().mean())}
 
 
+def per_call(batches: list[int], calls: int, repeats: int) -> list[dict]:
+    """µs per `uniforms` call of n rows (module docstring, 3): fused vs reference Philox, interleaved."""
+    import statistics
+
+    import prime_core.sampling.counter_rng as rng_mod
+    from prime_core.api import TOKEN, key_words, row_seeds
+
+    fused = rng_mod.philox4x32
+    impls = {"fused": fused, "reference": rng_mod.philox4x32_reference}
+    rows = []
+    for n in batches:
+        keys, pos = key_words(row_seeds(n, 0)), torch.arange(n) % 2
+        times: dict[str, list[float]] = {k: [] for k in impls}
+        try:
+            for _ in range(repeats):
+                for name, impl in impls.items():
+                    rng_mod.philox4x32 = impl
+                    rng_mod.uniforms(keys, 3, pos, 1, TOKEN)  # warm
+                    start = time.perf_counter()
+                    for _ in range(calls):
+                        rng_mod.uniforms(keys, 3, pos, 1, TOKEN)
+                    times[name].append((time.perf_counter() - start) / calls * 1e6)
+        finally:
+            rng_mod.philox4x32 = fused
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows.append({"rows": n, "fused_us": med["fused"], "reference_us": med["reference"],
+                     "speedup": med["reference"] / med["fused"]})
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=20000)
@@ -131,8 +167,21 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default="runs/bench/rng_profile.json")
+    p.add_argument("--per-call", action="store_true", help="µs per call, fused vs reference (module docstring, 3)")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 16, 256, 5000])
+    p.add_argument("--calls", type=int, default=200)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.per_call:
+        rows = per_call(args.batches, args.calls, args.repeats)
+        print(f"one keyed uniform per row, float64, {torch.get_num_threads()} thread(s), median of {args.repeats}")
+        print("| rows | fused µs/call | reference µs/call | reference / fused |")
+        print("|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['rows']} | {r['fused_us']:.1f} | {r['reference_us']:.1f} | {r['speedup']:.2f}× |")
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"per_call": rows, "threads": torch.get_num_threads(), "torch": torch.__version__}, fh, indent=1)
+        return 0
     model, _ = build(args.classes)
     one = step_profile(model, args.rows, args.repeats)
     run = sample_profile(model, args.rows, args.steps)

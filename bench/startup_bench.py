@@ -8,6 +8,13 @@ so the comparison loads the core alone (``PRIME_LOAD_PLUGINS=""``); a last colum
 every installed plugin. Prints a table and writes JSON.
 
     python bench/startup_bench.py --before /tmp/before [--repeats 7] [--json runs/bench/startup.json]
+
+Against ``import torch`` (issue 21 item 2): without ``--before``, each repeat also times ``python -c "import
+torch"`` and ``prime sample TOY -n 1 --steps 1 --json --quiet --show 0`` (process start to the first — and only —
+sampler step, then exit) on a toy checkpoint trained here for two steps; the table adds each command's time over
+``import torch`` (target for ``prime sample``: ≤ 0.5 s), all plugins loaded, as users run it.
+
+    python bench/startup_bench.py --over-torch [--repeats 7] [--json runs/bench/startup-over-torch.json]
 """
 
 from __future__ import annotations
@@ -43,12 +50,59 @@ def timed(args: list[str], tree: str, plugins: bool) -> float:
     return time.perf_counter() - t0
 
 
+def timed_python(code: list[str]) -> float:
+    """Wall time of ``python CODE…`` as a fresh process, from a neutral folder, one thread."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("PRIME_LOAD_PLUGINS", None)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, *code], env=env, check=True, capture_output=True, cwd=tempfile.gettempdir())
+    return time.perf_counter() - t0
+
+
+def toy_checkpoint() -> str:
+    """A toy-2d checkpoint (configs/toy2d.toml, two training steps) in a temporary folder."""
+    out = tempfile.mkdtemp(prefix="startup-toy-")
+    subprocess.run([sys.executable, "-m", "prime_core", "train", "--config", "toy2d", "--out", out, "--quiet",
+                    "--set", "train.steps=2"], check=True, capture_output=True, cwd=tempfile.gettempdir())
+    return os.path.join(out, "checkpoint.safetensors")
+
+
+def over_torch(args) -> None:
+    """Each command's median time and its excess over ``python -c "import torch"``, interleaved."""
+    ckpt = toy_checkpoint()
+    commands = {"python -c 'import torch'": ["-c", "import torch"],
+                **{name: ["-m", "prime_core", *argv] for name, argv in COMMANDS.items()},
+                "prime sample toy -n 1 --steps 1": ["-m", "prime_core", "sample", ckpt, "-n", "1", "--steps", "1",
+                                                    "--json", "--quiet", "--show", "0"]}
+    runs: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(args.repeats):
+        for name, code in commands.items():
+            runs[name].append(timed_python(code))
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    base = med["python -c 'import torch'"]
+    rows = [{"command": k, "median_s": v, "over_import_torch_s": v - base, "repeats": args.repeats,
+             "seconds": runs[k]} for k, v in med.items()]
+    print(f"| {'command':<42} | {'median s':>9} | {'over import torch s':>20} |")
+    print(f"|{'-' * 44}|{'-' * 11}|{'-' * 22}|")
+    for r in rows:
+        print(f"| {r['command']:<42} | {r['median_s']:9.3f} | {r['over_import_torch_s']:20.3f} |")
+    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+    with open(args.json, "w", encoding="utf-8") as fh:
+        json.dump({"mode": "over-torch", "rows": rows}, fh, indent=2)
+    print(f"wrote {args.json}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--before", required=True, help="checkout of the earlier prime (its prime_core is used)")
+    p.add_argument("--before", help="checkout of the earlier prime (its prime_core is used)")
+    p.add_argument("--over-torch", action="store_true", help="time against `import torch` (module docstring)")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--json", default="runs/bench/startup.json")
     args = p.parse_args()
+    if args.over_torch:
+        return over_torch(args)
+    if not args.before:
+        p.error("pass --before DIR (an earlier checkout) or --over-torch")
     runs = {name: {"before": [], "after": [], "after_plugins": []} for name in COMMANDS}
     for _ in range(args.repeats):
         for name, argv in COMMANDS.items():

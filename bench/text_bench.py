@@ -19,7 +19,7 @@ import time
 import torch
 
 from prime_core import Config, ModelConfig, build_model, get_registry
-from prime_core.losses import training_nelbo
+from prime_core.diffusion.losses import training_nelbo
 
 
 def best_time(fn, repeats: int) -> float:

@@ -35,7 +35,7 @@ import torch
 
 from prime_core import get_registry, load_config, load_model, presentation, read_checkpoint
 from prime_core.api import dataset_for_checkpoint
-from prime_core.config import parse_override
+from prime_core.runs.config import parse_override
 from prime_plugin_text.evaluate import GEN_PPL_LABEL, generative_perplexity, unigram_entropy
 
 SAMPLERS = ("ancestral", "first-hitting", "remdm", "confidence")

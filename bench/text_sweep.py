@@ -22,7 +22,7 @@ import time
 import torch
 
 from prime_core import get_registry, load_config, read_checkpoint
-from prime_core.evaluate import evaluate_report
+from prime_core.runs.evaluate import evaluate_report
 from prime_plugin_text.evaluate import text_report
 
 

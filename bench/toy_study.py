@@ -6,7 +6,7 @@ cells x = (row, col):
   bound KL ≤ Σ_x p(x) NELBO_θ(x) − H(data)                       (continuous-time NELBO, a valid bound)
 and the exact KL of the T-step sampler's own distribution p_T for small T, where several digits of one token are
 revealed in the same step (joint head: drawn jointly; independent head: digit by digit, independently).
-The 4096 cells go through prime_core.exact all at once (every cell per forward pass); 64 random cells are
+The 4096 cells go through prime_core.diffusion.exact all at once (every cell per forward pass); 64 random cells are
 recomputed one row at a time with the same functions and must agree (printed).
 and draws data | joint | independent densities side by side.
 
@@ -26,7 +26,7 @@ import time
 import torch
 
 from prime_core import build_dataset, get_registry, load_config, load_model
-from prime_core.exact import exact_log_likelihood, exact_nelbo, exact_tstep_log_likelihood
+from prime_core.diffusion.exact import exact_log_likelihood, exact_nelbo, exact_tstep_log_likelihood
 
 HEADS = {"joint (carry-over)": "carry-over", "independent": "independent"}
 

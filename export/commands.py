@@ -10,7 +10,7 @@ from prime_core import hookimpl
 def register_commands(commands):
     from prime_core.api import get_registry
 
-    from .command import add_checkpoint_arguments
+    from .arguments import add_checkpoint_arguments
 
     registry = get_registry()
     export = commands.add_parser("export", help="compile one sampler step for another runtime (ONNX, TensorRT)",
@@ -30,7 +30,7 @@ def register_commands(commands):
 def _run(args) -> int:
     from prime_core.api import get_registry
 
-    from .command import exporter_options
+    from .arguments import exporter_options
 
     exporter = get_registry().build("exporter", args.exporter)
     path = exporter.export(args.checkpoint, args.output, **exporter_options(args))

@@ -11,26 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-from prime_core.cliargs import count
 
-from .command import checkpoint_parser, exporter_main
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ONNX exporter's own options (after CHECKPOINT, -o, --weights, --force)."""
-    from .graph import DEFAULT_OPSET, MIN_OPSET, parse_opset
-
-    p.add_argument("--opset", type=parse_opset, default=DEFAULT_OPSET,
-                   help=f"ONNX opset, from {MIN_OPSET} (the dynamo exporter's oldest) to the installed onnx's newest "
-                        f"(default {DEFAULT_OPSET})")
-    p.add_argument("--batch", type=count("--batch", 1, 4096), default=5,
-                   help="largest batch size of the parity check (default 5)")
-    p.add_argument("--gumbel-dtype", choices=["float32", "float64"],
-                   help="precision of the token draw and its uniform input (default: the checkpoint's "
-                        "sample.gumbel_dtype)")
-    p.add_argument("--no-probs", action="store_true", help="export y_s only (no probabilities output)")
-    p.add_argument("--no-nucleus", action="store_true",
-                   help="leave the top-p sort out of the graph (faster; such a step samples with top_p = 1 only)")
+from .arguments import add_onnx_arguments as add_arguments
+from .arguments import checkpoint_parser, exporter_main
+from .exporters import OnnxExporter, export_onnx
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,36 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .plugin import OnnxExporter
-
     return exporter_main("export.onnx", OnnxExporter(), build_parser(), argv)
-
-
-def export_onnx(checkpoint: str, output: str, *, weights: str = "model", force: bool = False,
-                opset: int | None = None, batch: int = 5, gumbel_dtype: str | None = None, no_probs: bool = False,
-                no_nucleus: bool = False, echo=print) -> str:
-    """Export, check and compare (module docstring); ``echo`` gets the report lines. Returns ``output``."""
-    import torch
-
-    from prime_core.api import load_model
-
-    from .graph import DEFAULT_OPSET, check_opset, check_output, export_step
-    from .validate import compare_onnx
-
-    opset = check_opset(opset or DEFAULT_OPSET)
-    check_output(output, force)
-    model, config, ckpt = load_model(checkpoint, weights=weights)
-    noise = getattr(torch, gumbel_dtype or config.sample.gumbel_dtype)
-    meta = export_step(model, config, output, checkpoint_meta=ckpt.meta, opset=opset, batch=batch,
-                       noise_dtype=noise, with_probs=not no_probs, force=force, nucleus=not no_nucleus,
-                       backbone_name=config.model.backbone)
-    step = meta["step"]
-    echo(f"wrote {output}: opset {opset}, C={meta['num_classes']} L={meta['length']} "
-         f"ℓ={meta['ell']} b={meta['base']}, dynamic batch, {'dynamic' if step['dynamic_length'] else 'static'}"
-         f" length, token draw in {step['noise_dtype']}; onnx.checker: ok")
-    for parity in compare_onnx(model, output, meta, batches=sorted({1, batch})):
-        echo("onnxruntime vs torch, " + parity.line())
-    return output
 
 
 if __name__ == "__main__":

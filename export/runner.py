@@ -1,8 +1,8 @@
 """The ancestral sampler loop (DESIGN §2.5) driven by an exported step (ONNX Runtime, or a TensorRT engine).
 
 The loop stays in Python; each step's graph call does the backbone, the head, filtering, the inverse-CDF token draw
-and the reveal update (`export.step`). The noise is exactly the eager sampler's (`prime_core.sampler`): keyed
-Philox uniforms (`prime_core.counter_rng`), the reveal uniforms u_reveal [B, L, U] keyed by (row key, step k,
+and the reveal update (`export.step`). The noise is exactly the eager sampler's (`prime_core.sampling.ancestral`): keyed
+Philox uniforms (`prime_core.sampling.counter_rng`), the reveal uniforms u_reveal [B, L, U] keyed by (row key, step k,
 unit) in float64 (U = ℓ, or 1 with grouped noise) and, for the N positions that reveal something, the token
 uniforms u_token [N] keyed by (row key, k, position) in the draw dtype (one per position) — computed for the whole batch
 in one vectorised call by the same functions the eager sampler uses, and fed to the graph with the flat positions
@@ -91,8 +91,8 @@ class RuntimeSampler(AncestralSampler):
         if gumbel_dtype != self.noise_dtype:
             name = str(self.noise_dtype).removeprefix("torch.")
             raise PrimeError(f"the exported step draws tokens in {name}, not "
-                             f"{str(gumbel_dtype).removeprefix('torch.')}; use --gumbel-dtype {name} or re-export "
-                             f"with --gumbel-dtype")
+                             f"{str(gumbel_dtype).removeprefix('torch.')}; use --draw-dtype {name} or re-export "
+                             f"with --draw-dtype")
         if top_p < 1.0 and not self.meta["step"].get("nucleus", True):
             raise PrimeError(f"top_p={top_p} needs a step exported with nucleus filtering (this one was exported "
                              f"with --no-nucleus)")
@@ -129,7 +129,7 @@ def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model:
     Without ``step_model`` the step is exported to a temporary ONNX file first (onnxruntime only), with the
     nucleus sort only if ``top_p`` (default: the config's) is < 1."""
     if runtime == "tensorrt":
-        from .tensorrt import TensorRTStep, require_tensorrt
+        from .engine import TensorRTStep, require_tensorrt
 
         require_tensorrt()
         if not step_model:
@@ -148,7 +148,7 @@ def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model:
     # the export takes seconds to minutes (19.8 s for a small DiT on CPU): say why nothing happens yet
     print("prime: note: exporting this checkpoint's sampling step to ONNX first (pass --step-model FILE, from "
           "`prime export onnx`, to skip this)", file=sys.stderr, flush=True)
-    noise = _DTYPES[gumbel_dtype or config.sample.gumbel_dtype]
+    noise = _DTYPES[gumbel_dtype or config.sample.draw_dtype]
     with tempfile.TemporaryDirectory(prefix="prime-step-") as tmp:
         path = os.path.join(tmp, "step.onnx")
         nucleus = (top_p if top_p is not None else config.sample.top_p) < 1.0

@@ -4,10 +4,10 @@ Given sub-token ids y_t [B, L, ℓ] at time t and the next grid point s < t, the
 
 1. log p_θ(x | y_t) over V(y_t) (backbone + parameterization; carry-over masking over the C tokens through the
    map's digit table [C, ℓ]);
-2. temperature τ and nucleus filtering by `prime_core.sampler.filter_scores`, the very function the eager samplers
+2. temperature τ and nucleus filtering by `prime_core.sampling.ancestral.filter_scores`, the very function the eager samplers
    call (float64, or float32 in graphs for TensorRT; τ < 1e-6 is the argmax; the most probable token always kept;
    nucleus skipped where top_p ≥ 1);
-3. x̂ = the exact inverse-CDF draw `prime_core.counter_rng.inverse_cdf` (Softmax, CumSum, compare, ReduceMin /
+3. x̂ = the exact inverse-CDF draw `prime_core.sampling.counter_rng.inverse_cdf` (Softmax, CumSum, compare, ReduceMin /
    ReduceMax in the draw dtype) from the keyed uniform input ``u_token`` [N] (one per revealing position), then
    f(x̂) = digit_table[x̂];
    steps 2–3 (and, in graphs without the probs output, the head of step 1) run only at the N positions that
@@ -63,7 +63,7 @@ class SamplerStep(nn.Module):
         # tie rule, threshold rule and dtype), so both paths keep the same tokens
         scores = filter_scores(log_p_n, temperature[row][:, None], top_p[row][:, None], nucleus=self.nucleus,
                                dtype=self.filter_dtype, stable=False)  # ONNX TopK: ties lower index first
-        # the eager sampler's draw (prime_core.sampler.draw_tokens) on the keyed uniforms, in the draw dtype
+        # the eager sampler's draw (prime_core.sampling.ancestral.draw_tokens) on the keyed uniforms, in the draw dtype
         x_hat = inverse_cdf(scores.to(self.noise_dtype), u_token.to(self.noise_dtype))  # [N]
         digits = torch.zeros(b * length, ell, dtype=y.dtype, device=y.device)
         digits = digits.index_put((positions,), self.digit_table[x_hat]).view_as(y)  # f(x̂) where drawn

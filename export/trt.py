@@ -11,23 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-from prime_core.cliargs import count
 
-from .command import checkpoint_parser, exporter_main
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The TensorRT exporter's own options (after CHECKPOINT, -o, --weights, --force)."""
-    from .graph import MIN_OPSET, TENSORRT_OPSET, parse_opset
-
-    prec = p.add_mutually_exclusive_group()
-    prec.add_argument("--fp16", action="store_true", help="float16 weights (an fp16 ONNX graph)")
-    prec.add_argument("--bf16", action="store_true", help="bfloat16 weights (a bf16 ONNX graph)")
-    p.add_argument("--min-batch", type=count("--min-batch", 1, 1 << 20), default=1)
-    p.add_argument("--opt-batch", type=count("--opt-batch", 1, 1 << 20), default=8)
-    p.add_argument("--max-batch", type=count("--max-batch", 1, 1 << 20), default=32)
-    p.add_argument("--opset", type=parse_opset, help=f"ONNX opset of the intermediate graph, from {MIN_OPSET} to "
-                                                     f"the installed onnx's newest (default {TENSORRT_OPSET})")
+from .arguments import add_tensorrt_arguments as add_arguments
+from .arguments import checkpoint_parser, exporter_main
+from .exporters import TensorRTExporter
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +24,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .plugin import TensorRTExporter
-
     return exporter_main("export.trt", TensorRTExporter(), build_parser(), argv)
 
 

@@ -12,24 +12,24 @@ import importlib
 
 #: public name → the module (under prime_core) that defines it
 _EXPORTS = {
-    "build_dataset": "build", "build_model": "build", "load_model": "build", "save_model": "build",
-    "Checkpoint": "checkpoint", "read_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
-    "Config": "config", "DataConfig": "config", "EvalConfig": "config", "ModelConfig": "config",
-    "SampleConfig": "config", "TrainConfig": "config", "load_config": "config",
-    "SubTokenEncoder": "encoder",
+    "build_dataset": "runs.build", "build_model": "runs.build", "load_model": "runs.build", "save_model": "runs.build",
+    "Checkpoint": "runs.checkpoint", "read_checkpoint": "runs.checkpoint", "save_checkpoint": "runs.checkpoint",
+    "Config": "runs.config", "DataConfig": "runs.config", "EvalConfig": "runs.config", "ModelConfig": "runs.config",
+    "SampleConfig": "runs.config", "TrainConfig": "runs.config", "load_config": "runs.config",
+    "SubTokenEncoder": "diffusion.encoder",
     "CheckpointError": "errors", "ConfigError": "errors", "PrimeError": "errors", "RegistryError": "errors",
     "check_count": "errors", "first_line": "errors",
-    "hookimpl": "hookspecs",
-    "expected_idle_steps": "idle", "idle_report": "idle", "simulate_idle_steps": "idle",
+    "hookimpl": "plugin.hookspecs",
+    "expected_idle_steps": "diffusion.idle", "idle_report": "diffusion.idle", "simulate_idle_steps": "diffusion.idle",
     "Backbone": "interfaces", "BackboneSpec": "interfaces", "ByteLengths": "interfaces", "Dataset": "interfaces",
     "Exporter": "interfaces", "KnownDensity": "interfaces", "Presentation": "interfaces", "presentation": "interfaces",
     "Metric": "interfaces", "MetricResult": "interfaces", "NoiseSchedule": "interfaces",
     "Parameterization": "interfaces", "Runtime": "interfaces", "Sampler": "interfaces", "SubTokenMap": "interfaces",
     "TextPrompts": "interfaces", "Tokenizer": "interfaces", "Trainer": "interfaces",
-    "PrimeModel": "model",
-    "Registry": "registry", "get_registry": "registry", "new_registry": "registry",
-    "AncestralSampler": "sampler", "SampleResult": "sampler",
-    "BaseBMap": "subtokens", "smallest_base": "subtokens",
+    "PrimeModel": "diffusion.model",
+    "Registry": "plugin.registry", "get_registry": "plugin.default", "new_registry": "plugin.default",
+    "AncestralSampler": "sampling.ancestral", "SampleResult": "sampling.ancestral",
+    "BaseBMap": "diffusion.subtokens", "smallest_base": "diffusion.subtokens",
 }
 
 __all__ = sorted(_EXPORTS)

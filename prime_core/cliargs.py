@@ -28,7 +28,7 @@ EXIT_INTERNAL = 1
 
 #: Upper limits of the command line's counts (see the module docstring).
 MAX_STEPS = 1_000_000
-#: Row keys are seed·2³² + i (prime_core.sampler.row_seeds): unique for any row count; this caps a run's size.
+#: Row keys are seed·2³² + i (prime_core.sampling.ancestral.row_seeds): unique for any row count; this caps a run's size.
 MAX_SAMPLES = 2**20
 MAX_MC = 100_000
 MAX_SEED = 2**32 - 1
@@ -184,3 +184,21 @@ def run_command(prog: str, body: Callable[[], int | None], args=None) -> int:
             traceback.print_exc()
         print(line, file=sys.stderr)
         return code
+
+
+def add_renamed_option(parser: argparse.ArgumentParser, new: str, old: str, **kwargs) -> None:
+    """``new`` (e.g. ``--draw-dtype``) with its deprecated spelling ``old`` still accepted: using ``old`` prints
+    one "warning:" line naming ``new`` (`prime_core.errors.deprecated`). ``kwargs`` as for ``add_argument``."""
+    from .errors import deprecated
+
+    class _Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):
+            if option_string == old:
+                deprecated(old, new)
+            setattr(namespace, self.dest, values)
+
+    parser.add_argument(new, old, action=_Renamed, dest=new.lstrip("-").replace("-", "_"), **kwargs)
+
+
+#: the token draw's precision, shared by prime sample and the exporters (formerly --gumbel-dtype)
+DRAW_DTYPES = ("float32", "float64")

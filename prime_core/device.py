@@ -13,6 +13,7 @@ given and what is allowed; the CLI prints it and exits with code 2. Nothing here
 
 from __future__ import annotations
 
+import os
 import re
 
 from typing import TYPE_CHECKING
@@ -70,14 +71,12 @@ def resolve_device(spec: str | torch.device | None = "auto", *, what: str = "--d
 
 def device_memory(device: torch.device) -> int | None:
     """Bytes free on ``device`` now: CUDA's own count for a GPU, None (unknown) for any other non-CPU device;
-    the CPU's is `prime_core.checkpoint.available_memory`."""
+    the CPU's is `available_memory`."""
     if device.type == "cuda":
         import torch
 
         free, _total = torch.cuda.mem_get_info(device)
         return int(free)
-    from .checkpoint import available_memory
-
     return available_memory() if device.type == "cpu" else None
 
 
@@ -91,10 +90,25 @@ def train_device(config) -> str:
 def with_train_device(config, spec: str | None):
     """``config`` with ``train.options.device = spec`` (``prime train/run --device``); None leaves it as it is.
     The option says where a run happens, not what it computes: resuming on another device is allowed
-    (`prime_core.config.check_resume_config` ignores it)."""
+    (`prime_core.runs.config.check_resume_config` ignores it)."""
     import attrs
 
     if spec is None:
         return config
     parse_device_spec(spec)
     return attrs.evolve(config, train=attrs.evolve(config.train, options={**config.train.options, "device": spec}))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now (MemAvailable on Linux), or None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

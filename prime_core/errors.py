@@ -50,3 +50,14 @@ def check_count(name: str, value) -> None:
 class NonFiniteError(PrimeError):
     """A model produced NaN or infinite log-probabilities (diverged or damaged weights): eval and sampling stop
     with one line and exit code 2, instead of printing "≤ nan" or drawing invalid token ids."""
+
+
+def deprecated(old: str, new: str) -> None:
+    """Say that ``old`` (an option, a config key, a name) is deprecated in favour of ``new``: one line on stderr
+    starting with "warning:" (what a CLI user sees) and a `DeprecationWarning` (what code and tests see)."""
+    import sys
+    import warnings
+
+    message = f"{old} is deprecated: use {new} (the old name is accepted until the next minor release)"
+    print(f"warning: {message}", file=sys.stderr)
+    warnings.warn(message, DeprecationWarning, stacklevel=3)

@@ -42,7 +42,7 @@ def optional_import(module: str, extra: str, purpose: str) -> ModuleType | None:
         if key not in _warned:
             _warned.add(key)
             top = module.split(".")[0]
-            print(f"prime: warning: {purpose} skipped: {top} is not installed ({install_hint(extra)})",
+            print(f"warning: {purpose} skipped: {top} is not installed ({install_hint(extra)})",
                   file=sys.stderr)
         return None
 

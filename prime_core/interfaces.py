@@ -10,7 +10,7 @@ import abc
 import functools
 import inspect
 import math
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator, Protocol, Sequence, runtime_checkable
 
 import attrs
 import torch
@@ -22,12 +22,19 @@ class SubTokenMap(abc.ABC):
     """An invertible map f from tokens x ∈ {0 … C−1} to ℓ digits in {0 … b−1} (DESIGN §2.1).
 
     Subclasses set ``num_classes`` (C), ``ell`` (ℓ) and ``base`` (b) and implement `encode`/`decode`.
-    Codes ≥ C (digit strings no token maps to) are invalid.
+    Codes ≥ C (digit strings no token maps to) are invalid. A map works for every (C, ℓ) with b^(ℓ−1) < C
+    unless it declares a narrower domain with `supports`; the conformance suites test it within its domain,
+    and a config outside it is refused when the model is built.
     """
 
     num_classes: int
     ell: int
     base: int
+
+    @classmethod
+    def supports(cls, num_classes: int, ell: int) -> bool:
+        """Whether this map is defined for C = ``num_classes`` tokens in ℓ = ``ell`` digits (default: all)."""
+        return True
 
     @abc.abstractmethod
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -244,14 +251,74 @@ class Parameterization(abc.ABC):
 
 
 # --------------------------------------------------------------------------------------------- sampler
+@runtime_checkable
+class DiffusionModel(Protocol):
+    """What samplers, metrics, trainers and exporters receive as ``model`` (`prime_core.PrimeModel` is the one
+    the core builds): the sub-token map f, backbone, head and schedule, the sizes C, L, ℓ, b, and p_θ.
+
+    ``log_probs(y_t, t)``: log p_θ(x | y_t) [B, L, C] over tokens (carry-over applied by the head) for sub-token
+    states y_t [B, L, ℓ] (mask id = b); ``t`` [B] or None for a time-independent model."""
+
+    map: SubTokenMap
+    backbone: "Backbone"
+    head: "Parameterization"
+    schedule: NoiseSchedule
+    noise: str  # "independent" or "grouped" (DESIGN §2.2)
+
+    # read-only attributes (properties on `PrimeModel`)
+    num_classes: int  # C
+    length: int  # L
+    ell: int  # ℓ
+    base: int  # b
+    mask_id: int  # the mask symbol m = b
+    time_conditioned: bool
+    device: torch.device
+
+    def log_probs(self, y_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+
+#: a temperature: a float τ, or τ(t) as a function of t ∈ [0, 1] (e.g. the image schedule a·t^b + c)
+Temperature = float | Callable[[float], float]
+
+
+@attrs.define
+class SampleResult:
+    """What `Sampler.sample` returns."""
+
+    tokens: torch.Tensor  # [N, L], all < C
+    nfe: torch.Tensor  # [N] backbone evaluations per sequence
+    idle_steps: torch.Tensor  # [N] steps in which the sequence revealed nothing
+    steps: int
+    forward_calls: int  # batched backbone calls
+    trajectory: list[torch.Tensor] | None = None  # sub-token states [N, L, ℓ] after each step
+
+
 class Sampler(abc.ABC):
-    """Generates token sequences from a model. The update rule is a pure `step`; `sample` runs the loop."""
+    """Generates token sequences from a model. The update rule is a pure step; `sample` runs the loop.
+
+    The core calls `sample` with the keyword arguments below (``prime sample``, ``prime run``, semi-AR windows);
+    a sampler accepts every one of them (conformance checks it), and may accept more of its own."""
 
     name: ClassVar[str] = "sampler"
 
     @abc.abstractmethod
-    def sample(self, model: Any, num_samples: int, **options: Any) -> Any:
-        """Returns an object with at least ``tokens`` [N, L] (all < C), ``nfe`` and ``idle_steps``."""
+    def sample(self, model: DiffusionModel, num_samples: int, *, steps: int | None = None, seed: int = 0,
+               seeds: Sequence[int] | None = None, temperature: Temperature = 1.0, top_p: float = 1.0,
+               gumbel_dtype: torch.dtype = torch.float32, cache: bool = True, batch_size: int | None = None,
+               fixed_tokens: torch.Tensor | None = None, return_trajectory: bool = False,
+               progress: bool = False) -> SampleResult:
+        """Draw ``num_samples`` sequences of L tokens, all < C.
+
+        steps: T reveal steps (None: the sampler's default, or continuous time for an event-driven one);
+        seed / seeds: rows are keyed seed·2³² + i, or by the explicit 64-bit ``seeds`` (len = num_samples): a
+        row's tokens must not depend on the batch it is drawn in; temperature τ (> 0) and top_p ∈ (0, 1]: the
+        filtering of p_θ before the draw; gumbel_dtype: precision of the token draw (float32 or float64);
+        cache: reuse p_θ for rows that did not change (same tokens either way); batch_size: rows per backbone
+        call (None: all); fixed_tokens [L] or [N, L]: token ids kept as given, −1 where free (prefix / infill
+        conditioning); return_trajectory: also return the states [N, L, ℓ] after each step; progress: show a
+        progress bar."""
 
 
 class Runtime(abc.ABC):
@@ -261,11 +328,13 @@ class Runtime(abc.ABC):
     name: ClassVar[str] = "runtime"
 
     @abc.abstractmethod
-    def sampler(self, model: Any, config: Any, checkpoint: str, *, step_model: str | None = None,
+    def sampler(self, model: DiffusionModel, config: Any, checkpoint: str, *, step_model: str | None = None,
                 gumbel_dtype: str | None = None, ckpt_meta: dict | None = None,
                 top_p: float | None = None) -> Sampler:
-        """A `Sampler` for ``model`` (built from ``checkpoint``) whose steps run on this runtime;
-        ``step_model``: an exported step to use instead of exporting one."""
+        """A `Sampler` for ``model`` (built from ``checkpoint``; ``config`` its `prime_core.Config`) whose steps
+        run on this runtime. ``step_model``: an exported step to use instead of exporting one; ``gumbel_dtype``
+        ("float32" / "float64"): the draw's precision (None: the config's); ``ckpt_meta``: the checkpoint's
+        metadata; ``top_p``: the nucleus the step must support (a graph without the sort refuses top_p < 1)."""
 
 
 # --------------------------------------------------------------------------------------------- data
@@ -316,7 +385,7 @@ class Dataset(abc.ABC):
     name: ClassVar[str] = "dataset"
     #: Constructor options whose values are locations (files, folders, fsspec URLs) the data set reads or writes.
     #: When a data set is rebuilt for a checkpoint these come from the user, never from the checkpoint's metadata
-    #: (DESIGN §3; see `prime_core.build.dataset_for_checkpoint`). A value equal to the option's default in the
+    #: (DESIGN §3; see `prime_core.runs.build.dataset_for_checkpoint`). A value equal to the option's default in the
     #: constructor signature (e.g. a built-in corpus name) is not a location the metadata chose, and is kept.
     location_options: ClassVar[tuple[str, ...]] = ()
     #: The subset of `location_options` that hold caches (derived data that changes no result, e.g. tokenized
@@ -427,15 +496,26 @@ class KnownDensity(abc.ABC):
 class Trainer(abc.ABC):
     """Runs optimisation and writes checkpoints.
 
-    ``fit`` owns ``out_dir`` for its lifetime: `prime_core.rundir` gives the rules both built-in trainers follow
+    ``fit`` owns ``out_dir`` for its lifetime: `prime_core.runs.rundir` gives the rules both built-in trainers follow
     (`local_out_dir`, `claim` — one writer per folder —, `check_outputs` before writing — never over a file no
     prime run recorded —, `start_over` for ``force`` only after validation, `trim_metrics` on resume)."""
 
     name: ClassVar[str] = "trainer"
 
     @abc.abstractmethod
-    def fit(self, config: Any, *, out_dir: str, resume: bool = False, progress: bool = True) -> str:
-        """Train and return the URL of the final checkpoint."""
+    def fit(self, config: Any, *, out_dir: str, resume: bool = False, progress: bool = True, force: bool = False,
+            registry: Any = None) -> str:
+        """Train the model ``config`` (a `prime_core.Config`) describes and return the URL of the final checkpoint
+        (under ``out_dir``, named `prime_core.api.CHECKPOINT_NAME`). The config's ``model.num_classes`` and
+        ``model.length`` may be unset: fill them from the data set (`prime_core.api.build_dataset`, then
+        `prime_core.api.resolve_sizes`) before `prime_core.api.build_model`. Save with
+        ``save_model(url, model, config, registry=registry, dataset=dataset)`` so that the checkpoint carries
+        the data set's metadata (a tokenizer: ``prime sample --prompt`` needs it).
+
+        resume: continue the run in ``out_dir`` from its checkpoint (`check_resume_config`); force: replace the
+        run in ``out_dir`` (after validating the config, `start_over`) — the core never passes both;
+        progress: show progress; registry: the `prime_core.Registry` to build components from (None: the
+        default one)."""
 
 
 class Exporter(abc.ABC):
@@ -449,8 +529,11 @@ class Exporter(abc.ABC):
         CHECKPOINT, -o/--output, --weights and --force); their values reach `export` as keyword options."""
 
     @abc.abstractmethod
-    def export(self, checkpoint: str, output: str, **options: Any) -> str:
-        """Write the exported artifact for ``checkpoint`` to ``output`` and return its path."""
+    def export(self, checkpoint: str, output: str, *, weights: str = "model", force: bool = False,
+               **options: Any) -> str:
+        """Write the exported artifact for ``checkpoint`` to ``output`` and return its path. ``weights``: which
+        weights of the checkpoint ("model" or "ema"); ``force``: replace an existing ``output`` (else refuse);
+        ``options``: the values of the options `add_arguments` added, by their argparse ``dest``."""
 
 
 @attrs.frozen
@@ -471,7 +554,7 @@ class Metric(abc.ABC):
 
     name: ClassVar[str] = "metric"
     is_bound: ClassVar[bool] = False
-    # how its figure is printed (`prime_core.evaluate.KINDS`): None means "bound-estimate" when is_bound (a
+    # how its figure is printed (`prime_core.runs.evaluate.KINDS`): None means "bound-estimate" when is_bound (a
     # Monte-Carlo estimate of a bound: "≤" only for its 95 % upper confidence limit), else "objective";
     # "exact" for an exact value (e.g. an AR model's NLL: "="), "bound" for a bound computed without sampling.
     kind: ClassVar[str | None] = None

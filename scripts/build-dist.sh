@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Build a wheel and an sdist of every distribution in this repository into one folder (default: dist/), with
 # `python -m build` (the wheel is built from the sdist, so an incomplete sdist fails here), then `twine check`.
-# Usage: scripts/build-dist.sh [OUTDIR]        Install from the folder: docs/install.md
+# Usage: [PYTHON=python3.11] scripts/build-dist.sh [OUTDIR]        Install from the folder: docs/install.md
+# build and twine run in a throw-away virtual environment made with $PYTHON (default python3): the build never
+# installs anything into the checkout's .venv or any other environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-dist}
-PY=${PYTHON:-}
-if [ -z "$PY" ]; then
-  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
-fi
+BUILD_ENV=$(mktemp -d)
+trap 'rm -rf "$BUILD_ENV"' EXIT
+"${PYTHON:-python3}" -m venv "$BUILD_ENV"
+PY="$BUILD_ENV/bin/python"
 export PIP_CONSTRAINT="$PWD/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1
-"$PY" -c "import build, twine" 2>/dev/null || "$PY" -m pip install -q build twine
+"$PY" -m pip install -q build twine
 mkdir -p "$OUT"
 rm -f "$OUT"/prime_*.whl "$OUT"/prime_*.tar.gz
 dists=(.)

@@ -9,7 +9,7 @@ DIST=$(cd "$1" && pwd); shift
 PY=${PYTHON:-python}
 WANT=("$@")
 [ ${#WANT[@]} -gt 0 ] || WANT=(prime-core prime-plugin-dit "prime-plugin-text[lmeval,data]" prime-plugin-trainer prime-plugin-uvit
-                               prime-plugin-images "prime-export[onnx]" prime-conformance prime-plugin-example)
+                               prime-plugin-images "prime-export[onnx]" prime-conformance prime-plugin-example prime-plugin-serve)
 export PIP_CONSTRAINT="$ROOT/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1
 REQ=$(mktemp "${TMPDIR:-/tmp}/prime-req.XXXXXX")
 trap 'rm -f "$REQ"' EXIT

@@ -22,6 +22,11 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null &
   apt-get install -y -q dataset-fashion-mnist >/dev/null \
     || echo "install.sh: dataset-fashion-mnist not installed (Fashion-MNIST tests will be skipped)" >&2
 fi
+# Headless Chromium for the playground page's screenshot test (prime-plugin-serve; skipped when absent).
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+    || echo "install.sh: chromium not installed (the playground screenshot test will be skipped)" >&2
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
@@ -32,6 +37,7 @@ args=(-e ".[test]")
 for d in plugins/*/ conformance examples/*/; do
   [ -f "$d/pyproject.toml" ] && args+=(-e "$d")
 done
+args+=(-e "plugins/prime-plugin-serve[test]")   # prime serve's tests use the official openai client and httpx
 args+=(-e "export[onnx]")   # ONNX export and ONNX Runtime are prime-export's [onnx] extra
 args+=(-e "plugins/prime-plugin-text[lmeval,data]")   # lm-eval adapter tests (lm-eval 0.4.x, ~1 min to install); HF datasets for prime data prepare
 pip install -q "${args[@]}" "$@"

@@ -14,7 +14,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/prime-smoke.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 export PIP_CONSTRAINT="$ROOT/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1
 DISTS=(prime-core prime-plugin-dit prime-plugin-text prime-plugin-trainer prime-plugin-uvit prime-plugin-images
-       "prime-export[onnx]" prime-conformance)
+       "prime-export[onnx]" prime-conformance prime-plugin-serve)
 "$PY" -m venv "$WORK/venv"
 . "$WORK/venv/bin/activate"
 cd "$WORK"   # outside the checkout from here on
@@ -23,7 +23,7 @@ PYTHON=python bash "$ROOT/scripts/install-dist.sh" "$DIST" "${DISTS[@]}"
 python - "$ROOT" <<'PY'
 import sys, importlib
 root = sys.argv[1]
-for mod in ("prime_core", "prime_plugin_dit", "prime_plugin_text", "export", "conformance"):
+for mod in ("prime_core", "prime_plugin_dit", "prime_plugin_text", "prime_plugin_serve", "export", "conformance"):
     path = importlib.import_module(mod).__file__
     assert not path.startswith(root + "/"), f"{mod} imported from the checkout: {path}"
     assert "site-packages" in path, path
@@ -47,5 +47,19 @@ prime run --config my-main.toml --set train.steps=1 --set train.batch_size=2 --s
   --out run2 --quiet 2>/dev/null | tail -1
 python -m export.onnx run/checkpoint.safetensors -o step.onnx
 test -f step.onnx
+prime serve --help | grep -q -- "--max-batch-rows"
+# prime serve from the wheels: start it on a free port, one completion with a seed, then SIGTERM (exit 0)
+python - <<'PY'
+import json, re, signal, subprocess, sys, urllib.request
+p = subprocess.Popen(["prime", "serve", "run/checkpoint.safetensors", "--port", "0"], stdout=subprocess.PIPE, text=True)
+url = re.search(r"http://\S+", p.stdout.readline()).group(0)
+req = urllib.request.Request(url + "/v1/completions", json.dumps({"prompt": "", "max_tokens": 4, "steps": 4, "seed": 1}).encode(),
+                             {"Content-Type": "application/json"})
+body = json.load(urllib.request.urlopen(req, timeout=120))
+assert body["object"] == "text_completion" and len(body["choices"]) == 1, body
+p.send_signal(signal.SIGTERM)
+assert p.wait(timeout=60) == 0
+print("smoke: prime serve answered", body["usage"])
+PY
 { set +x; } 2>/dev/null
 echo "smoke: OK (wheel-only install, outside the checkout)"

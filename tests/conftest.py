@@ -8,7 +8,7 @@ import pytest
 from hypothesis import settings
 
 from prime_test_models import make_model
-from prime_core.registry import new_registry
+from prime_core.plugin.default import new_registry
 
 settings.register_profile("ci", max_examples=40, deadline=None, derandomize=True)
 settings.register_profile("dev", max_examples=25, deadline=None)

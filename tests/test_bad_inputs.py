@@ -29,7 +29,7 @@ def prime(*args, env=None, in_process=True):
     if not in_process:
         return subprocess.run([sys.executable, "-m", "prime_core", *args], capture_output=True, text=True,
                               env=full_env, timeout=300)
-    from prime_core import cli
+    from prime_core.cli import app as cli
 
     out, err, saved = io.StringIO(), io.StringIO(), dict(os.environ)
     os.environ.clear()
@@ -80,7 +80,7 @@ def test_eval_refuses_bad_counts(ckpt, args, fragment):
 
 def test_a_bound_from_zero_draws_is_impossible_in_the_library(ckpt):
     from prime_core.errors import PrimeError
-    from prime_core.evaluate import evaluate_report
+    from prime_core.runs.evaluate import evaluate_report
 
     for kwargs in ({"mc_samples": 0}, {"mc_samples": -1}, {"steps": 0}, {"max_sequences": 0},
                    {"max_sequences": -1}):
@@ -175,7 +175,7 @@ def test_config_files_that_are_not_configs(tmp_path):
 
 
 def test_a_config_that_is_a_list_is_refused():
-    from prime_core.config import Config
+    from prime_core.runs.config import Config
     from prime_core.errors import ConfigError
 
     for data in ([1, 2], "model", None, {"model": [1]}):
@@ -208,7 +208,7 @@ def test_debug_shows_the_traceback_and_keeps_the_exit_code(ckpt):
 
 def test_internal_errors_exit_1_with_one_line(monkeypatch, capsys):
     """A bug (not bad input) is exit 1, still one line, and says how to see the traceback."""
-    from prime_core import cli
+    from prime_core.cli import app as cli
 
     def boom(args):
         raise KeyError("state")

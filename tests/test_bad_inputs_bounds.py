@@ -13,11 +13,11 @@ import sys
 import pytest
 import torch
 
-from prime_core.checkpoint import read_checkpoint, save_checkpoint
-from prime_core.evaluate import (KINDS, bound_label, bound_relation, evaluate_report, figure_text, format_report,
+from prime_core.runs.checkpoint import read_checkpoint, save_checkpoint
+from prime_core.runs.evaluate import (KINDS, bound_label, bound_relation, evaluate_report, figure_text, format_report,
                                  result_row)
 from prime_core.interfaces import MetricResult
-from prime_core.registry import new_registry
+from prime_core.plugin.default import new_registry
 
 TINY = ["--set", "data.dataset=toy-markov", "--set", "data.options={num_classes = 6, length = 3, num_eval = 64}",
         "--set", "model.width=8", "--set", "model.backbone_options={hidden = 32, depth = 1}",
@@ -144,8 +144,8 @@ def _trainers():
 @pytest.mark.parametrize("module,cls,extra", _trainers())
 def test_training_stops_on_a_non_finite_loss_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, module, cls,
                                                                                 extra):
-    from prime_core.config import load_config
-    from prime_core.divergence import TrainingDiverged
+    from prime_core.runs.config import load_config
+    from prime_core.runs.divergence import TrainingDiverged
 
     _poison(module, monkeypatch)  # step 15 diverges; step 10 was saved (train.checkpoint_every=10)
     overrides = [TINY[i + 1] for i in range(0, len(TINY), 2)] + ["train.log_every=5"]
@@ -221,9 +221,9 @@ def _row(kind: str, value=2.0, stderr=0.1) -> dict:
 def test_one_labelling_rule_in_every_printer(tmp_path):
     """exact "=", bound "≤", estimate of a bound "≤" only for its 95 % UCL, objective "not a bound": CLI table,
     JSON, report.md and the per-file table."""
-    from prime_core.config import Config
-    from prime_core.fileeval import format_files_report
-    from prime_core.report import write_report_markdown
+    from prime_core.runs.config import Config
+    from prime_core.runs.fileeval import format_files_report
+    from prime_core.runs.report import write_report_markdown
 
     rows = {k: _row(k) for k in KINDS}
     report = {"checkpoint": "c", "split": "valid", "sequences": 32, "tokens_per_sequence": 4, "num_classes": 6,
@@ -254,8 +254,8 @@ def test_one_labelling_rule_in_every_printer(tmp_path):
 
 def test_ar_report_prints_its_exact_nll_with_equals(tmp_path):
     """An AR model's NLL (kind "exact", ar-nll) is "PPL = … (exact NLL)" in report.md, without Monte-Carlo draws."""
-    from prime_core.config import Config
-    from prime_core.report import write_report_markdown
+    from prime_core.runs.config import Config
+    from prime_core.runs.report import write_report_markdown
 
     row = _row("exact", value=3.0)
     report = {"ell": 1, "base": 6, "num_classes": 6, "tokens_per_sequence": 4, "train_seconds": 1.0,

@@ -18,13 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save as st_save
 
-import prime_core.build
-import prime_core.checkpoint as ckpt_mod
+import prime_core.runs.build
+import prime_core.runs.checkpoint as ckpt_mod
 from prime_core import CheckpointError, Config, ConfigError, Dataset, DataConfig, ModelConfig, PrimeError, hookimpl
 from prime_core import build_model, load_model, save_model
-from prime_core.build import dataset_for_checkpoint
+from prime_core.runs.build import dataset_for_checkpoint
 from prime_core.builtin.mlp import MLPBackbone
-from prime_core.checkpoint import read_checkpoint, read_checkpoint_file
+from prime_core.runs.checkpoint import read_checkpoint, read_checkpoint_file
 
 MODEL = ModelConfig(num_classes=6, length=3, ell=2, width=8, backbone_options={"hidden": 32, "depth": 1})
 CONFIG = Config(data=DataConfig(dataset="toy-markov", options={"num_classes": 6, "length": 3, "num_eval": 16}),
@@ -291,7 +291,7 @@ def test_model_larger_than_memory_is_refused(registry, monkeypatch):
         skeleton = build_model(CONFIG, registry)
     monkeypatch.setattr(ckpt_mod, "available_memory", lambda: 64)
     with pytest.raises(CheckpointError, match="describes a model of 0.0 GiB, more than the 0.0 GiB"):
-        prime_core.build._check_model_memory(skeleton, "c.safetensors")
+        prime_core.runs.build._check_model_memory(skeleton, "c.safetensors")
 
 
 @pytest.mark.parametrize("key", ["num_classes", "ell", "base", "length"])
@@ -333,7 +333,7 @@ def test_ema_weights_that_are_not_there_are_an_error(tmp_path, registry):
 # ------------------------------------------------------------------------------------------------ CLI rows
 @pytest.fixture(scope="module")
 def cli_ckpt(tmp_path_factory):
-    from prime_core.registry import new_registry
+    from prime_core.plugin.default import new_registry
 
     return write_ckpt(tmp_path_factory.mktemp("ck") / "c.safetensors", new_registry(load_plugins=False))
 
@@ -347,9 +347,9 @@ def cli_ckpt(tmp_path_factory):
 ])
 @pytest.mark.parametrize("command", ["eval", "sample"])
 def test_cli_one_line_for_bad_checkpoint_files(tmp_path, cli_ckpt, make, pattern, command, capsys):
-    """The whole matrix through `prime_core.cli.main` (in process, fast); the subprocess test below checks the
+    """The whole matrix through `prime_core.cli.app.main` (in process, fast); the subprocess test below checks the
     real exit code and stderr of a few rows."""
-    from prime_core.cli import main
+    from prime_core.cli.app import main
 
     if "s3fs" in pattern:
         try:

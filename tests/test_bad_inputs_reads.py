@@ -15,7 +15,7 @@ import pytest
 
 from prime_core import ConfigError, PrimeError
 from prime_core import fileio
-from prime_core.cli import main as prime
+from prime_core.cli.app import main as prime
 
 DIT_TESTS = os.path.join(os.path.dirname(__file__), "..", "plugins", "prime-plugin-dit", "tests")
 
@@ -51,7 +51,7 @@ def test_config_over_the_limit(tmp_path):
     big = tmp_path / "big.toml"
     big.write_bytes(b"#" * (fileio.MAX_CONFIG_BYTES + 1))
     with pytest.raises(ConfigError, match=r"more than the 1 MiB allowed"):
-        from prime_core.config import load_config
+        from prime_core.runs.config import load_config
 
         load_config(str(big))
 
@@ -86,7 +86,7 @@ def test_read_bounded_decompressed_limit(tmp_path):
 
 @pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
 def test_prompts_file_must_be_regular(fifo, special):
-    from prime_core.prompts import read_prompts_file
+    from prime_core.sampling.prompts import read_prompts_file
 
     path = fifo if special == "fifo" else special
     with pytest.raises(PrimeError, match=f"--prompts {path}: is a"):
@@ -94,7 +94,7 @@ def test_prompts_file_must_be_regular(fifo, special):
 
 
 def test_prompts_file_over_the_limit(tmp_path, monkeypatch):
-    from prime_core.prompts import read_prompts_file
+    from prime_core.sampling.prompts import read_prompts_file
 
     monkeypatch.setattr(fileio, "MAX_PROMPTS_BYTES", 100)
     path = tmp_path / "p.txt"
@@ -104,7 +104,7 @@ def test_prompts_file_over_the_limit(tmp_path, monkeypatch):
 
 
 def test_prompts_file_not_utf8_is_bad_input_and_lines_split_as_text_mode(tmp_path):
-    from prime_core.prompts import read_prompts_file
+    from prime_core.sampling.prompts import read_prompts_file
 
     bad = tmp_path / "latin1.txt"
     bad.write_bytes(b"caf\xe9\n")
@@ -117,7 +117,7 @@ def test_prompts_file_not_utf8_is_bad_input_and_lines_split_as_text_mode(tmp_pat
 
 @pytest.mark.parametrize("special", ["/dev/zero", "fifo", "folder"])
 def test_eval_data_file_must_be_regular(tmp_path, fifo, special):
-    from prime_core.fileeval import read_text
+    from prime_core.runs.fileeval import read_text
 
     path = {"/dev/zero": "/dev/zero", "fifo": fifo, "folder": str(tmp_path)}[special]
     with pytest.raises(PrimeError) as info:
@@ -412,7 +412,7 @@ def test_export_opset_states_the_real_range(capsys, opset):
 @pytest.mark.parametrize("flag,example", [("--option", "--option warp=1.5"),
                                           ("--data-option", "--data-option source=PATH")])
 def test_option_without_equals_names_its_own_form(flag, example):
-    from prime_core.cli import _parse_options
+    from prime_core.cli.app import _parse_options
 
     with pytest.raises(PrimeError) as info:
         _parse_options(["warp"], flag)

@@ -3,7 +3,7 @@ files, runs fail before their work and leave nothing they created, sizes are che
 smaller flags are refused instead of ignored. Each case: exit 2, one line on stderr, nothing written (or the
 documented notice). Rows in docs/reliability.md ("Runs: run folders, stage checks, sizes, flags").
 
-Runs are in-process (`prime_core.cli.main`) on a 3-token toy model, so each takes about a second.
+Runs are in-process (`prime_core.cli.app.main`) on a 3-token toy model, so each takes about a second.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ import torch
 from torch import nn
 
 import prime_core.builtin.trainer as simple_trainer
-import prime_core.evaluate as evaluate_mod
+import prime_core.runs.evaluate as evaluate_mod
 from prime_core import (Backbone, CheckpointError, Config, DataConfig, ModelConfig, build_model, hookimpl, load_model, read_checkpoint, save_model)
-from prime_core.checkpoint import save_checkpoint
-from prime_core.cli import main
-from prime_core.registry import get_registry
-from prime_core.rundir import (MANIFEST_NAME, REPORT_ARTIFACTS, RUN_ARTIFACTS, check_writable, read_manifest,
+from prime_core.runs.checkpoint import save_checkpoint
+from prime_core.cli.app import main
+from prime_core.plugin.default import get_registry
+from prime_core.runs.rundir import (MANIFEST_NAME, REPORT_ARTIFACTS, RUN_ARTIFACTS, check_writable, read_manifest,
                                start_over)
-from prime_core.semiar import MAX_BLOCKS, window_plan
+from prime_core.sampling.semiar import MAX_BLOCKS, window_plan
 
 TINY = ["--set", "data.dataset=toy-markov", "--set", "data.options={num_classes = 6, length = 3, num_eval = 64}",
         "--set", "model.width=8", "--set", "model.backbone_options={hidden = 32, depth = 1}",

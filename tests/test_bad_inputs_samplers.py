@@ -19,7 +19,7 @@ import torch
 from prime_core import Config, ModelConfig, build_model, save_model
 from prime_core.api import (GREEDY_TEMPERATURE, AncestralSampler, ConfidenceSampler, filter_log_probs,
                             filter_scores, get_registry)
-from prime_core.cli import main
+from prime_core.cli.app import main
 
 from test_bad_inputs import TINY
 
@@ -56,7 +56,7 @@ def test_first_rows_and_batch_size_do_not_change_rows(ckpt, capsys, sampler):
 
 def test_core_samplers_are_all_covered():
     """The CLI case above runs every sampler prime-core registers (the conformance suite covers plugins')."""
-    from prime_core.registry import new_registry
+    from prime_core.plugin.default import new_registry
 
     assert set(new_registry(load_plugins=False).names("sampler")) == set(SAMPLERS)
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from prime_core import Config, DataConfig, ModelConfig, build_model, save_model
-from prime_core.cli import main
+from prime_core.cli.app import main
 
 pytest.importorskip("prime_plugin_text")
 

@@ -16,8 +16,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from prime_core import exact, losses
-from prime_core.registry import new_registry
+from prime_core.diffusion import exact, losses
+from prime_core.plugin.default import new_registry
 from prime_test_models import make_model
 
 REGISTRY = new_registry(load_plugins=False)
@@ -132,7 +132,7 @@ def test_tstep_nelbo_tends_to_the_continuous_nelbo(problem, seed):
 
 def _reversed_map(c, ell):
     """A non-positional map: the base-b digits in reverse order (exercises the generic subset loop)."""
-    from prime_core.subtokens import BaseBMap
+    from prime_core.diffusion.subtokens import BaseBMap
 
     class Reversed(BaseBMap):
         def encode(self, tokens):
@@ -149,8 +149,8 @@ def _reversed_map(c, ell):
 def test_all_subset_log_marginals_match_one_subset_at_a_time(positional, c, ell):
     """`all_subset_log_marginals` (all 2^ℓ digit subsets at once, used by the T-step estimator) equals
     `subset_log_marginal` called once per subset, for the lean positional path and the generic one."""
-    from prime_core.heads import all_subset_log_marginals, subset_log_marginal
-    from prime_core.subtokens import BaseBMap
+    from prime_core.diffusion.heads import all_subset_log_marginals, subset_log_marginal
+    from prime_core.diffusion.subtokens import BaseBMap
 
     smap = BaseBMap(c, ell) if positional else _reversed_map(c, ell)
     assert smap.is_positional == positional

@@ -1,4 +1,4 @@
-"""The keyed inverse-CDF token draw (prime_core.counter_rng.categorical / inverse_cdf; DESIGN §2.5 items 2, 7)."""
+"""The keyed inverse-CDF token draw (prime_core.sampling.counter_rng.categorical / inverse_cdf; DESIGN §2.5 items 2, 7)."""
 
 import math
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy.stats import chi2
 
 from prime_core.api import categorical, draw_tokens, inverse_cdf, key_words, row_keys
-from prime_core.counter_rng import EVENT_TOKEN, TOKEN, _searched_inverse_cdf, uniforms
+from prime_core.sampling.counter_rng import EVENT_TOKEN, TOKEN, _searched_inverse_cdf, uniforms
 
 DTYPES = [torch.float32, torch.float64]
 # the largest uniform each dtype's keyed draw can produce: (2ⁿ − ½)·2⁻ⁿ, n = 23 / 52

@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
 
 
 def test_train_writes_checkpoint_metrics_and_plot(trained):
-    # and the manifest of what the run wrote (prime_core.rundir: --force removes only what it lists)
+    # and the manifest of what the run wrote (prime_core.runs.rundir: --force removes only what it lists)
     assert sorted(p for p in os.listdir(trained)) == [".prime-manifest.json", "checkpoint.safetensors", "loss.png",
                                                       "metrics.jsonl"]
     rows = [json.loads(line) for line in open(trained / "metrics.jsonl")]
@@ -109,16 +109,16 @@ def test_resume_may_extend_training(trained, tmp_path):
 
 def test_sample_without_buildable_dataset_prints_ids(trained, monkeypatch, capsys):
     """A checkpoint whose data set cannot be built here still samples (as ids); --out, which renders, refuses."""
-    import prime_core.build
-    from prime_core.cli import main
+    import prime_core.runs.build
+    from prime_core.cli.app import main
     from prime_core.errors import PrimeError
-    from prime_core.registry import get_registry
+    from prime_core.plugin.default import get_registry
 
     def unavailable(*args, **kwargs):
         raise PrimeError("image folder not found: /elsewhere")
 
     get_registry()  # import every component first: a module importing the function now would keep the stand-in
-    monkeypatch.setattr(prime_core.build, "dataset_for_checkpoint", unavailable)
+    monkeypatch.setattr(prime_core.runs.build, "dataset_for_checkpoint", unavailable)
     ckpt = str(trained / "checkpoint.safetensors")
     assert main(["sample", ckpt, "-n", "2", "--steps", "4", "--quiet", "--json"]) == 0
     captured = capsys.readouterr()

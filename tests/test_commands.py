@@ -12,7 +12,8 @@ import types
 
 import pytest
 
-from prime_core import cli, commands
+from prime_core.cli import app as cli
+from prime_core.plugin import commands
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -78,7 +79,7 @@ def test_a_command_that_shadows_a_core_command_is_skipped_with_a_warning(monkeyp
 
 
 def test_prime_help_imports_neither_torch_nor_any_plugin():
-    code = ("import sys\nfrom prime_core import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+    code = ("import sys\nfrom prime_core.cli import app as cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'export', 'conformance') "
             "or m.startswith('prime_plugin')]\nprint('IMPORTED', bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -1,4 +1,4 @@
-"""The conditional bound (prime_core.conditional) against the exact conditional likelihood, by enumeration."""
+"""The conditional bound (prime_core.diffusion.conditional) against the exact conditional likelihood, by enumeration."""
 
 import itertools
 import math
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from prime_core.api import conditional_nelbo, subset_log_marginal
-from prime_core.exact import exact_nelbo
+from prime_core.diffusion.exact import exact_nelbo
 
 
 def exact_conditional_log_prob(model, tokens, target, context) -> float:

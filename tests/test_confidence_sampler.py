@@ -1,4 +1,4 @@
-"""DESIGN §2.5 item 8: confidence-ordered reveal (`prime_core.confidence_sampler`) and unit confidence."""
+"""DESIGN §2.5 item 8: confidence-ordered reveal (`prime_core.sampling.confidence`) and unit confidence."""
 
 import pytest
 import torch
@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from prime_core.api import ConfidenceSampler, reveal_counts, unit_confidence
-from prime_core.confidence_sampler import top_units
-from prime_core.subtokens import BaseBMap
+from prime_core.sampling.confidence import top_units
+from prime_core.diffusion.subtokens import BaseBMap
 
 
 def _newly_observed(trajectory, mask, units):

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from prime_core import CheckpointError, Config, ConfigError, ModelConfig, load_config, load_model, save_model
-from prime_core.checkpoint import read_checkpoint, save_checkpoint
-from prime_core.config import parse_override
+from prime_core.runs.checkpoint import read_checkpoint, save_checkpoint
+from prime_core.runs.config import parse_override
 
 
 def test_validators_explain():

@@ -1,11 +1,11 @@
-"""DESIGN §2.5 item 7: Philox4x32-10 keyed uniforms (prime_core.counter_rng)."""
+"""DESIGN §2.5 item 7: Philox4x32-10 keyed uniforms (prime_core.sampling.counter_rng)."""
 
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prime_core.counter_rng import (GUMBEL, REVEAL, SEED_LIMIT, key_words, philox4x32, row_keys, uniforms)
+from prime_core.sampling.counter_rng import (GUMBEL, REVEAL, SEED_LIMIT, key_words, philox4x32, row_keys, uniforms)
 
 # Random123 kat_vectors, philox4x32 with 10 rounds: (counter, key) → output
 KATS = [
@@ -39,7 +39,7 @@ def test_uniforms_strictly_inside_unit_interval_and_uniform(dtype):
     hist = torch.histc(u.double(), bins=10, min=0.0, max=1.0)
     assert float(((hist - 6400) ** 2 / 6400).sum()) < 33.7  # χ²(9) beyond 33.7 with probability 1e-4
     # extremes of the word map stay inside (0, 1)
-    from prime_core.counter_rng import _to_unit
+    from prime_core.sampling.counter_rng import _to_unit
 
     ends = _to_unit(torch.tensor([0, 2**32 - 1]), torch.tensor([0, 2**32 - 1]), dtype)
     assert bool((ends > 0).all() & (ends < 1).all())
@@ -80,3 +80,36 @@ def test_cuda_gives_the_cpu_numbers():
         cpu = uniforms(keys, 2, torch.arange(8), 77, GUMBEL, dtype)
         gpu = uniforms(keys.cuda(), 2, torch.arange(8).cuda(), 77, GUMBEL, dtype)
         assert torch.equal(cpu, gpu.cpu())
+
+
+# ------------------------------------------------------------------------------------- issue 21: the fused Philox
+@pytest.mark.parametrize("shapes", [[(1,)] * 6, [(5, 1), (1, 3), (5, 3), (1, 1), (5, 1), (1, 3)],
+                                    [(64, 7)] * 4 + [(64, 1)] * 2, [(2, 3, 4)] * 6])
+def test_fused_philox_equals_the_word_by_word_definition(shapes):
+    """Same four words as `philox4x32_reference` (the former implementation) for any broadcast shapes, including
+    the largest words (products ≥ 2⁶³, where the fused int64 product wraps)."""
+    from prime_core.sampling.counter_rng import philox4x32_reference
+
+    g = torch.Generator().manual_seed(len(shapes[0]))
+    words = [torch.randint(0, 2**32, s, generator=g) for s in shapes]
+    words[0].view(-1)[0] = 0xFFFFFFFF
+    out, ref = philox4x32(tuple(words[:4]), tuple(words[4:])), philox4x32_reference(tuple(words[:4]),
+                                                                                     tuple(words[4:]))
+    assert all(torch.equal(a, b) for a, b in zip(out, ref))
+
+
+def test_fused_philox_falls_back_where_int64_products_do_not_wrap(monkeypatch):
+    """A device whose int64 products do not wrap runs the word-by-word definition: still the known answers."""
+    import prime_core.sampling.counter_rng as rng
+
+    monkeypatch.setitem(rng._WRAPS, "cpu", False)
+    for counter, key, expected in KATS:
+        out = philox4x32(tuple(torch.tensor(c) for c in counter), tuple(torch.tensor(k) for k in key))
+        assert tuple(int(w) for w in out) == expected
+
+
+def test_products_wrap_on_this_cpu():
+    """The fused path is the one that runs here (else the speed-up of issue 21 would silently not apply)."""
+    from prime_core.sampling.counter_rng import _products_wrap
+
+    assert _products_wrap(torch.device("cpu"))

@@ -7,8 +7,8 @@ import torch
 
 from prime_core import Dataset, Presentation, hookimpl, presentation
 from prime_core.builtin.trainer import SimpleTrainer
-from prime_core.config import load_config
-from prime_core.evaluate import evaluate_report
+from prime_core.runs.config import load_config
+from prime_core.runs.evaluate import evaluate_report
 
 
 class Pairs(Dataset):

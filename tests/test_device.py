@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from prime_core import cliargs
 from prime_core.api import DEVICE_CHOICES, PrimeError, load_config, parse_device_spec, resolve_device
-from prime_core.config import check_resume_config
+from prime_core.runs.config import check_resume_config
 from prime_core.device import train_device, with_train_device
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

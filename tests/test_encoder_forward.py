@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from prime_core.encoder import SubTokenEncoder
-from prime_core.forward import sample_mask
+from prime_core.diffusion.encoder import SubTokenEncoder
+from prime_core.diffusion.forward import sample_mask
 
 
 @pytest.mark.parametrize("mode", ["shared", "per-slot", "sum"])

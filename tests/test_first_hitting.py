@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from prime_core import AncestralSampler, exact
+from prime_core import AncestralSampler
+from prime_core.diffusion import exact
 from prime_core.api import FirstHittingSampler, key_words
-from prime_core.first_hitting import event_schedule, reveal_times
-from prime_core.sampler import row_seeds
+from prime_core.sampling.first_hitting import event_schedule, reveal_times
+from prime_core.sampling.ancestral import row_seeds
 
 fh = FirstHittingSampler()
 
@@ -18,7 +19,7 @@ def _chi2(tokens, p, c):
 
 
 def test_continuous_distribution_is_the_exact_continuous_time_likelihood(tiny_model):
-    """χ² of 20 000 first-hitting samples against p_θ of prime_core.exact (C = 4, L = 2, ℓ = 2: 16 sequences)."""
+    """χ² of 20 000 first-hitting samples against p_θ of prime_core.diffusion.exact (C = 4, L = 2, ℓ = 2: 16 sequences)."""
     model = tiny_model(num_classes=4, length=2, ell=2, scale=1.0)
     p = exact.exact_log_likelihood(model, exact.all_sequences(4, 2)).exp()
     assert float(p.sum()) == pytest.approx(1.0, abs=1e-6)  # float32 model, float64 DP
@@ -105,7 +106,7 @@ def test_first_hitting_options_and_cli(tiny_model, tmp_path, capsys):
 def test_prime_sample_first_hitting(tmp_path, capsys):
     import json
 
-    from prime_core.cli import main
+    from prime_core.cli.app import main
     from test_cli import TINY
 
     assert main(["train", "--out", str(tmp_path), "--quiet", *TINY]) == 0

@@ -5,8 +5,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prime_core.forward import apply_mask, sample_mask
-from prime_core.heads import consistent, digit_marginals, subset_log_marginal
+from prime_core.diffusion.forward import apply_mask, sample_mask
+from prime_core.diffusion.heads import consistent, digit_marginals, subset_log_marginal
 from prime_test_models import make_model
 
 HEADS = ["carry-over", "joint", "independent"]

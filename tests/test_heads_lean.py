@@ -1,4 +1,4 @@
-"""The lean code-grid head path (prime_core.heads, positional maps) equals the mask-based reference path."""
+"""The lean code-grid head path (prime_core.diffusion.heads, positional maps) equals the mask-based reference path."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prime_core import BaseBMap
-from prime_core.heads import (IndependentHead, consistent, digit_log_marginal_at, digit_log_marginals, digit_marginals,
+from prime_core.diffusion.heads import (IndependentHead, consistent, digit_log_marginal_at, digit_log_marginals, digit_marginals,
                               restrict,
                               subset_log_marginal)
 

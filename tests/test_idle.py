@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from prime_core.idle import expected_idle_steps, idle_report
-from prime_core.schedules import LinearSchedule
+from prime_core.diffusion.idle import expected_idle_steps, idle_report
+from prime_core.diffusion.schedules import LinearSchedule
 
 REFERENCE = {1: 36.77, 2: 13.52, 3: 4.97, 4: 1.83, 6: 0.25, 8: 0.03}
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from prime_core import exact, losses
+from prime_core.diffusion import exact, losses
 from prime_core.interfaces import Backbone, BackboneSpec
 
 CASES = [  # (head, noise, schedule, C, L, ℓ)
@@ -119,7 +119,7 @@ class OracleBackbone(Backbone):
 
 def test_joint_loss_goes_below_the_data_entropy(registry):
     """DESIGN §1: with dependent digits and a Bayes-optimal joint, the joint loss = H − I(d¹; d²)/2 < H."""
-    from prime_core.model import PrimeModel
+    from prime_core.diffusion.model import PrimeModel
 
     m = registry.build("map", "base-b", 4, 2)  # b = 2: tokens 0 = (0,0) and 3 = (1,1)
     data = torch.tensor([[0], [3]])

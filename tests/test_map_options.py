@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from prime_core import BaseBMap, Config, RegistryError, hookimpl
-from prime_core.build import build_model, load_model, save_model
+from prime_core.runs.build import build_model, load_model, save_model
 
 
 class ShiftedMap(BaseBMap):
@@ -55,7 +55,7 @@ def test_an_option_the_map_does_not_take_is_a_one_line_error(registered):
 def test_example_plugin_map_takes_its_seed():
     """The example plugin's permuted-base-b map takes ``seed`` through model.map_options."""
     pytest.importorskip("prime_plugin_example")
-    from prime_core.registry import new_registry
+    from prime_core.plugin.default import new_registry
 
     reg = new_registry()
     if "permuted-base-b" not in reg.names("map"):

@@ -10,10 +10,10 @@ import pytest
 
 import prime_core
 from prime_core import hookimpl, load_config
-from prime_core.distributions import DISTRIBUTIONS, distribution_hint
+from prime_core.plugin.distributions import DISTRIBUTIONS, distribution_hint
 from prime_core.errors import ConfigError, RegistryError
-from prime_core.registry import new_registry
-from prime_core.shipped_configs import is_config_name, shipped_configs
+from prime_core.plugin.default import new_registry
+from prime_core.plugin.shipped_configs import is_config_name, shipped_configs
 
 
 def prime(*args, cwd, env=None):
@@ -120,7 +120,7 @@ def test_the_distribution_table_matches_what_installed_distributions_register():
 
 def test_missing_matplotlib_is_one_line_naming_the_extra(tmp_path, monkeypatch, capsys):
     from prime_core import extras
-    from prime_core.report import plot_loss_curve
+    from prime_core.runs.report import plot_loss_curve
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib → ImportError
     monkeypatch.setattr(extras, "_warned", set())

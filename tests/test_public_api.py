@@ -3,7 +3,7 @@
 Every distribution of this repository other than prime-core is scanned (ast, its sources, not its tests): no
 import of a ``_private`` name or module of prime_core, nothing from ``prime_core.builtin`` (the built-in
 components, reached by name through the registry), no attribute access to a private name that prime-core
-defines (e.g. ``registry._ensure()``) on anything but ``self``/``cls``; and imports come only from the public
+defines (e.g. ``registry._skip()``) on anything but ``self``/``cls``; and imports come only from the public
 modules ``prime_core``, ``prime_core.api`` and ``prime_core.cliargs``."""
 
 from __future__ import annotations
@@ -80,15 +80,15 @@ def _violations(path: pathlib.Path, core_private: set[str]) -> list[str]:
 
 def test_no_distribution_imports_private_core_names():
     core_private = _core_private_names()
-    assert "_ensure" in core_private  # the scan knows what it looks for
+    assert "_skip" in core_private  # the scan knows what it looks for (Registry._skip)
     found = [v for dist in _distributions() for path in _sources(dist) for v in _violations(path, core_private)]
     assert not found, "private prime-core names used outside prime-core (use prime_core / prime_core.api):\n" + \
         "\n".join(found)
 
 
-@pytest.mark.parametrize("snippet", ["from prime_core.exact import _units", "from prime_core.builtin.mlp import M",
+@pytest.mark.parametrize("snippet", ["from prime_core.diffusion.exact import _units", "from prime_core.builtin.mlp import M",
                                      "import prime_core.builtin.trainer", "from prime_core._x import y",
-                                     "from prime_core import builtin", "registry._ensure()"])
+                                     "from prime_core import builtin", "registry._skip(a, b)"])
 def test_the_scan_sees_each_kind_of_violation(tmp_path, snippet):
     path = tmp_path / "probe.py"
     path.write_text(snippet + "\n")

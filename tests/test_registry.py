@@ -6,8 +6,9 @@ import types
 import pytest
 
 from prime_core import NoiseSchedule, RegistryError, hookimpl
-from prime_core.registry import KINDS, Registry, new_registry
-from prime_core.schedules import LinearSchedule
+from prime_core.plugin.registry import KINDS, Registry
+from prime_core.plugin.default import new_registry
+from prime_core.diffusion.schedules import LinearSchedule
 
 
 class MySchedule(LinearSchedule):
@@ -287,7 +288,7 @@ def probe_installed(monkeypatch):
     monkeypatch.setattr(md, "entry_points",
                         lambda group=None: [ep for d in dists for ep in d.entry_points if ep.group == group])
     monkeypatch.delenv("PRIME_LOAD_PLUGINS", raising=False)
-    from prime_core import registry as registry_module
+    from prime_core.plugin import default as registry_module
 
     registry_module.reset_registry()
     yield dists
@@ -304,7 +305,7 @@ def test_a_plugin_colliding_with_a_builtin_is_skipped_not_fatal(probe_installed)
 def test_prime_plugins_lists_the_broken_plugin_and_exits_1(probe_installed, capsys):
     import json
 
-    from prime_core.cli import main
+    from prime_core.cli.app import main
 
     assert main(["plugins"]) == 1
     out = capsys.readouterr().out
@@ -321,8 +322,8 @@ def test_prime_debug_shows_a_failed_plugins_traceback(monkeypatch, capsys):
     monkeypatch.setattr(md, "entry_points",
                         lambda group=None: [ep for d in dists for ep in d.entry_points if ep.group == group])
     monkeypatch.delenv("PRIME_LOAD_PLUGINS", raising=False)
-    from prime_core import registry as registry_module
-    from prime_core.cli import main
+    from prime_core.plugin import default as registry_module
+    from prime_core.cli.app import main
 
     registry_module.reset_registry()
     try:
@@ -340,8 +341,8 @@ def test_prime_debug_shows_a_failed_plugins_traceback(monkeypatch, capsys):
 
 def test_a_clean_install_exits_0(monkeypatch, capsys):
     monkeypatch.setattr(md, "entry_points", lambda group=None: [])
-    from prime_core import registry as registry_module
-    from prime_core.cli import main
+    from prime_core.plugin import default as registry_module
+    from prime_core.cli.app import main
 
     registry_module.reset_registry()
     try:
@@ -373,7 +374,7 @@ def test_metadata_that_is_not_a_plain_name_is_not_echoed(registry):
 
 def test_load_model_names_the_missing_plugins_distribution(tmp_path, probe_installed):
     from prime_core import Config
-    from prime_core.build import build_model, load_model, save_model
+    from prime_core.runs.build import build_model, load_model, save_model
 
     with_probe = new_registry()
     config = Config.from_dict({"model": {"num_classes": 4, "length": 2, "ell": 2, "width": 8,

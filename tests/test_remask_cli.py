@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from prime_core.cli import main
+from prime_core.cli.app import main
 
 
 @pytest.fixture(scope="module")

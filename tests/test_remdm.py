@@ -1,4 +1,4 @@
-"""DESIGN §2.5 item 8: the ReMDM remasking sampler (`prime_core.remdm`)."""
+"""DESIGN §2.5 item 8: the ReMDM remasking sampler (`prime_core.sampling.remdm`)."""
 
 import pytest
 import torch
@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from prime_core import AncestralSampler
 from prime_core.api import ConfidenceSampler, RemdmSampler, remask_reveal_probability, sigma_max
-from prime_core.remdm import conf_sigma, loop_times, scalar_sigma
+from prime_core.sampling.remdm import conf_sigma, loop_times, scalar_sigma
 
 STRATEGY_OPTIONS = [{"strategy": "cap", "eta": 0.5}, {"strategy": "rescale", "eta": 0.7}, {"strategy": "conf"},
                     {"strategy": "constant", "eta": 0.05, "t_on": 0.7, "t_off": 0.2, "loop": True}]

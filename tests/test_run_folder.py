@@ -2,7 +2,7 @@
 ``--force`` only after validation, local folders only, bit-identical seeded runs, exact resume without duplicated
 log rows. See docs/reliability.md (run folders) for the guarantees these tests check.
 
-Most runs are in-process (`prime_core.cli.main`, fast); a second process is used where the point is two processes.
+Most runs are in-process (`prime_core.cli.app.main`, fast); a second process is used where the point is two processes.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from prime_core import read_checkpoint
-from prime_core.cli import main
-from prime_core.rundir import LOCK_NAME, MANIFEST_NAME, claim, local_out_dir, read_manifest, trim_metrics
+from prime_core.cli.app import main
+from prime_core.runs.rundir import LOCK_NAME, MANIFEST_NAME, claim, local_out_dir, read_manifest, trim_metrics
 from prime_core.errors import PrimeError
 
 TINY = ["--set", "data.dataset=toy-markov", "--set", "data.options={num_classes = 6, length = 3, num_eval = 64}",
@@ -110,7 +110,7 @@ def test_second_writer_is_refused_then_a_killed_run_restarts_as_if_never_run(tmp
 
 def test_prime_run_holds_its_folder_until_the_report_is_written(tmp_path, monkeypatch, capsys):
     """`prime run` keeps the lock through sampling, evaluation and the report, not only while training."""
-    import prime_core.pipeline as pipeline
+    import prime_core.runs.pipeline as pipeline
 
     out, seen = tmp_path / "r", {}
     evaluate = pipeline.evaluate_report
@@ -133,7 +133,7 @@ def test_prime_run_holds_its_folder_until_the_report_is_written(tmp_path, monkey
 def test_a_lock_file_replaced_while_locking_is_locked_again(tmp_path, monkeypatch):
     """The lock guards the file the path names: if the previous holder unlinks the file this claim opened (it
     releases) before the flock, a lock on the orphaned file would guard nothing, so the claim locks the new one."""
-    import prime_core.rundir as rundir
+    import prime_core.runs.rundir as rundir
 
     out, calls, real_flock = tmp_path / "o", [], rundir.fcntl.flock
 

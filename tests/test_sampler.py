@@ -7,8 +7,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prime_core import AncestralSampler, exact
-from prime_core.sampler import filter_log_probs, row_seeds
+from prime_core import AncestralSampler
+from prime_core.diffusion import exact
+from prime_core.sampling.ancestral import filter_log_probs, row_seeds
 
 sampler = AncestralSampler()
 
@@ -77,7 +78,7 @@ def test_prefix_and_digit_infilling(tiny_model):
 
 
 def test_sampler_distribution_matches_exact_tstep_likelihood(tiny_model):
-    """The empirical distribution of samples equals p_T of prime_core.exact (a χ² goodness-of-fit test)."""
+    """The empirical distribution of samples equals p_T of prime_core.diffusion.exact (a χ² goodness-of-fit test)."""
     model = tiny_model(num_classes=4, length=2, ell=2, scale=1.0)
     steps, n = 3, 6000
     seqs = exact.all_sequences(4, 2)
@@ -115,7 +116,7 @@ def test_filter_log_probs():
 
 
 def test_sampler_idle_counts_match_closed_form(tiny_model):
-    from prime_core.idle import expected_idle_steps
+    from prime_core.diffusion.idle import expected_idle_steps
 
     model = tiny_model(num_classes=9, length=3, ell=2, schedule="linear")
     out = sampler.sample(model, 400, steps=32, seed=5)
@@ -127,7 +128,7 @@ def test_sampler_idle_counts_match_closed_form(tiny_model):
 def test_reveal_steps_follow_the_schedule():
     """A unit's planned reveal step is k with probability ᾱ_{k+1} − ᾱ_k (χ²), every unit gets a step < T, and a
     step whose ᾱ does not grow gets none."""
-    from prime_core.sampler import key_words, reveal_steps, row_seeds
+    from prime_core.sampling.ancestral import key_words, reveal_steps, row_seeds
 
     alphas = torch.tensor([0.0, 0.1, 0.1, 0.45, 0.8, 1.0], dtype=torch.float64)  # T = 5, step 1 reveals nothing
     keys = key_words(row_seeds(4000, 3))

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from prime_core.schedules import BUILTIN_SCHEDULES
+from prime_core.diffusion.schedules import BUILTIN_SCHEDULES
 
 SCHEDULES = {cls.name: cls for cls in BUILTIN_SCHEDULES}
 

@@ -1,4 +1,4 @@
-"""Any-length generation (prime_core.semiar): windows, per-block seeds, batch invariance, EOS stops."""
+"""Any-length generation (prime_core.sampling.semiar): windows, per-block seeds, batch invariance, EOS stops."""
 
 import pytest
 import torch

@@ -11,12 +11,12 @@ import torch
 from hypothesis import given, strategies as st
 
 from prime_core import Config
-from prime_core.cli import row_block
+from prime_core.cli.app import row_block
 from prime_core.interfaces import TextPrompts
-from prime_core.prompts import (ANY, NEW_WORD, SPACED, WordBoundaries, boundary_kinds, decode_row, encode_infill,
+from prime_core.sampling.prompts import (ANY, NEW_WORD, SPACED, WordBoundaries, boundary_kinds, decode_row, encode_infill,
                                 encode_prompt, fixed_rows, generate_prompted, word_start_table)
-from prime_core.report import write_report_markdown
-from prime_core.sampler import AncestralSampler, row_seeds
+from prime_core.runs.report import write_report_markdown
+from prime_core.sampling.ancestral import AncestralSampler, row_seeds
 
 #: a byte-level-BPE-like vocabulary: words with and without their leading space ("Ġword"), a lone space,
 #: punctuation, a newline and EOS (id 0, decodes to nothing)

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from prime_core.cli import main
+from prime_core.cli.app import main
 
 WORDS = "the quick brown fox jumps over a lazy dog while Emma and Harriet walk to Highbury".split()
 
@@ -235,7 +235,7 @@ def test_onnxruntime_without_step_model_says_it_exports_first(text_ckpt, capsys,
 # ------------------------------------------------------------------------------------------------ prime train
 def test_checkpoint_line_is_printed_by_rank_0_only(tmp_path, capsys, monkeypatch):
     """Under torchrun every process returns from `prime train`; only RANK 0 prints "checkpoint: …"."""
-    import prime_core.cli as cli
+    import prime_core.cli.app as cli
 
     class Trainer:
         def fit(self, config, out_dir, **_):
@@ -246,7 +246,7 @@ def test_checkpoint_line_is_printed_by_rank_0_only(tmp_path, capsys, monkeypatch
             return Trainer()
 
     monkeypatch.setattr(cli, "_registry", lambda: Registry())
-    monkeypatch.setattr("prime_core.report.finish_training", lambda out: None)
+    monkeypatch.setattr("prime_core.runs.report.finish_training", lambda out: None)
     for rank, printed in (("1", False), ("0", True)):
         monkeypatch.setenv("RANK", rank)
         assert main(["train", "--out", str(tmp_path / f"r{rank}"), "--quiet", "--set", "train.steps=1"]) == 0

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from prime_core import read_checkpoint
-from prime_core.cli import main
-from prime_core.trainstate import load_optimizer_tensors, optimizer_tensors
+from prime_core.cli.app import main
+from prime_core.runs.trainstate import load_optimizer_tensors, optimizer_tensors
 
 TINY = ["--set", "data.dataset=toy-markov", "--set", "data.options={num_classes = 6, length = 3, num_eval = 16}",
         "--set", "model.width=8", "--set", "model.backbone_options={hidden = 16, depth = 1}",

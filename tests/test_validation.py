@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from prime_core import ConfigError, PrimeError
 from prime_core.api import (BEST_NAME, CHECKPOINT_NAME, BestSoFar, Validator, build_dataset, get_registry,
                             held_out_rows, load_config, load_model, read_checkpoint, save_checkpoint)
-from prime_core.evaluate import evaluate_metric
-from prime_core.losses import nelbo
-from prime_core.validation import chunk_seed
+from prime_core.runs.evaluate import evaluate_metric
+from prime_core.diffusion.losses import nelbo
+from prime_core.runs.validation import chunk_seed
 
 TINY = ["data.dataset=toy-markov", "data.options={num_classes = 6, length = 3, num_eval = 40}", "model.width=8",
         "model.backbone_options={hidden = 32, depth = 1}", "train.batch_size=16", "train.log_every=2",
@@ -194,7 +194,7 @@ def test_best_so_far_round_trips_and_compares():
 
 def test_loss_plot_and_report_show_the_validation_bound(run_both, tmp_path):
     pytest.importorskip("matplotlib")
-    from prime_core.report import plot_loss_curve, read_metrics, write_report_markdown
+    from prime_core.runs.report import plot_loss_curve, read_metrics, write_report_markdown
 
     out, _ = run_both
     train, valid = read_metrics(str(out / "metrics.jsonl"))
@@ -276,7 +276,7 @@ def test_cli_bad_value_exits_2_with_one_line(tmp_path):
 
 
 def test_resume_may_change_how_often_it_validates_but_not_the_rows(tmp_path):
-    from prime_core.config import check_resume_config
+    from prime_core.runs.config import check_resume_config
 
     saved = tiny("train.eval_every=2").to_dict()
     check_resume_config(saved, tiny("train.eval_every=5", 'train.keep="both"', "train.tensorboard=true"), "x")

@@ -9,7 +9,7 @@ import torch
 
 from prime_core import (AncestralSampler, BaseBMap, Backbone, Exporter, Metric, NoiseSchedule, Parameterization,
                         PrimeError, hookimpl)
-from prime_core import losses
+from prime_core.diffusion import losses
 
 
 class WobblySchedule(NoiseSchedule):

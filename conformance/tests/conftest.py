@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(__file__))  # broken_plugin.py, imported by n
 def broken_registry():
     """A registry with the core built-ins and the broken fixture plugin only (no installed plugins)."""
     import broken_plugin
-    from prime_core.registry import new_registry
+    from prime_core.plugin.default import new_registry
 
     reg = new_registry(load_plugins=False)
     reg.add_plugin(broken_plugin, "broken", "prime-broken-fixtures", "0.0")

@@ -8,8 +8,8 @@ from broken_plugin import WrongWeightSchedule
 from conformance import ConformanceError, iter_cases, validate_expected_failures
 from prime_core import AncestralSampler, BaseBMap, Metric, hookimpl
 from prime_core.api import LinearSchedule
-from prime_core.heads import CarryOverHead
-from prime_core.registry import new_registry
+from prime_core.diffusion.heads import CarryOverHead
+from prime_core.plugin.default import new_registry
 
 SEEN = []
 

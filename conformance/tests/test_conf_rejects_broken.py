@@ -6,7 +6,7 @@ from broken_plugin import BROKEN
 
 from conformance import ConformanceError, SkipCheck, check_component, iter_cases
 from conformance.cases import Case
-from prime_core.registry import PluginInfo
+from prime_core.plugin.registry import PluginInfo
 
 
 def _case(registry, kind, name, check) -> Case:

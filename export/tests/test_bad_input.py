@@ -10,10 +10,10 @@ import torch
 from export.graph import export_step
 from export.onnx import main as onnx_main
 from prime_core import Backbone, PrimeError
-from prime_core.heads import CarryOverHead
-from prime_core.model import PrimeModel
-from prime_core.schedules import LogLinearSchedule
-from prime_core.subtokens import BaseBMap
+from prime_core.diffusion.heads import CarryOverHead
+from prime_core.diffusion.model import PrimeModel
+from prime_core.diffusion.schedules import LogLinearSchedule
+from prime_core.diffusion.subtokens import BaseBMap
 from prime_core.interfaces import BackboneSpec
 
 from .conftest import mlp_config
@@ -119,7 +119,7 @@ def test_untraceable_backbone_names_the_culprit(tmp_path, cls, expected):
 def test_prime_export_trt_is_the_tensorrt_exporter(tmp_path, capsys):
     """`prime export trt` (alias of `prime export tensorrt`) reaches the TensorRT exporter: without tensorrt it is
     one line, exit 2, nothing written."""
-    from prime_core.cli import main
+    from prime_core.cli.app import main
 
     out = tmp_path / "step.engine"
     assert main(["export", "trt", str(tmp_path / "missing.safetensors"), "-o", str(out)]) == 2

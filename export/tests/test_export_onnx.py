@@ -38,7 +38,7 @@ def test_graph_signature_and_metadata(exported):
     assert stored == meta
     assert (stored["num_classes"], stored["ell"], stored["base"], stored["length"]) == (27, 2, 6, 3)
     assert stored["schedule"]["name"] == "loglinear"
-    assert stored["sampler_defaults"]["gumbel_dtype"] == "float64"
+    assert stored["sampler_defaults"]["draw_dtype"] == "float64"
     assert {"prime-core", "torch", "onnx"} <= set(stored["versions"])
     assert {p.key for p in proto.metadata_props} == {f"prime.{k}" for k in meta}
 
@@ -68,7 +68,7 @@ def test_step_keeps_observed_subtokens_and_reveals_valid_tokens(exported):
 
 
 def test_exporter_is_registered():
-    from prime_core.registry import new_registry
+    from prime_core.plugin.default import new_registry
 
     reg = new_registry()
     assert {"onnx", "tensorrt"} <= set(reg.names("exporter"))

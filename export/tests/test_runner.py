@@ -10,7 +10,7 @@ import torch
 
 from export.runner import RuntimeSampler
 from prime_core import AncestralSampler
-from prime_core.cli import main as prime_main
+from prime_core.cli.app import main as prime_main
 
 from .conftest import mlp_config
 from .test_export_onnx import CASES
@@ -123,7 +123,7 @@ def test_a_graph_needing_a_missing_plugin_names_its_distribution():
     """The graph's metadata records which distribution provided each component (issue 13)."""
     from export.runner import spec_from_metadata
     from prime_core import Config, RegistryError
-    from prime_core.registry import new_registry
+    from prime_core.plugin.default import new_registry
 
     config = Config.from_dict({"model": {"num_classes": 6, "length": 3, "map": "probe-gray"}})
     meta = {"config": config.to_dict(), "num_classes": 6, "ell": 2,

@@ -42,7 +42,7 @@ def test_step_properties(grouped_step, batch, seed, mask_rate):
 
 def test_onnx_exporter_plugin_refuses_existing_output(checkpoint, tmp_path):
     from prime_core import PrimeError
-    from prime_core.registry import new_registry
+    from prime_core.plugin.default import new_registry
 
     ckpt, _ = checkpoint("mlp-l2", CASES["mlp-l2"][0])
     out = tmp_path / "s.onnx"

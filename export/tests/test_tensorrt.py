@@ -11,7 +11,7 @@ import types
 import pytest
 import torch
 
-from export import tensorrt as trt_mod
+from export import engine as trt_mod
 from export.trt import main as trt_main
 from prime_core import PrimeError
 

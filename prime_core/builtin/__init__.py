@@ -1,15 +1,21 @@
-"""The core's own components, registered through the same hooks any plugin uses."""
+"""The core's own components (internal): a plugin like any other, registered through the same hooks.
+
+Registers the base-b map, the schedules, the heads and the samplers (implemented in ``diffusion`` and
+``sampling``), and holds the components that exist only as built-ins: the MLP backbone (``mlp``), the toy data
+sets (``toy``), the bound metrics (``metrics``) and the single-process trainer (``trainer``). Loaded by name by
+the default registry (``prime_core.plugin.default``); nothing below this package imports it.
+"""
 
 from importlib.resources import files
 
-from ..confidence_sampler import BUILTIN_CONFIDENCE
-from ..first_hitting import BUILTIN_FIRST_HITTING
-from ..hookspecs import hookimpl
-from ..heads import BUILTIN_HEADS
-from ..remdm import BUILTIN_REMDM
-from ..sampler import BUILTIN_SAMPLERS
-from ..schedules import BUILTIN_SCHEDULES
-from ..subtokens import BaseBMap
+from ..sampling.confidence import BUILTIN_CONFIDENCE
+from ..sampling.first_hitting import BUILTIN_FIRST_HITTING
+from ..plugin.hookspecs import hookimpl
+from ..diffusion.heads import BUILTIN_HEADS
+from ..sampling.remdm import BUILTIN_REMDM
+from ..sampling.ancestral import BUILTIN_SAMPLERS
+from ..diffusion.schedules import BUILTIN_SCHEDULES
+from ..diffusion.subtokens import BaseBMap
 from .block_metrics import BLOCK_METRICS
 from .metrics import BUILTIN_METRICS
 from .mlp import MLPBackbone

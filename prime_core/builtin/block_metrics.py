@@ -4,7 +4,7 @@ a different model (one block of L tokens)."""
 
 from __future__ import annotations
 
-from .. import block_diffusion
+from ..diffusion import block as block_diffusion
 from ..interfaces import Metric
 
 

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from ..interfaces import Metric
-from .. import losses
+from ..diffusion import losses
 
 
-class NelboMetric(Metric):
+class _LossMetric(Metric):
+    """A metric that is one function of `prime_core.diffusion.losses` (``loss``), per sequence in nats."""
+
+    loss = staticmethod(losses.nelbo)
+
+    def per_sequence(self, model, tokens, *, generator=None):
+        return type(self).loss(model, tokens, generator=generator)
+
+
+class NelboMetric(_LossMetric):
     """Valid continuous-time NELBO over sub-tokens (marginals of the joint). An upper bound on −log p_θ(x)."""
 
     name = "nelbo"
     is_bound = True
     label = "continuous-time NELBO (bound, continuous model)"
-
-    def per_sequence(self, model, tokens, *, generator=None):
-        return losses.nelbo(model, tokens, generator=generator)
+    loss = staticmethod(losses.nelbo)
 
 
 class TStepNelboMetric(Metric):
@@ -34,26 +41,22 @@ class TStepNelboMetric(Metric):
         return losses.tstep_nelbo(model, tokens, steps=self.steps, generator=generator)
 
 
-class JointLossMetric(Metric):
+class JointLossMetric(_LossMetric):
     """The paper's joint loss: a training objective, NOT a likelihood bound (DESIGN §1)."""
 
     name = "joint-loss"
     is_bound = False
     label = "joint loss (training objective, not a bound)"
-
-    def per_sequence(self, model, tokens, *, generator=None):
-        return losses.joint_loss(model, tokens, generator=generator)
+    loss = staticmethod(losses.joint_loss)
 
 
-class TrainingNelboMetric(Metric):
+class TrainingNelboMetric(_LossMetric):
     """MDLM's ε-truncated estimator used for training; it omits t < ε, so it is not reported as a bound."""
 
     name = "training-nelbo"
     is_bound = False
     label = "training NELBO (t ≥ ε, objective)"
-
-    def per_sequence(self, model, tokens, *, generator=None):
-        return losses.training_nelbo(model, tokens, generator=generator)
+    loss = staticmethod(losses.training_nelbo)
 
 
 BUILTIN_METRICS = [NelboMetric, TStepNelboMetric, JointLossMetric, TrainingNelboMetric]

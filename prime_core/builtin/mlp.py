@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from ..encoder import SubTokenEncoder
+from ..diffusion.encoder import SubTokenEncoder
 from ..errors import ConfigError
 from ..interfaces import Backbone, BackboneSpec
 

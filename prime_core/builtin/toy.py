@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from ..checkpoint import available_memory
+from ..device import available_memory
 from ..errors import ConfigError
 from ..interfaces import Dataset, KnownDensity, Presentation
 

@@ -1,6 +1,6 @@
 """The single-process trainer: AdamW, linear warmup, gradient clipping, atomic checkpoints, exact resume,
-validation on held-out rows every ``train.eval_every`` steps (`prime_core.validation`), the best checkpoint
-(``train.keep``, `prime_core.keep`) and optional TensorBoard logging (`prime_core.trainlog`).
+validation on held-out rows every ``train.eval_every`` steps (`prime_core.runs.validation`), the best checkpoint
+(``train.keep``, `prime_core.runs.keep`) and optional TensorBoard logging (`prime_core.runs.trainlog`).
 
 It runs on ``train.options.device`` (auto, cpu, cuda, cuda:N — `prime_core.device`; ``prime train --device``
 sets it); the data set and every random draw stay on the CPU, each batch moves to the device once per step.
@@ -8,7 +8,7 @@ sets it); the data set and every random draw stay on the CPU, each batch moves t
 The seed fixes the initial weights; data order, loss noise and dropout derive from (seed, step) alone, so two runs
 of one config are bit-identical on CPU and ``--resume`` continues exactly where a killed run stopped: the
 checkpoint stores weights, optimizer moments and the step; nothing else has state. The run folder is held
-exclusively for the whole run (`prime_core.rundir`).
+exclusively for the whole run (`prime_core.runs.rundir`).
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from ..build import build_dataset, build_model, build_training_loss, model_metadata, resolve_sizes
-from ..checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
-from ..config import Config, check_resume_config, check_resume_steps
+from ..runs.build import build_dataset, build_model, build_training_loss, model_metadata, resolve_sizes
+from ..runs.checkpoint import checkpoint_exists, read_checkpoint, save_checkpoint
+from ..runs.config import Config, check_resume_config, check_resume_steps
 from ..device import parse_device_spec, resolve_device, train_device
-from ..divergence import LossWatch
+from ..runs.divergence import LossWatch
 from ..errors import ConfigError, PrimeError
 from ..interfaces import Trainer
-from ..keep import BEST_NAME, BestSoFar, finish_keep, keeps_best
-from ..rundir import CHECKPOINT_NAME, check_outputs, claim, local_out_dir, start_over
-from ..trainlog import TrainLog, require_tensorboard
-from ..trainstate import load_optimizer_tensors, optimizer_tensors
-from ..validation import Validator, evaluating, is_eval_step
+from ..runs.keep import BEST_NAME, BestSoFar, finish_keep, keeps_best
+from ..runs.rundir import CHECKPOINT_NAME, check_outputs, claim, local_out_dir, start_over
+from ..runs.trainlog import TrainLog, require_tensorboard
+from ..runs.trainstate import load_optimizer_tensors, optimizer_tensors
+from ..runs.validation import Validator, evaluating, is_eval_step
 
 TENSORBOARD_EXTRA = "prime-core[tensorboard]"
 

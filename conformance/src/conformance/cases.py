@@ -16,35 +16,11 @@ from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 
+from .catalog import CHECKS, CheckSpec, check  # noqa: F401  (re-exported: conformance.check)
 from .errors import ConformanceError, Failure, SkipCheck
 
 #: kinds whose checks run a tiny model, so they depend on a map and a schedule (see `Subject.setups`)
 END_TO_END_KINDS = ("head", "sampler", "metric")
-
-
-@attrs.frozen
-class CheckSpec:
-    kind: str
-    name: str
-    func: Callable[["Subject"], None]
-
-    @property
-    def doc(self) -> str:
-        return (self.func.__doc__ or "").strip().splitlines()[0] if self.func.__doc__ else ""
-
-
-#: kind → checks, filled by the modules of `conformance.checks` at import
-CHECKS: dict[str, list[CheckSpec]] = {}
-
-
-def check(kind: str):
-    """Register a check function for one component kind."""
-
-    def deco(func):
-        CHECKS.setdefault(kind, []).append(CheckSpec(kind, func.__name__, func))
-        return func
-
-    return deco
 
 
 @attrs.frozen
@@ -84,7 +60,7 @@ class Subject:
     the plugin whose maps and schedules head, sampler and metric checks run with (default: the component's own
     plugin; the built-in base-b map and linear schedule when that plugin provides none)."""
 
-    component: Any  # prime_core.registry.Component
+    component: Any  # prime_core.plugin.registry.Component
     registry: Any
     context: str | None = None
 
@@ -136,7 +112,17 @@ class Case:
 
     def _error(self, reason: str, counterexample: str | None = None) -> ConformanceError:
         return ConformanceError(self.kind, self.name, self.distribution, self.version, self.check.name, reason,
-                                counterexample)
+                                counterexample, self._under_test())
+
+    def _under_test(self) -> str | None:
+        """For a case run in another plugin's context: that plugin's maps and schedules, named first."""
+        context = self.subject.context if self.subject is not None else None
+        if not context or context == self.subject.component.plugin:
+            return None
+        info = self.subject.registry.plugins.get(context)
+        where = f"{info.distribution} {info.version}" if info is not None else context
+        setups = "; ".join(s.describe() for s in self.subject.setups())
+        return f"{setups} from {where}" if setups else f"plugin {context!r} ({where})"
 
     def run(self) -> None:
         """Run the check; raise `ConformanceError` (readable, with the counterexample) or `SkipCheck`."""

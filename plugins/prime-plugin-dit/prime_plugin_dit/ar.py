@@ -79,7 +79,7 @@ class ARNLLMetric(Metric):
 
 class ARSampler(Sampler):
     """Left-to-right ancestral sampling, x_i ~ p_θ(· | x_{<i}), one backbone call per position (NFE = L, no idle
-    steps). Same randomness contract as the core samplers (`prime_core.counter_rng`): row keys seed·2³² + index,
+    steps). Same randomness contract as the core samplers (`prime_core.sampling.counter_rng`): row keys seed·2³² + index,
     token i of a row drawn by the keyed inverse CDF (`draw_tokens`, step i, position i) after temperature / nucleus
     filtering, for the whole batch at once on the model's device. Backbones without a KV cache (no ``new_cache``)
     take the full-prefix path. ``steps`` is ignored (an AR model takes exactly L steps).

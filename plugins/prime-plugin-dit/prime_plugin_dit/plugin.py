@@ -11,15 +11,6 @@ from .model import DiT, PRESETS
 from .official import OfficialAR, OfficialDiT
 
 
-def _with_preset(cls, preset: str):
-    """A subclass of ``cls`` whose default preset is ``preset`` (registered as e.g. ``dit-small``)."""
-
-    def __init__(self, spec, **options):
-        cls.__init__(self, spec, preset=options.pop("preset", preset), **options)
-
-    return type(f"{cls.__name__}_{preset}", (cls,), {"__init__": __init__, "__doc__": f"{cls.__name__}, preset {preset!r}."})
-
-
 @hookimpl
 def register_backbones(register):
     register("dit", DiT)
@@ -27,8 +18,8 @@ def register_backbones(register):
     register("dit-official", OfficialDiT)  # the released MDLM / MDM-Prime networks (prime import)
     register("ar-official", OfficialAR)
     for preset in PRESETS:
-        register(f"dit-{preset}", _with_preset(DiT, preset))
-        register(f"dit-ar-{preset}", _with_preset(DiTAR, preset))
+        register(f"dit-{preset}", DiT, preset=preset)  # a preset is default options, not a subclass
+        register(f"dit-ar-{preset}", DiTAR, preset=preset)
 
 
 @hookimpl

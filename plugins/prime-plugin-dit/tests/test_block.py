@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from prime_core import Config, ModelConfig, build_model, get_registry
-from prime_core import losses
+from prime_core.diffusion import losses
 from prime_core.api import (all_sequences, block_attention_mask, block_nelbo, block_tstep_nelbo,
                             exact_block_log_likelihood, exact_block_nelbo, exact_block_tstep_log_likelihood,
                             exact_block_tstep_nelbo, generate)
-from prime_core.block_diffusion import (block_joint_loss, block_logits, block_training_nelbo,
+from prime_core.diffusion.block import (block_joint_loss, block_logits, block_training_nelbo,
                                         exact_block_joint_loss, mask_rate_times)
 from prime_core.errors import ConfigError, PrimeError
 

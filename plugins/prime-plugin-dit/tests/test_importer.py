@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 from official_files import (lightning_checkpoint, official_carry_over_log_probs, official_encode,
                             reference_logits)
 from prime_core import load_model, read_checkpoint, smallest_base
-from prime_core.cli import main as prime
+from prime_core.cli.app import main as prime
 
 C = 256  # the "bytes" tokenizer's C, so the imported models are evaluable on a text file
 HEADS, LENGTH = 2, 6

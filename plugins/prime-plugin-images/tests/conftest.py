@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from prime_core import Config, build_model
-from prime_core.config import ModelConfig
+from prime_core.runs.config import ModelConfig
 
 
 @pytest.fixture

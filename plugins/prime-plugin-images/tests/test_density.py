@@ -1,10 +1,10 @@
-"""The picture-based 2-D toy density, and prime_core.exact run on all its cells at once (checked row by row)."""
+"""The picture-based 2-D toy density, and prime_core.diffusion.exact run on all its cells at once (checked row by row)."""
 
 import pytest
 import torch
 
 from prime_core import Config, PrimeError, build_model
-from prime_core.config import ModelConfig
+from prime_core.runs.config import ModelConfig
 from prime_core.api import exact_log_likelihood, exact_nelbo, exact_tstep_log_likelihood
 
 skimage = pytest.importorskip("skimage")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from prime_core import Config, ConfigError, DataConfig, ModelConfig, build_model, get_registry, save_model
-from prime_core.build import dataset_for_checkpoint
-from prime_core.cli import main
+from prime_core.runs.build import dataset_for_checkpoint
+from prime_core.cli.app import main
 
 MODEL = ModelConfig(num_classes=4, length=16, ell=2, width=8, backbone_options={"hidden": 16, "depth": 1})
 

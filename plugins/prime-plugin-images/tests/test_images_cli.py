@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from prime_core.cli import main
+from prime_core.cli.app import main
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from prime_core import AncestralSampler, PrimeError
 from prime_plugin_images import ImageSampler, TemperatureSchedule, impute_digits
 from prime_core.api import RemdmSampler, remask_reveal_probability
 from prime_plugin_images.sampler import step_alphas, warped_grid
-from prime_core.remdm import scalar_sigma
+from prime_core.sampling.remdm import scalar_sigma
 
 
 def test_defaults_reproduce_core_sampler(tiny_image_model):

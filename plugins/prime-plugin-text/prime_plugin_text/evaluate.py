@@ -81,7 +81,7 @@ def text_report(checkpoint: str, *, judge: str | None = None, num_samples: int =
     s = config.sample
     sampler = registry.build("sampler", s.sampler, **s.options)
     rep = sampling_report(model, sampler, num_samples, s.steps if steps is None else steps, seed=seed,
-                          gumbel_dtype=s.gumbel_dtype if gumbel_dtype is None else gumbel_dtype, temperature=s.temperature, top_p=s.top_p)
+                          gumbel_dtype=s.draw_dtype if gumbel_dtype is None else gumbel_dtype, temperature=s.temperature, top_p=s.top_p)
     tokens = rep.pop("tokens")
     rep["unigram_entropy"] = unigram_entropy(tokens)
     if judge:

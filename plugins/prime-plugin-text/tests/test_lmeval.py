@@ -7,7 +7,7 @@ import pytest
 
 lm_eval = pytest.importorskip("lm_eval", reason="pip install 'prime-plugin-text[lmeval]'")
 
-from prime_core.cli import main  # noqa: E402
+from prime_core.cli.app import main  # noqa: E402
 
 TASKS = {
     "prime_tiny_mc": """

@@ -12,8 +12,8 @@ import pytest
 
 from prime_core import read_checkpoint
 from prime_core.api import load_config
-from prime_core.cli import main
-from prime_core.shipped_configs import shipped_configs
+from prime_core.cli.app import main
+from prime_core.plugin.shipped_configs import shipped_configs
 from prime_plugin_text.plugin import PAPER_CONFIGS
 
 ELL = {"mdlm": 1, "ar": 1, "prime-l2": 2, "prime-l3": 3, "prime-l4": 4, "prime-l6": 6, "prime-l8": 8}
@@ -55,7 +55,7 @@ def test_config_states_the_papers_numbers(name):
     assert t.loss == {"ar": "ar-nll", "mdlm": "nelbo"}.get(_kind(name), "joint")
     assert (t.eval_every, t.checkpoint_every, t.keep) == (10_000, 5000, "both")
     assert o["ema"] == 0.9999 and o["precision"] == "bf16" and o["schedule"] == "constant"
-    assert (c.sample.steps, c.sample.gumbel_dtype) == (512, "float64")
+    assert (c.sample.steps, c.sample.draw_dtype) == (512, "float64")
 
 
 @pytest.mark.parametrize("name", PAPER_CONFIGS)

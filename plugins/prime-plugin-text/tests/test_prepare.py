@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import prime_plugin_text.prepare as prepare_mod
 from prime_core import PrimeError
-from prime_core.cli import main
+from prime_core.cli.app import main
 from prime_plugin_text.dataset import TextDataset
 from prime_plugin_text.prepare import PrepareRequest, cumulative, parse_split, prepare, split_of
 from prime_plugin_text.prepared import PreparedCorpus, WindowView

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from prime_core import Config, DataConfig, ModelConfig, build_model, save_model
-from prime_core.cli import main
+from prime_core.cli.app import main
 from prime_plugin_text.prepare import PrepareRequest, prepare
 
 

@@ -9,7 +9,7 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from prime_core.cli import main
+from prime_core.cli.app import main
 from prime_core.api import NEW_WORD, SPACED, decode_row, encode_infill, encode_prompt, word_start_table
 from prime_plugin_text.dataset import TextDataset
 

@@ -13,7 +13,7 @@ import pytest
 import prime_plugin_text.corpus as corpus_mod
 import prime_plugin_text.dataset as dataset_mod
 from prime_core import Config, DataConfig, ModelConfig, build_model, save_model
-from prime_core.cli import main
+from prime_core.cli.app import main
 from prime_plugin_text.dataset import TextDataset
 
 URL_SOURCE = "http://127.0.0.1:9/corpus.txt"  # port 9 (discard): a connection attempt would be visible

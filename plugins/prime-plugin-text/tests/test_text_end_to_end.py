@@ -3,7 +3,7 @@
 import json
 import os
 
-from prime_core.cli import main
+from prime_core.cli.app import main
 from prime_core import read_checkpoint
 
 

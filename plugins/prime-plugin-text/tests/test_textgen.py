@@ -7,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from prime_core.api import decode_row, encode_infill, encode_prompt
-from prime_core.cli import main
+from prime_core.cli.app import main
 from prime_plugin_text.dataset import TextDataset
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)

@@ -1,4 +1,4 @@
-"""Checkpoint contents of the torch trainer: the core's one layout (`prime_core.trainstate`, shared with the
+"""Checkpoint contents of the torch trainer: the core's one layout (`prime_core.runs.trainstate`, shared with the
 single-process trainer), with full tensors gathered from shards under FSDP:
 
 "model/<name>"        the weights θ
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prime_core import trainstate
+from prime_core import api as core
 
 from .ema import EMA, _full, _like
 
@@ -26,7 +26,7 @@ def model_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def optimizer_tensors(module: nn.Module, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    return trainstate.optimizer_tensors(module, opt, gather=_full)
+    return core.optimizer_tensors(module, opt, gather=_full)
 
 
 def ema_tensors(module: nn.Module, ema: EMA | None, model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -48,4 +48,4 @@ def load_model_tensors(module: nn.Module, tensors: dict[str, torch.Tensor]) -> N
 
 
 def load_optimizer_tensors(module: nn.Module, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
-    trainstate.load_optimizer_tensors(module, opt, tensors, place=_like)
+    core.load_optimizer_tensors(module, opt, tensors, place=_like)

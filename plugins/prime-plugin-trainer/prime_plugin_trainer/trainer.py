@@ -7,10 +7,10 @@ One optimizer step n on a global batch of B sequences of L tokens minimises
 whatever the split into processes × micro-batches: rank r's micro-batch contributes
 world_size · Σ_{its rows} loss_i / (B·L) and DDP/FSDP average gradients over the world_size ranks.
 Every ``train.eval_every`` steps and at the last one, the valid bound on fixed held-out rows
-(`prime_core.validation`) is estimated with the chunks shared out over the ranks and all-reduced; the best one is
+(`prime_core.runs.validation`) is estimated with the chunks shared out over the ranks and all-reduced; the best one is
 kept as best.safetensors (``train.keep``). Only rank 0 writes the checkpoints, metrics.jsonl, TensorBoard events
 (``train.tensorboard``), the progress bar and loss.png, and only rank 0 holds the run folder's lock
-(`prime_core.rundir`); the other ranks learn from it whether the run may proceed.
+(`prime_core.runs.rundir`); the other ranks learn from it whether the run may proceed.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ import hashlib
 import pytest
 
 from trainer_helpers import prime_cmd, run, write_config
-from prime_core.build import load_model
-from prime_core.cli import main
+from prime_core.runs.build import load_model
+from prime_core.cli.app import main
 
 
 def _digest(path) -> str:

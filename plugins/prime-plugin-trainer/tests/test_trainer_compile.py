@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from prime_core import load_config
-from prime_core.build import load_model
+from prime_core.runs.build import load_model
 from prime_plugin_trainer import TorchTrainer
 from trainer_helpers import checkpoint_tensors, max_relative_gap
 

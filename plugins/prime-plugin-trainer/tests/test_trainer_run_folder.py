@@ -12,8 +12,8 @@ import time
 import pytest
 import torch
 
-from prime_core.cli import main
-from prime_core.rundir import LOCK_NAME, claim
+from prime_core.cli.app import main
+from prime_core.runs.rundir import LOCK_NAME, claim
 from trainer_helpers import checkpoint_tensors, prime_cmd, run, subprocess_env, torchrun_cmd, write_config
 
 

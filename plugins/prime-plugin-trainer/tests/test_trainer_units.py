@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from prime_core import Config, ConfigError, PrimeError, build_dataset, build_model, load_config
-from prime_core.build import resolve_sizes
+from prime_core.runs.build import resolve_sizes
 from prime_core.builtin.trainer import learning_rate
-from prime_core.losses import training_nelbo
+from prime_core.diffusion.losses import training_nelbo
 from prime_plugin_trainer import EMA, TorchTrainer, TrainerOptions
 from prime_plugin_trainer.batching import draw_step, micro_slices
 

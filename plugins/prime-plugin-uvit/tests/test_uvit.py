@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from prime_core import BackboneSpec, ConfigError, Config, build_model
-from prime_core.config import ModelConfig
-from prime_core.subtokens import smallest_base
+from prime_core.runs.config import ModelConfig
+from prime_core.diffusion.subtokens import smallest_base
 from prime_plugin_uvit import UViT
 
 

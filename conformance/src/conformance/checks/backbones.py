@@ -16,7 +16,7 @@ import torch
 
 from prime_core.api import BackboneSpec
 
-from ..cases import check
+from ..catalog import check
 from ..errors import Failure, SkipCheck
 from ..toy import perturb_
 

@@ -14,7 +14,7 @@ import tempfile
 import attrs
 import torch
 
-from ..cases import check
+from ..catalog import check
 from ..errors import Failure, SkipCheck
 from ..toy import perturb_
 
@@ -48,7 +48,7 @@ def _representative(subject) -> str:
                 spec_fields = {**attrs.asdict(_spec(subject)), **dict(getattr(comp.obj, "conformance_spec", {}) or {})}
                 from prime_core.api import BackboneSpec
 
-                sizes[name] = sum(p.numel() for p in comp.obj(BackboneSpec(**spec_fields), **opts).parameters())
+                sizes[name] = sum(p.numel() for p in comp.obj(BackboneSpec(**spec_fields), **{**comp.options, **opts}).parameters())
             except Exception:  # noqa: BLE001  (a variant that cannot be built is not a representative)
                 continue
         _REPRESENTATIVE[key] = min(sizes, key=lambda n: (sizes[n], n)) if sizes else subject.name

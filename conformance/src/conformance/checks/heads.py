@@ -12,7 +12,7 @@ import torch
 from hypothesis import strategies as st
 
 from .._property import falsify
-from ..cases import check
+from ..catalog import check
 from ..errors import Failure
 from ..strategies import classes_and_ell, enumerable_problems, masks, token_batches
 
@@ -172,7 +172,7 @@ def check_ell1_is_plain_mdm(subject):
 
 @check("head")
 def check_sequence_probabilities_sum_to_one(subject):
-    """The model's exact likelihood p_θ(x) (prime_core.exact, over every reveal order) sums to 1 over all C^L
+    """The model's exact likelihood p_θ(x) (prime_core.diffusion.exact, over every reveal order) sums to 1 over all C^L
     valid sequences, for a random time-independent backbone."""
     from prime_core.api import all_sequences, exact_log_likelihood
 

@@ -1,5 +1,5 @@
 """Likelihood suite (DESIGN §2.4): every metric that declares ``is_bound = True`` must be ≥ the exact NLL of the
-model it bounds, on problems small enough to enumerate (prime_core.exact). This is the check that catches a
+model it bounds, on problems small enough to enumerate (prime_core.diffusion.exact). This is the check that catches a
 training objective reported as a likelihood (the published joint-loss error, DESIGN §1).
 
 What a bound bounds is declared by the metric: an integer attribute ``steps`` means the T-step sampler's
@@ -19,7 +19,7 @@ import torch
 
 from prime_core.api import all_sequences, exact_log_likelihood, exact_tstep_log_likelihood
 
-from ..cases import check
+from ..catalog import check
 from ..errors import Failure, SkipCheck
 from ..toy import tiny_model
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import strategies as st
 
 from .._property import falsify
-from ..cases import check
+from ..catalog import check
 from ..errors import Failure
 from ..strategies import classes_and_ell
 
@@ -21,6 +21,11 @@ def _build(subject, num_classes: int, ell: int):
     if (m.num_classes, m.ell) != (num_classes, ell):
         raise Failure(f"built with (C={num_classes}, ℓ={ell}) but reports C={m.num_classes}, ℓ={m.ell}")
     return m
+
+
+def _domain(subject, pairs):
+    """(C, ℓ) pairs within the map's declared domain (`SubTokenMap.supports`; every pair by default)."""
+    return pairs.filter(lambda pair: subject.cls.supports(*pair))
 
 
 @check("map")
@@ -39,7 +44,7 @@ def check_base_is_smallest(subject):
         if m.mask_id != b:
             raise Failure(f"mask id must be b={b}, got {m.mask_id}")
 
-    falsify(prop, classes_and_ell(max_classes=300, max_ell=5))
+    falsify(prop, _domain(subject, classes_and_ell(max_classes=300, max_ell=5)))
 
 
 @check("map")
@@ -62,7 +67,7 @@ def check_round_trip_all_tokens(subject):
             i = int(bad[0])
             raise Failure(f"decode(encode({i})) = {int(back[i])}, not {i} (digits {d[i].tolist()})")
 
-    falsify(prop, classes_and_ell(max_classes=300, max_ell=5))
+    falsify(prop, _domain(subject, classes_and_ell(max_classes=300, max_ell=5)))
 
 
 @check("map")
@@ -94,7 +99,7 @@ def check_invalid_codes_flagged(subject):
                 continue
             raise Failure(f"encode({bad}) must raise ValueError (tokens lie in [0, {num_classes - 1}])")
 
-    falsify(prop, classes_and_ell(max_classes=120, max_ell=4))
+    falsify(prop, _domain(subject, classes_and_ell(max_classes=120, max_ell=4)))
 
 
 @check("map")
@@ -103,7 +108,7 @@ def check_batched_shapes(subject):
 
     @st.composite
     def case(draw):
-        num_classes, ell = draw(classes_and_ell(max_classes=100, max_ell=4))
+        num_classes, ell = draw(_domain(subject, classes_and_ell(max_classes=100, max_ell=4)))
         shape = tuple(draw(st.lists(st.integers(1, 4), min_size=0, max_size=3)))
         seed = draw(st.integers(0, 2**16))
         return num_classes, ell, shape, seed

@@ -3,9 +3,11 @@ L = 3, a fixed-logit backbone): no masks left, every token < C, observed sub-tok
 same samples, a batch equals its members sampled one by one, the first k rows of N equal k rows and no batch size
 changes a row (also under batch-dependent float rounding), idle-step counts match Prop. A.1's closed form.
 
-The contract: ``sample(model, n, steps=T, seed=s)`` returns ``tokens`` [n, L], ``nfe`` and ``idle_steps``
-(per sequence). Optional capabilities, detected from the signature: ``seeds=`` (per-row seeds, needed for the
-batch check), ``fixed_tokens=`` (prefix conditioning), ``return_trajectory=`` (states after each step).
+The contract is `prime_core.Sampler.sample`: ``sample(model, n, steps=T, seed=s)`` returns ``tokens`` [n, L],
+``nfe`` and ``idle_steps`` (per sequence), and every keyword the core passes is accepted — ``seeds=`` (per-row
+seeds) and ``fixed_tokens=`` (prefix conditioning) are checked for every sampler, never skipped, because
+``prime sample`` and semi-autoregressive windows always pass them. ``return_trajectory=`` (states after each
+step) is checked where the sampler returns one.
 Declared capabilities (class attributes): ``event_driven`` (first-hitting: NFE = reveal events, no idle steps),
 ``remasking`` (ReMDM: an observed sub-token may go back to the mask, never to another digit; a step that
 re-masks is not idle), ``scheduled_reveals`` (confidence-ordered: each row reveals a fixed number of units per
@@ -23,8 +25,8 @@ import torch
 
 from prime_core.api import expected_idle_steps
 
-from ..cases import check
-from ..errors import Failure, SkipCheck
+from ..catalog import check
+from ..errors import Failure
 from ..toy import tiny_model
 
 C, ELL, L = 6, 2, 3
@@ -88,7 +90,6 @@ def _observed_subtokens_never_change(subject, setup):
     sampler = subject.build()
     model = _model(subject, setup)
     remasking = bool(getattr(sampler, "remasking", False))
-    checked = False
     if _accepts(sampler, "return_trajectory"):
         res = sampler.sample(model, 32, steps=8, seed=1, return_trajectory=True)
         traj = res.trajectory
@@ -109,20 +110,16 @@ def _observed_subtokens_never_change(subject, setup):
         final = model.map.encode(torch.as_tensor(res.tokens))
         if not torch.equal(final, prev):
             raise Failure("the returned tokens differ from the trajectory's final sub-tokens")
-        checked = True
-    if _accepts(sampler, "fixed_tokens"):
-        fixed = torch.tensor([4, -1, 2])
-        res = sampler.sample(model, 16, steps=8, seed=2, fixed_tokens=fixed)
-        tokens = _tokens_ok(res, 16, "fixed_tokens")
-        keep = fixed >= 0
-        if not bool((tokens[:, keep] == fixed[keep]).all()):
-            raise Failure(f"fixed tokens must come out unchanged: fixed {fixed.tolist()}, got "
-                          f"{tokens[(tokens[:, keep] != fixed[keep]).any(-1)][0].tolist()}", "seed=2, steps=8")
-        if _accepts(sampler, "return_trajectory"):
-            _fixed_in_every_state(sampler, model, fixed)
-        checked = True
-    if not checked:
-        raise SkipCheck("sampler declares neither return_trajectory= nor fixed_tokens=")
+    # fixed_tokens= is part of the Sampler contract (prime sample, semi-AR windows): checked for every sampler
+    fixed = torch.tensor([4, -1, 2])
+    res = sampler.sample(model, 16, steps=8, seed=2, fixed_tokens=fixed)
+    tokens = _tokens_ok(res, 16, "fixed_tokens")
+    keep = fixed >= 0
+    if not bool((tokens[:, keep] == fixed[keep]).all()):
+        raise Failure(f"fixed tokens must come out unchanged: fixed {fixed.tolist()}, got "
+                      f"{tokens[(tokens[:, keep] != fixed[keep]).any(-1)][0].tolist()}", "seed=2, steps=8")
+    if _accepts(sampler, "return_trajectory"):
+        _fixed_in_every_state(sampler, model, fixed)
 
 
 def _fixed_in_every_state(sampler, model, fixed: torch.Tensor) -> None:
@@ -158,14 +155,13 @@ def _same_seed_same_samples(subject, setup):
 
 @check("sampler")
 def check_batch_equals_members(subject):
-    """Sampling a batch with per-row seeds equals sampling each row alone with its seed (needs ``seeds=``)."""
+    """Sampling a batch with per-row seeds equals sampling each row alone with its seed (``seeds=``, which
+    every sampler accepts)."""
     _each_setup(subject, lambda setup: _batch_equals_members(subject, setup))
 
 
 def _batch_equals_members(subject, setup):
     sampler = subject.build()
-    if not _accepts(sampler, "seeds"):
-        raise SkipCheck("sampler declares no per-row seeds= option")
     model = _model(subject, setup)
     seeds = [11, 5, 2**20 + 3, 0]
     batch = torch.as_tensor(sampler.sample(model, len(seeds), steps=8, seeds=seeds).tokens)

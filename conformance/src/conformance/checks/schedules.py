@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from .._property import falsify
-from ..cases import check
+from ..catalog import check
 from ..errors import Failure
 from ..strategies import time_pairs, times
 

@@ -1,0 +1,202 @@
+"""Losses and likelihood bounds (DESIGN §2.4). Each function returns one estimate per sequence [B], in nats.
+
+Valid upper bounds on −log p_θ(x) (safe to report as NLL / PPL / BPD):
+- `nelbo`: the continuous-time NELBO over the L·ℓ sub-tokens, using marginals of the joint,
+      ∫₀¹ w(t) E_q[Σ_{masked units u} −log p_θ(y₀ᵘ | y_t)] dt,   w = −α′/(1−α).
+  Substituting a = α_t and summing over the number m of masked units gives the equivalent, schedule-free form
+      N · E_{m ~ U{1..N}} E_{a ~ Beta(N−m+1, m)} E_{M ⊂ units, |M| = m} [mean_{u ∈ M} −log p_θ(y₀ᵘ | y_M̄, t(a))],
+  which `nelbo` samples: unbiased over the whole of (0, 1] (no ε cut) with bounded variance.
+- `tstep_nelbo`: the T-step bound of the T-step sampler: per step, per token, −log of the joint probability of
+  the subset of its digits revealed in that step.
+Training objectives (never reported as likelihoods):
+- `training_nelbo`: MDLM's estimator of the same integral on t ∈ [ε, 1] (w(t)-weighted, antithetic times).
+- `joint_loss`: the paper's w(t) Σ_{tokens with a masked digit} −log p_θ(x₀ⁱ | y_t). With a dependent joint it
+  is not a bound and can fall below the data entropy (DESIGN §1).
+A unit is a sub-token under independent noise and a whole token under grouped noise.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .forward import apply_mask, sample_mask
+from .heads import all_subset_log_marginals, digit_log_marginal_at, subset_log_marginal
+
+
+def unit_nll(log_p: torch.Tensor, y0: torch.Tensor, tokens: torch.Tensor, masked: torch.Tensor,
+             model) -> torch.Tensor:
+    """Σ over masked units of −log p_θ(y₀ᵘ | y_t), per token position: [B, L].
+
+    Independent noise: units are sub-tokens and each uses its digit marginal log p_θ(d_j = y₀^{i,j} | y_t)
+    (`digit_log_marginal_at`, all ℓ slots at once). Grouped: units are tokens and use the joint p_θ(x₀ⁱ | y_t)."""
+    if model.grouped:
+        nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return torch.where(masked[..., 0], nll, torch.zeros_like(nll))
+    nll = -digit_log_marginal_at(log_p, y0, model.map)  # [B, L, ℓ]
+    return torch.where(masked, nll, torch.zeros_like(nll)).sum(-1)
+
+
+def _num_units(model) -> int:
+    return model.length * (1 if model.grouped else model.ell)
+
+
+def _mask_of_size(batch: int, model, counts: torch.Tensor, generator, device) -> torch.Tensor:
+    """A uniformly random set of exactly counts[b] masked units per row, as a [B, L, ℓ] bool mask."""
+    n_units = _num_units(model)
+    ranks = torch.rand(batch, n_units, generator=generator).argsort(-1).argsort(-1).to(device)
+    units = ranks < counts.to(device).unsqueeze(-1)
+    if model.grouped:
+        return units.view(batch, model.length, 1).expand(batch, model.length, model.ell)
+    return units.view(batch, model.length, model.ell)
+
+
+def nelbo(model, tokens: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Valid continuous-time NELBO, one unbiased estimate per row (see module docstring)."""
+    if is_block_model(model):  # Σₖ NELBO(block k | clean blocks < k), DESIGN §2.8
+        return _blocks().block_nelbo(model, tokens, generator=generator)
+    y0 = model.encode(tokens)
+    batch, n_units = tokens.shape[0], _num_units(model)
+    # stratified mask counts m ∈ {1 … N}
+    u = (torch.rand(1, generator=generator) + torch.arange(batch) / batch) % 1.0
+    counts = (u * n_units).long().clamp_(0, n_units - 1) + 1
+    masked = _mask_of_size(batch, model, counts, generator, tokens.device)
+    t = None
+    if model.time_conditioned:
+        # a = α_t ~ Beta(N − m + 1, m) given m masked units: the (N − m + 1)-th smallest of N uniforms
+        order_stats = torch.rand(batch, n_units, generator=generator, dtype=torch.float64).sort(-1).values
+        a = order_stats.gather(-1, (n_units - counts).unsqueeze(-1)).squeeze(-1)
+        t = model.schedule.inverse_alpha(a).to(torch.float32).to(tokens.device)
+    log_p = model.log_probs(apply_mask(y0, masked, model.mask_id), t)
+    per_unit = unit_nll(log_p, y0, tokens, masked, model).sum(-1) / counts.to(log_p)
+    return n_units * per_unit
+
+
+def is_block_model(model) -> bool:
+    """A block-diffusion model (DESIGN §2.8): every loss here then means its block version."""
+    from .block import is_block_model as check
+    return check(model)
+
+
+def _blocks():
+    """prime_core.diffusion.block, imported when first needed (it builds on this module)."""
+    from . import block
+    return block
+
+
+def _training_noise(model, tokens, eps, antithetic, generator, t, masked):
+    """(y₀, t, mask) for the training objectives: t ∈ [ε, 1] stratified unless given, mask ~ q(y_t | y₀)."""
+    y0 = model.encode(tokens)
+    if t is None:
+        t = model.schedule.sample_times(tokens.shape[0], eps=eps, antithetic=antithetic, generator=generator)
+    if masked is None:  # the uniforms come from a CPU generator: compare them with α_t on the CPU
+        masked = sample_mask(y0.shape, model.schedule.alpha(t.cpu()), grouped=model.grouped, generator=generator)
+    return y0, t.to(tokens.device), masked.to(tokens.device)
+
+
+def training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bool = True,
+                   generator: torch.Generator | None = None, t: torch.Tensor | None = None,
+                   masked: torch.Tensor | None = None, mask_rate_range: tuple[float, float] | None = None
+                   ) -> torch.Tensor:
+    """MDLM-style estimator on t ∈ [ε, 1]: w(t) Σ_{masked units} −log p_θ(y₀ᵘ | y_t). Training objective.
+
+    ``t`` [B] and ``masked`` [B, L, ℓ] (drawn from q(y_t | y_0) given t) may be passed in, e.g. by a trainer that
+    draws the noise for a whole global batch and splits it across micro-batches or processes.
+    ``mask_rate_range`` = (lo, hi): the masking rate 1 − α_t stratified over [lo, hi] instead of t over [ε, 1]
+    (BD3-LM's clipped schedule, `train.mask_rate_range`): a variance-reduced objective, never a bound."""
+    if is_block_model(model):
+        return _blocks().block_training_nelbo(model, tokens, eps=eps, antithetic=antithetic, generator=generator,
+                                              mask_rate_range=mask_rate_range, t=t, masked=masked)
+    if mask_rate_range is not None and t is None:
+        t = _blocks().mask_rate_times(model, tokens.shape[0], *mask_rate_range, generator=generator)
+    y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked)
+    log_p = model.log_probs(apply_mask(y0, masked, model.mask_id), t)
+    return model.schedule.weight(t).to(log_p) * unit_nll(log_p, y0, tokens, masked, model).sum(-1)
+
+
+def joint_loss(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bool = True,
+               generator: torch.Generator | None = None, t: torch.Tensor | None = None,
+               masked: torch.Tensor | None = None, mask_rate_range: tuple[float, float] | None = None
+               ) -> torch.Tensor:
+    """The paper's joint loss w(t) Σ_{i: token i has a masked digit} −log p_θ(x₀ⁱ | y_t). NOT a bound.
+    ``t`` and ``masked`` may be passed in as for `training_nelbo`."""
+    if is_block_model(model):
+        return _blocks().block_joint_loss(model, tokens, eps=eps, antithetic=antithetic, generator=generator,
+                                          mask_rate_range=mask_rate_range, t=t, masked=masked)
+    if mask_rate_range is not None and t is None:
+        t = _blocks().mask_rate_times(model, tokens.shape[0], *mask_rate_range, generator=generator)
+    y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked)
+    log_p = model.training_log_probs(apply_mask(y0, masked, model.mask_id), t)
+    nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    touched = masked.any(-1)
+    per_token = torch.where(touched, nll, torch.zeros_like(nll))
+    return model.schedule.weight(t).to(per_token) * per_token.sum(-1)
+
+
+def step_reveal_log_probs(alphas: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log r_k, log(1 − r_k)) of step k of the grid ᾱ (float64): r_k = (ᾱ_{k+1} − ᾱ_k)/(1 − ᾱ_k) is the chance that
+    a unit masked at ᾱ_k is revealed in step k. log(1 − r_k) = log1p(−ᾱ_{k+1}) − log1p(−ᾱ_k), not log(1 − r):
+    at large T r is ~1/T and 1 − r would round."""
+    a_t, a_s = alphas[k], alphas[k + 1]
+    log_stay = torch.log1p(-a_s) - torch.log1p(-a_t)  # −inf at the last step (ᾱ_T = 1: everything is revealed)
+    log_reveal = torch.log(a_s - a_t) - torch.log1p(-a_t)
+    return log_reveal, log_stay
+
+
+def expected_reveal_nll(log_p: torch.Tensor, y0: torch.Tensor, masked: torch.Tensor, log_reveal: torch.Tensor,
+                        log_stay: torch.Tensor, model) -> torch.Tensor:
+    """E_S[−log p_θ(y₀^{i,S_i} | y_t)] per token [B, L] (float64), exactly over the reveal draw S of one step.
+
+    Each masked unit of token i is revealed independently with probability r (log r = ``log_reveal`` [B]), so
+        E_S = Σ_{S ⊆ M_i} r^|S| (1 − r)^(|M_i| − |S|) · (−log p_θ(y₀^{i,S} | y_t))
+    over the subsets of its masked digits M_i (all 2^ℓ subset marginals at once, `all_subset_log_marginals`).
+    Grouped noise: the unit is the token, S_i = all or nothing, E_S = r · (−log p_θ(x₀ⁱ | y_t))."""
+    log_p = log_p.double()
+    lead = (-1, 1)
+    if model.grouped:
+        nll = -subset_log_marginal(log_p, y0, masked, model.map)  # S = every digit of a masked token: log p(x₀ⁱ)
+        return torch.where(masked[..., 0], log_reveal.exp().view(lead) * nll, torch.zeros_like(nll))
+    ell = model.ell
+    in_s = (torch.arange(2**ell, device=y0.device).unsqueeze(-1) >> torch.arange(ell, device=y0.device)) & 1
+    in_s = in_s.bool()  # [2^ℓ, ℓ]: digit j ∈ S_s
+    m = masked.unsqueeze(-2)  # [B, L, 1, ℓ]
+    log_w = torch.where(in_s, torch.where(m, log_reveal.view(-1, 1, 1, 1), -math.inf),
+                        torch.where(m, log_stay.view(-1, 1, 1, 1), 0.0)).sum(-1)  # [B, L, 2^ℓ]: P(S_s revealed)
+    weight = log_w.exp()
+    nll = -all_subset_log_marginals(log_p, y0, model.map)
+    return torch.where(weight > 0, weight * nll, torch.zeros_like(nll)).sum(-1)  # 0·∞ of impossible S dropped
+
+
+def tstep_term(model, tokens: torch.Tensor, k: torch.Tensor, masked: torch.Tensor, *, steps: int) -> torch.Tensor:
+    """T · Σ_i E_{S_i}[−log p_θ(y₀^{i,S_i} | y_{t_k})] per row [B] (float64), for step k [B] of the T-step grid and
+    the masked units ``masked`` [B, L, ℓ] of y_{t_k} ~ q(· | ᾱ_k): the T-step NELBO's term of step k (times T, the
+    inverse chance of drawing k), with the reveal draw S summed out exactly (`expected_reveal_nll`)."""
+    y0 = model.encode(tokens)
+    alphas = model.schedule.step_alphas(steps)
+    log_reveal, log_stay = (v.to(tokens.device) for v in step_reveal_log_probs(alphas, k.cpu()))
+    t = (1.0 - k.double().cpu() / steps).to(torch.float32).to(tokens.device)
+    log_p = model.log_probs(apply_mask(y0, masked.to(tokens.device), model.mask_id), t)
+    return steps * expected_reveal_nll(log_p, y0, masked.to(tokens.device), log_reveal, log_stay, model).sum(-1)
+
+
+def tstep_nelbo(model, tokens: torch.Tensor, *, steps: int,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Valid T-step NELBO of the T-step sampler, unbiased with one stratified step k per row:
+    T · Σ_i E_{S_i}[−log p_θ(y₀^{i,S_i} | y_{t_k})], y_{t_k} ~ q(· | ᾱ_k), S_i = the units of token i revealed in
+    step k (`tstep_term`). The reveal draw is summed out exactly (a Rao-Blackwellisation): sampling it left the
+    revealed set empty almost always at large T, so one draw was 0 with high probability and T·(a rare large
+    value) otherwise — an estimate that read 0 at T ≳ 30,000 for any affordable number of draws. The step weights
+    r_k are computed in log space (`step_reveal_log_probs`), so every T up to 10⁶ keeps full float64 precision."""
+    if is_block_model(model):
+        return _blocks().block_tstep_nelbo(model, tokens, steps=steps, generator=generator)
+    batch = tokens.shape[0]
+    alphas = model.schedule.step_alphas(steps)  # ᾱ_0 = 0 … ᾱ_T = 1
+    u = (torch.rand(1, generator=generator, dtype=torch.float64) + torch.arange(batch) / batch) % 1.0
+    k = (u * steps).long().clamp_(0, steps - 1)
+    shape = (batch, tokens.shape[1], model.ell)
+    masked = sample_mask(shape, alphas[k], grouped=model.grouped, generator=generator)
+    return tstep_term(model, tokens, k, masked, steps=steps)
+
+
+TRAINING_LOSSES = {"nelbo": training_nelbo, "joint": joint_loss}
