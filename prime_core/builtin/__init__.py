@@ -16,6 +16,7 @@ from ..sampling.remdm import BUILTIN_REMDM
 from ..sampling.ancestral import BUILTIN_SAMPLERS
 from ..diffusion.schedules import BUILTIN_SCHEDULES
 from ..diffusion.subtokens import BaseBMap
+from .block_metrics import BLOCK_METRICS
 from .metrics import BUILTIN_METRICS
 from .mlp import MLPBackbone
 from .toy import BUILTIN_DATASETS
@@ -64,7 +65,7 @@ def register_trainers(register):
 
 @hookimpl
 def register_metrics(register):
-    _register_all(register, BUILTIN_METRICS)
+    _register_all(register, BUILTIN_METRICS + BLOCK_METRICS)
 
 
 @hookimpl

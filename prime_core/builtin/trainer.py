@@ -130,7 +130,8 @@ class SimpleTrainer(Trainer):
                 torch.manual_seed(tc.seed * 1_000_003 + step)  # dropout: a function of (seed, step)
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(step, config)
-                loss = loss_fn(model, batch, eps=tc.eps, generator=g).mean() / batch.shape[1]
+                clipped = {"mask_rate_range": tuple(tc.mask_rate_range)} if tc.mask_rate_range else {}
+                loss = loss_fn(model, batch, eps=tc.eps, generator=g, **clipped).mean() / batch.shape[1]
                 watch.observe(loss)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -138,6 +138,7 @@ def _parse_options(items: list[str], flag: str = "--option") -> dict:
 def cmd_sample(args) -> int:
     import torch
 
+    from ..diffusion.block import block_size_of, is_block_model
     from ..runs.build import load_model
     from ..runs.rundir import check_writable, local_out_dir, write_text_atomic
 
@@ -162,6 +163,9 @@ def cmd_sample(args) -> int:
                          "with --runtime torch")
     if args.trajectory and not args.out:
         raise PrimeError("--trajectory draws trajectory.png into the --out folder: pass --out DIR")
+    if args.runtime != "torch" and is_block_model(model):
+        raise PrimeError(f"--runtime {args.runtime} runs an exported step of a one-block model; this block-diffusion "
+                         "model (model.block_size) samples with --runtime torch only")
     if args.runtime != "torch":  # a registered runtime (prime-export registers onnxruntime and tensorrt)
         if name != "ancestral" or options:
             raise PrimeError(f"--runtime {args.runtime} drives the ancestral sampler without options only, "
@@ -183,10 +187,13 @@ def cmd_sample(args) -> int:
     # an event-driven sampler (first-hitting) without --steps runs in continuous time, not on sample.steps' grid
     steps = None if getattr(sampler, "event_driven", False) and args.steps is None else \
         cliargs.given(args.steps, s.steps)
+    args.block_size = block_size_of(model) if is_block_model(model) else None
     _note_blocks(args, model.length, steps, len(rows[0]))
     options = dict(steps=steps, temperature=cliargs.given(args.temperature, s.temperature),
                    top_p=cliargs.given(args.top_p, s.top_p), gumbel_dtype=getattr(torch, gumbel_dtype),
                    cache=not args.no_cache, progress=not args.quiet)
+    if args.kv_cache is not None:
+        options["kv_cache"] = args.kv_cache
     if args.trajectory:
         options["return_trajectory"] = True
     result, report = _generate_rows(args, model, sampler, shown, rows, options)
@@ -230,6 +237,10 @@ def _note_blocks(args, window: int, steps: int | None, rows: int) -> None:
     from ..sampling.semiar import window_plan
 
     if not args.length or args.length <= window or args.quiet:
+        return
+    if getattr(args, "block_size", None):  # a block-diffusion model: K blocks of B, no windows
+        print(f"prime: note: {args.length} tokens = {-(-args.length // args.block_size)} blocks of B = "
+              f"{args.block_size} tokens, each a sampler run, for {rows} row(s)", file=sys.stderr)
         return
     blocks = len(window_plan(args.length, window, args.stride, args.context))
     per_block = f"{steps} steps" if steps is not None else "up to L·ℓ reveal events"
@@ -276,7 +287,13 @@ def _sample_rows(args, model, shown, num_samples: int):
     per = args.num_samples or 1
     if len(prompts) * per > cliargs.MAX_SAMPLES:
         raise PrimeError(f"{len(prompts)} prompts × {per} rows is more than {cliargs.MAX_SAMPLES} samples")
-    return fixed_rows(prompts, per, length), [p for p in prompts for _ in range(per)]
+    fixed = fixed_rows(prompts, per, length)
+    full = (fixed >= 0).all(-1)
+    if bool(full.any()):  # --length ≤ the prompt: nothing would be generated
+        p = prompts[int(full.nonzero()[0]) // per]
+        raise PrimeError(f"--length {length} ≤ the prompt {p.text[:40]!r} ({len(p.fixed)} tokens): nothing to "
+                         f"generate; pass --length above {len(p.fixed)}")
+    return fixed, [p for p in prompts for _ in range(per)]
 
 
 def _generate_rows(args, model, sampler, shown, rows, options):
@@ -476,6 +493,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                     "(default L // 2)")
     sp.add_argument("--context", type=cliargs.count("--context", 0), help="generated tokens kept fixed as the "
                     "next block's prefix (default L − stride)")
+    sp.add_argument("--kv-cache", action=argparse.BooleanOptionalAction, default=None,
+                    help="block-diffusion models (model.block_size): serve the clean blocks from the backbone's KV "
+                    "cache (default: when it has one); --no-kv-cache re-runs them every step (the reference path)")
     sp.add_argument("--stop-at-eos", action="store_true", help="stop a row at the tokenizer's end-of-sequence id "
                     "and cut its text there")
     sp.add_argument("--batch-size", type=cliargs.count("--batch-size", 1, cliargs.MAX_SAMPLES),

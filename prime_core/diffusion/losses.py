@@ -54,6 +54,8 @@ def _mask_of_size(batch: int, model, counts: torch.Tensor, generator, device) ->
 
 def nelbo(model, tokens: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """Valid continuous-time NELBO, one unbiased estimate per row (see module docstring)."""
+    if is_block_model(model):  # Σₖ NELBO(block k | clean blocks < k), DESIGN §2.8
+        return _blocks().block_nelbo(model, tokens, generator=generator)
     y0 = model.encode(tokens)
     batch, n_units = tokens.shape[0], _num_units(model)
     # stratified mask counts m ∈ {1 … N}
@@ -71,6 +73,18 @@ def nelbo(model, tokens: torch.Tensor, *, generator: torch.Generator | None = No
     return n_units * per_unit
 
 
+def is_block_model(model) -> bool:
+    """A block-diffusion model (DESIGN §2.8): every loss here then means its block version."""
+    from .block import is_block_model as check
+    return check(model)
+
+
+def _blocks():
+    """prime_core.diffusion.block, imported when first needed (it builds on this module)."""
+    from . import block
+    return block
+
+
 def _training_noise(model, tokens, eps, antithetic, generator, t, masked):
     """(y₀, t, mask) for the training objectives: t ∈ [ε, 1] stratified unless given, mask ~ q(y_t | y₀)."""
     y0 = model.encode(tokens)
@@ -83,11 +97,19 @@ def _training_noise(model, tokens, eps, antithetic, generator, t, masked):
 
 def training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bool = True,
                    generator: torch.Generator | None = None, t: torch.Tensor | None = None,
-                   masked: torch.Tensor | None = None) -> torch.Tensor:
+                   masked: torch.Tensor | None = None, mask_rate_range: tuple[float, float] | None = None
+                   ) -> torch.Tensor:
     """MDLM-style estimator on t ∈ [ε, 1]: w(t) Σ_{masked units} −log p_θ(y₀ᵘ | y_t). Training objective.
 
     ``t`` [B] and ``masked`` [B, L, ℓ] (drawn from q(y_t | y_0) given t) may be passed in, e.g. by a trainer that
-    draws the noise for a whole global batch and splits it across micro-batches or processes."""
+    draws the noise for a whole global batch and splits it across micro-batches or processes.
+    ``mask_rate_range`` = (lo, hi): the masking rate 1 − α_t stratified over [lo, hi] instead of t over [ε, 1]
+    (BD3-LM's clipped schedule, `train.mask_rate_range`): a variance-reduced objective, never a bound."""
+    if is_block_model(model):
+        return _blocks().block_training_nelbo(model, tokens, eps=eps, antithetic=antithetic, generator=generator,
+                                              mask_rate_range=mask_rate_range, t=t, masked=masked)
+    if mask_rate_range is not None and t is None:
+        t = _blocks().mask_rate_times(model, tokens.shape[0], *mask_rate_range, generator=generator)
     y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked)
     log_p = model.log_probs(apply_mask(y0, masked, model.mask_id), t)
     return model.schedule.weight(t).to(log_p) * unit_nll(log_p, y0, tokens, masked, model).sum(-1)
@@ -95,9 +117,15 @@ def training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic
 
 def joint_loss(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bool = True,
                generator: torch.Generator | None = None, t: torch.Tensor | None = None,
-               masked: torch.Tensor | None = None) -> torch.Tensor:
+               masked: torch.Tensor | None = None, mask_rate_range: tuple[float, float] | None = None
+               ) -> torch.Tensor:
     """The paper's joint loss w(t) Σ_{i: token i has a masked digit} −log p_θ(x₀ⁱ | y_t). NOT a bound.
     ``t`` and ``masked`` may be passed in as for `training_nelbo`."""
+    if is_block_model(model):
+        return _blocks().block_joint_loss(model, tokens, eps=eps, antithetic=antithetic, generator=generator,
+                                          mask_rate_range=mask_rate_range, t=t, masked=masked)
+    if mask_rate_range is not None and t is None:
+        t = _blocks().mask_rate_times(model, tokens.shape[0], *mask_rate_range, generator=generator)
     y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked)
     log_p = model.training_log_probs(apply_mask(y0, masked, model.mask_id), t)
     nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
@@ -160,6 +188,8 @@ def tstep_nelbo(model, tokens: torch.Tensor, *, steps: int,
     revealed set empty almost always at large T, so one draw was 0 with high probability and T·(a rare large
     value) otherwise — an estimate that read 0 at T ≳ 30,000 for any affordable number of draws. The step weights
     r_k are computed in log space (`step_reveal_log_probs`), so every T up to 10⁶ keeps full float64 precision."""
+    if is_block_model(model):
+        return _blocks().block_tstep_nelbo(model, tokens, steps=steps, generator=generator)
     batch = tokens.shape[0]
     alphas = model.schedule.step_alphas(steps)  # ᾱ_0 = 0 … ᾱ_T = 1
     u = (torch.rand(1, generator=generator, dtype=torch.float64) + torch.arange(batch) / batch) % 1.0

@@ -9,13 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import PrimeError
 from .forward import NOISE_KINDS
 from ..interfaces import Backbone, NoiseSchedule, Parameterization, SubTokenMap
 
 
 class PrimeModel(nn.Module):
     def __init__(self, subtoken_map: SubTokenMap, backbone: Backbone, head: Parameterization,
-                 schedule: NoiseSchedule, noise: str = "independent"):
+                 schedule: NoiseSchedule, noise: str = "independent", block_size: int | None = None):
         super().__init__()
         if noise not in NOISE_KINDS:
             raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {noise!r}")
@@ -24,6 +25,7 @@ class PrimeModel(nn.Module):
         self.head = head
         self.schedule = schedule
         self.noise = noise
+        self.block_size = block_size  # B tokens per block (DESIGN §2.8); None: one block of L (plain MDM)
 
     # sizes ----------------------------------------------------------------------------------------------------
     @property
@@ -65,6 +67,10 @@ class PrimeModel(nn.Module):
         mask [B, L]); t is ignored by time-independent backbones. A backbone without a ``positions`` argument
         has its full output sliced."""
         t = t if self.time_conditioned else None
+        if self.block_size is not None and self.block_size < self.length:  # never sample a different model silently
+            raise PrimeError(f"this is a block-diffusion model (model.block_size = {self.block_size}): its p_θ reads "
+                             "the clean earlier blocks; use prime_core.api.block_log_probs, block losses or "
+                             "generate / sample_rows, not the one-block forward")
         if positions is None:
             return self.backbone(y_t, t)
         if self.backbone.accepts_positions():

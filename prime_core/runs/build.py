@@ -13,6 +13,7 @@ from .checkpoint import check_finite, read_checkpoint, save_checkpoint
 from .config import Config
 from ..errors import CheckpointError, ConfigError, PrimeError, UnknownComponentError, first_line
 from ..interfaces import BackboneSpec
+from ..diffusion.block import check_block_model
 from ..diffusion.model import PrimeModel
 from ..plugin.registry import Registry
 from ..plugin.default import get_registry
@@ -164,7 +165,8 @@ def build_model(config: Config, registry: Registry | None = None, *,
         first = first_line(exc)
         raise ConfigError(f"backbone {m.backbone!r} rejected model.backbone_options="
                           f"{m.backbone_options}: {first}") from None
-    return PrimeModel(subtoken_map, backbone, head, schedule, noise=m.noise)
+    check_block_model(m.block_size, m.length, backbone, m.backbone, m.time_conditioned)
+    return PrimeModel(subtoken_map, backbone, head, schedule, noise=m.noise, block_size=m.block_size)
 
 
 def distribution_version(dist: str) -> str:

@@ -53,6 +53,17 @@ def _real(lo, hi=math.inf, *, lo_open=False):
     return check
 
 
+def _rate_range(inst, attribute, value):
+    if value is None:
+        return
+    ok = (isinstance(value, (list, tuple)) and len(value) == 2
+          and all(not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x) for x in value)
+          and 0.0 <= value[0] < value[1] <= 1.0)
+    if not ok:
+        raise ConfigError(f"{_where(inst, attribute)} must be [lo, hi] with 0 ≤ lo < hi ≤ 1 (masking rates), "
+                          f"got {value!r}")
+
+
 def _one_of(*choices):
     return lambda inst, attribute, value: check_one_of(_where(inst, attribute), choices, value)
 
@@ -97,6 +108,8 @@ class ModelConfig:
     schedule_options: dict = _opts
     noise: str = attrs.field(default="independent", validator=_one_of(*NOISE_KINDS))
     time_conditioned: bool = attrs.field(default=False, validator=v.instance_of(bool))
+    # block diffusion (DESIGN §2.8): B tokens per block, B dividing L; None = one block of L (plain MDM)
+    block_size: int | None = attrs.field(default=None, validator=_whole(1))
 
     def __attrs_post_init__(self):
         if self.width % self.ell:
@@ -123,6 +136,9 @@ class TrainConfig:
     # "nelbo" | "joint" (prime_core.diffusion.losses) or the name of a registered metric used as the loss, e.g. "ar-nll"
     loss: str = attrs.field(default="nelbo", validator=_name)
     eps: float = attrs.field(default=1e-3, validator=_real(0.0, 1.0))
+    # [lo, hi]: draw the masking rate 1 − α_t uniformly in [lo, hi] (BD3-LM's clipped schedule; an objective only,
+    # every reported bound uses the full schedule); None: t ∈ [eps, 1]
+    mask_rate_range: list | None = attrs.field(default=None, validator=lambda i, a, v: _rate_range(i, a, v))
     seed: int = attrs.field(default=0, validator=_whole(0, 2**32 - 1))
     log_every: int = attrs.field(default=50, validator=_whole(1))
     checkpoint_every: int = attrs.field(default=500, validator=_whole(1))

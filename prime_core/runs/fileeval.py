@@ -66,6 +66,7 @@ def evaluate_files(checkpoint: str, paths: list[str], *, mc_samples: int | None 
     """Valid bounds per file (module docstring). Every file is read and tokenised before any model work.
     ``device``: where the model runs (a `prime_core.device` spec; None is auto); ``batch_size``: windows per
     forward pass (default ``eval.batch_size``)."""
+    from ..diffusion.block import is_block_model
     from .build import dataset_for_checkpoint, load_model
     from ..cliargs import given
     from .evaluate import evaluate_metric
@@ -88,8 +89,12 @@ def evaluate_files(checkpoint: str, paths: list[str], *, mc_samples: int | None 
             raise PrimeError(f"--data {path}: shorter than one window of L = {model.length} tokens")
         docs.append((path, windows, bpt))
     own = getattr(model.backbone, "eval_metrics", None)
-    metrics = ([registry.build("metric", name) for name in own] if own else
-               [registry.build("metric", "nelbo"), registry.build("metric", "tstep-nelbo", steps=steps)])
+    if is_block_model(model):  # only the block bounds describe a block model (DESIGN §2.8)
+        own = None
+        metrics = [registry.build("metric", "block-nelbo"), registry.build("metric", "block-tstep-nelbo", steps=steps)]
+    else:
+        metrics = ([registry.build("metric", name) for name in own] if own else
+                   [registry.build("metric", "nelbo"), registry.build("metric", "tstep-nelbo", steps=steps)])
     rows = [file_row(path, windows, bpt, [evaluate_metric(m, model, windows, mc_samples=mc,
                                                           batch_size=batch, seed=seed)
                                           for m in metrics])

@@ -20,6 +20,7 @@ from .evaluate import evaluate_report, format_report
 from ..errors import PrimeError
 from ..interfaces import TextPrompts, presentation
 from ..sampling.batch_budget import batch_rows
+from ..sampling.blocks import sample_rows
 from ..sampling.prompts import collect_prompts, decode_row, fixed_rows, generate_prompted
 from ..plugin.registry import Registry
 from ..plugin.default import get_registry
@@ -64,8 +65,9 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     # all rows at once when they fit; else in batches (same tokens: keyed rows), asked only then, since a
     # plugin's sampler need not take batch_size
     chunked = {} if batch >= s.num_samples else {"batch_size": batch}
-    result = sampler.sample(model, s.num_samples, steps=s.steps, seed=0, temperature=s.temperature, top_p=s.top_p,
-                            gumbel_dtype=getattr(torch, s.draw_dtype), progress=progress, **chunked)
+    result = sample_rows(model, sampler, s.num_samples, steps=s.steps, seed=0, temperature=s.temperature,
+                         top_p=s.top_p, gumbel_dtype=getattr(torch, s.draw_dtype), progress=progress,
+                         **chunked)  # a block model: block by block
     sample_s = time.perf_counter() - t1
     shown = presentation(dataset_for_checkpoint(config, loaded.meta.get("data"), locations=locations,
                                                 registry=registry))

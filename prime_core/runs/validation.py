@@ -29,6 +29,7 @@ from typing import Callable
 import attrs
 import torch
 
+from ..diffusion.block import is_block_model
 from ..errors import PrimeError
 from .evaluate import metric_kind
 
@@ -60,6 +61,8 @@ def validation_metric(model, registry):
 
         registry = get_registry()
     own = getattr(model.backbone, "eval_metrics", None)
+    if is_block_model(model):
+        own = ("block-nelbo",)
     metric = registry.build("metric", own[0] if own else "nelbo")
     if not metric.is_bound:
         raise PrimeError(f"validation metric {metric.name!r} is not a likelihood bound; refusing to report it "

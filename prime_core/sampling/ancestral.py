@@ -148,6 +148,14 @@ def ancestral_update(x_hat: torch.Tensor, y_t: torch.Tensor, reveal: torch.Tenso
     return y_s
 
 
+def for_rows(model, rows: torch.Tensor):
+    """``model`` as seen by some rows of the batch: a model with per-row state (a block model's KV cache of each
+    row's clean prefix, `prime_core.sampling.blocks.BlockView`) narrows it to ``rows`` [m]; others return itself.
+    Samplers pass the model through this wherever they evaluate a subset of rows (the idle-step cache)."""
+    select = getattr(model, "for_rows", None)
+    return model if select is None else select(rows)
+
+
 def row_seeds(num_samples: int, seed: int) -> list[int]:
     """Row keys seed·2³² + i, i = 0 … n−1 (`prime_core.sampling.counter_rng.row_keys`): distinct for every seed < 2³²."""
     return row_keys(num_samples, seed)
@@ -307,7 +315,7 @@ class AncestralSampler(Sampler):
                     y = self.reveal(model, y, reveal, draws, keys, step)
                     nfe += 1
                 else:
-                    y[rows] = self.reveal(model, y[rows], reveal[rows], draws[rows], keys[rows], step)
+                    y[rows] = self.reveal(for_rows(model, rows), y[rows], reveal[rows], draws[rows], keys[rows], step)
                     nfe[rows] += 1
                 calls += 1
             if remask is not None:

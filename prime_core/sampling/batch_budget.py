@@ -18,6 +18,8 @@ import re
 
 import torch
 
+from ..diffusion.block import block_logits, is_block_model
+
 from ..errors import PrimeError
 
 DEFAULT_BUDGET_MIB = 1024  # `sample.memory_budget_mib`; `prime sample --memory-budget`
@@ -59,7 +61,10 @@ def bytes_per_row(model) -> int:
     y = torch.full((1, model.length, model.ell), model.mask_id, dtype=torch.long, device=device)
     hooks = [m.register_forward_hook(count) for m in model.modules() if m is not model]
     try:
-        model(y, torch.ones(1, device=device))
+        if is_block_model(model):  # its training forward over [y_t ; x₀]: above what a block's step needs
+            block_logits(model, y, y)
+        else:
+            model(y, torch.ones(1, device=device))
     finally:
         for h in hooks:
             h.remove()

@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from .ancestral import AncestralSampler, Step, check_temperature, finish, reveal_uniforms
+from .ancestral import AncestralSampler, Step, check_temperature, finish, for_rows, reveal_uniforms
 from .unit_confidence import check_confidence_kind, reveal_with_log_probs, unit_confidence
 
 
@@ -92,7 +92,7 @@ class ConfidenceSampler(AncestralSampler):
                 step = Step(t, a_t, a_s, 1.0, tau, top_p, gumbel_dtype, k)
                 groups = rows.split(1) if self.row_wise else [rows]  # row_wise: no row sees another's batch
                 for g in groups:
-                    y[g] = self._reveal_most_confident(model, y[g], counts[g, k], keys[g], step)
+                    y[g] = self._reveal_most_confident(for_rows(model, g), y[g], counts[g, k], keys[g], step)
                 nfe[rows] += 1
                 calls += len(groups)
             if return_trajectory:

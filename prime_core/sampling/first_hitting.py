@@ -28,7 +28,7 @@ from .counter_rng import EVENT_TOKEN, REVEAL_TIME
 from ..errors import check_count
 from ..interfaces import Sampler
 from .ancestral import (SampleResult, Temperature, ancestral_update, check_temperature, draw_tokens, filter_log_probs,
-                        finish, in_batches, reveal_uniforms, start_rows)
+                        finish, for_rows, in_batches, reveal_uniforms, start_rows)
 
 
 def reveal_times(model, keys: torch.Tensor, steps: int | None) -> torch.Tensor:
@@ -116,7 +116,7 @@ class FirstHittingSampler(Sampler):
             unit_on = event[rows] == e  # [m, L, U]
             reveal = (unit_on.unsqueeze(-1).expand(-1, length, units, ell // units).reshape(len(rows), length, ell)
                       & (y[rows] == model.mask_id))
-            y[rows] = self._event(model, y[rows], reveal, keys[rows], e, event_time[rows, e], temperature, top_p,
+            y[rows] = self._event(for_rows(model, rows), y[rows], reveal, keys[rows], e, event_time[rows, e], temperature, top_p,
                                   gumbel_dtype)
             calls += 1
             if return_trajectory:

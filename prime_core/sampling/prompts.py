@@ -292,6 +292,13 @@ class WordBoundaries:
     def __getattr__(self, name):
         return getattr(self._model, name)
 
+    def for_rows(self, rows: torch.Tensor):
+        """The constraints over the view of some rows (a model with per-row state, `sampler.for_rows`)."""
+        from .ancestral import for_rows
+
+        inner = for_rows(self._model, rows)
+        return self if inner is self._model else WordBoundaries(inner, self._kinds, self._table)
+
     def log_probs_at(self, y_t: torch.Tensor, where: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         log_p = self._model.log_probs_at(y_t, where, t)  # [N, C]
         kinds = self._kinds.to(log_p.device)

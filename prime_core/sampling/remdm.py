@@ -40,7 +40,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .counter_rng import REMASK
-from .ancestral import AncestralSampler, Step, check_temperature, finish, reveal_probability, reveal_uniforms
+from .ancestral import (AncestralSampler, Step, check_temperature, finish, for_rows, reveal_probability,
+                        reveal_uniforms)
 from .unit_confidence import reveal_with_log_probs, unit_confidence
 
 STRATEGIES = ("cap", "rescale", "conf", "constant")
@@ -202,7 +203,7 @@ class RemdmSampler(AncestralSampler):
                 tau = check_temperature(temperature(t) if callable(temperature) else temperature, t)
                 step = Step(t, a_t, a_s, r, tau, top_p, gumbel_dtype, k)
                 idx = torch.arange(n, device=y.device) if rows is None else rows
-                y[idx], conf = self._reveal_rows(model, y[idx], reveal[idx], draws[idx], keys[idx], step)
+                y[idx], conf = self._reveal_rows(for_rows(model, idx), y[idx], reveal[idx], draws[idx], keys[idx], step)
                 if conf is not None:
                     confidence[idx] = torch.where(reveal[idx].view(len(idx), length, units, -1).any(-1), conf,
                                                   confidence[idx])

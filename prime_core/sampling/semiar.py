@@ -74,6 +74,15 @@ def generate(model, sampler, length: int, *, seeds: list[int], fixed: torch.Tens
              **options) -> Generation:
     """N = ``length`` tokens per row for len(seeds) rows with ``sampler.sample(model, n, fixed_tokens=…,
     seeds=…, **options)`` per block. fixed [n, N] (−1 = free): prompt / infill ids. See module docstring."""
+    from ..diffusion.block import is_block_model
+    from .blocks import generate_blocks
+
+    if is_block_model(model):  # block diffusion: block by block with a KV cache, no windows (DESIGN §2.8)
+        return generate_blocks(model, sampler, length, seeds=seeds, fixed=fixed, stride=stride, context=context,
+                               eos_id=eos_id, **options)
+    if options.pop("kv_cache", None) is not None:
+        raise PrimeError("--kv-cache/--no-kv-cache apply to block-diffusion models (model.block_size < L); this "
+                         "model generates windows of L tokens: leave them out")
     n, window = len(seeds), model.length
     check_count("rows", n)
     plan = window_plan(length, window, stride, context)

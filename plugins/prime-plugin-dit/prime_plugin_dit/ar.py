@@ -30,6 +30,7 @@ class DiTAR(DiT):
 
     causal = True
     eval_metrics = ("ar-nll",)
+    supports_blocks = False  # causal attention: no block-diffusion mask
 
     def __init__(self, spec, preset: str | None = "small", **options):
         if spec.time_conditioned:

@@ -1,4 +1,4 @@
-"""``prime import {mdlm,mdm-prime,ar} CKPT --out MODEL.safetensors``: added through ``register_commands``."""
+"""``prime import {mdlm,mdm-prime,ar,bd3lm} CKPT --out MODEL.safetensors``: added through ``register_commands``."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from prime_core import hookimpl
 
 @hookimpl
 def register_commands(commands):
-    sp = commands.add_parser("import", help="import a released MDLM / MDM-Prime / AR checkpoint (no pickled code runs)",
+    sp = commands.add_parser("import", help="import a released MDLM / MDM-Prime / AR / BD3-LM checkpoint (no pickled "
+                             "code runs)",
                              description="Read an official Lightning checkpoint, plain state dict or Hugging-Face "
                                          "folder without executing pickled code and write a prime checkpoint.")
-    sp.add_argument("arch", choices=["mdlm", "mdm-prime", "ar"], help="the released model's kind")
+    sp.add_argument("arch", choices=["mdlm", "mdm-prime", "ar", "bd3lm"], help="the released model's kind")
     sp.add_argument("checkpoint", help="Lightning .ckpt, a state-dict file, or a folder with config.json")
     sp.add_argument("--out", required=True, help="the prime checkpoint to write (.safetensors, a local path)")
     sp.add_argument("--force", action="store_true", help="overwrite an existing --out file")
@@ -48,5 +49,6 @@ def _run(args) -> int:
         print(f"imported {summary['source']} (sha256 {summary['sha256'][:12]}…, {summary['kind']}, "
               f"{summary['weights']} weights) → {summary['out']}: {summary['arch']}, C={off['num_classes']}, "
               f"ℓ={off['ell']}, b={off['base']}, L={off['length']}, D={off['width']}, {off['n_blocks']} blocks × "
-              f"{off['n_heads']} heads, carry-over={off['carry_over']}, time-conditioned={off['time_conditioned']}")
+              f"{off['n_heads']} heads, carry-over={off['carry_over']}, time-conditioned={off['time_conditioned']}"
+              + (f", block size B={off['block_size']}" if off.get("block_size") else ""))
     return 0

@@ -37,7 +37,7 @@ from prime_core.api import (MAX_JSON_BYTES, Config, build_model, check_output_fi
 
 from .safeload import Record, TensorRef, read_torch_file, to_plain
 
-ARCHS = ("mdlm", "mdm-prime", "ar")
+ARCHS = ("mdlm", "mdm-prime", "ar", "bd3lm")
 WEIGHTS = ("ema", "model")
 IMPORTER = "prime-plugin-dit importer"
 #: Tokenizers an import can store (they need no training): name → C.
@@ -124,7 +124,9 @@ def _config_of(hparams: Any) -> Any:
 
 #: MDLM's Hugging-Face config.json fields → the official Hydra names.
 HF_FIELDS = {"model_length": "model.length", "hidden_dim": "model.hidden_size", "cond_dim": "model.cond_dim",
-             "n_blocks": "model.n_blocks", "n_heads": "model.n_heads", "time_conditioning": "time_conditioning"}
+             "n_blocks": "model.n_blocks", "n_heads": "model.n_heads", "time_conditioning": "time_conditioning",
+             # BD3-LM's config.json (kuleshov-group/bd3lm-owt-block_size{4,8,16})
+             "block_size": "block_size", "cross_attn": "algo.cross_attn"}
 
 
 def _read_hf_folder(path: str) -> Source:
@@ -164,7 +166,7 @@ def _read_hf_folder(path: str) -> Source:
 #: The hyper-parameters `resolve` reads, in the official config's names: the only keys ``--set`` takes.
 OVERRIDE_KEYS = ("model.length", "model.n_heads", "model.hidden_size", "model.n_blocks", "model.cond_dim",
                  "prime.target_length", "prime.base", "prime.vocab_size", "prime.carry_over", "time_conditioning",
-                 "noise.type")
+                 "noise.type", "block_size")
 
 
 def _check_key(key: str) -> None:
@@ -212,6 +214,7 @@ class Official:
     cond_dim: int | None
     carry_over: bool
     time_conditioned: bool
+    block_size: int | None = None  # BD3-LM: tokens per block (DESIGN §2.8)
 
 
 def _shape(weights: dict[str, Any], name: str) -> tuple[int, ...]:
@@ -242,6 +245,8 @@ def resolve(arch: str, source: Source, overrides: dict[str, Any]) -> Official:
     if arch not in ARCHS:
         raise ConfigError(f"unknown model kind {arch!r}; choose one of {', '.join(ARCHS)}")
     hp = {**source.hparams, **overrides}
+    if arch == "bd3lm" and "time_conditioning" not in hp and "algo.time_conditioning" in hp:
+        hp["time_conditioning"] = hp["algo.time_conditioning"]  # BD3-LM's Hydra config keeps it under algo
     w = source.weights
     causal = "sigma_map.mlp.0.weight" not in w
     if (arch == "ar") != causal:
@@ -258,7 +263,7 @@ def resolve(arch: str, source: Source, overrides: dict[str, Any]) -> Official:
     if ell * emb_width != width:
         raise CheckpointError(f"prime.target_length={ell} but the embedding width is {emb_width} of D={width} "
                               f"(ℓ = D / width = {width // emb_width})")
-    if arch == "mdlm" and ell != 1 or arch == "mdm-prime" and ell == 1 or arch == "ar" and ell != 1:
+    if arch in ("mdlm", "ar", "bd3lm") and ell != 1 or arch == "mdm-prime" and ell == 1:
         raise CheckpointError(f"'prime import {arch}' got a model with ℓ = {ell}; use "
                               f"{'mdm-prime' if ell > 1 else 'mdlm'} (ar: only the token-level ℓ = 1 model)")
     if ell == 1:
@@ -280,11 +285,31 @@ def resolve(arch: str, source: Source, overrides: dict[str, Any]) -> Official:
     noise = hp.get("noise.type", "loglinear")
     if not causal and noise != "loglinear":
         raise CheckpointError(f"noise.type={noise!r}: only the log-linear schedule of the released models is imported")
+    block_size = _bd3lm_block_size(hp, arch)
     return Official(
-        arch=arch, num_classes=num_classes, ell=ell, base=base, width=width, n_blocks=n_blocks, cond_dim=cond_dim,
+        block_size=block_size, arch=arch, num_classes=num_classes, ell=ell, base=base, width=width, n_blocks=n_blocks, cond_dim=cond_dim,
         length=_need(hp, "model.length", int, "1024"), n_heads=_need(hp, "model.n_heads", int, "12"),
         carry_over=bool(_need(hp, "prime.carry_over", bool, "true")) if ell > 1 else True,
         time_conditioned=False if causal else _need(hp, "time_conditioning", bool, "false"))
+
+
+def _bd3lm_block_size(hp: dict[str, Any], arch: str) -> int | None:
+    """BD3-LM's block size B (config.json ``block_size``, a Lightning config's ``block_size``, or --set); it must
+    have been trained with the block mask (``cross_attn``). Another kind given a BD3-LM file is refused: run
+    without the mask, the network would read a sequence it was never trained on."""
+    if arch != "bd3lm":
+        if "block_size" in hp or "algo.cross_attn" in hp:
+            raise CheckpointError(f"the checkpoint records block_size / cross_attn: a BD3-LM block-diffusion model; "
+                                  f"use 'prime import bd3lm', not {arch}")
+        return None
+    if hp.get("algo.cross_attn", True) is not True:
+        raise CheckpointError("cross_attn = false: this BD3-LM model was not trained with the block-diffusion mask "
+                              "([x_t ; x_0]); prime imports the released cross-attention models only")
+    size = _need(hp, "block_size", int, "4")
+    length = _need(hp, "model.length", int, "1024")
+    if size < 1 or length % size:
+        raise CheckpointError(f"block_size={size} does not divide model_length={length}")
+    return size
 
 
 # --------------------------------------------------------------------------------------------- prime model
@@ -309,6 +334,8 @@ def prime_config(off: Official, tokenizer: str, tokenizer_options: dict[str, Any
              "map": "base-b", "head": "carry-over" if off.carry_over else "joint",
              "backbone": "ar-official" if off.arch == "ar" else "dit-official", "backbone_options": options,
              "schedule": "loglinear", "schedule_options": {"delta": 1e-3}, "time_conditioned": off.time_conditioned}
+    if off.block_size is not None and off.block_size < off.length:
+        model["block_size"] = off.block_size
     data = {"dataset": "text", "options": {"tokenizer": tokenizer, "tokenizer_options": tokenizer_options,
                                            "length": off.length}}
     sample = {"sampler": "ar"} if off.arch == "ar" else {}

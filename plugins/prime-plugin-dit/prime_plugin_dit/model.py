@@ -82,6 +82,40 @@ class KVCache:
         self.length += n
 
 
+class BlockKVCache(KVCache):
+    """Keys and values of the clean blocks of a block-diffusion model (DESIGN §2.8), a sliding window of at most
+    L − B positions: before a block of n positions runs, the oldest whole blocks are dropped until it fits in L
+    (`make_room`), so a generation of any length attends to as much clean context as training showed the last
+    block. Keys are stored after their rotary rotation by absolute position (``position``), and rotary attention
+    depends on relative positions only, so dropping old entries changes nothing for the ones kept."""
+
+    def __init__(self, depth: int, batch: int, heads: int, length: int, head_size: int, block_size: int,
+                 device=None, dtype: torch.dtype = torch.float32):
+        super().__init__(depth, batch, heads, length, head_size, device, dtype)
+        self.block_size, self.position = block_size, 0
+
+    def make_room(self, n: int) -> None:
+        """Drop the oldest blocks until ``n`` new positions fit after the cached ones."""
+        if self.length + n <= self.keys.shape[3]:
+            return
+        drop = -(-(self.length + n - self.keys.shape[3]) // self.block_size) * self.block_size
+        keep = self.length - drop
+        self.keys[:, :, :, :keep] = self.keys[:, :, :, drop:self.length].clone()
+        self.values[:, :, :, :keep] = self.values[:, :, :, drop:self.length].clone()
+        self.length = keep
+
+    def advance(self, n: int) -> None:
+        self.length += n
+        self.position += n
+
+    def select(self, rows: torch.Tensor) -> "BlockKVCache":
+        """The cache of some rows only (a copy; rows [m] int64 indices)."""
+        out = object.__new__(BlockKVCache)
+        out.keys, out.values = self.keys[:, rows], self.values[:, rows]
+        out.length, out.position, out.block_size = self.length, self.position, self.block_size
+        return out
+
+
 class Attention(nn.Module):
     def __init__(self, width: int, heads: int, dropout: float, causal: bool):
         super().__init__()
@@ -92,20 +126,22 @@ class Attention(nn.Module):
         self.proj = nn.Linear(width, width, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: tuple[KVCache, int] | None = None) -> torch.Tensor:
+                cache: tuple[KVCache, int] | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x [B, n, D] at n positions whose rotary tables are cos, sin [n, hs/2]. With ``cache`` = (KV cache,
-        block index) the n positions follow the cached ones and attend to them and causally to each other."""
+        block index) the n positions follow the cached ones and attend to them, and to each other causally (a
+        causal model) or all-to-all (a block-diffusion model's block). ``mask`` [n, n] bool (True = may attend):
+        the block-diffusion training mask (`prime_core.api.block_attention_mask`)."""
         b, length, width = x.shape
         q, k, v = self.qkv(x).split(width, dim=-1)  # [B, n, D] each
         q, k, v = (z.view(b, length, self.heads, width // self.heads).transpose(1, 2) for z in (q, k, v))  # [B, nh, n, hs]
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        mask, causal = None, self.causal
+        causal = self.causal and mask is None
         if cache is not None:
             kv, block = cache
             start = kv.length
             k, v = kv.extend(block, k, v)  # [B, nh, start + n, hs]
             causal = False
-            if length > 1:  # query start + a sees keys ≤ start + a
+            if length > 1 and self.causal:  # query start + a sees keys ≤ start + a
                 mask = torch.arange(start + length, device=x.device) <= start + torch.arange(length, device=x.device)[:, None]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
                                            is_causal=causal)  # [B, nh, n, hs]
@@ -137,10 +173,10 @@ class DiTBlock(nn.Module):
         self.adaLN = nn.Linear(cond_dim, 6 * width)  # c → shift, scale, gate for attention and for the MLP
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: tuple[KVCache, int] | None = None) -> torch.Tensor:
+                cache: tuple[KVCache, int] | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         mod = self.adaLN(F.silu(c))[:, None, :]  # [B, 1, 6D]
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)  # [B, 1, D] each
-        x = x + gate1 * self.dropout(self.attn(modulate(self.norm1(x), shift1, scale1), cos, sin, cache))
+        x = x + gate1 * self.dropout(self.attn(modulate(self.norm1(x), shift1, scale1), cos, sin, cache, mask))
         return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
@@ -305,6 +341,66 @@ class DiT(Backbone):
         for j, block in enumerate(self.blocks):
             x = block(x, c, cos, sin, (cache, j))
         cache.advance(n)
+        return self.final(x, c)
+
+    # block diffusion (DESIGN §2.8) ------------------------------------------------------------------------------
+    #: this backbone can mask attention, so ``model.block_size`` works with it (`prime_core.api.block_attention_mask`)
+    supports_blocks = True
+
+    def block_forward(self, y_t: torch.Tensor, y_0: torch.Tensor, block_size: int,
+                      positions: torch.Tensor | None = None) -> torch.Tensor:
+        """All blocks in one pass: the noisy y_t and the clean y_0 [B, L, ℓ] side by side (2L positions, both halves
+        at rotary positions 0 … L−1) under the block mask (noisy block k sees noisy block k and clean blocks < k;
+        clean block k sees clean blocks ≤ k). Logits of the noisy half: [B, L, out_dim] (or [N, out_dim] at
+        ``positions``). SDPA with a boolean mask: on CUDA it picks its memory-efficient kernel by itself."""
+        from prime_core.api import block_attention_mask
+
+        if self.causal:
+            raise ValueError("block diffusion needs a bidirectional DiT (backbone dit), not the causal dit-ar")
+        b, length, _ = y_t.shape
+        x = self.dropout(self.embed(torch.cat([y_t, y_0], dim=1)))  # [B, 2L, D]
+        c = self.condition(None, b)
+        cos = torch.cat([self.rope_cos[:length]] * 2).to(x.dtype)
+        sin = torch.cat([self.rope_sin[:length]] * 2).to(x.dtype)
+        mask = block_attention_mask(length, block_size, x.device)  # [2L, 2L]
+        for block in self.blocks:
+            x = block(x, c, cos, sin, mask=mask)
+        return self.final(x[:, :length], c, positions)
+
+    def new_block_cache(self, batch: int, block_size: int) -> BlockKVCache:
+        """An empty `BlockKVCache` for ``batch`` sequences (window L positions, B = ``block_size``)."""
+        hs = self.spec.width // self.config.heads
+        return BlockKVCache(self.config.depth, batch, self.config.heads, self.spec.length, hs, block_size,
+                            self.rope_cos.device, self.rope_cos.dtype)
+
+    def rope_at(self, start: int, n: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotary tables of absolute positions start … start + n − 1 (beyond L too: generations of any length)."""
+        if start + n <= self.spec.length:
+            return self.rope_cos[start:start + n].to(dtype), self.rope_sin[start:start + n].to(dtype)
+        hs = self.spec.width // self.config.heads
+        inv_freq = self.config.rope_base ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)
+        angles = torch.arange(start, start + n, dtype=torch.float64)[:, None] * inv_freq[None, :]
+        return angles.cos().to(self.rope_cos.device, dtype), angles.sin().to(self.rope_cos.device, dtype)
+
+    def block_decode(self, y: torch.Tensor, cache: BlockKVCache, commit: bool = False) -> torch.Tensor | None:
+        """One block y [B, n, ℓ] after the cached clean blocks: it attends to them and to all of itself. Returns
+        its logits [B, n, out_dim]; with ``commit`` (y is clean: one block, or several whole blocks, each then
+        attending to the blocks ≤ itself) its keys/values join the cache instead and nothing is returned."""
+        b, n, _ = y.shape
+        cache.make_room(n)
+        x = self.embed(y)  # [B, n, D]
+        c = self.condition(None, b)
+        cos, sin = self.rope_at(cache.position, n, x.dtype)
+        mask = None
+        if commit and n > cache.block_size:  # several clean blocks at once: block-causal among themselves
+            block = torch.arange(n, device=x.device) // cache.block_size
+            mask = torch.cat([torch.ones(n, cache.length, dtype=torch.bool, device=x.device),
+                              block[None, :] <= block[:, None]], dim=1)  # [n, cached + n]
+        for j, block in enumerate(self.blocks):
+            x = block(x, c, cos, sin, (cache, j), mask)
+        if commit:
+            cache.advance(n)
+            return None
         return self.final(x, c)
 
     # sizes -----------------------------------------------------------------------------------------------------

@@ -78,12 +78,15 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
-def attention(qkv: torch.Tensor, heads: int, cos: torch.Tensor, sin: torch.Tensor, causal: bool) -> torch.Tensor:
-    """qkv [B, L, 3D] (q, k, v blocks, each nh × hs) → softmax(q kᵀ/√hs) v [B, L, D], rotary on q and k."""
+def attention(qkv: torch.Tensor, heads: int, cos: torch.Tensor, sin: torch.Tensor, causal: bool,
+              mask: torch.Tensor | None = None) -> torch.Tensor:
+    """qkv [B, L, 3D] (q, k, v blocks, each nh × hs) → softmax(q kᵀ/√hs) v [B, L, D], rotary on q and k;
+    ``mask`` [L, L] bool (True = may attend): BD3-LM's block-diffusion mask."""
     b, length, three_d = qkv.shape
     q, k, v = qkv.view(b, length, 3, heads, three_d // (3 * heads)).unbind(2)  # [B, L, nh, hs] each
     q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=causal)
+    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
+                                       is_causal=causal)
     return y.transpose(1, 2).reshape(b, length, three_d // 3)
 
 
@@ -132,9 +135,9 @@ class DDiTBlock(nn.Module):
         self.mlp = _mlp(dim, mlp_ratio)
         self.adaLN_modulation = nn.Linear(cond_dim, 6 * dim)
 
-    def forward(self, x, cos, sin, c):
+    def forward(self, x, cos, sin, c, mask=None):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c)[:, None].chunk(6, dim=2)
-        h = attention(self.attn_qkv(modulate(self.norm1(x), shift1, scale1)), self.heads, cos, sin, False)
+        h = attention(self.attn_qkv(modulate(self.norm1(x), shift1, scale1)), self.heads, cos, sin, False, mask)
         x = x + gate1 * self.attn_out(h)
         return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
@@ -233,6 +236,27 @@ class OfficialDiT(Backbone):
         for block in self.blocks:
             x = block(x, cos, sin, c)
         logits = self.output_layer(x, c)[..., : self.spec.out_dim]  # ℓ = 1: drop the mask's column
+        return _select(logits, positions)
+
+    #: BD3-LM's DIT is this network run on [x_t ; x_0] under the block-diffusion mask (``prime import bd3lm``)
+    supports_blocks = True
+
+    def block_forward(self, y_t: torch.Tensor, y_0: torch.Tensor, block_size: int,
+                      positions: torch.Tensor | None = None) -> torch.Tensor:
+        """BD3-LM's training forward (DESIGN §2.8): [y_t ; y_0] (2L positions, each half at rotary positions
+        0 … L−1) under `prime_core.api.block_attention_mask`; logits of the noisy half [B, L, C]. No KV cache: a
+        block model on this backbone samples by the reference path (``--no-kv-cache``)."""
+        from prime_core.api import block_attention_mask
+
+        b, length, _ = y_t.shape
+        x = self.vocab_embed(torch.cat([y_t, y_0], dim=1)).flatten(-2)  # [B, 2L, D]
+        c = F.silu(self.sigma_map(self.sigma(None, b, y_t.device)))
+        cos, sin = self.rotary_emb(length, y_t.device)
+        cos, sin = torch.cat([cos, cos]), torch.cat([sin, sin])
+        mask = block_attention_mask(length, block_size, y_t.device)
+        for block in self.blocks:
+            x = block(x, cos, sin, c, mask)
+        logits = self.output_layer(x[:, :length], c)[..., : self.spec.out_dim]
         return _select(logits, positions)
 
 

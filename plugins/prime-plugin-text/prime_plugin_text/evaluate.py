@@ -20,7 +20,7 @@ import time
 import torch
 
 from prime_core import PrimeError, get_registry, load_model, presentation
-from prime_core.api import dataset_for_checkpoint
+from prime_core.api import dataset_for_checkpoint, sample_rows
 from prime_core.cliargs import DEBUG_HELP, Parser, add_device, run_command, samples, seed, steps
 
 GEN_PPL_LABEL = "gen. PPL (judge: prime AR baseline)"
@@ -58,8 +58,8 @@ def sampling_report(model, sampler, num_samples: int, steps: int, *, seed: int =
     tokens = None
     for cache in (True, False):
         t0 = time.perf_counter()
-        r = sampler.sample(model, num_samples, steps=steps, seed=seed, cache=cache, temperature=temperature,
-                           top_p=top_p, gumbel_dtype=getattr(torch, gumbel_dtype))
+        r = sample_rows(model, sampler, num_samples, steps=steps, seed=seed, cache=cache, temperature=temperature,
+                        top_p=top_p, gumbel_dtype=getattr(torch, gumbel_dtype))  # block models: block by block
         dt = time.perf_counter() - t0
         key = "cached" if cache else "uncached"
         out[key] = {"nfe_mean": float(r.nfe.float().mean()), "idle_steps_mean": float(r.idle_steps.float().mean()),
