@@ -35,9 +35,9 @@ from .extras import matplotlib_pyplot, optional_import, require
 from .fileio import (MAX_CONFIG_BYTES, MAX_EVAL_TEXT_BYTES, MAX_JSON_BYTES, MAX_PROMPTS_BYTES, MAX_SOURCE_TEXT_BYTES,
                      check_output_file, check_regular_file, is_url, read_bounded, read_text_bounded)
 from .diffusion.block import (block_attention_mask, block_joint_loss, block_log_probs, block_nelbo, block_size_of,
-                              block_training_nelbo, block_tstep_nelbo, exact_block_log_likelihood,
-                              exact_block_nelbo, exact_block_tstep_log_likelihood, exact_block_tstep_nelbo,
-                              is_block_model)
+                              block_training_nelbo, block_tstep_nelbo, is_block_model)
+from .diffusion.block_exact import (exact_block_log_likelihood, exact_block_nelbo, exact_block_tstep_log_likelihood,
+                                    exact_block_tstep_nelbo)
 from .sampling.blocks import BlockView, generate_blocks, sample_rows
 from .runs.report import finish_training, plot_loss_curve, write_report_markdown
 from .diffusion.exact import (all_sequences, exact_log_likelihood, exact_nelbo, exact_tstep_log_likelihood, mask_set_weight,

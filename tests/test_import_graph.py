@@ -49,13 +49,9 @@ def _cycles(graph, package: str) -> list[list[str]]:
     return found
 
 
-#: cycles that arrived with the block-diffusion merge (generic losses / semi-AR generation dispatch to the block
-#: modules inside functions, and those build on them). Known and NOT fixed yet (issue 20 report): listed so that
-#: any other cycle still fails this test; remove an entry when its cycle is broken.
-KNOWN_CYCLES = [
-    ["prime_core.diffusion.block", "prime_core.diffusion.exact", "prime_core.diffusion.losses"],
-    ["prime_core.sampling.blocks", "prime_core.sampling.prompts", "prime_core.sampling.semiar"],
-]
+#: cycles allowed to remain (none: the block-diffusion dispatch goes through `unit_losses`, `block_exact` and
+#: `generation`, below the modules that dispatch); add one only with the issue that will break it.
+KNOWN_CYCLES: list[list[str]] = []
 
 
 @pytest.mark.parametrize("package", ["prime_core", "export", "conformance"])

@@ -10,7 +10,7 @@ on the *clean* earlier blocks. Everything inside a block is §2.4 unchanged, so
 - the valid bound is Σₖ NELBO(xᵏ | x^{<k}) (continuous-time, `block_nelbo`, or T-step, `block_tstep_nelbo`), each
   block drawn independently: the sum of the blocks' unbiased estimates is unbiased for the sum;
 - the exact likelihood of a tiny block model is the product over blocks of §2.4's enumeration over reveal orders
-  inside the block, given its prefix (`exact_block_log_likelihood`);
+  inside the block, given its prefix (`block_exact.exact_block_log_likelihood`);
 - B = L is today's MDLM-Prime model exactly (same draws, same numbers: K = 1 runs the plain forward), and B = 1
   with ℓ = 1 is an autoregressive model whose bound is its exact NLL (one unit per block: nothing to average).
 
@@ -28,7 +28,7 @@ import torch
 
 from ..errors import ConfigError
 from .forward import apply_mask, sample_mask
-from .losses import expected_reveal_nll, step_reveal_log_probs, unit_nll
+from .unit_losses import expected_reveal_nll, step_reveal_log_probs, unit_nll
 
 
 # ------------------------------------------------------------------------------------------------- the model
@@ -199,78 +199,3 @@ def block_tstep_nelbo(model, tokens: torch.Tensor, *, steps: int,
     per_pos = expected_reveal_nll(log_p.reshape(rows, size, -1), y0.reshape(rows, size, -1), masked,
                                   log_reveal, log_stay, model)
     return (steps * per_pos.sum(-1)).view(batch, blocks).sum(-1)
-
-
-# ------------------------------------------------------------------------------------------------- exact
-class _OneBlock:
-    """Block k of a block model seen as a plain time-independent MDM of length B, given the clean prefix of each
-    row (the rows of ``tokens`` [n, L], in the order `prime_core.exact` passes them), for the enumerations."""
-
-    time_conditioned = False
-
-    def __init__(self, model, tokens: torch.Tensor, k: int):
-        self._model, self.k, self.size = model, k, block_size_of(model)
-        self._y0 = model.encode(tokens)
-        self.length = self.size
-        for name in ("ell", "grouped", "map", "mask_id", "schedule", "num_classes", "base"):
-            setattr(self, name, getattr(model, name))
-
-    def _full(self, y: torch.Tensor) -> torch.Tensor:
-        if y.shape[0] != self._y0.shape[0]:
-            raise ValueError("exact block enumeration needs all rows in one call (at most exact.ROWS)")
-        y_t = self._y0.clone()
-        y_t[:, self.k * self.size:(self.k + 1) * self.size] = y
-        return y_t
-
-    def _at(self, log_p):
-        return log_p[:, self.k * self.size:(self.k + 1) * self.size]
-
-    def log_probs(self, y, t=None):
-        return self._at(block_log_probs(self._model, self._full(y), self._y0))
-
-    def training_log_probs(self, y, t=None):
-        return self._at(block_training_log_probs(self._model, self._full(y), self._y0))
-
-
-def _per_block(fn, model, tokens: torch.Tensor, *args) -> torch.Tensor:
-    """Σₖ fn(block k given its prefix, xᵏ) [n] (float64)."""
-    from . import exact
-
-    if len(tokens) > exact.ROWS:
-        raise ValueError(f"exact block enumeration takes at most {exact.ROWS} rows at a time")
-    size = block_size_of(model)
-    total = torch.zeros(len(tokens), dtype=torch.float64)
-    for k in range(model.length // size):
-        total += fn(_OneBlock(model, tokens, k), tokens[:, k * size:(k + 1) * size], *args)
-    return total
-
-
-def exact_block_log_likelihood(model, tokens: torch.Tensor) -> torch.Tensor:
-    """log p_θ(x) = Σₖ log p_θ(xᵏ | x^{<k}), each block enumerated over its reveal orders: [n] (float64)."""
-    from .exact import exact_log_likelihood
-    return _per_block(exact_log_likelihood, model, tokens)
-
-
-def exact_block_nelbo(model, tokens: torch.Tensor) -> torch.Tensor:
-    """`block_nelbo`'s expectation in closed form: [n]."""
-    from .exact import exact_nelbo
-    return _per_block(exact_nelbo, model, tokens)
-
-
-def exact_block_tstep_log_likelihood(model, tokens: torch.Tensor, steps: int) -> torch.Tensor:
-    """log p_T(x) of the block-by-block T-step sampler: [n]."""
-    from .exact import exact_tstep_log_likelihood
-    return _per_block(exact_tstep_log_likelihood, model, tokens, steps)
-
-
-def exact_block_tstep_nelbo(model, tokens: torch.Tensor, steps: int) -> torch.Tensor:
-    """`block_tstep_nelbo`'s expectation in closed form: [n]."""
-    from .exact import exact_tstep_nelbo
-    return _per_block(exact_tstep_nelbo, model, tokens, steps)
-
-
-def exact_block_joint_loss(model, tokens: torch.Tensor) -> torch.Tensor:
-    """`block_joint_loss`'s expectation over t ∈ (0, 1] in closed form: [n]."""
-    from .exact import exact_joint_loss
-    return _per_block(exact_joint_loss, model, tokens)
-

@@ -21,7 +21,7 @@ import math
 import torch
 
 from .heads import subset_log_marginal
-from .losses import step_reveal_log_probs
+from .unit_losses import step_reveal_log_probs
 
 MAX_UNITS = 10
 ROWS = 4096  # sequences per model call

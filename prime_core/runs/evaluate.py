@@ -23,6 +23,7 @@ import torch
 
 from ..cliargs import given
 from ..diffusion import block as block_diffusion
+from ..diffusion.block_exact import exact_block_log_likelihood
 from ..errors import NonFiniteError, PrimeError, check_count
 from ..interfaces import ByteLengths, KnownDensity, Metric, MetricResult
 
@@ -254,7 +255,7 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
     if not own and not model.time_conditioned and n_units <= 8 and (not blocks or tokens.shape[0] <= exact.ROWS):
         sub = tokens  # same rows as the bounds, so the two are comparable
         with torch.no_grad():  # the enumeration is a CPU reference over ≤ 8 units: a CPU copy of a small model
-            enumerate_ll = block_diffusion.exact_block_log_likelihood if blocks else exact.exact_log_likelihood
+            enumerate_ll = exact_block_log_likelihood if blocks else exact.exact_log_likelihood
             ll = enumerate_ll(model if model.device.type == "cpu" else copy.deepcopy(model).cpu(), sub)
         check_finite_values(ll, "exact NLL (enumerated reveal orders)")
         value = float(-ll.mean() / tokens.shape[1])

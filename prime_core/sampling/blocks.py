@@ -11,7 +11,7 @@ time; beyond, the window slides and the cache of the window is rebuilt once per 
 tokens, block-causal among themselves) — keeping stale keys of tokens that had seen blocks now out of the window
 would condition on a context no training sequence had.
 
-Randomness: row i of block k uses the seed `semiar.block_seed`(sᵢ, k) (block 0: sᵢ itself), and every sampler
+Randomness: row i of block k uses the seed `generation.block_seed`(sᵢ, k) (block 0: sᵢ itself), and every sampler
 keys its draws by (row seed, step, position): a row's tokens do not depend on its batch. NFE counts the sampler's
 forward passes plus one per committed block (the pass that writes its keys/values).
 """
@@ -23,6 +23,7 @@ import torch
 from ..diffusion.block import block_size_of
 from ..errors import PrimeError
 from ..interfaces import Backbone
+from .generation import Generation, block_seed, stop_rows as _stop_rows
 
 
 class BlockView:
@@ -68,14 +69,10 @@ class BlockView:
 
 
 def _with_constraints(model, view, lo: int, size: int):
-    """The word-boundary constraints of a prompt (`prompts.WordBoundaries`) at the block's positions, if any."""
-    from .prompts import WordBoundaries
-
-    if not isinstance(model, WordBoundaries):
-        return view
-    kinds = model._kinds[lo:lo + size]
-    kinds = torch.nn.functional.pad(kinds, (0, size - len(kinds)))
-    return WordBoundaries(view, kinds, model._table)
+    """The prompt's word-boundary constraints (`prompts.WordBoundaries`) at the block's positions, if any. Found by
+    duck typing so this module does not import the prompt layer that builds on it."""
+    over_block = getattr(model, "word_constraints_over_block", None)
+    return view if over_block is None else over_block(view, lo, size)
 
 
 def generate_blocks(model, sampler, length: int, *, seeds: list[int], fixed: torch.Tensor | None = None,
@@ -83,9 +80,7 @@ def generate_blocks(model, sampler, length: int, *, seeds: list[int], fixed: tor
                     kv_cache: bool | None = None, **options):
     """N = ``length`` tokens per row, block by block (module docstring); the signature of `semiar.generate`.
     fixed [n, N] (−1 = free): prompt ids, filling whole or partial blocks. ``kv_cache``: None = use the backbone's
-    cache if it has one, True = require it, False = the reference path. Returns a `semiar.Generation`."""
-    from .semiar import Generation, _stop_rows, block_seed
-
+    cache if it has one, True = require it, False = the reference path. Returns a `generation.Generation`."""
     if stride is not None or context is not None:
         raise PrimeError("--stride/--context shape semi-autoregressive windows; a block-diffusion model "
                          "(model.block_size) generates block by block with its clean prefix as context: leave them out")

@@ -299,6 +299,12 @@ class WordBoundaries:
         inner = for_rows(self._model, rows)
         return self if inner is self._model else WordBoundaries(inner, self._kinds, self._table)
 
+    def word_constraints_over_block(self, view, lo: int, size: int) -> "WordBoundaries":
+        """The same constraints over a view of positions lo … lo + size − 1 (one block of a block model)."""
+        kinds = self._kinds[lo:lo + size]
+        kinds = torch.nn.functional.pad(kinds, (0, size - len(kinds)))
+        return WordBoundaries(view, kinds, self._table)
+
     def log_probs_at(self, y_t: torch.Tensor, where: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         log_p = self._model.log_probs_at(y_t, where, t)  # [N, C]
         kinds = self._kinds.to(log_p.device)

@@ -14,37 +14,16 @@ later positions hold EOS.
 
 from __future__ import annotations
 
-import attrs
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..errors import PrimeError, check_count
+from .generation import Generation, block_seed, stop_rows as _stop_rows  # noqa: F401 (names kept here)
 
 
 #: Most blocks one semi-autoregressive run may take (each is a full T-step sampler run over L tokens, so the
 #: time grows with K·T): --length 2²⁰ is 2047 blocks at L = 1024 (stride 512) but 2²⁰ blocks at L = 3.
 MAX_BLOCKS = 4096
-
-
-@attrs.define
-class Generation:
-    tokens: torch.Tensor  # [n, N]
-    nfe: torch.Tensor  # [n] backbone evaluations per row, summed over blocks
-    idle_steps: torch.Tensor  # [n] idle steps per row, summed over blocks
-    steps: int  # T per block
-    blocks: int
-    forward_calls: int
-    stopped_at: list[int | None]  # first free EOS position per row (None: no EOS or no eos_id)
-    trajectory: list[torch.Tensor] | None = None  # block 0's trajectory when N ≤ L
-
-
-def block_seed(row_seed: int, block: int) -> int:
-    """The seed of one row in block k: sᵢ itself for k = 0, else a 63-bit hash of (sᵢ, k) (numpy SeedSequence)."""
-    if block == 0:
-        return int(row_seed)
-    state = np.random.SeedSequence([int(row_seed), int(block)]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
 
 
 def window_plan(length: int, window: int, stride: int | None = None,
@@ -120,15 +99,3 @@ def generate(model, sampler, length: int, *, seeds: list[int], fixed: torch.Tens
     bar.close()
     return Generation(tokens=tokens, nfe=nfe, idle_steps=idle, steps=steps, blocks=len(plan),
                       forward_calls=calls, stopped_at=stopped, trajectory=trajectory)
-
-
-def _stop_rows(tokens, fixed, rows, done_to: int, eos_id, stopped) -> None:
-    """Rows whose generated part (positions < done_to) holds a free EOS stop there; later positions become EOS."""
-    if eos_id is None:
-        return
-    for i in rows:
-        hit = ((tokens[i, :done_to] == eos_id) & (fixed[i, :done_to] < 0)).nonzero()
-        if len(hit):
-            stopped[i] = int(hit[0])
-            tokens[i, stopped[i]:] = eos_id
-

@@ -12,8 +12,8 @@ from prime_core.diffusion import losses
 from prime_core.api import (all_sequences, block_attention_mask, block_nelbo, block_tstep_nelbo,
                             exact_block_log_likelihood, exact_block_nelbo, exact_block_tstep_log_likelihood,
                             exact_block_tstep_nelbo, generate)
-from prime_core.diffusion.block import (block_joint_loss, block_logits, block_training_nelbo,
-                                        exact_block_joint_loss, mask_rate_times)
+from prime_core.diffusion.block import block_joint_loss, block_logits, block_training_nelbo, mask_rate_times
+from prime_core.diffusion.block_exact import exact_block_joint_loss
 from prime_core.errors import ConfigError, PrimeError
 
 HEADS = ("carry-over", "joint", "independent")
