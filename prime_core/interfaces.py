@@ -558,6 +558,10 @@ class Metric(abc.ABC):
     # Monte-Carlo estimate of a bound: "≤" only for its 95 % upper confidence limit), else "objective";
     # "exact" for an exact value (e.g. an AR model's NLL: "="), "bound" for a bound computed without sampling.
     kind: ClassVar[str | None] = None
+    # True for a metric defined only on block-diffusion models (model.block_size < L, DESIGN §2.8): it raises on
+    # any other model, and the conformance suite's toy backbones (which cannot mask attention) do not run it;
+    # its bound is checked against exact enumeration with a block backbone (prime-plugin-dit's test_block).
+    requires_block_model: ClassVar[bool] = False
 
     @abc.abstractmethod
     def per_sequence(self, model: Any, tokens: torch.Tensor, *,

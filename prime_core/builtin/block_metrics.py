@@ -18,6 +18,7 @@ class BlockNelboMetric(Metric):
     """Σₖ NELBO(block k | clean blocks < k), continuous time inside each block: an upper bound on −log p_θ(x)."""
 
     name = "block-nelbo"
+    requires_block_model = True
     is_bound = True
     label = "block NELBO Σₖ (bound, continuous model)"
 
@@ -30,6 +31,7 @@ class BlockTStepNelboMetric(Metric):
     """Σₖ T-step NELBO(block k | clean blocks < k): an upper bound on −log p_T(x) of the block-by-block sampler."""
 
     name = "block-tstep-nelbo"
+    requires_block_model = True
     is_bound = True
 
     def __init__(self, steps: int = 64):
@@ -47,6 +49,7 @@ class BlockJointLossMetric(Metric):
     """The paper's joint loss inside each block: a training objective, NOT a likelihood bound (DESIGN §1)."""
 
     name = "block-joint-loss"
+    requires_block_model = True
     is_bound = False
     label = "block joint loss (training objective, not a bound)"
 

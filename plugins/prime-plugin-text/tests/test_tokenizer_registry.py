@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-import prime_core.plugin.registry as registry_module
+import prime_core.plugin.default as registry_module
 from prime_core import PrimeError, Tokenizer, hookimpl, new_registry
 from prime_plugin_text.dataset import TextDataset
 from prime_plugin_text.tokenizer import tokenizer_from_json
