@@ -31,14 +31,17 @@ class TStepNelboMetric(Metric):
     is_bound = True
     label = "T-step NELBO"
 
+    loss = staticmethod(losses.tstep_nelbo)
+    label_format = "{T}-step NELBO (bound, {T}-step sampler)"
+
     def __init__(self, steps: int = 64):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"the T-step NELBO needs a whole number of steps T ≥ 1, got {steps!r}")
         self.steps = steps
-        self.label = f"{self.steps}-step NELBO (bound, {self.steps}-step sampler)"
+        self.label = self.label_format.format(T=steps)
 
     def per_sequence(self, model, tokens, *, generator=None):
-        return losses.tstep_nelbo(model, tokens, steps=self.steps, generator=generator)
+        return type(self).loss(model, tokens, steps=self.steps, generator=generator)
 
 
 class JointLossMetric(_LossMetric):

@@ -71,9 +71,12 @@ def _blocks():
     return block
 
 
-def _training_noise(model, tokens, eps, antithetic, generator, t, masked):
-    """(y₀, t, mask) for the training objectives: t ∈ [ε, 1] stratified unless given, mask ~ q(y_t | y₀)."""
+def _training_noise(model, tokens, eps, antithetic, generator, t, masked, mask_rate_range=None):
+    """(y₀, t, mask) for the training objectives: t ∈ [ε, 1] stratified unless given (or the masking rate
+    stratified over ``mask_rate_range``), mask ~ q(y_t | y₀)."""
     y0 = model.encode(tokens)
+    if mask_rate_range is not None and t is None:
+        t = _blocks().mask_rate_times(model, tokens.shape[0], *mask_rate_range, generator=generator)
     if t is None:
         t = model.schedule.sample_times(tokens.shape[0], eps=eps, antithetic=antithetic, generator=generator)
     if masked is None:  # the uniforms come from a CPU generator: compare them with α_t on the CPU
@@ -94,9 +97,7 @@ def training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic
     if is_block_model(model):
         return _blocks().block_training_nelbo(model, tokens, eps=eps, antithetic=antithetic, generator=generator,
                                               mask_rate_range=mask_rate_range, t=t, masked=masked)
-    if mask_rate_range is not None and t is None:
-        t = _blocks().mask_rate_times(model, tokens.shape[0], *mask_rate_range, generator=generator)
-    y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked)
+    y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked, mask_rate_range)
     log_p = model.log_probs(apply_mask(y0, masked, model.mask_id), t)
     return model.schedule.weight(t).to(log_p) * unit_nll(log_p, y0, tokens, masked, model).sum(-1)
 
@@ -110,9 +111,7 @@ def joint_loss(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bo
     if is_block_model(model):
         return _blocks().block_joint_loss(model, tokens, eps=eps, antithetic=antithetic, generator=generator,
                                           mask_rate_range=mask_rate_range, t=t, masked=masked)
-    if mask_rate_range is not None and t is None:
-        t = _blocks().mask_rate_times(model, tokens.shape[0], *mask_rate_range, generator=generator)
-    y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked)
+    y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked, mask_rate_range)
     log_p = model.training_log_probs(apply_mask(y0, masked, model.mask_id), t)
     nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     touched = masked.any(-1)
