@@ -153,6 +153,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--no-speed", action="store_true", help="quality only (the speed run needs every model)")
+    ap.add_argument("--speed-from", metavar="JSON", help="with --no-speed: the speeds of an earlier run's "
+                    "block-results.json (one interleaved run; models it lacks are 'not measured')")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -170,16 +172,27 @@ def main() -> None:
             with open(path, "w", encoding="utf-8") as fh:
                 json.dump(row, fh, indent=1)
         rows.append(row)
-    speeds = {} if args.no_speed else speed(models, registry, args.tokens, args.repeats)
+    load_before = os.getloadavg()
+    if args.no_speed:
+        speeds = {}
+        if args.speed_from:
+            with open(args.speed_from, encoding="utf-8") as fh:
+                earlier = json.load(fh)
+            speeds = earlier["speed"]
+            load_before = earlier.get("speed_load", load_before)
+    else:
+        speeds = speed(models, registry, args.tokens, args.repeats)
     table = markdown_table(rows, speeds, args.tokens)
     result = {"command_args": vars(args), "rows": rows, "speed": speeds, "uptime": os.getloadavg(),
+              "speed_load": load_before if speeds else None,
               "gen_ppl_label": GEN_PPL_LABEL}
     with open(os.path.join(args.out, "block-results.json"), "w", encoding="utf-8") as fh:
         json.dump(result, fh, indent=1)
     with open(os.path.join(args.out, "block-results.md"), "w", encoding="utf-8") as fh:
         fh.write(table + "\n")
     print(table)
-    print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
+    print(f"load average (1, 5, 15 min) before the speed run: {result['speed_load']}, at the end: "
+          f"{os.getloadavg()}")
 
 
 if __name__ == "__main__":
