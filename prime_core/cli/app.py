@@ -93,12 +93,13 @@ def cmd_train(args) -> int:
 def cmd_run(args) -> int:
     from ..runs.config import load_config
     from ..device import with_train_device
-    from ..runs.pipeline import run_pipeline
+    from ..runs.compare import run_main_job
 
     _check_run_flags(args)
-    run_pipeline(with_train_device(load_config(args.config, args.set), args.device), args.out, resume=args.resume, force=args.force,
-                 progress=not args.quiet)
-    return 0
+    report = run_main_job(with_train_device(load_config(args.config, args.set), args.device), args.out,
+                          resume=args.resume, force=args.force, progress=not args.quiet, jobs=args.jobs,
+                          compare=not args.no_compare)
+    return 1 if report.get("comparison", {}).get("failed") else 0  # a compared model failed (its row says so)
 
 
 # ------------------------------------------------------------------------------------------------ sample
@@ -467,6 +468,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     sp = sub.add_parser("run", help="the main job: train, sample, evaluate and write a report")
     _add_run_options(sp, "runs/main", what="trains, samples and evaluates")
+    sp.add_argument("--jobs", type=cliargs.count("--jobs", 1, 256), help="[[compare]]: models trained at once, "
+                    "each a child process with its share of the cores (default: the usable cores)")
+    sp.add_argument("--no-compare", action="store_true", help="train only the main model, not [[compare]]'s")
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("sample", help="draw samples from a checkpoint")
