@@ -80,8 +80,9 @@ class _Job:
     def error(self) -> str:
         """The child's one-line error ("prime: error: …" without the prefix), else its last line, else its code."""
         for line in reversed(self.lines):
-            if line.startswith("prime: "):
-                return line.split(": ", 1)[1]
+            for prefix in ("prime: error: ", "prime: "):
+                if line.startswith(prefix):
+                    return line[len(prefix):]
         last = next((line for line in reversed(self.lines) if line.strip()), None)
         return last or f"exit code {self.proc.returncode}"
 
@@ -151,7 +152,6 @@ def run_comparison(config, out_dir: str, *, jobs: int | None, resume: bool, forc
         _run_all(todo, jobs, threads, resume, force, echo, t0)
         main = todo[0]
         if main.proc.returncode != 0:
-            _echo_output(main, echo)
             raise PrimeError(f"the main model failed ({main.error()}); no report, so no comparison")
         rows = [_row(job, out_dir) for job in todo]
         comparison = {"jobs": jobs, "threads_per_job": threads, "wall_seconds": time.monotonic() - t0,

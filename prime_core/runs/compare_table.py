@@ -93,11 +93,16 @@ def _row_line(row: dict, labels: list[str]) -> str:
         bound, ppl = "— (no likelihood figure)", "—"
     else:
         bound = f"{b['relation']} {b['nats_per_token']:.4f} ({b['label']})"
-        ppl = "—" if b["perplexity"] is None else f"{b['relation']} {b['perplexity']:.1f}"
+        ppl = "—" if b["perplexity"] is None else f"{b['relation']} {_ppl(b['perplexity'])}"
     scores = "".join(f"{_num(row['scores'].get(label))} | " for label in labels)
     tps = "—" if row["sampling_tokens_per_s"] is None else f"{row['sampling_tokens_per_s']:.0f}"
     return (f"| {name} | {bound} | {ppl} | {scores}{row['nfe_per_sequence']:.1f} | {tps} | "
             f"{row['train_seconds']:.0f} s |")
+
+
+def _ppl(x: float) -> str:
+    """4 significant digits (5.967, 69.41, 434.4), whole numbers from 10,000 on."""
+    return f"{x:.4g}" if x < 1e4 else f"{x:.0f}"
 
 
 def _num(x) -> str:

@@ -211,7 +211,12 @@ class Config:
 
     # (de)serialisation ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        """Sections → keys, plus ``compare`` (a list of {name, set}) only when there are variants: a model's
+        checkpoint stores its config without one."""
+        data = attrs.asdict(self)
+        if not self.compare:
+            del data["compare"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
