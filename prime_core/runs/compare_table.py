@@ -8,6 +8,8 @@ joint loss) is never a row's bound (DESIGN §1).
 
 from __future__ import annotations
 
+import math
+
 from .evaluate import safe_exp
 
 _BOUND_KINDS = ("bound", "bound-estimate")
@@ -101,8 +103,8 @@ def _row_line(row: dict, labels: list[str]) -> str:
 
 
 def _ppl(x: float) -> str:
-    """4 significant digits (5.967, 69.41, 434.4), whole numbers from 10,000 on."""
-    return f"{x:.4g}" if x < 1e4 else f"{x:.0f}"
+    """4 significant digits (5.967, 69.41, 434.4, 7.900), whole numbers from 1,000 on."""
+    return f"{x:.{max(0, 3 - math.floor(math.log10(x))) if x > 0 else 3}f}"
 
 
 def _num(x) -> str:
