@@ -215,3 +215,14 @@ def test_headline_bound_never_takes_an_objective():
     assert headline_bound({"metrics": [objective, bound]})["label"] == "NELBO"
     exact = {"label": "exact NLL", "kind": "exact", "value": 1.5, "is_bound": True, "perplexity": 4.48}
     assert headline_bound({"metrics": [bound, exact]})["relation"] == "="
+
+
+def test_exact_enumeration_only_within_its_budget(two_jobs, monkeypatch):
+    """The report's exact NLL is enumerated for a tiny model and skipped (bounds only) above EXACT_MAX_LOGITS: a
+    B = 4, ℓ = 2 block model on C = 4096 took > 25 min of the main job's report."""
+    from prime_core.runs import evaluate
+
+    ckpt = str(two_jobs / "compare" / "ell1" / "checkpoint.safetensors")
+    assert "exact_nll" in evaluate.evaluate_report(ckpt, max_sequences=8)
+    monkeypatch.setattr(evaluate, "EXACT_MAX_LOGITS", 8 * 5 * 6 * 2**5 - 1)  # rows · L · C · 2^units, minus one
+    assert "exact_nll" not in evaluate.evaluate_report(ckpt, max_sequences=8)

@@ -17,6 +17,7 @@ from ..errors import ConfigError, PrimeError, deprecated
 from .checks import check_flag, check_one_of
 from ..diffusion.forward import NOISE_KINDS
 from .keep import KEEP_CHOICES
+from .overrides import apply_overrides, parse_override  # noqa: F401 — their public home was here
 from .variants import Variant, parse_variants, variant_dict
 
 
@@ -277,34 +278,6 @@ def _renamed_keys(section_name: str, section: dict) -> dict:
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "sample": SampleConfig,
              "eval": EvalConfig}
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``section.key=value`` (value in TOML syntax; a bare word is a string) → (path, value)."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. model.ell=4")
-    path, raw = text.split("=", 1)
-    keys = [k.strip() for k in path.split(".")]
-    if len(keys) < 2 or not all(keys):
-        raise ConfigError(f"override {text!r}: the key must name a section and a field, e.g. model.ell")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return keys, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    data = json.loads(json.dumps(data))  # deep copy
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = data
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {text!r}: {key} is not a table")
-        node[keys[-1]] = value
-    return data
 
 
 def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:

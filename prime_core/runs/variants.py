@@ -20,6 +20,7 @@ import re
 import attrs
 
 from ..errors import ConfigError
+from .overrides import apply_overrides, parse_override
 
 #: a variant's folder name under DIR/compare/: letters, digits, ".", "_", "-", not starting with "." or "-"
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -82,8 +83,6 @@ def _parse_entry(i: int, entry) -> Variant:
 
 def _check_override(name: str, text: str) -> None:
     """An override's form (`parse_override`) and that it leaves the data and the budget alone."""
-    from .config import parse_override
-
     try:
         keys, _ = parse_override(text)
     except ConfigError as exc:
@@ -97,6 +96,4 @@ def _check_override(name: str, text: str) -> None:
 
 def variant_dict(base: dict, variant: Variant) -> dict:
     """The config dict of ``variant``: ``base`` (a config dict without its comparison) with the overrides."""
-    from .config import apply_overrides
-
     return apply_overrides({k: v for k, v in base.items() if k != "compare"}, list(variant.set))
