@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, strategies as st
 
 from prime_core import Config
-from prime_core.cli.app import row_block
+from prime_core.cli.sample_rows import row_block
 from prime_core.interfaces import TextPrompts
 from prime_core.sampling.prompts import (ANY, NEW_WORD, SPACED, WordBoundaries, boundary_kinds, decode_row, encode_infill,
                                 encode_prompt, fixed_rows, generate_prompted, word_start_table)
