@@ -43,7 +43,7 @@ def paths(n: int, blocks: list[int]):
     """(name, run → (tokens [1, n], NFE)) for every path."""
     reg = get_registry()
     ancestral, ar = reg.build("sampler", "ancestral"), reg.build("sampler", "ar")
-    common = dict(temperature=1.0, top_p=1.0, gumbel_dtype=torch.float64, cache=True, progress=False)
+    common = dict(temperature=1.0, top_p=1.0, draw_dtype=torch.float64, cache=True, progress=False)
     out = []
     for b in blocks:
         m = model("dit", 64, 2, b)

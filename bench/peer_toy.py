@@ -314,7 +314,7 @@ def end_to_end(args) -> dict:
         if not args.no_reference_process:
             runs.setdefault("reference script (process)", []).append(run_process(ref_cmd, args.threads))
         runs.setdefault("prime library call", []).append(
-            timed(lambda: sampler.sample(model, n, steps=steps, seed=r, gumbel_dtype=torch.float64)))
+            timed(lambda: sampler.sample(model, n, steps=steps, seed=r, draw_dtype=torch.float64)))
         runs.setdefault("reference sampler (in process)", []).append(
             timed(lambda: reference_sample(ref, n, steps, ref.embed.num_embeddings - 1)))
     med = {k: statistics.median(v) for k, v in runs.items()}

@@ -95,7 +95,7 @@ def cmd_sample(args) -> int:
     _check_window_flags(args, model.length)
     s = config.sample
     sampler = _sampler(args, model, config, ckpt)
-    gumbel_dtype = cliargs.given(args.draw_dtype, s.draw_dtype)
+    draw_dtype = cliargs.given(args.draw_dtype, s.draw_dtype)
     texts = bool(args.prompt or args.prompts or args.infill)
     if texts and args.runtime != "torch" and not args.quiet:  # docs/export.md: where runtime parity holds
         print(f"prime: note: --runtime {args.runtime} does not condition a completion's first token on starting a "
@@ -111,14 +111,14 @@ def cmd_sample(args) -> int:
     args.block_size = block_size_of(model) if is_block_model(model) else None
     _note_blocks(args, model.length, steps, len(rows[0]))
     options = dict(steps=steps, temperature=cliargs.given(args.temperature, s.temperature),
-                   top_p=cliargs.given(args.top_p, s.top_p), gumbel_dtype=getattr(torch, gumbel_dtype),
+                   top_p=cliargs.given(args.top_p, s.top_p), draw_dtype=getattr(torch, draw_dtype),
                    cache=not args.no_cache, progress=not args.quiet)
     if args.kv_cache is not None:
         options["kv_cache"] = args.kv_cache
     if args.trajectory:
         options["return_trajectory"] = True
     result, report = generate_rows(args, model, sampler, shown, rows, options)
-    report.update(gumbel_dtype=gumbel_dtype, tokens=result.tokens.tolist())
+    report.update(draw_dtype=draw_dtype, tokens=result.tokens.tolist())
     if out is not None:
         _write_out(args, out, model, shown, result, report)
     if args.json:
@@ -155,7 +155,7 @@ def _sampler(args, model, config, ckpt):
         raise PrimeError(f"--runtime {args.runtime} drives the ancestral sampler without options only, "
                          f"not {name!r} {options or ''}".rstrip())
     return _runtime(args.runtime).sampler(model, config, args.checkpoint, step_model=args.step_model,
-                                          gumbel_dtype=args.draw_dtype, ckpt_meta=ckpt.meta,
+                                          draw_dtype=args.draw_dtype, ckpt_meta=ckpt.meta,
                                           top_p=cliargs.given(args.top_p, s.top_p))
 
 
