@@ -16,7 +16,9 @@ import argparse
 import torch
 from _common import best_of_interleaved, main_job_dit, write_json
 
-from prime_core.losses import joint_loss
+from prime_core.api import build_training_loss
+
+joint_loss = build_training_loss("joint")  # the main job's train.loss
 
 
 def main() -> None:
