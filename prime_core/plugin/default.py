@@ -23,6 +23,20 @@ def new_registry(load_plugins: bool = True) -> Registry:
 
 _DEFAULT: Registry | None = None
 
+#: core commands that name every component they use (a checkpoint's or a config's names): the CLI gives them a
+#: `LazyRegistry`, which imports a plugin only for a name the built-ins lack (issue 21: start-up)
+LAZY_COMMANDS = frozenset({"sample", "eval", "idle-steps"})
+
+
+def use_lazy_registry(command: str | None) -> None:
+    """Make the process-wide registry a `LazyRegistry` when ``command`` is one of `LAZY_COMMANDS` (the CLI calls
+    this once, before the command runs)."""
+    global _DEFAULT
+    if command in LAZY_COMMANDS and _DEFAULT is None:
+        from .lazy import lazy_registry
+
+        _DEFAULT = lazy_registry()
+
 
 def get_registry() -> Registry:
     """The process-wide registry, built on first use."""
