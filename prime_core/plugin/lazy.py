@@ -77,8 +77,9 @@ class LazyRegistry(Registry):
         if found is not None and found.builtin:
             return found
         dist = provided_by.get("distribution") if isinstance(provided_by, Mapping) else None
-        if isinstance(dist, str) and self._load_distribution(dist):
-            self.collect()
+        if isinstance(dist, str):
+            self._load_distribution(dist)  # nothing to do when it is loaded already
+            self.ensure_collected()
             found = self.components.get(kind, {}).get(name)
             if found is not None and found.distribution == dist:
                 return found

@@ -124,7 +124,7 @@ def _broadcast_shape(a: torch.Size, b: torch.Size) -> torch.Size:
     a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
     if any(x != y and 1 not in (x, y) for x, y in zip(a, b)):
         raise RuntimeError(f"shapes {list(a)} and {list(b)} cannot be broadcast together")
-    return torch.Size(max(x, y) if 1 in (x, y) else x for x, y in zip(a, b))
+    return torch.Size(y if x == 1 else x for x, y in zip(a, b))  # a 1 takes the other size (even 0)
 
 
 def check_seed(seed: int) -> int:
