@@ -14,7 +14,11 @@ torch"`` and ``prime sample TOY -n 1 --steps 1 --json --quiet --show 0`` (proces
 sampler step, then exit) on a toy checkpoint trained here for two steps; the table adds each command's time over
 ``import torch`` (target for ``prime sample``: ≤ 0.5 s), all plugins loaded, as users run it.
 
-    python bench/startup_bench.py --over-torch [--repeats 7] [--json runs/bench/startup-over-torch.json]
+    python bench/startup_bench.py --over-torch [--before DIR] [--repeats 7] [--json runs/bench/startup-over-torch.json]
+
+With ``--before DIR`` the sample command is also timed with that checkout's ``prime_core`` (same plugins). Each
+row gives wall and CPU (user + sys) time; bytecode caches are on (``PYTHONDONTWRITEBYTECODE`` dropped), as for an
+installed package.
 """
 
 from __future__ import annotations
@@ -51,13 +55,15 @@ def timed(args: list[str], tree: str, plugins: bool) -> float:
     return time.perf_counter() - t0
 
 
-def timed_python(code: list[str]) -> tuple[float, float]:
+def timed_python(code: list[str], tree: str | None = None) -> tuple[float, float]:
     """(wall s, CPU s = user + sys) of ``python CODE…`` as a fresh process, from a neutral folder, one thread,
     with bytecode caches as an installed package has them (``PYTHONDONTWRITEBYTECODE`` dropped: without .pyc
     files every prime module is compiled at every start). The CPU time is less sensitive to other processes."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("PRIME_LOAD_PLUGINS", None)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if tree:  # an earlier checkout's prime_core first on the path (`--before`)
+        env["PYTHONPATH"] = tree
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, *code], env=env, check=True, capture_output=True, cwd=tempfile.gettempdir())
@@ -81,13 +87,17 @@ def over_torch(args) -> None:
                 **{name: ["-m", "prime_core", *argv] for name, argv in COMMANDS.items()},
                 "prime sample toy -n 1 --steps 1": ["-m", "prime_core", "sample", ckpt, "-n", "1", "--steps", "1",
                                                     "--json", "--quiet", "--show", "0"]}
-    for code in commands.values():  # warm-up: bytecode caches written, files in the page cache
-        timed_python(code)
+    trees = {name: None for name in commands}
+    if args.before:  # the same sample command with the earlier checkout's prime_core
+        commands["prime sample toy -n 1 --steps 1 (--before)"] = commands["prime sample toy -n 1 --steps 1"]
+        trees["prime sample toy -n 1 --steps 1 (--before)"] = args.before
+    for name, code in commands.items():  # warm-up: bytecode caches written, files in the page cache
+        timed_python(code, trees[name])
     load_before = os.getloadavg()
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for _ in range(args.repeats):
         for name, code in commands.items():
-            runs[name].append(timed_python(code))
+            runs[name].append(timed_python(code, trees[name]))
     load_after = os.getloadavg()
     wall = {k: statistics.median(w for w, _ in v) for k, v in runs.items()}
     cpu = {k: statistics.median(c for _, c in v) for k, v in runs.items()}
