@@ -173,3 +173,31 @@ def test_sample_imports_only_the_recorded_distribution(tmp_path):
     seen = _imported(_save(cfg, str(tmp_path / "dit.safetensors")), tmp_path)
     assert seen["code"] == 0 and seen["plugins"]
     assert {m.split(".")[0] for m in seen["plugins"]} == {"prime_plugin_dit"}
+
+
+def test_the_lazy_registry_lasts_one_command(tmp_path, capsys):
+    """In-process, `main(["sample", …])` runs on a lazy registry and leaves none behind: a later library caller of
+    get_registry() gets the eager one (whose `components` are whole)."""
+    from prime_core.cli import main
+    from prime_core.plugin import default
+    from prime_core.runs.config import DataConfig
+
+    seen = []
+    real = default.lazy_registry_for
+
+    def spy(command):
+        seen.append(command)
+        return real(command)
+
+    cfg = Config(model=_toy_config().model, data=DataConfig(dataset="toy-2d"))
+    ckpt = _save(cfg, str(tmp_path / "toy.safetensors"))
+    default.reset_registry()
+    default.lazy_registry_for, saved = spy, default.lazy_registry_for
+    try:
+        assert main(["sample", ckpt, "-n", "1", "--steps", "1", "--json", "--quiet", "--show", "0"]) == 0
+    finally:
+        default.lazy_registry_for = saved
+    capsys.readouterr()
+    assert seen == ["sample"] and default._DEFAULT is None
+    assert not isinstance(default.get_registry(), LazyRegistry)
+    default.reset_registry()

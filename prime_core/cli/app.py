@@ -583,9 +583,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:  # building the parser loads the invoked plugin command, which may fail: one line too
         args = build_parser(argv).parse_args(argv)
-        from ..plugin.default import use_lazy_registry
+        from ..plugin.default import lazy_registry_for
 
-        use_lazy_registry(args.command)  # sample, eval, idle-steps: a plugin is imported for a name it provides
-        return args.func(args)
+        with lazy_registry_for(args.command):  # sample, eval, idle-steps: plugins only for the names used
+            return args.func(args)
 
     return cliargs.run_command("prime", run, argparse.Namespace(debug="--debug" in argv))

@@ -7,6 +7,9 @@ library functions that take ``registry=None`` fall back to it.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 from .loading import load_builtins, load_entry_points, plugin_filter
 from .registry import Registry
 
@@ -28,14 +31,22 @@ _DEFAULT: Registry | None = None
 LAZY_COMMANDS = frozenset({"sample", "eval", "idle-steps"})
 
 
-def use_lazy_registry(command: str | None) -> None:
-    """Make the process-wide registry a `LazyRegistry` when ``command`` is one of `LAZY_COMMANDS` (the CLI calls
-    this once, before the command runs)."""
+@contextlib.contextmanager
+def lazy_registry_for(command: str | None) -> Iterator[None]:
+    """While ``command`` runs, the process-wide registry is a `LazyRegistry` when it is one of `LAZY_COMMANDS`
+    (and none was built yet); afterwards it is forgotten, so a later caller in the same process (a test, a
+    library user reading ``registry.components`` whole) gets the eager one. The CLI wraps each command in this."""
     global _DEFAULT
-    if command in LAZY_COMMANDS and _DEFAULT is None:
-        from .lazy import lazy_registry
+    if command not in LAZY_COMMANDS or _DEFAULT is not None:
+        yield
+        return
+    from .lazy import lazy_registry
 
-        _DEFAULT = lazy_registry()
+    _DEFAULT = lazy_registry()
+    try:
+        yield
+    finally:
+        _DEFAULT = None
 
 
 def get_registry() -> Registry:
