@@ -73,7 +73,8 @@ def test_shape_build_skips_init_and_keeps_small_values():
 @pytest.mark.parametrize("call,expected", [
     ((torch.empty, (3, 4), {}), 12), ((torch.zeros, ((5, 6),), {}), 30), ((torch.full, ((2, 2), 1.0), {}), 4),
     ((torch.ones, (), {"size": (7,)}), 7), ((torch.arange, (2, 10, 3), {}), 3), ((torch.linspace, (0, 1, 9), {}), 9),
-    ((torch.arange, (), {"end": 4}), None), ((torch.eye, (3,), {}), None),
+    ((torch.arange, (), {"end": 4}), None), ((torch.eye, (3,), {}), 9), ((torch.eye, (2, 5), {}), 10),
+    ((torch.randperm, (7,), {}), None),
 ])
 def test_factory_sizes(call, expected):
     func, args, kwargs = call

@@ -75,6 +75,10 @@ def _numel(func, args: tuple, kwargs: dict) -> int | None:
             return max(0, math.ceil((float(end) - float(start)) / float(step)))
         if name in ("linspace", "logspace"):
             return int(args[2] if len(args) > 2 else kwargs["steps"])
+        if name == "eye":  # eye(n) or eye(n, m)
+            n = int(args[0] if args else kwargs["n"])
+            m = args[1] if len(args) > 1 and isinstance(args[1], int) else kwargs.get("m", n)
+            return n * int(m)
         if name in ("tensor", "as_tensor", "scalar_tensor"):  # data given: its size is the caller's
             return 0
     except (TypeError, ValueError, KeyError, IndexError, OverflowError):
