@@ -113,7 +113,7 @@ def main(argv=None) -> int:
                       "int8 vs fp32 ORT": med["fp32 ORT"] / med["int8 ORT"],
                       "fp32 ORT vs eager": med["eager"] / med["fp32 ORT"]})
     shown = presentation(dataset_for_checkpoint(cfg, ckpt.meta.get("data"), registry=registry))
-    kw = dict(steps=s.steps, seed=0, temperature=s.temperature, top_p=s.top_p, gumbel_dtype=torch.float64)
+    kw = dict(steps=s.steps, seed=0, temperature=s.temperature, top_p=s.top_p, draw_dtype=torch.float64)
     eager = AncestralSampler().sample(model, args.samples, **kw)
     rows = [quality("eager", eager, eager.tokens, shown, judge, registry)]
     for name, path in paths.items():

@@ -66,7 +66,7 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     # plugin's sampler need not take batch_size
     chunked = {} if batch >= s.num_samples else {"batch_size": batch}
     result = sample_rows(model, sampler, s.num_samples, steps=s.steps, seed=0, temperature=s.temperature,
-                         top_p=s.top_p, gumbel_dtype=getattr(torch, s.draw_dtype), progress=progress,
+                         top_p=s.top_p, draw_dtype=getattr(torch, s.draw_dtype), progress=progress,
                          **chunked)  # a block model: block by block
     sample_s = time.perf_counter() - t1
     shown = presentation(dataset_for_checkpoint(config, loaded.meta.get("data"), locations=locations,
@@ -76,7 +76,7 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     sampling = {"num_samples": len(result.tokens), "steps": result.steps,
                 "nfe_mean": float(result.nfe.float().mean()),
                 "idle_ratio": float(result.idle_steps.float().mean() / max(result.steps, 1)),
-                "seconds": sample_s, "gumbel_dtype": s.draw_dtype, "sampler": s.sampler,
+                "seconds": sample_s, "draw_dtype": s.draw_dtype, "sampler": s.sampler,
                 "temperature": s.temperature, "top_p": s.top_p}
     sample_scores = shown.score_samples(texts)
     eos = _eos_stops(shown, result.tokens)
@@ -149,7 +149,7 @@ def _complete_prompts(model, sampler, shown, s, progress: bool) -> dict:
     rows = [p for p in prompts for _ in range(s.per_prompt)]
     g = generate_prompted(model, sampler, shown, model.length, seeds=row_seeds(len(rows), 1),
                           fixed=fixed_rows(prompts, s.per_prompt, model.length), prompts=rows, steps=s.steps,
-                          temperature=s.temperature, top_p=s.top_p, gumbel_dtype=getattr(torch, s.draw_dtype),
+                          temperature=s.temperature, top_p=s.top_p, draw_dtype=getattr(torch, s.draw_dtype),
                           progress=progress, eos_id=shown.eos_id)  # as `prime sample --stop-at-eos`
     decoded = [decode_row(shown, g.tokens[i].tolist(), p, g.stopped_at[i]) for i, p in enumerate(rows)]
     return {"rows": [{"prompt": d.prompt, "completion": d.completion, "stopped_at_eos": stop}
