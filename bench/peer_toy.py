@@ -264,6 +264,7 @@ def run_process(argv: list[str], threads: int) -> float:
     import subprocess
 
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: .pyc caches, not every module compiled at each start
     return seconds(lambda: subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL))
 
 

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:  # building the parser loads the invoked plugin command, which may fail: one line too
         args = build_parser(argv).parse_args(argv)
-        return args.func(args)
+        from ..plugin.default import lazy_registry_for
+
+        with lazy_registry_for(args.command):  # sample, eval, idle-steps: plugins only for the names used
+            return args.func(args)
 
     return cliargs.run_command("prime", run, argparse.Namespace(debug="--debug" in argv))
