@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from .. import cliargs
 from ..errors import PrimeError
 from .options import add_run_options, registry
 
@@ -17,6 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     sp = sub.add_parser("run", help="the main job: train, sample, evaluate and write a report")
     add_run_options(sp, "runs/main", what="trains, samples and evaluates")
+    sp.add_argument("--jobs", type=cliargs.count("--jobs", 1, 256), help="[[compare]]: models trained at once, "
+                    "each a child process with its share of the cores (default: the usable cores)")
+    sp.add_argument("--no-compare", action="store_true", help="train only the main model, not [[compare]]'s")
     sp.set_defaults(func=cmd_run)
 
 
@@ -48,9 +52,10 @@ def cmd_train(args) -> int:
 def cmd_run(args) -> int:
     from ..device import with_train_device
     from ..runs.config import load_config
-    from ..runs.pipeline import run_pipeline
+    from ..runs.compare import run_main_job
 
     _check_run_flags(args)
     config = with_train_device(load_config(args.config, args.set), args.device)
-    run_pipeline(config, args.out, resume=args.resume, force=args.force, progress=not args.quiet)
-    return 0
+    report = run_main_job(config, args.out, resume=args.resume, force=args.force, progress=not args.quiet,
+                          jobs=args.jobs, compare=not args.no_compare)  # with the config's [[compare]] models
+    return 1 if report.get("comparison", {}).get("failed") else 0  # a compared model failed (its row says so)

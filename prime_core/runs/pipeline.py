@@ -11,6 +11,7 @@ import json
 import os
 import time
 
+import attrs
 import torch
 
 from .build import build_dataset, dataset_for_checkpoint, load_model, resolve_sizes, user_locations
@@ -34,6 +35,7 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
     """Train, sample, evaluate and report into ``out_dir``, held exclusively from start to report."""
     registry = registry or get_registry()
     out_dir = local_out_dir(out_dir)
+    config = attrs.evolve(config, compare=())  # a model's checkpoint holds its own config, not a comparison
     # under torchrun the trainer takes the lock on rank 0 once its process group can tell the other ranks;
     # the claim here keeps it until the report is written
     with claim(out_dir, lock="WORLD_SIZE" not in os.environ):
@@ -122,11 +124,12 @@ def _eos_stops(shown, tokens: torch.Tensor, shown_rows: int = 8) -> dict | None:
     return {"eos_id": eos_id, "rows": len(stops), "stopped": len(trimmed), "trimmed": trimmed[:shown_rows]}
 
 
-def check_stages(config: Config, registry: Registry) -> None:
+def check_stages(config: Config, registry: Registry, dataset=None) -> None:
     """What the stages after training need, checked before it starts (each failure is one line, exit 2):
     the sampler exists and takes ``sample.options``; the data set's locations resolve; ``sample.prompts`` need a
     data set with text in and out (the `TextPrompts` capability), and each prompt must fit in the L tokens
-    generated (tokenised as after training: the data set is built once more here, only when there are prompts).
+    generated (tokenised as after training: the data set is built once more here, only when there are prompts,
+    unless ``dataset``, built from this config's [data], is given).
     The eval and sample numbers themselves are checked when the config is loaded."""
     s = config.sample
     registry.build("sampler", s.sampler, **s.options)  # unknown name / options: refused now, not after training
@@ -136,7 +139,7 @@ def check_stages(config: Config, registry: Registry) -> None:
     if not issubclass(registry.get("dataset", config.data.dataset).obj, TextPrompts):
         raise PrimeError(f"sample.prompts are text, but data set {config.data.dataset!r} has no tokenizer "
                          "(the TextPrompts capability); remove sample.prompts or use a text data set")
-    dataset = build_dataset(config, registry)
+    dataset = build_dataset(config, registry) if dataset is None else dataset
     length = resolve_sizes(config, dataset.num_classes, dataset.length).model.length
     fixed_rows(collect_prompts(dataset, list(s.prompts), None, []), s.per_prompt, length)
 

@@ -10,6 +10,7 @@ import json
 import math
 import os
 
+from .compare_table import table_lines
 from .evaluate import safe_exp, ucl95
 from .rundir import write_text_atomic
 
@@ -81,6 +82,8 @@ def write_report_markdown(path: str, config, report: dict, png: str | None) -> N
     lines += ["", f"Sampling: {s['num_samples']} samples, {s['steps']} steps, NFE {s['nfe_mean']:.1f} per sequence, "
               f"idle-step ratio {100 * s['idle_ratio']:.1f} %, token draw in {_draw_dtype(s)}"
               + _sampler_words(s) + ".", ""]
+    if "comparison" in report:  # prime run's [[compare]] models (prime_core.runs.compare)
+        lines += table_lines(report["comparison"])
     folder = os.path.dirname(path)
     if os.path.exists(os.path.join(folder, METRICS)):
         lines += _validation_lines(os.path.join(folder, METRICS))
