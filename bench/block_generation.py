@@ -17,33 +17,23 @@ machine slows every path alike. Prints a markdown table and the ratios to the se
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import torch
+from _common import best_of_interleaved, main_job_dit, write_json
 
-from prime_core import Config, ModelConfig, build_model, get_registry
+from prime_core import get_registry
 from prime_core.api import generate
-
-DIT = {"preset": "small", "heads": 4, "cond_dim": 64}
 
 
 def model(backbone: str, length: int, ell: int, block: int | None = None):
-    cfg = Config(model=ModelConfig(num_classes=4096, length=length, ell=ell, width=128, backbone=backbone,
-                                   backbone_options=DIT, block_size=block, schedule="loglinear"))
-    torch.manual_seed(0)
-    m = build_model(cfg).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0.0, 0.05)
-    return m
+    return main_job_dit(backbone=backbone, length=length, ell=ell, block=block, random_std=0.05).eval()
 
 
 def paths(n: int, blocks: list[int]):
     """(name, run → (tokens [1, n], NFE)) for every path."""
     reg = get_registry()
     ancestral, ar = reg.build("sampler", "ancestral"), reg.build("sampler", "ar")
-    common = dict(temperature=1.0, top_p=1.0, gumbel_dtype=torch.float64, cache=True, progress=False)
+    common = dict(temperature=1.0, top_p=1.0, draw_dtype=torch.float64, cache=True, progress=False)
     out = []
     for b in blocks:
         m = model("dit", 64, 2, b)
@@ -66,17 +56,10 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    runs = paths(args.tokens, args.blocks)
-    best = {name: float("inf") for name, _ in runs}
-    nfe, tokens = {}, {}
     with torch.no_grad():
-        for _ in range(args.repeats):  # interleaved: every path once per repeat
-            for name, run in runs:
-                t0 = time.perf_counter()
-                result = run()
-                best[name] = min(best[name], time.perf_counter() - t0)
-                nfe[name], tokens[name] = float(result.nfe.float().mean()), result.tokens
-                print(f"  {name}: {time.perf_counter() - t0:.2f} s", flush=True)
+        best, results = best_of_interleaved(dict(paths(args.tokens, args.blocks)), args.repeats, echo=True)
+    nfe = {name: float(r.nfe.float().mean()) for name, r in results.items()}
+    tokens = {name: r.tokens for name, r in results.items()}
     semi = next(name for name in best if name.startswith("semi-AR"))
     rows = [{"path": name, "tokens": args.tokens, "seconds": s, "tokens_per_s": args.tokens / s, "nfe": nfe[name],
              "vs_semi_ar": best[semi] / s} for name, s in best.items()]
@@ -88,9 +71,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['path']} | {r['seconds']:.2f} | {r['tokens_per_s']:.0f} | {r['nfe']:.0f} | {r['vs_semi_ar']:.1f} |")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"rows": rows, "same_tokens": {str(k): v for k, v in same.items()}}, fh, indent=1)
+    write_json(args.json, {"rows": rows, "same_tokens": {str(k): v for k, v in same.items()}})
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def speed(models: dict[str, str], registry, tokens: int, repeats: int) -> dict[s
                 s = config.sample
                 t0 = time.perf_counter()
                 g = generate(model, sampler, tokens, seeds=[0], steps=s.steps, temperature=s.temperature,
-                             top_p=s.top_p, gumbel_dtype=torch.float64, cache=True, progress=False)
+                             top_p=s.top_p, draw_dtype=torch.float64, cache=True, progress=False)
                 seconds = time.perf_counter() - t0
                 print(f"  speed {name}: {seconds:.1f} s", flush=True)
                 if name not in best or seconds < best[name]["seconds"]:

@@ -12,21 +12,13 @@ the ratio to B = L and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import torch
+from _common import best_of_interleaved, main_job_dit, write_json
 
-from prime_core import Config, ModelConfig, build_model
-from prime_core.losses import joint_loss
+from prime_core.api import build_training_loss
 
-
-def model(block: int | None):
-    cfg = Config(model=ModelConfig(num_classes=4096, length=64, ell=2, width=128, backbone="dit",
-                                   backbone_options={"preset": "small", "heads": 4, "cond_dim": 64},
-                                   block_size=block, schedule="loglinear"))
-    torch.manual_seed(0)
-    return build_model(cfg).train()
+joint_loss = build_training_loss("joint")  # the main job's train.loss
 
 
 def main() -> None:
@@ -36,15 +28,14 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    models = {b: model(b if b < 64 else None) for b in [*args.blocks, 64]}
+    models = {b: main_job_dit(block=b if b < 64 else None).train() for b in [*args.blocks, 64]}
     tokens = torch.randint(0, 4096, (32, 64), generator=torch.Generator().manual_seed(0))
-    best = {b: float("inf") for b in models}
-    for _ in range(args.repeats):
-        for b, m in models.items():
-            m.zero_grad()
-            t0 = time.perf_counter()
-            joint_loss(m, tokens, generator=torch.Generator().manual_seed(1)).mean().backward()
-            best[b] = min(best[b], time.perf_counter() - t0)
+
+    def step(m):
+        m.zero_grad(set_to_none=True)  # drops the gradients (no work), so timing it with the step changes nothing
+        joint_loss(m, tokens, generator=torch.Generator().manual_seed(1)).mean().backward()
+
+    best, _ = best_of_interleaved({b: (lambda m=m: step(m)) for b, m in models.items()}, args.repeats)
     rows = [{"block_size": b, "seconds": s, "vs_one_block": s / best[64]} for b, s in best.items()]
     print(f"training step (joint loss, forward + backward), batch 32 × L 64, DiT small, C = 4096, ℓ = 2, 1 thread, "
           f"best of {args.repeats} interleaved")
@@ -52,9 +43,7 @@ def main() -> None:
     print("|---|---|---|")
     for r in rows:
         print(f"| {r['block_size']} | {r['seconds']:.3f} | {r['vs_one_block']:.2f} |")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"rows": rows}, fh, indent=1)
+    write_json(args.json, {"rows": rows})
 
 
 if __name__ == "__main__":

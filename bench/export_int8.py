@@ -4,8 +4,9 @@
         --judge runs/ar/checkpoint.safetensors [--samples 32] [--repeats 30] [--json runs/bench/export_int8.json]
 
 The checkpoint's step is exported twice, fp32 (`export.graph.export_step`, y_s only; the top-p sort only if the
-config's top_p < 1) and int8 (`export.quantize.quantize_int8`: ONNX Runtime dynamic quantization of the MatMul /
-Gemm weights). One thread for every runtime.
+config's top_p < 1), int8 dynamic (`export.quantize.quantize_int8`: ONNX Runtime dynamic quantization of the
+MatMul / Gemm weights) and int8 static (the same with activation scales calibrated on --calibration-rows rows of
+the checkpoint's data set noised at random t, `export.calibration`). One thread for every runtime.
 
 - step: one sampler step at batch 1 and 8 on the same random masked inputs — eager `SamplerStep`, fp32 ORT, int8
   ORT, the three calls interleaved; median of --repeats calls.
@@ -63,6 +64,7 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--calibration-rows", type=int, default=64, help="rows calibrating the static int8 step")
     ap.add_argument("--json", default="runs/bench/export_int8.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -70,6 +72,7 @@ def main(argv=None) -> int:
     import onnxruntime
 
     from export.graph import example_inputs, export_step
+    from export.calibration import StepCalibrationReader, calibration_rows, step_feeds
     from export.quantize import quantize_int8
     from export.runner import RuntimeSampler
     from export.step import SamplerStep
@@ -83,10 +86,14 @@ def main(argv=None) -> int:
     s = cfg.sample
     nucleus = s.top_p < 1.0
     tmp = tempfile.mkdtemp(prefix="prime-int8-")
-    paths = {"fp32": os.path.join(tmp, "step.onnx"), "int8": os.path.join(tmp, "step-int8.onnx")}
+    paths = {"fp32": os.path.join(tmp, "step.onnx"), "int8": os.path.join(tmp, "step-int8.onnx"),
+             "int8 static": os.path.join(tmp, "step-int8-static.onnx")}
     export_step(model, cfg, paths["fp32"], checkpoint_meta=ckpt.meta, with_probs=False,
                 noise_dtype=torch.float64, nucleus=nucleus, backbone_name=cfg.model.backbone)
     quantize_int8(paths["fp32"], paths["int8"])
+    rows_x = calibration_rows(model, cfg, ckpt.meta, args.calibration_rows)
+    reader = StepCalibrationReader(paths["fp32"], step_feeds(model, cfg, rows_x))
+    quantize_int8(paths["fp32"], paths["int8 static"], reader, args.calibration_rows)
     sessions = {k: ort_session(p, threads=1) for k, p in paths.items()}
     step = SamplerStep(model, with_probs=False, nucleus=nucleus).eval()
     speed = []
@@ -97,13 +104,16 @@ def main(argv=None) -> int:
         with torch.no_grad():
             med = medians({"eager": lambda: step(*inputs),
                            "fp32 ORT": lambda: sessions["fp32"].run(["y_s"], fd),
-                           "int8 ORT": lambda: sessions["int8"].run(["y_s"], fd)}, args.repeats)
+                           "int8 ORT": lambda: sessions["int8"].run(["y_s"], fd),
+                           "int8 static ORT": lambda: sessions["int8 static"].run(["y_s"], fd)}, args.repeats)
         speed.append({"batch": batch, **{f"{k} ms": 1e3 * v for k, v in med.items()},
                       "int8 vs eager": med["eager"] / med["int8 ORT"],
+                      "int8 static vs eager": med["eager"] / med["int8 static ORT"],
+                      "int8 static vs fp32 ORT": med["fp32 ORT"] / med["int8 static ORT"],
                       "int8 vs fp32 ORT": med["fp32 ORT"] / med["int8 ORT"],
                       "fp32 ORT vs eager": med["eager"] / med["fp32 ORT"]})
     shown = presentation(dataset_for_checkpoint(cfg, ckpt.meta.get("data"), registry=registry))
-    kw = dict(steps=s.steps, seed=0, temperature=s.temperature, top_p=s.top_p, gumbel_dtype=torch.float64)
+    kw = dict(steps=s.steps, seed=0, temperature=s.temperature, top_p=s.top_p, draw_dtype=torch.float64)
     eager = AncestralSampler().sample(model, args.samples, **kw)
     rows = [quality("eager", eager, eager.tokens, shown, judge, registry)]
     for name, path in paths.items():
@@ -114,17 +124,20 @@ def main(argv=None) -> int:
     info = {"checkpoint": args.checkpoint, "judge": args.judge, "backbone": cfg.model.backbone,
             "width": cfg.model.width, "C": model.num_classes, "L": model.length, "ell": model.ell,
             "steps": s.steps, "temperature": s.temperature, "top_p": s.top_p, "samples": args.samples,
-            "threads": 1, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "threads": 1, "calibration_rows": args.calibration_rows, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "sizes_bytes": {k: os.path.getsize(p) for k, p in paths.items()},
             "command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])])}
     print(f"{cfg.model.backbone} D={cfg.model.width} C={model.num_classes} L={model.length} ℓ={model.ell}; "
           f"1 thread; graph sizes fp32 {info['sizes_bytes']['fp32'] / 1e6:.1f} MB, int8 "
-          f"{info['sizes_bytes']['int8'] / 1e6:.1f} MB")
-    print("| batch | eager ms | fp32 ORT ms | int8 ORT ms | int8 ÷ eager speed | int8 ÷ fp32 ORT speed |")
-    print("|---|---|---|---|---|---|")
+          f"{info['sizes_bytes']['int8'] / 1e6:.1f} MB, int8 static {info['sizes_bytes']['int8 static'] / 1e6:.1f} MB; "
+          f"{args.calibration_rows} calibration rows")
+    print("| batch | eager ms | fp32 ORT ms | int8 dyn. ORT ms | int8 static ORT ms | dyn. ÷ eager speed | "
+          "static ÷ eager speed | static ÷ fp32 ORT speed |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in speed:
         print(f"| {r['batch']} | {r['eager ms']:.2f} | {r['fp32 ORT ms']:.2f} | {r['int8 ORT ms']:.2f} | "
-              f"{r['int8 vs eager']:.2f}× | {r['int8 vs fp32 ORT']:.2f}× |")
+              f"{r['int8 static ORT ms']:.2f} | {r['int8 vs eager']:.2f}× | {r['int8 static vs eager']:.2f}× | "
+              f"{r['int8 static vs fp32 ORT']:.2f}× |")
     print(f"\n{args.samples} samples, T={s.steps}, τ={s.temperature}, top-p={s.top_p}, seed 0")
     print("| runtime | word validity | gen. PPL (AR judge) | unigram entropy | tokens = eager's |")
     print("|---|---|---|---|---|")

@@ -128,7 +128,7 @@ def main(argv=None) -> int:
         fd = feeds(tuple(inputs))
         with torch.no_grad():
             t_eager, t_ort = paired_medians(lambda: step(*inputs), lambda: sess.run(["y_s"], fd), args.repeats)
-        kw = dict(steps=args.steps, seed=0, top_p=args.top_p, gumbel_dtype=torch.float64)
+        kw = dict(steps=args.steps, seed=0, top_p=args.top_p, draw_dtype=torch.float64)
         res = {}
         s_eager, s_ort = paired_medians(lambda: res.__setitem__("e", AncestralSampler().sample(model, batch, **kw)),
                                         lambda: res.__setitem__("o", runner.sample(model, batch, **kw)),

@@ -41,12 +41,11 @@ weights). Targets (issue 9): prime samples/s ≥ 20× the reference at T = 128, 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
-import time
 
 import torch
+from _common import seconds, write_json
 from torch import nn
 
 C, L, ELL, EMB, HIDDEN = 512, 2, 2, 512, 512
@@ -157,12 +156,6 @@ def prime_train_step(model, opt, x0: torch.Tensor, g: torch.Generator) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ timing
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def bench(args) -> dict:
     from prime_core.api import get_registry
 
@@ -191,9 +184,9 @@ def bench(args) -> dict:
         prime_train_step(model, prime_opt, batch(), g)
     for r in range(args.repeats):
         x0 = batch()
-        record("train/reference", timed(lambda: [reference_train_step(ref, ref_opt, x0, base)
+        record("train/reference", seconds(lambda: [reference_train_step(ref, ref_opt, x0, base)
                                                  for _ in range(args.train_steps)]) / args.train_steps)
-        record("train/prime", timed(lambda: [prime_train_step(model, prime_opt, x0, g)
+        record("train/prime", seconds(lambda: [prime_train_step(model, prime_opt, x0, g)
                                              for _ in range(args.train_steps)]) / args.train_steps)
     ref.eval(), model.eval()
     samplers = {"ancestral": registry.build("sampler", "ancestral")}
@@ -203,14 +196,14 @@ def bench(args) -> dict:
     n = args.num_samples
     for steps in args.steps:
         for r in range(args.repeats):
-            record(f"sample/{steps}/reference", timed(lambda: reference_sample(ref, n, steps, base)))
+            record(f"sample/{steps}/reference", seconds(lambda: reference_sample(ref, n, steps, base)))
             record(f"sample/{steps}/ancestral cache on",
-                   timed(lambda: samplers["ancestral"].sample(model, n, steps=steps, seed=r, cache=True)))
+                   seconds(lambda: samplers["ancestral"].sample(model, n, steps=steps, seed=r, cache=True)))
             record(f"sample/{steps}/ancestral cache off",
-                   timed(lambda: samplers["ancestral"].sample(model, n, steps=steps, seed=r, cache=False)))
+                   seconds(lambda: samplers["ancestral"].sample(model, n, steps=steps, seed=r, cache=False)))
             if fh:
                 record(f"sample/{steps}/first-hitting",
-                       timed(lambda: samplers["first-hitting"].sample(model, n, steps=steps, seed=r)))
+                       seconds(lambda: samplers["first-hitting"].sample(model, n, steps=steps, seed=r)))
     med = {k: statistics.median(v) for k, v in runs.items()}
     return summarise(args, med, runs, fh, multiply_adds(ref), multiply_adds(model))
 
@@ -271,9 +264,8 @@ def run_process(argv: list[str], threads: int) -> float:
     import subprocess
 
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    t0 = time.perf_counter()
-    subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: .pyc caches, not every module compiled at each start
+    return seconds(lambda: subprocess.run(argv, check=True, env=env, stdout=subprocess.DEVNULL))
 
 
 def reference_process(n: int, steps: int, threads: int) -> None:
@@ -314,9 +306,9 @@ def end_to_end(args) -> dict:
         if not args.no_reference_process:
             runs.setdefault("reference script (process)", []).append(run_process(ref_cmd, args.threads))
         runs.setdefault("prime library call", []).append(
-            timed(lambda: sampler.sample(model, n, steps=steps, seed=r, gumbel_dtype=torch.float64)))
+            seconds(lambda: sampler.sample(model, n, steps=steps, seed=r, draw_dtype=torch.float64)))
         runs.setdefault("reference sampler (in process)", []).append(
-            timed(lambda: reference_sample(ref, n, steps, ref.embed.num_embeddings - 1)))
+            seconds(lambda: reference_sample(ref, n, steps, ref.embed.num_embeddings - 1)))
     med = {k: statistics.median(v) for k, v in runs.items()}
     ref_rate = n / med["reference sampler (in process)"]
     ref_proc = n / med["reference script (process)"] if "reference script (process)" in med else math.nan
@@ -367,17 +359,12 @@ def main(argv=None) -> int:
     if args.end_to_end:
         rep = end_to_end(args)
         print(format_end_to_end(rep))
-        if args.json:
-            with open(args.json, "w", encoding="utf-8") as fh:
-                json.dump(rep, fh, indent=2)
-        return 0
-    if args.quick:
-        args.num_samples, args.train_steps, args.repeats = 1000, 2, 2
-    rep = bench(args)
-    print(format_table(rep))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(rep, fh, indent=2)
+    else:
+        if args.quick:
+            args.num_samples, args.train_steps, args.repeats = 1000, 2, 2
+        rep = bench(args)
+        print(format_table(rep))
+    write_json(args.json, rep)
     return 0
 
 

@@ -118,7 +118,7 @@ def sample_profile(model, rows: int, steps: int) -> dict:
     sampler_mod.categorical = timed(originals[1], "categorical_s")
     try:
         start = time.perf_counter()
-        res = AncestralSampler().sample(model, rows, steps=steps, seed=0, gumbel_dtype=torch.float64, cache=True)
+        res = AncestralSampler().sample(model, rows, steps=steps, seed=0, draw_dtype=torch.float64, cache=True)
         total = time.perf_counter() - start
     finally:
         rng_mod.uniforms, sampler_mod.categorical, sampler_mod.uniforms = originals

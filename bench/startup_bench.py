@@ -14,7 +14,11 @@ torch"`` and ``prime sample TOY -n 1 --steps 1 --json --quiet --show 0`` (proces
 sampler step, then exit) on a toy checkpoint trained here for two steps; the table adds each command's time over
 ``import torch`` (target for ``prime sample``: ≤ 0.5 s), all plugins loaded, as users run it.
 
-    python bench/startup_bench.py --over-torch [--repeats 7] [--json runs/bench/startup-over-torch.json]
+    python bench/startup_bench.py --over-torch [--before DIR] [--repeats 7] [--json runs/bench/startup-over-torch.json]
+
+With ``--before DIR`` the sample command is also timed with that checkout's ``prime_core`` (same plugins). Each
+row gives wall and CPU (user + sys) time; bytecode caches are on (``PYTHONDONTWRITEBYTECODE`` dropped), as for an
+installed package.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -50,13 +55,21 @@ def timed(args: list[str], tree: str, plugins: bool) -> float:
     return time.perf_counter() - t0
 
 
-def timed_python(code: list[str]) -> float:
-    """Wall time of ``python CODE…`` as a fresh process, from a neutral folder, one thread."""
+def timed_python(code: list[str], tree: str | None = None) -> tuple[float, float]:
+    """(wall s, CPU s = user + sys) of ``python CODE…`` as a fresh process, from a neutral folder, one thread,
+    with bytecode caches as an installed package has them (``PYTHONDONTWRITEBYTECODE`` dropped: without .pyc
+    files every prime module is compiled at every start). The CPU time is less sensitive to other processes."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("PRIME_LOAD_PLUGINS", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    if tree:  # an earlier checkout's prime_core first on the path (`--before`)
+        env["PYTHONPATH"] = tree
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, *code], env=env, check=True, capture_output=True, cwd=tempfile.gettempdir())
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def toy_checkpoint() -> str:
@@ -74,21 +87,34 @@ def over_torch(args) -> None:
                 **{name: ["-m", "prime_core", *argv] for name, argv in COMMANDS.items()},
                 "prime sample toy -n 1 --steps 1": ["-m", "prime_core", "sample", ckpt, "-n", "1", "--steps", "1",
                                                     "--json", "--quiet", "--show", "0"]}
-    runs: dict[str, list[float]] = {name: [] for name in commands}
+    trees = {name: None for name in commands}
+    if args.before:  # the same sample command with the earlier checkout's prime_core
+        commands["prime sample toy -n 1 --steps 1 (--before)"] = commands["prime sample toy -n 1 --steps 1"]
+        trees["prime sample toy -n 1 --steps 1 (--before)"] = args.before
+    for name, code in commands.items():  # warm-up: bytecode caches written, files in the page cache
+        timed_python(code, trees[name])
+    load_before = os.getloadavg()
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
     for _ in range(args.repeats):
         for name, code in commands.items():
-            runs[name].append(timed_python(code))
-    med = {k: statistics.median(v) for k, v in runs.items()}
-    base = med["python -c 'import torch'"]
-    rows = [{"command": k, "median_s": v, "over_import_torch_s": v - base, "repeats": args.repeats,
-             "seconds": runs[k]} for k, v in med.items()]
-    print(f"| {'command':<42} | {'median s':>9} | {'over import torch s':>20} |")
-    print(f"|{'-' * 44}|{'-' * 11}|{'-' * 22}|")
+            runs[name].append(timed_python(code, trees[name]))
+    load_after = os.getloadavg()
+    wall = {k: statistics.median(w for w, _ in v) for k, v in runs.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in runs.items()}
+    base = "python -c 'import torch'"
+    rows = [{"command": k, "median_s": wall[k], "over_import_torch_s": wall[k] - wall[base], "cpu_median_s": cpu[k],
+             "cpu_over_import_torch_s": cpu[k] - cpu[base], "repeats": args.repeats,
+             "seconds": [w for w, _ in runs[k]], "cpu_seconds": [c for _, c in runs[k]]} for k in commands]
+    print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}; {os.cpu_count()} CPUs")
+    print(f"| {'command':<42} | {'wall s':>7} | {'wall over torch s':>17} | {'CPU s':>6} | {'CPU over torch s':>16} |")
+    print(f"|{'-' * 44}|{'-' * 9}|{'-' * 19}|{'-' * 8}|{'-' * 18}|")
     for r in rows:
-        print(f"| {r['command']:<42} | {r['median_s']:9.3f} | {r['over_import_torch_s']:20.3f} |")
+        print(f"| {r['command']:<42} | {r['median_s']:7.3f} | {r['over_import_torch_s']:17.3f} | "
+              f"{r['cpu_median_s']:6.3f} | {r['cpu_over_import_torch_s']:16.3f} |")
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w", encoding="utf-8") as fh:
-        json.dump({"mode": "over-torch", "rows": rows}, fh, indent=2)
+        json.dump({"mode": "over-torch", "load_average_before": load_before, "load_average_after": load_after,
+                   "rows": rows}, fh, indent=2)
     print(f"wrote {args.json}")
 
 

@@ -73,7 +73,7 @@ def measure(model, sampler, shown, judge, registry, samples: int, steps: int, te
     """One row: sample, then word validity, gen. PPL by the judge, unigram entropy and NFE of those samples."""
     t0 = time.perf_counter()
     r = sample_rows(model, sampler, samples, steps=steps, seed=0, temperature=temperature, top_p=top_p,
-                    gumbel_dtype=torch.float64)  # a block model: block by block, its KV cache on
+                    draw_dtype=torch.float64)  # a block model: block by block, its KV cache on
     seconds = time.perf_counter() - t0
     texts = shown.decode_samples(r.tokens)
     [score] = [sc for sc in shown.score_samples(texts) if sc["name"] == "word_validity"]

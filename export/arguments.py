@@ -90,6 +90,11 @@ def add_onnx_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true",
                    help="int8 MatMul/Gemm weights (ONNX Runtime dynamic quantization): faster, tokens no longer "
                         "equal the eager sampler's (docs/export.md#int8)")
+    p.add_argument("--calibration-rows", type=count("--calibration-rows", 1, 1 << 16), default=None, metavar="N",
+                   help="with --int8: static quantization, activation scales calibrated on N rows of the "
+                        "checkpoint's data set noised at random t (default: dynamic, no calibration)")
+    p.add_argument("--data-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="with --calibration-rows: a location of the checkpoint's data set (e.g. source=PATH)")
 
 
 def add_tensorrt_arguments(p: argparse.ArgumentParser) -> None:

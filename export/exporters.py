@@ -58,10 +58,12 @@ class TensorRTRuntime(OnnxRuntime):
 
 def export_onnx(checkpoint: str, output: str, *, weights: str = "model", force: bool = False,
                 opset: int | None = None, batch: int = 5, draw_dtype: str | None = None, no_probs: bool = False,
-                no_nucleus: bool = False, int8: bool = False, echo=print) -> str:
+                no_nucleus: bool = False, int8: bool = False, calibration_rows: int | None = None,
+                data_option: list[str] | tuple = (), echo=print) -> str:
     """Export, check and compare (module docstring); ``echo`` gets the report lines. Returns ``output``.
     ``int8``: the fp32 graph is written beside ``output`` under a hidden name, quantized into ``output``
-    (`export.quantize`), and removed."""
+    (`export.quantize`), and removed; dynamic, or static with ``calibration_rows`` rows of the checkpoint's data
+    set (`export.calibration`; ``data_option``: its locations, KEY=VALUE)."""
     import os
 
     import torch
@@ -72,8 +74,15 @@ def export_onnx(checkpoint: str, output: str, *, weights: str = "model", force: 
     from .validate import compare_onnx
 
     opset = check_opset(opset or DEFAULT_OPSET)
+    locations = _static_options(int8, calibration_rows, data_option)
     check_output(output, force)
     model, config, ckpt = load_model(checkpoint, weights=weights)
+    calibration = None
+    if calibration_rows:  # the data set is built (or refused) before anything is written
+        from .calibration import calibration_rows as draw_rows, step_feeds
+
+        calibration = step_feeds(model, config, draw_rows(model, config, ckpt.meta, calibration_rows,
+                                                          locations=locations))
     noise = getattr(torch, draw_dtype or config.sample.draw_dtype)
     fp32 = _int8_source(output) if int8 else output
     try:
@@ -83,7 +92,12 @@ def export_onnx(checkpoint: str, output: str, *, weights: str = "model", force: 
         if int8:
             from .quantize import quantize_int8
 
-            meta = quantize_int8(fp32, output)
+            reader = None
+            if calibration is not None:
+                from .calibration import StepCalibrationReader
+
+                reader = StepCalibrationReader(fp32, calibration)
+            meta = quantize_int8(fp32, output, reader, calibration_rows or 0)
     finally:
         if int8 and os.path.exists(fp32):
             os.remove(fp32)
@@ -94,6 +108,30 @@ def export_onnx(checkpoint: str, output: str, *, weights: str = "model", force: 
     for parity in compare_onnx(model, output, meta, batches=sorted({1, batch})):
         echo("onnxruntime vs torch, " + parity.line())
     return output
+
+
+def _static_options(int8: bool, rows: int | None, data_option) -> dict:
+    """Check the static-int8 flags together: ``--calibration-rows`` needs ``--int8``, ``--data-option`` needs
+    ``--calibration-rows``; returns the data set's locations {KEY: VALUE}."""
+    import json
+
+    from prime_core.api import PrimeError
+
+    if rows is not None and not int8:
+        raise PrimeError("--calibration-rows calibrates static int8 quantization: add --int8")
+    if data_option and rows is None:
+        raise PrimeError("--data-option locates the calibration data set: add --int8 --calibration-rows N")
+    locations = {}
+    for text in data_option or ():
+        key = text.partition("=")[0].strip()
+        if "=" not in text or not key:
+            raise PrimeError(f"--data-option {text!r} must look like KEY=VALUE, e.g. source=PATH")
+        raw = text.partition("=")[2].strip()
+        try:  # numbers and booleans as in TOML/JSON; anything else (a path) stays a string
+            locations[key] = json.loads(raw)
+        except ValueError:
+            locations[key] = raw
+    return locations
 
 
 def _int8_source(output: str) -> str:

@@ -201,7 +201,7 @@ def export_step(model, config, output: str, *, checkpoint_meta: dict | None = No
                 backbone_name: str | None = None) -> dict:
     """Export the sampler step of ``model`` to ``output`` (.onnx), run onnx.checker, and return its metadata.
 
-    noise_dtype: dtype of u_token and of the inverse-CDF draw (the ``gumbel_dtype``); real_dtype: dtype of α and u_reveal (float32 for
+    noise_dtype: dtype of u_token and of the inverse-CDF draw (the ``draw_dtype``); real_dtype: dtype of α and u_reveal (float32 for
     TensorRT, which has no float64); nucleus False leaves the top-p sort out; weights_dtype float16/bfloat16
     gives a reduced-precision graph.
     dynamic_length asks for a dynamic L; the exporter keeps L static where the backbone fixes it (the metadata

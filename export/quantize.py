@@ -22,13 +22,15 @@ from .graph import META_PREFIX
 
 OP_TYPES = ["MatMul", "Gemm"]
 QUANTIZATION = "onnxruntime dynamic: int8 MatMul/Gemm weights per channel, uint8 activations per batch"
+STATIC_QUANTIZATION = ("onnxruntime static (QDQ, MinMax on {rows} calibration rows of the data set): int8 "
+                       "MatMul/Gemm weights per channel, uint8 activations with fixed scales")
 
 
-def quantize_int8(src: str, dst: str) -> dict:
+def quantize_int8(src: str, dst: str, calibration=None, rows: int = 0) -> dict:
     """Write the fp32 step at ``src`` to ``dst`` with int8 MatMul / Gemm weights (atomically: ``dst`` appears
-    whole or not at all); returns the step metadata."""
+    whole or not at all); returns the step metadata. ``calibration``: a CalibrationDataReader
+    (`export.calibration.StepCalibrationReader` over ``rows`` rows) for static quantization; None: dynamic."""
     import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from .graph import read_metadata
 
@@ -40,12 +42,12 @@ def quantize_int8(src: str, dst: str) -> dict:
         level = root.level
         root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is not addressed to our user
         try:
-            quantize_dynamic(src, tmp, op_types_to_quantize=OP_TYPES, per_channel=True,
-                             weight_type=QuantType.QInt8)
+            _quantize(src, tmp, calibration)
         finally:
             root.setLevel(level)
         proto = onnx.load(tmp)
-        step = dict(meta["step"], weights_dtype="int8", quantization=QUANTIZATION)
+        how = QUANTIZATION if calibration is None else STATIC_QUANTIZATION.format(rows=rows)
+        step = dict(meta["step"], weights_dtype="int8", quantization=how)
         del proto.metadata_props[:]
         for key, value in {**meta, "step": step}.items():
             entry = proto.metadata_props.add()
@@ -58,3 +60,16 @@ def quantize_int8(src: str, dst: str) -> dict:
         if os.path.exists(tmp):
             os.remove(tmp)
     return read_metadata(dst)
+
+
+def _quantize(src: str, dst: str, calibration) -> None:
+    """ONNX Runtime's quantizer: dynamic without ``calibration``; static otherwise (QDQ format, which ORT fuses into
+    integer kernels when the session is built; uint8 activations × int8 weights, the x86 pairing)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    if calibration is None:
+        quantize_dynamic(src, dst, op_types_to_quantize=OP_TYPES, per_channel=True, weight_type=QuantType.QInt8)
+        return
+    quantize_static(src, dst, calibration, quant_format=QuantFormat.QDQ, op_types_to_quantize=OP_TYPES,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)

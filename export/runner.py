@@ -81,23 +81,23 @@ class RuntimeSampler(AncestralSampler):
     @torch.no_grad()
     def sample(self, model=None, num_samples: int = 16, *, steps: int = 128, seed: int = 0,
                seeds: list[int] | None = None, temperature=1.0, top_p: float = 1.0,
-               gumbel_dtype: torch.dtype | None = None, cache: bool = True, batch_size: int | None = None,
+               draw_dtype: torch.dtype | None = None, cache: bool = True, batch_size: int | None = None,
                fixed_tokens=None, fixed_digits=None, return_trajectory: bool = False,
                progress: bool = False) -> SampleResult:
         """Same arguments and result as `AncestralSampler.sample`; ``model`` may be None (the graph's metadata
-        then supplies f, the schedule and the sizes). gumbel_dtype must equal the graph's noise dtype."""
+        then supplies f, the schedule and the sizes). draw_dtype must equal the graph's noise dtype."""
         spec = model if model is not None else spec_from_metadata(self.meta)
-        gumbel_dtype = gumbel_dtype or self.noise_dtype
-        if gumbel_dtype != self.noise_dtype:
+        draw_dtype = draw_dtype or self.noise_dtype
+        if draw_dtype != self.noise_dtype:
             name = str(self.noise_dtype).removeprefix("torch.")
             raise PrimeError(f"the exported step draws tokens in {name}, not "
-                             f"{str(gumbel_dtype).removeprefix('torch.')}; use --draw-dtype {name} or re-export "
+                             f"{str(draw_dtype).removeprefix('torch.')}; use --draw-dtype {name} or re-export "
                              f"with --draw-dtype")
         if top_p < 1.0 and not self.meta["step"].get("nucleus", True):
             raise PrimeError(f"top_p={top_p} needs a step exported with nucleus filtering (this one was exported "
                              f"with --no-nucleus)")
         return super().sample(spec, num_samples, steps=steps, seed=seed, seeds=seeds, temperature=temperature,
-                              top_p=top_p, gumbel_dtype=gumbel_dtype, cache=cache, batch_size=batch_size,
+                              top_p=top_p, draw_dtype=draw_dtype, cache=cache, batch_size=batch_size,
                               fixed_tokens=fixed_tokens, fixed_digits=fixed_digits,
                               return_trajectory=return_trajectory, progress=progress)
 
@@ -122,7 +122,7 @@ class RuntimeSampler(AncestralSampler):
 
 
 def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model: str | None = None,
-                    gumbel_dtype: str | None = None, weights: str = "model", ckpt_meta: dict | None = None,
+                    draw_dtype: str | None = None, weights: str = "model", ckpt_meta: dict | None = None,
                     top_p: float | None = None):
     """The sampler `prime sample --runtime` uses: an ONNX Runtime (or TensorRT) driven `RuntimeSampler`.
 
@@ -148,7 +148,7 @@ def runtime_sampler(runtime: str, model, config, checkpoint: str, *, step_model:
     # the export takes seconds to minutes (19.8 s for a small DiT on CPU): say why nothing happens yet
     print("prime: note: exporting this checkpoint's sampling step to ONNX first (pass --step-model FILE, from "
           "`prime export onnx`, to skip this)", file=sys.stderr, flush=True)
-    noise = _DTYPES[gumbel_dtype or config.sample.draw_dtype]
+    noise = _DTYPES[draw_dtype or config.sample.draw_dtype]
     with tempfile.TemporaryDirectory(prefix="prime-step-") as tmp:
         path = os.path.join(tmp, "step.onnx")
         nucleus = (top_p if top_p is not None else config.sample.top_p) < 1.0

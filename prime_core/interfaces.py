@@ -16,6 +16,8 @@ import attrs
 import torch
 from torch import nn
 
+from .renamed import accept_renamed
+
 
 # --------------------------------------------------------------------------------------------- sub-token map
 class SubTokenMap(abc.ABC):
@@ -303,10 +305,16 @@ class Sampler(abc.ABC):
 
     name: ClassVar[str] = "sampler"
 
+    def __init_subclass__(cls, **kwargs):
+        # the keyword gumbel_dtype= was renamed draw_dtype=: old callers and old samplers keep working
+        super().__init_subclass__(**kwargs)
+        if "sample" in cls.__dict__:
+            cls.sample = accept_renamed(cls.sample, f"{cls.__qualname__}.sample")
+
     @abc.abstractmethod
     def sample(self, model: DiffusionModel, num_samples: int, *, steps: int | None = None, seed: int = 0,
                seeds: Sequence[int] | None = None, temperature: Temperature = 1.0, top_p: float = 1.0,
-               gumbel_dtype: torch.dtype = torch.float32, cache: bool = True, batch_size: int | None = None,
+               draw_dtype: torch.dtype = torch.float32, cache: bool = True, batch_size: int | None = None,
                fixed_tokens: torch.Tensor | None = None, return_trajectory: bool = False,
                progress: bool = False) -> SampleResult:
         """Draw ``num_samples`` sequences of L tokens, all < C.
@@ -314,7 +322,8 @@ class Sampler(abc.ABC):
         steps: T reveal steps (None: the sampler's default, or continuous time for an event-driven one);
         seed / seeds: rows are keyed seed·2³² + i, or by the explicit 64-bit ``seeds`` (len = num_samples): a
         row's tokens must not depend on the batch it is drawn in; temperature τ (> 0) and top_p ∈ (0, 1]: the
-        filtering of p_θ before the draw; gumbel_dtype: precision of the token draw (float32 or float64);
+        filtering of p_θ before the draw; draw_dtype: precision of the token draw (float32 or float64; the old
+        keyword ``gumbel_dtype`` still works, with a DeprecationWarning);
         cache: reuse p_θ for rows that did not change (same tokens either way); batch_size: rows per backbone
         call (None: all); fixed_tokens [L] or [N, L]: token ids kept as given, −1 where free (prefix / infill
         conditioning); return_trajectory: also return the states [N, L, ℓ] after each step; progress: show a
@@ -327,12 +336,17 @@ class Runtime(abc.ABC):
 
     name: ClassVar[str] = "runtime"
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)  # gumbel_dtype= → draw_dtype=, as for `Sampler`
+        if "sampler" in cls.__dict__:
+            cls.sampler = accept_renamed(cls.sampler, f"{cls.__qualname__}.sampler")
+
     @abc.abstractmethod
     def sampler(self, model: DiffusionModel, config: Any, checkpoint: str, *, step_model: str | None = None,
-                gumbel_dtype: str | None = None, ckpt_meta: dict | None = None,
+                draw_dtype: str | None = None, ckpt_meta: dict | None = None,
                 top_p: float | None = None) -> Sampler:
         """A `Sampler` for ``model`` (built from ``checkpoint``; ``config`` its `prime_core.Config`) whose steps
-        run on this runtime. ``step_model``: an exported step to use instead of exporting one; ``gumbel_dtype``
+        run on this runtime. ``step_model``: an exported step to use instead of exporting one; ``draw_dtype``
         ("float32" / "float64"): the draw's precision (None: the config's); ``ckpt_meta``: the checkpoint's
         metadata; ``top_p``: the nucleus the step must support (a graph without the sort refuses top_p < 1)."""
 

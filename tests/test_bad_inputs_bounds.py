@@ -229,7 +229,7 @@ def test_one_labelling_rule_in_every_printer(tmp_path):
     report = {"checkpoint": "c", "split": "valid", "sequences": 32, "tokens_per_sequence": 4, "num_classes": 6,
               "ell": 2, "base": 3, "mc_samples": 1, "metrics": list(rows.values()), "train_seconds": 1.0,
               "sampling": {"num_samples": 1, "steps": 2, "nfe_mean": 2.0, "idle_ratio": 0.0,
-                           "gumbel_dtype": "float64"}, "samples": []}
+                           "draw_dtype": "float64"}, "samples": []}
     files = {"checkpoint": "c", "tokens_per_window": 4, "mc_samples": 1,
              "files": [{"name": "f", "tokens": 8, "windows": 2, "bounds": [rows["bound-estimate"], rows["exact"]]}]}
     md = tmp_path / "report.md"
@@ -260,7 +260,7 @@ def test_ar_report_prints_its_exact_nll_with_equals(tmp_path):
     row = _row("exact", value=3.0)
     report = {"ell": 1, "base": 6, "num_classes": 6, "tokens_per_sequence": 4, "train_seconds": 1.0,
               "metrics": [row], "sampling": {"num_samples": 1, "steps": 2, "nfe_mean": 2.0, "idle_ratio": 0.0,
-                                             "gumbel_dtype": "float64"}, "samples": []}
+                                             "draw_dtype": "float64"}, "samples": []}
     (tmp_path / "metrics.jsonl").write_text(json.dumps(
         {"step": 5, "valid_metric": "ar-nll", "valid_label": "exact NLL", "valid_kind": "exact", "valid_ar_nll": 3.0,
          "valid_ar_nll_stderr": 0.1, "valid_ar_nll_ppl_bound": math.exp(3.0), "valid_sequences": 8,

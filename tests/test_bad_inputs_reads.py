@@ -412,10 +412,10 @@ def test_export_opset_states_the_real_range(capsys, opset):
 @pytest.mark.parametrize("flag,example", [("--option", "--option warp=1.5"),
                                           ("--data-option", "--data-option source=PATH")])
 def test_option_without_equals_names_its_own_form(flag, example):
-    from prime_core.cli.app import _parse_options
+    from prime_core.cli.options import parse_options
 
     with pytest.raises(PrimeError) as info:
-        _parse_options(["warp"], flag)
+        parse_options(["warp"], flag)
     assert f"{flag} 'warp' must look like KEY=VALUE, e.g. {example}" == str(info.value)
     assert "section.key" not in str(info.value)
 

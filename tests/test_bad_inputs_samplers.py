@@ -173,7 +173,7 @@ def test_onnxruntime_tokens_equal_torch(onnx_steps, name, top_p, temperature):
     from export.runner import RuntimeSampler
 
     model, _, step = onnx_steps[name]
-    kw = dict(num_samples=6, steps=8, seed=3, top_p=top_p, temperature=temperature, gumbel_dtype=torch.float64)
+    kw = dict(num_samples=6, steps=8, seed=3, top_p=top_p, temperature=temperature, draw_dtype=torch.float64)
     eager = AncestralSampler().sample(model, **kw)
     assert torch.equal(eager.tokens, RuntimeSampler.from_onnx(step).sample(model, **kw).tokens)
 

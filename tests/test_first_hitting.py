@@ -93,7 +93,7 @@ def test_first_hitting_fixed_units_are_never_events(tiny_model):
 
 def test_first_hitting_options_and_cli(tiny_model, tmp_path, capsys):
     model = tiny_model(num_classes=20, length=3, ell=2)
-    sched = fh.sample(model, 4, seed=0, temperature=lambda t: 0.5 * t + 0.5, gumbel_dtype=torch.float64)
+    sched = fh.sample(model, 4, seed=0, temperature=lambda t: 0.5 * t + 0.5, draw_dtype=torch.float64)
     assert bool((sched.tokens < 20).all())
     assert torch.equal(FirstHittingSampler(continuous=True).sample(model, 4, steps=8, seed=1).tokens,
                        fh.sample(model, 4, seed=1).tokens)

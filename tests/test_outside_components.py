@@ -53,7 +53,7 @@ class OutsideSampler(Sampler):
     name = "outside-sampler"
 
     def sample(self, model, num_samples, *, steps=None, seed=0, seeds=None, temperature=1.0, top_p=1.0,
-               gumbel_dtype=torch.float32, cache=True, batch_size=None, fixed_tokens=None,
+               draw_dtype=torch.float32, cache=True, batch_size=None, fixed_tokens=None,
                return_trajectory=False, progress=False):
         steps = steps or 8
         seeds = list(seeds) if seeds is not None else [seed * 2**32 + i for i in range(num_samples)]

@@ -180,7 +180,7 @@ def test_sampling_options_and_cuda_parity(tiny_model, make):
     """τ(t), top-p and float64 noise reach the draw (same seed → same tokens; another τ → other tokens); on CUDA
     the keyed samples equal the CPU ones (skipped without a GPU)."""
     model = tiny_model(num_classes=20, length=4, ell=2)
-    opts = dict(steps=10, seed=1, temperature=lambda t: 0.5 + t, top_p=0.95, gumbel_dtype=torch.float64)
+    opts = dict(steps=10, seed=1, temperature=lambda t: 0.5 + t, top_p=0.95, draw_dtype=torch.float64)
     a = make().sample(model, 8, **opts)
     assert torch.equal(a.tokens, make().sample(model, 8, **opts).tokens) and bool((a.tokens < 20).all())
     assert not torch.equal(a.tokens, make().sample(model, 8, **{**opts, "temperature": 0.05}).tokens)

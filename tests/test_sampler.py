@@ -90,9 +90,9 @@ def test_sampler_distribution_matches_exact_tstep_likelihood(tiny_model):
     assert chi2 < 45.0  # χ²(15) exceeds 37.7 with probability 0.001
 
 
-def test_float64_gumbel_and_filters(tiny_model):
+def test_float64_draw_and_filters(tiny_model):
     model = tiny_model(num_classes=20, length=3, ell=2)
-    out = sampler.sample(model, 4, steps=6, seed=0, gumbel_dtype=torch.float64, temperature=0.7, top_p=0.9)
+    out = sampler.sample(model, 4, steps=6, seed=0, draw_dtype=torch.float64, temperature=0.7, top_p=0.9)
     assert bool((out.tokens < 20).all())
     greedy = sampler.sample(model, 4, steps=6, seed=0, top_p=1e-6)
     again = sampler.sample(model, 4, steps=6, seed=9, top_p=1e-6)

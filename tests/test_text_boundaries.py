@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, strategies as st
 
 from prime_core import Config
-from prime_core.cli.app import row_block
+from prime_core.cli.sample_rows import row_block
 from prime_core.interfaces import TextPrompts
 from prime_core.sampling.prompts import (ANY, NEW_WORD, SPACED, WordBoundaries, boundary_kinds, decode_row, encode_infill,
                                 encode_prompt, fixed_rows, generate_prompted, word_start_table)
@@ -182,7 +182,7 @@ def test_plain_rows_have_headers():
 def test_report_counts_rows_stopped_at_eos(tmp_path):
     report = {"ell": 2, "base": 64, "num_classes": 4096, "tokens_per_sequence": 64, "train_seconds": 1.0,
               "metrics": [], "samples": ["a b"],
-              "sampling": {"num_samples": 4, "steps": 8, "nfe_mean": 8.0, "idle_ratio": 0.0, "gumbel_dtype": "f64"},
+              "sampling": {"num_samples": 4, "steps": 8, "nfe_mean": 8.0, "idle_ratio": 0.0, "draw_dtype": "f64"},
               "eos": {"eos_id": 1, "rows": 4, "stopped": 1, "trimmed": [{"row": 2, "stopped_at_eos": 9,
                                                                           "text": "She smiled."}]},
               "completions": {"nfe_mean": 8.0, "idle_ratio": 0.0, "scores": [], "stopped": 1,

@@ -235,7 +235,7 @@ def test_onnxruntime_without_step_model_says_it_exports_first(text_ckpt, capsys,
 # ------------------------------------------------------------------------------------------------ prime train
 def test_checkpoint_line_is_printed_by_rank_0_only(tmp_path, capsys, monkeypatch):
     """Under torchrun every process returns from `prime train`; only RANK 0 prints "checkpoint: …"."""
-    import prime_core.cli.app as cli
+    import prime_core.cli.train as cli
 
     class Trainer:
         def fit(self, config, out_dir, **_):
@@ -245,7 +245,7 @@ def test_checkpoint_line_is_printed_by_rank_0_only(tmp_path, capsys, monkeypatch
         def build(self, kind, name, **_):
             return Trainer()
 
-    monkeypatch.setattr(cli, "_registry", lambda: Registry())
+    monkeypatch.setattr(cli, "registry", lambda: Registry())  # the train group's lookup
     monkeypatch.setattr("prime_core.runs.report.finish_training", lambda out: None)
     for rank, printed in (("1", False), ("0", True)):
         monkeypatch.setenv("RANK", rank)

@@ -204,7 +204,7 @@ def test_loss_plot_and_report_show_the_validation_bound(run_both, tmp_path):
     (tmp_path / "metrics.jsonl").write_text((out / "metrics.jsonl").read_text())
     report = {"ell": 2, "base": 3, "num_classes": 6, "tokens_per_sequence": 3, "train_seconds": 1.0, "metrics": [],
               "sampling": {"num_samples": 1, "steps": 2, "nfe_mean": 2.0, "idle_ratio": 0.0,
-                           "gumbel_dtype": "float64"}, "samples": []}
+                           "draw_dtype": "float64"}, "samples": []}
     write_report_markdown(str(tmp_path / "report.md"), tiny(), report, None)
     text = (tmp_path / "report.md").read_text()
     best = min(valid, key=lambda r: r["valid_nelbo"])

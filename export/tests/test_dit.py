@@ -33,7 +33,7 @@ def test_dit_step_matches_torch(dit_step):
 @pytest.mark.parametrize("top_p", [1.0, 0.9])
 def test_dit_sampler_identical_tokens(dit_step, top_p):
     path, model, _ = dit_step
-    kw = dict(num_samples=4, steps=10, seed=2, top_p=top_p, gumbel_dtype=torch.float64)
+    kw = dict(num_samples=4, steps=10, seed=2, top_p=top_p, draw_dtype=torch.float64)
     eager = AncestralSampler().sample(model, **kw)
     ort = RuntimeSampler.from_onnx(path).sample(model, **kw)
     assert torch.equal(eager.tokens, ort.tokens) and torch.equal(eager.nfe, ort.nfe)

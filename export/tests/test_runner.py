@@ -30,7 +30,7 @@ def _assert_same(a, b):
 @pytest.mark.parametrize("top_p,temperature", [(1.0, 1.0), (0.8, 0.7)])
 def test_identical_tokens(exported, name, top_p, temperature):
     path, model, _ = exported(name, *CASES[name])
-    kw = dict(num_samples=6, steps=12, seed=3, top_p=top_p, temperature=temperature, gumbel_dtype=torch.float64)
+    kw = dict(num_samples=6, steps=12, seed=3, top_p=top_p, temperature=temperature, draw_dtype=torch.float64)
     _assert_same(_eager(model, **kw), RuntimeSampler.from_onnx(path).sample(model, **kw))
 
 
@@ -38,7 +38,7 @@ def test_identical_tokens_uncached_chunked_constrained_and_from_metadata(exporte
     path, model, _ = exported("mlp-l2", *CASES["mlp-l2"])
     fixed = torch.tensor([-1, 5, -1])
     kw = dict(num_samples=5, steps=9, seed=1, top_p=0.9, temperature=lambda t: 0.5 + t, batch_size=2,
-              fixed_tokens=fixed, gumbel_dtype=torch.float64)
+              fixed_tokens=fixed, draw_dtype=torch.float64)
     runner = RuntimeSampler.from_onnx(path)
     for cache in (True, False):
         eager = _eager(model, cache=cache, **kw)
@@ -53,16 +53,16 @@ def test_float32_graph_with_reveal_decision(exported):
     path, model, meta = exported("mlp-l2-f32", mlp_config(2), noise_dtype=torch.float32,
                                  real_dtype=torch.float32)
     assert meta["step"]["real_dtype"] == "float32"
-    kw = dict(num_samples=6, steps=10, seed=4, top_p=0.85, gumbel_dtype=torch.float32)
+    kw = dict(num_samples=6, steps=10, seed=4, top_p=0.85, draw_dtype=torch.float32)
     _assert_same(_eager(model, **kw), RuntimeSampler.from_onnx(path).sample(model, **kw))
 
 
-def test_gumbel_dtype_must_match_the_graph(exported):
+def test_draw_dtype_must_match_the_graph(exported):
     from prime_core.errors import PrimeError
 
     path, model, _ = exported("mlp-l2", *CASES["mlp-l2"])
     with pytest.raises(PrimeError, match="draws tokens in float64"):
-        RuntimeSampler.from_onnx(path).sample(model, num_samples=1, steps=2, gumbel_dtype=torch.float32)
+        RuntimeSampler.from_onnx(path).sample(model, num_samples=1, steps=2, draw_dtype=torch.float32)
 
 
 @pytest.mark.parametrize("ell,top_p", [(1, "1.0"), (2, "0.8")])

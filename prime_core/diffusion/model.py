@@ -6,6 +6,8 @@ live in their own modules and only call `log_probs`.
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 import torch
 from torch import nn
 
@@ -27,26 +29,12 @@ class PrimeModel(nn.Module):
         self.noise = noise
         self.block_size = block_size  # B tokens per block (DESIGN §2.8); None: one block of L (plain MDM)
 
-    # sizes ----------------------------------------------------------------------------------------------------
-    @property
-    def num_classes(self) -> int:
-        return self.map.num_classes
-
-    @property
-    def ell(self) -> int:
-        return self.map.ell
-
-    @property
-    def base(self) -> int:
-        return self.map.base
-
-    @property
-    def mask_id(self) -> int:
-        return self.map.mask_id
-
-    @property
-    def length(self) -> int:
-        return self.backbone.spec.length
+    # sizes: the map's C, ℓ, b and mask id, the backbone's L (read through, so they can never disagree) -----------
+    num_classes = property(attrgetter("map.num_classes"), doc="C, token classes")
+    ell = property(attrgetter("map.ell"), doc="ℓ, sub-tokens per token")
+    base = property(attrgetter("map.base"), doc="b, the sub-token base")
+    mask_id = property(attrgetter("map.mask_id"), doc="m = b, the mask sub-token's id")
+    length = property(attrgetter("backbone.spec.length"), doc="L, tokens per sequence")
 
     @property
     def grouped(self) -> bool:

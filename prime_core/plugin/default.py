@@ -7,6 +7,9 @@ library functions that take ``registry=None`` fall back to it.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 from .loading import load_builtins, load_entry_points, plugin_filter
 from .registry import Registry
 
@@ -22,6 +25,28 @@ def new_registry(load_plugins: bool = True) -> Registry:
 
 
 _DEFAULT: Registry | None = None
+
+#: core commands that name every component they use (a checkpoint's or a config's names): the CLI gives them a
+#: `LazyRegistry`, which imports a plugin only for a name the built-ins lack (issue 21: start-up)
+LAZY_COMMANDS = frozenset({"sample", "eval", "idle-steps"})
+
+
+@contextlib.contextmanager
+def lazy_registry_for(command: str | None) -> Iterator[None]:
+    """While ``command`` runs, the process-wide registry is a `LazyRegistry` when it is one of `LAZY_COMMANDS`
+    (and none was built yet); afterwards it is forgotten, so a later caller in the same process (a test, a
+    library user reading ``registry.components`` whole) gets the eager one. The CLI wraps each command in this."""
+    global _DEFAULT
+    if command not in LAZY_COMMANDS or _DEFAULT is not None:
+        yield
+        return
+    from .lazy import lazy_registry
+
+    _DEFAULT = lazy_registry()
+    try:
+        yield
+    finally:
+        _DEFAULT = None
 
 
 def get_registry() -> Registry:

@@ -219,6 +219,10 @@ class Registry:
                                        f"{keep.version} ({keep.plugin}); {drop.distribution}'s registration was "
                                        f"skipped: rename it or uninstall one"))
 
+    def load_all(self) -> None:
+        """Import every plugin still pending before reading `plugins` or `components` whole: nothing to do here
+        (this registry holds what was added); `prime_core.plugin.lazy.LazyRegistry` loads its pending ones."""
+
     # components out ---------------------------------------------------------------------------------------
     def ensure_collected(self) -> None:
         """Call the register hooks if plugins were added or removed since the last `collect`."""

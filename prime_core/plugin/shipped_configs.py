@@ -72,6 +72,7 @@ def shipped_configs(registry=None) -> dict[str, ShippedConfig]:
         from .default import get_registry
 
         registry = get_registry()
+    registry.load_all()  # a name may be shipped by any installed plugin (and twice is an error)
     registry.ensure_collected()
     found: dict[str, ShippedConfig] = {}
     callable_plugins = {name for name, info in registry.plugins.items() if not info.broken}

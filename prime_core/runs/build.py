@@ -11,6 +11,7 @@ import torch
 
 from .checkpoint import check_finite, read_checkpoint, save_checkpoint
 from .config import Config
+from .meta_build import shape_build
 from ..errors import CheckpointError, ConfigError, PrimeError, UnknownComponentError, first_line
 from ..interfaces import BackboneSpec
 from ..diffusion.block import check_block_model
@@ -273,11 +274,11 @@ def _weights(ckpt, weights: str, url: str) -> dict[str, torch.Tensor]:
 
 def _meta_model(config: Config, registry: Registry | None, url: str,
                 provided_by: dict[str, Any] | None = None) -> PrimeModel | None:
-    """The model on the meta device: every shape, no memory. None if a (third-party) component needs real
+    """The model for its shapes (`shape_build`: large tensors on the meta device), no large memory. None if a (third-party) component needs real
     tensors while it is constructed (e.g. calls ``.item()``): the caller then checks after a real build."""
     meta_only = (RuntimeError, NotImplementedError)  # what torch raises for values of meta tensors
     try:
-        with torch.device("meta"):
+        with shape_build():  # large tensors on meta, small ones real: a plain meta build imports torch._dynamo
             return build_model(config, registry, provided_by=provided_by)
     except meta_only as exc:
         _refuse_oversized(exc, config, url)

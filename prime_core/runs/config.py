@@ -17,6 +17,8 @@ from ..errors import ConfigError, PrimeError, deprecated
 from .checks import check_flag, check_one_of
 from ..diffusion.forward import NOISE_KINDS
 from .keep import KEEP_CHOICES
+from .overrides import apply_overrides, parse_override  # noqa: F401 — their public home was here
+from .variants import Variant, parse_variants, variant_dict
 
 
 def _where(inst, attribute) -> str:
@@ -194,10 +196,28 @@ class Config:
     train: TrainConfig = attrs.field(factory=TrainConfig)
     sample: SampleConfig = attrs.field(factory=SampleConfig)
     eval: EvalConfig = attrs.field(factory=EvalConfig)
+    # ``[[compare]]``: models `prime run` trains, evaluates and tabulates next to this one (runs/variants.py)
+    compare: tuple = attrs.field(factory=tuple, converter=parse_variants)
+
+    def __attrs_post_init__(self):
+        for variant in self.compare:  # each variant is a valid config, checked now, not after training
+            self.variant_config(variant)
+
+    def variant_config(self, variant: Variant) -> "Config":
+        """The config of compared model ``variant``: this one (without its comparison) with its overrides."""
+        try:
+            return Config.from_dict(variant_dict(self.to_dict(), variant))
+        except ConfigError as exc:
+            raise ConfigError(f"[[compare]] {variant.name!r}: {exc}") from None
 
     # (de)serialisation ------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        """Sections → keys, plus ``compare`` (a list of {name, set}) only when there are variants: a model's
+        checkpoint stores its config without one."""
+        data = attrs.asdict(self)
+        if not self.compare:
+            del data["compare"]
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -207,11 +227,13 @@ class Config:
         if not isinstance(data, dict):
             raise ConfigError(f"a config must be a table of sections ({', '.join(_SECTIONS)}), "
                               f"got {type(data).__name__}")
-        sections = {f.name: f.type for f in attrs.fields(cls)}
+        sections = {f.name: f.type for f in attrs.fields(cls) if f.name in _SECTIONS}
+        compare = data.get("compare", ())
+        data = {k: v for k, v in data.items() if k != "compare"}
         unknown = set(data) - set(sections)
         if unknown:
             raise ConfigError(f"unknown config section(s) {', '.join(sorted(unknown))}; "
-                              f"allowed: {', '.join(sections)}")
+                              f"allowed: {', '.join(sections)}, [[compare]]")
         kwargs = {}
         for name, section in data.items():
             section_cls = _SECTIONS[name]
@@ -227,7 +249,7 @@ class Config:
                 kwargs[name] = section_cls(**section)
             except TypeError as exc:
                 raise ConfigError(f"[{name}]: {exc}") from None
-        return cls(**kwargs)
+        return cls(**kwargs, compare=compare)
 
     @classmethod
     def from_toml(cls, text: str) -> "Config":
@@ -256,34 +278,6 @@ def _renamed_keys(section_name: str, section: dict) -> dict:
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "sample": SampleConfig,
              "eval": EvalConfig}
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``section.key=value`` (value in TOML syntax; a bare word is a string) → (path, value)."""
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. model.ell=4")
-    path, raw = text.split("=", 1)
-    keys = [k.strip() for k in path.split(".")]
-    if len(keys) < 2 or not all(keys):
-        raise ConfigError(f"override {text!r}: the key must name a section and a field, e.g. model.ell")
-    try:
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw.strip()
-    return keys, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    data = json.loads(json.dumps(data))  # deep copy
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = data
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {text!r}: {key} is not a table")
-        node[keys[-1]] = value
-    return data
 
 
 def load_config(path: str | None = None, overrides: list[str] = ()) -> Config:
@@ -345,7 +339,8 @@ def check_resume_config(saved: dict[str, Any] | None, config: Config, url: str) 
     checkpoint's stored config up to `RESUMABLE_CHANGES`."""
     # a key the checkpoint lacks was added to prime after it was written: that run used the key's default
     # compared as JSON values, the form a checkpoint stores (a tuple default reads back as a list)
-    plain = lambda d: json.loads(json.dumps(d))  # noqa: E731
+    # the [[compare]] list is not part of a model: a run resumes whatever models it is compared with
+    plain = lambda d: json.loads(json.dumps({k: v for k, v in d.items() if k != "compare"}))  # noqa: E731
     new = _by_key(plain(_without_device(config.to_dict())))
     old = {**_by_key(plain(Config().to_dict())), **_by_key(plain(_without_device(saved)))} if saved else {}
     differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)

@@ -207,16 +207,6 @@ def _bpb(row: dict, relation: str) -> str:
     return f"   BPB {relation} {row[key]:.4f}" if row.get(key) is not None else ""
 
 
-EXACT_WORK = 2 ** 8 * 8  # a plain model's largest enumeration: 2^8 mask states × L ≤ 8 positions
-
-
-def enumerable_blocks(length: int, n_units: int, block_size: int) -> bool:
-    """Whether `prime eval` enumerates a block model's exact NLL: each of the K = L/B blocks costs 2^{units}
-    mask states, each a forward over the L positions, so only where K·2^{units}·L ≤ `EXACT_WORK`, a plain
-    model's largest enumeration — the main job's B = 4, ℓ = 2 (K = 16, 8 units, L = 64) would run for hours."""
-    return (length // block_size) * 2 ** n_units * length <= EXACT_WORK
-
-
 def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | None = None,
                     steps: int | None = None, max_sequences: int | None = None, weights: str = "model",
                     seed: int = 0, registry=None, data_options: dict | None = None,
@@ -262,9 +252,8 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
         report["data_cross_entropy"] = float(-data_lp.mean() / tokens.shape[1])
     n_units = block_diffusion.block_size_of(model) * (1 if model.grouped else model.ell)  # per block
     blocks = block_diffusion.is_block_model(model)
-    small = not blocks or (tokens.shape[0] <= exact.ROWS and enumerable_blocks(model.length, n_units,
-                                                                           block_diffusion.block_size_of(model)))
-    if not own and not model.time_conditioned and n_units <= 8 and small:
+    if (not own and not model.time_conditioned and n_units <= 8 and (not blocks or tokens.shape[0] <= exact.ROWS)
+            and _enumeration_size(model, tokens, n_units) <= EXACT_MAX_LOGITS):
         sub = tokens  # same rows as the bounds, so the two are comparable
         with torch.no_grad():  # the enumeration is a CPU reference over ≤ 8 units: a CPU copy of a small model
             enumerate_ll = exact_block_log_likelihood if blocks else exact.exact_log_likelihood
@@ -274,6 +263,18 @@ def evaluate_report(checkpoint: str, *, split: str = "valid", mc_samples: int | 
         report["exact_nll"] = {"value": value, "sequences": int(sub.shape[0]), "kind": "exact",
                                "perplexity": safe_exp(value), "label": "exact NLL (enumerated reveal orders)"}
     return report
+
+
+#: the exact NLL's enumeration runs only while the logits it computes (2^units forward passes per block, each of
+#: rows × L × C) stay under this: a tiny model's reference, not hours of a report (a block model with B·ℓ = 8
+#: units per block on a real vocabulary would take 2^8 passes per block; `prime eval` prints the bounds there)
+EXACT_MAX_LOGITS = 10**9
+
+
+def _enumeration_size(model, tokens: torch.Tensor, n_units: int) -> int:
+    """The logits the exact enumeration computes: 2^units subsets × blocks × rows × L × C."""
+    blocks = model.length // block_diffusion.block_size_of(model)
+    return 2**n_units * blocks * tokens.shape[0] * tokens.shape[1] * model.num_classes
 
 
 def format_report(report: dict) -> str:

@@ -11,6 +11,7 @@ import json
 import os
 import time
 
+import attrs
 import torch
 
 from .build import build_dataset, dataset_for_checkpoint, load_model, resolve_sizes, user_locations
@@ -34,6 +35,7 @@ def run_pipeline(config: Config, out_dir: str, *, resume: bool = False, force: b
     """Train, sample, evaluate and report into ``out_dir``, held exclusively from start to report."""
     registry = registry or get_registry()
     out_dir = local_out_dir(out_dir)
+    config = attrs.evolve(config, compare=())  # a model's checkpoint holds its own config, not a comparison
     # under torchrun the trainer takes the lock on rank 0 once its process group can tell the other ranks;
     # the claim here keeps it until the report is written
     with claim(out_dir, lock="WORLD_SIZE" not in os.environ):
@@ -66,7 +68,7 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     # plugin's sampler need not take batch_size
     chunked = {} if batch >= s.num_samples else {"batch_size": batch}
     result = sample_rows(model, sampler, s.num_samples, steps=s.steps, seed=0, temperature=s.temperature,
-                         top_p=s.top_p, gumbel_dtype=getattr(torch, s.draw_dtype), progress=progress,
+                         top_p=s.top_p, draw_dtype=getattr(torch, s.draw_dtype), progress=progress,
                          **chunked)  # a block model: block by block
     sample_s = time.perf_counter() - t1
     shown = presentation(dataset_for_checkpoint(config, loaded.meta.get("data"), locations=locations,
@@ -76,7 +78,7 @@ def _run(config: Config, out_dir: str, resume: bool, force: bool, progress: bool
     sampling = {"num_samples": len(result.tokens), "steps": result.steps,
                 "nfe_mean": float(result.nfe.float().mean()),
                 "idle_ratio": float(result.idle_steps.float().mean() / max(result.steps, 1)),
-                "seconds": sample_s, "gumbel_dtype": s.draw_dtype, "sampler": s.sampler,
+                "seconds": sample_s, "draw_dtype": s.draw_dtype, "sampler": s.sampler,
                 "temperature": s.temperature, "top_p": s.top_p}
     sample_scores = shown.score_samples(texts)
     eos = _eos_stops(shown, result.tokens)
@@ -122,11 +124,12 @@ def _eos_stops(shown, tokens: torch.Tensor, shown_rows: int = 8) -> dict | None:
     return {"eos_id": eos_id, "rows": len(stops), "stopped": len(trimmed), "trimmed": trimmed[:shown_rows]}
 
 
-def check_stages(config: Config, registry: Registry) -> None:
+def check_stages(config: Config, registry: Registry, dataset=None) -> None:
     """What the stages after training need, checked before it starts (each failure is one line, exit 2):
     the sampler exists and takes ``sample.options``; the data set's locations resolve; ``sample.prompts`` need a
     data set with text in and out (the `TextPrompts` capability), and each prompt must fit in the L tokens
-    generated (tokenised as after training: the data set is built once more here, only when there are prompts).
+    generated (tokenised as after training: the data set is built once more here, only when there are prompts,
+    unless ``dataset``, built from this config's [data], is given).
     The eval and sample numbers themselves are checked when the config is loaded."""
     s = config.sample
     registry.build("sampler", s.sampler, **s.options)  # unknown name / options: refused now, not after training
@@ -136,7 +139,7 @@ def check_stages(config: Config, registry: Registry) -> None:
     if not issubclass(registry.get("dataset", config.data.dataset).obj, TextPrompts):
         raise PrimeError(f"sample.prompts are text, but data set {config.data.dataset!r} has no tokenizer "
                          "(the TextPrompts capability); remove sample.prompts or use a text data set")
-    dataset = build_dataset(config, registry)
+    dataset = build_dataset(config, registry) if dataset is None else dataset
     length = resolve_sizes(config, dataset.num_classes, dataset.length).model.length
     fixed_rows(collect_prompts(dataset, list(s.prompts), None, []), s.per_prompt, length)
 
@@ -149,7 +152,7 @@ def _complete_prompts(model, sampler, shown, s, progress: bool) -> dict:
     rows = [p for p in prompts for _ in range(s.per_prompt)]
     g = generate_prompted(model, sampler, shown, model.length, seeds=row_seeds(len(rows), 1),
                           fixed=fixed_rows(prompts, s.per_prompt, model.length), prompts=rows, steps=s.steps,
-                          temperature=s.temperature, top_p=s.top_p, gumbel_dtype=getattr(torch, s.draw_dtype),
+                          temperature=s.temperature, top_p=s.top_p, draw_dtype=getattr(torch, s.draw_dtype),
                           progress=progress, eos_id=shown.eos_id)  # as `prime sample --stop-at-eos`
     decoded = [decode_row(shown, g.tokens[i].tolist(), p, g.stopped_at[i]) for i, p in enumerate(rows)]
     return {"rows": [{"prompt": d.prompt, "completion": d.completion, "stopped_at_eos": stop}

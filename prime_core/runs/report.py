@@ -10,6 +10,7 @@ import json
 import math
 import os
 
+from .compare_table import table_lines
 from .evaluate import safe_exp, ucl95
 from .rundir import write_text_atomic
 
@@ -79,8 +80,10 @@ def write_report_markdown(path: str, config, report: dict, png: str | None) -> N
         lines.append(f"| true data distribution | {report['data_cross_entropy']:.4f} | exact | | |")
     s = report["sampling"]
     lines += ["", f"Sampling: {s['num_samples']} samples, {s['steps']} steps, NFE {s['nfe_mean']:.1f} per sequence, "
-              f"idle-step ratio {100 * s['idle_ratio']:.1f} %, token draw in {s['gumbel_dtype']}"
+              f"idle-step ratio {100 * s['idle_ratio']:.1f} %, token draw in {_draw_dtype(s)}"
               + _sampler_words(s) + ".", ""]
+    if "comparison" in report:  # prime run's [[compare]] models (prime_core.runs.compare)
+        lines += table_lines(report["comparison"])
     folder = os.path.dirname(path)
     if os.path.exists(os.path.join(folder, METRICS)):
         lines += _validation_lines(os.path.join(folder, METRICS))
@@ -117,6 +120,11 @@ def _metric_line(row: dict) -> str:
         ppl += " (exact NLL)" if kind == "exact" else " (95 % UCL)" if kind == "bound-estimate" else ""
         bpb = f"{rel} {row[bpb_key]:.4f}" if row.get(bpb_key) is not None else "—"
     return f"| {row['label']} | {row['value']:.4f} | {spread} | {ppl} | {bpb} |"
+
+
+def _draw_dtype(sampling: dict) -> str:
+    """The token draw's precision: ``draw_dtype``, or ``gumbel_dtype`` in a report.json written before the rename."""
+    return sampling.get("draw_dtype", sampling.get("gumbel_dtype", "?"))
 
 
 def _sampler_words(s: dict) -> str:

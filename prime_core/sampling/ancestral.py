@@ -128,7 +128,7 @@ def token_uniforms(keys: torch.Tensor, step, where: torch.Tensor, dtype: torch.d
 def draw_tokens(scores: torch.Tensor, keys: torch.Tensor, step, where: torch.Tensor, dtype: torch.dtype,
                 stream: int = TOKEN) -> torch.Tensor:
     """x̂ [N] ~ softmax(scores) at the N positions ``where`` [m, L] marks (row-major, as ``scores`` [N, C]): the
-    keyed inverse-CDF draw `prime_core.sampling.counter_rng.categorical` in precision ``dtype`` (the ``gumbel_dtype``
+    keyed inverse-CDF draw `prime_core.sampling.counter_rng.categorical` in precision ``dtype`` (the ``draw_dtype``
     option), one uniform per position keyed by (row key, ``step``, position, ``stream``). Every sampler that
     draws tokens (ancestral, first-hitting, runtimes, plugins) calls this, so they share one definition."""
     if bool(torch.isnan(scores).any()):  # NaN log-probabilities would draw id −1: say why, in one line
@@ -224,7 +224,7 @@ class Step:
     r: float  # reveal probability of a masked unit
     temperature: float
     top_p: float
-    gumbel_dtype: torch.dtype  # precision of the token draw (name kept for compatibility)
+    draw_dtype: torch.dtype  # precision of the token draw
     index: int = 0  # k: the step counter of the keyed noise
 
 
@@ -239,20 +239,20 @@ class AncestralSampler(Sampler):
     @torch.no_grad()
     def sample(self, model, num_samples: int, *, steps: int = 128, seed: int = 0,
                seeds: list[int] | None = None, temperature: Temperature = 1.0, top_p: float = 1.0,
-               gumbel_dtype: torch.dtype = torch.float32, cache: bool = True, batch_size: int | None = None,
+               draw_dtype: torch.dtype = torch.float32, cache: bool = True, batch_size: int | None = None,
                fixed_tokens: torch.Tensor | None = None, fixed_digits: torch.Tensor | None = None,
                return_trajectory: bool = False, progress: bool = False) -> SampleResult:
         """Draw ``num_samples`` sequences in ``steps`` reveal steps (see module docstring).
 
         seeds: explicit 64-bit row keys (default seed·2³² + i); temperature: a float, or τ(t) as a callable of
-        t ∈ [0, 1] (e.g. a·t^b + c); top_p ∈ (0, 1]; gumbel_dtype = precision of the categorical draw
+        t ∈ [0, 1] (e.g. a·t^b + c); top_p ∈ (0, 1]; draw_dtype = precision of the categorical draw
         (float64 avoids float32's truncated tail probabilities, which lower the entropy);
         cache=False evaluates every row each step (same tokens)."""
         check_count("steps", steps)
         keys, y0 = start_rows(model, num_samples, seed=seed, seeds=seeds, top_p=top_p, fixed_tokens=fixed_tokens,
                               fixed_digits=fixed_digits)
         parts = in_batches(num_samples, batch_size, lambda rows: self._sample_batch(
-            model, y0[rows], keys[rows], steps, temperature, top_p, gumbel_dtype, cache, return_trajectory, progress))
+            model, y0[rows], keys[rows], steps, temperature, top_p, draw_dtype, cache, return_trajectory, progress))
         return SampleResult(
             tokens=torch.cat([p.tokens for p in parts]), nfe=torch.cat([p.nfe for p in parts]),
             idle_steps=torch.cat([p.idle_steps for p in parts]), steps=steps,
@@ -278,10 +278,10 @@ class AncestralSampler(Sampler):
         tt = torch.full((len(y),), step.t, device=y.device)
         log_p = model.log_probs_at(y, pos, tt)  # [n, C], head at the revealing positions only
         scores = filter_log_probs(log_p, step.temperature, step.top_p)
-        x_hat = draw_tokens(scores, keys, step.index, pos, step.gumbel_dtype)
+        x_hat = draw_tokens(scores, keys, step.index, pos, step.draw_dtype)
         return ancestral_update(x_hat, y, reveal, model.map)
 
-    def _sample_batch(self, model, y, keys, steps, temperature, top_p, gumbel_dtype, cache, return_trajectory,
+    def _sample_batch(self, model, y, keys, steps, temperature, top_p, draw_dtype, cache, return_trajectory,
                       progress) -> SampleResult:
         times, alphas = self.step_grid(model, steps)
         n, length, ell = y.shape
@@ -310,7 +310,7 @@ class AncestralSampler(Sampler):
             rows = None if not cache or bool(active.all()) else active.nonzero().squeeze(-1)
             if rows is None or len(rows):
                 tau = check_temperature(temperature(t) if callable(temperature) else temperature, t)
-                step = Step(t, a_t, a_s, r, tau, top_p, gumbel_dtype, k)
+                step = Step(t, a_t, a_s, r, tau, top_p, draw_dtype, k)
                 if rows is None:  # every row evaluated: no gather / scatter
                     y = self.reveal(model, y, reveal, draws, keys, step)
                     nfe += 1

@@ -72,7 +72,7 @@ class ConfidenceSampler(AncestralSampler):
         self.confidence = check_confidence_kind(confidence)
         self.row_wise = row_wise
 
-    def _sample_batch(self, model, y, keys, steps, temperature, top_p, gumbel_dtype, cache, return_trajectory,
+    def _sample_batch(self, model, y, keys, steps, temperature, top_p, draw_dtype, cache, return_trajectory,
                       progress):
         times, alphas = self.step_grid(model, steps)
         n, length, ell = y.shape
@@ -89,7 +89,7 @@ class ConfidenceSampler(AncestralSampler):
             rows = torch.arange(n, device=y.device) if not cache else active.nonzero().squeeze(-1)
             if len(rows):
                 tau = check_temperature(temperature(t) if callable(temperature) else temperature, t)
-                step = Step(t, a_t, a_s, 1.0, tau, top_p, gumbel_dtype, k)
+                step = Step(t, a_t, a_s, 1.0, tau, top_p, draw_dtype, k)
                 groups = rows.split(1) if self.row_wise else [rows]  # row_wise: no row sees another's batch
                 for g in groups:
                     y[g] = self._reveal_most_confident(for_rows(model, g), y[g], counts[g, k], keys[g], step)

@@ -102,7 +102,7 @@ def philox4x32(counter: tuple[torch.Tensor, ...], key: tuple[torch.Tensor, torch
     keys = torch.broadcast_tensors(*keys)
     if not _products_wrap(words[0].device):
         return philox4x32_reference(tuple(words), tuple(keys), rounds)
-    shape = torch.broadcast_shapes(words[0].shape, keys[0].shape)
+    shape = _broadcast_shape(words[0].shape, keys[0].shape)
     x = torch.stack((words[0], words[2])).expand(2, *shape)  # (c₀, c₂)
     z = torch.stack((words[3], words[1]))  # "lo" of a round −1: flip(z) = (c₁, c₃)
     weyl, m = _constants(x.device, rounds)
@@ -115,6 +115,16 @@ def philox4x32(counter: tuple[torch.Tensor, ...], key: tuple[torch.Tensor, torch
         x = ((p >> 32) & _MASK32 ^ z).flip(0) ^ round_keys[r]
         z = p & _MASK32
     return x[0], z[1], x[1], z[0]
+
+
+def _broadcast_shape(a: torch.Size, b: torch.Size) -> torch.Size:
+    """NumPy broadcasting of two shapes in plain Python: ``torch.broadcast_shapes`` imports sympy and torch's
+    symbolic-shape machinery on first use (≈ 0.5 s of a command's start-up, issue 21)."""
+    n = max(len(a), len(b))
+    a, b = (1,) * (n - len(a)) + tuple(a), (1,) * (n - len(b)) + tuple(b)
+    if any(x != y and 1 not in (x, y) for x, y in zip(a, b)):
+        raise RuntimeError(f"shapes {list(a)} and {list(b)} cannot be broadcast together")
+    return torch.Size(y if x == 1 else x for x, y in zip(a, b))  # a 1 takes the other size (even 0)
 
 
 def check_seed(seed: int) -> int:

@@ -78,7 +78,7 @@ class FirstHittingSampler(Sampler):
     @torch.no_grad()
     def sample(self, model, num_samples: int, *, steps: int | None = None, seed: int = 0,
                seeds: list[int] | None = None, temperature: Temperature = 1.0, top_p: float = 1.0,
-               gumbel_dtype: torch.dtype = torch.float32, cache: bool = True, batch_size: int | None = None,
+               draw_dtype: torch.dtype = torch.float32, cache: bool = True, batch_size: int | None = None,
                fixed_tokens: torch.Tensor | None = None, fixed_digits: torch.Tensor | None = None,
                return_trajectory: bool = False, progress: bool = False) -> SampleResult:
         """Draw ``num_samples`` sequences (module docstring). steps: None/0 = continuous reveal times, T ≥ 1 =
@@ -91,7 +91,7 @@ class FirstHittingSampler(Sampler):
         keys, y0 = start_rows(model, num_samples, seed=seed, seeds=seeds, top_p=top_p, fixed_tokens=fixed_tokens,
                               fixed_digits=fixed_digits)
         parts = in_batches(num_samples, batch_size, lambda rows: self._sample_batch(
-            model, y0[rows], keys[rows], steps, temperature, top_p, gumbel_dtype, return_trajectory, progress))
+            model, y0[rows], keys[rows], steps, temperature, top_p, draw_dtype, return_trajectory, progress))
         trajectory = None
         if return_trajectory:  # pad shorter chunks with their final state
             depth = max(len(p.trajectory) for p in parts)
@@ -101,7 +101,7 @@ class FirstHittingSampler(Sampler):
                             idle_steps=torch.cat([p.idle_steps for p in parts]), steps=int(steps or 0),
                             forward_calls=sum(p.forward_calls for p in parts), trajectory=trajectory)
 
-    def _sample_batch(self, model, y, keys, steps, temperature, top_p, gumbel_dtype, return_trajectory,
+    def _sample_batch(self, model, y, keys, steps, temperature, top_p, draw_dtype, return_trajectory,
                       progress) -> SampleResult:
         n, length, ell = y.shape
         units = 1 if model.grouped else ell
@@ -117,7 +117,7 @@ class FirstHittingSampler(Sampler):
             reveal = (unit_on.unsqueeze(-1).expand(-1, length, units, ell // units).reshape(len(rows), length, ell)
                       & (y[rows] == model.mask_id))
             y[rows] = self._event(for_rows(model, rows), y[rows], reveal, keys[rows], e, event_time[rows, e], temperature, top_p,
-                                  gumbel_dtype)
+                                  draw_dtype)
             calls += 1
             if return_trajectory:
                 trajectory.append(y.to("cpu", copy=True))  # a copy: on CPU .cpu() aliases y
@@ -125,7 +125,7 @@ class FirstHittingSampler(Sampler):
         return finish(self.name, model, y, count, idle, int(steps or 0), calls,
                       trajectory if return_trajectory else None)
 
-    def _event(self, model, y, reveal, keys, e: int, t: torch.Tensor, temperature, top_p, gumbel_dtype):
+    def _event(self, model, y, reveal, keys, e: int, t: torch.Tensor, temperature, top_p, draw_dtype):
         """One batched forward pass at the rows' own times t [m]; f(x̂) digits for the event's units."""
         pos = reveal.any(-1)
         log_p = model.log_probs_at(y, pos, t.to(torch.float32))  # [N, C]
@@ -135,7 +135,7 @@ class FirstHittingSampler(Sampler):
         else:
             tau = check_temperature(temperature, float(t[0]))
         scores = filter_log_probs(log_p, tau, top_p)
-        x_hat = draw_tokens(scores, keys, e, pos, gumbel_dtype, EVENT_TOKEN)
+        x_hat = draw_tokens(scores, keys, e, pos, draw_dtype, EVENT_TOKEN)
         return ancestral_update(x_hat, y, reveal, model.map)
 
 

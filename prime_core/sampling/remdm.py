@@ -171,12 +171,12 @@ class RemdmSampler(AncestralSampler):
         return out
 
     # ------------------------------------------------------------------------------------------- the loop
-    def _sample_batch(self, model, y, keys, steps, temperature, top_p, gumbel_dtype, cache, return_trajectory,
+    def _sample_batch(self, model, y, keys, steps, temperature, top_p, draw_dtype, cache, return_trajectory,
                       progress):
         times, alphas = self.step_grid(model, steps)
         sigmas = self.step_sigmas(times, alphas)
         if self.strategy != "conf" and not any(sigmas):  # nothing is ever re-masked: the ancestral loop exactly
-            return super()._sample_batch(model, y, keys, steps, temperature, top_p, gumbel_dtype, cache,
+            return super()._sample_batch(model, y, keys, steps, temperature, top_p, draw_dtype, cache,
                                          return_trajectory, progress)
         n, length, ell = y.shape
         units = 1 if model.grouped else ell
@@ -201,7 +201,7 @@ class RemdmSampler(AncestralSampler):
             rows = None if not cache or bool(active.all()) else active.nonzero().squeeze(-1)
             if rows is None or len(rows):
                 tau = check_temperature(temperature(t) if callable(temperature) else temperature, t)
-                step = Step(t, a_t, a_s, r, tau, top_p, gumbel_dtype, k)
+                step = Step(t, a_t, a_s, r, tau, top_p, draw_dtype, k)
                 idx = torch.arange(n, device=y.device) if rows is None else rows
                 y[idx], conf = self._reveal_rows(for_rows(model, idx), y[idx], reveal[idx], draws[idx], keys[idx], step)
                 if conf is not None:

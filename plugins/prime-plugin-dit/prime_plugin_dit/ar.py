@@ -94,7 +94,7 @@ class ARSampler(Sampler):
     @torch.no_grad()
     def sample(self, model, num_samples: int, *, steps: int | None = None, seed: int = 0,
                seeds: list[int] | None = None, temperature=1.0, top_p: float = 1.0,
-               gumbel_dtype: torch.dtype = torch.float32, cache: bool = True, batch_size: int | None = None,
+               draw_dtype: torch.dtype = torch.float32, cache: bool = True, batch_size: int | None = None,
                fixed_tokens: torch.Tensor | None = None, progress: bool = False, kv_cache: bool = True,
                **unused) -> SampleResult:
         if not getattr(model.backbone, "causal", False):
@@ -113,7 +113,7 @@ class ARSampler(Sampler):
             scores = filter_log_probs(log_p, tau, top_p)
             at_i = torch.zeros(num_samples, length, dtype=torch.bool, device=device)
             at_i[:, i] = True
-            tokens[:, i] = draw_tokens(scores, keys, i, at_i, gumbel_dtype)
+            tokens[:, i] = draw_tokens(scores, keys, i, at_i, draw_dtype)
             if fixed is not None:
                 tokens[:, i] = torch.where(fixed[:, i] >= 0, fixed[:, i], tokens[:, i])
         n = torch.full((num_samples,), length, dtype=torch.long)

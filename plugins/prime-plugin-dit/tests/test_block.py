@@ -136,7 +136,7 @@ def test_kv_cache_is_exact_and_rows_are_batch_invariant(name, options, steps, le
     # confidences never tie at exactly log 1 in one path and 1e-16 below it in the other
     sampler = get_registry().build("sampler", name, **options)
     seeds = [11, 12, 13]
-    kw = dict(steps=steps, temperature=1.0, top_p=1.0, gumbel_dtype=torch.float64, cache=True)
+    kw = dict(steps=steps, temperature=1.0, top_p=1.0, draw_dtype=torch.float64, cache=True)
     fixed = torch.full((3, length), -1)
     fixed[:, :3] = torch.tensor([1, 2, 3])  # a prompt filling block 0 and half of block 1
     cached = generate(model, sampler, length, seeds=seeds, fixed=fixed, kv_cache=True, **kw)

@@ -72,10 +72,9 @@ def create_app(served: Served, scheduler: Scheduler, limits: Limits, *, api_key:
             job, lengths, stream = await _job(request, served, scheduler, limits, model_id, steps=False)
         except RequestError as exc:
             return error(exc)
-        head = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": model_id}
+        head = _head(model_id)
         if stream:
-            return StreamingResponse(_sse_completion(job, lengths, head, served, request), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+            return _sse_response(_sse_completion(job, lengths, head, served, request))
         done = await _collect(job, request)
         if isinstance(done, RequestError):
             return error(done)
@@ -89,9 +88,7 @@ def create_app(served: Served, scheduler: Scheduler, limits: Limits, *, api_key:
             job, lengths, _ = await _job(request, served, scheduler, limits, model_id, steps=True)
         except RequestError as exc:
             return error(exc)
-        head = {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": model_id}
-        return StreamingResponse(_sse_denoise(job, lengths, head, served, request), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return _sse_response(_sse_denoise(job, lengths, _head(model_id), served, request))
 
     @app.get("/", response_class=HTMLResponse)
     async def playground():
@@ -246,6 +243,17 @@ def prime_extras(job: Job, done: dict) -> dict:
     rows = [done[i] for i in range(job.settings.rows)]
     return {"seed": job.settings.seed, "steps": rows[0].steps, "sampler": job.settings.sampler,
             "nfe": [r.nfe for r in rows], "idle_steps": [r.idle for r in rows]}
+
+
+def _head(model_id: str) -> dict:
+    """The fields every completion answer (a body, or each streamed chunk) starts with: a fresh id, the Unix time,
+    the model id, as OpenAI's completions API."""
+    return {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": model_id}
+
+
+def _sse_response(events) -> StreamingResponse:
+    """A server-sent-event stream of ``events`` (`_sse` strings), never cached by a proxy."""
+    return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
 def _sse(data, event: str | None = None) -> str:

@@ -122,7 +122,7 @@ class Served:
             if self._runtime_sampler is None:
                 rt = registry.build("runtime", self.runtime)
                 self._runtime_sampler = rt.sampler(self.model, self.config, self.checkpoint, step_model=None,
-                                                   gumbel_dtype=self.config.sample.draw_dtype,
+                                                   draw_dtype=self.config.sample.draw_dtype,
                                                    ckpt_meta=self.meta, top_p=settings.top_p)
             sampler = self._runtime_sampler
         else:
@@ -137,7 +137,7 @@ class Served:
         return generate_prompted(self.model, sampler, self.text, settings.length,
                                  seeds=row_seeds(settings.rows, settings.seed), fixed=rows, prompts=prompts,
                                  steps=steps, temperature=settings.temperature, top_p=settings.top_p,
-                                 gumbel_dtype=self.draw_dtype, cache=True, progress=False)
+                                 draw_dtype=self.draw_dtype, cache=True, progress=False)
 
     def stepwise(self, settings: Settings) -> bool:
         """Whether the request's rows can join the shared step-level batch (plain ancestral sampler, eager)."""

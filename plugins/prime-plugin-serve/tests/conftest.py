@@ -13,23 +13,12 @@ import time
 import httpx
 import pytest
 
-from prime_core.cli import main
+from prime_plugin_text.testing import tiny_text_checkpoint
 
 
 @pytest.fixture(scope="session")
 def ckpt(tmp_path_factory):
-    root = tmp_path_factory.mktemp("serve-ckpt")
-    corpus = root / "corpus.txt"
-    words = "the quick brown fox jumps over a lazy dog while Emma and Harriet walk to Highbury".split()
-    corpus.write_text("\n".join(" ".join(words[(i * 7 + j) % len(words)] for j in range(12)) for i in range(200)),
-                      encoding="utf-8")
-    opts = (f'data.options={{ source = "{corpus}", tokenizer = "bpe", tokenizer_options = {{ vocab_size = 300 }}, '
-            f'length = 16, cache_dir = "{root / "cache"}" }}')
-    assert main(["train", "--out", str(root / "run"), "--quiet", "--set", 'data.dataset="text"', "--set", opts,
-                 "--set", 'model.backbone="dit-tiny"', "--set", "model.width=16", "--set", "model.ell=2",
-                 "--set", "train.steps=3", "--set", "train.batch_size=4", "--set", "train.warmup=0",
-                 "--set", "sample.steps=8", "--set", "eval.tstep_steps=4"]) == 0
-    return str(root / "run" / "checkpoint.safetensors")
+    return tiny_text_checkpoint(tmp_path_factory.mktemp("serve-ckpt"), sets=("sample.steps=8",))
 
 
 class Server:

@@ -18,7 +18,7 @@ def _reference(served, prompt, n, seed, steps, tau, top_p):
         fixed[:, :len(prompt.fixed)] = torch.tensor(prompt.fixed)
     return generate_prompted(served.model, AncestralSampler(), served.text, length, seeds=row_seeds(n, seed),
                              fixed=fixed, prompts=[prompt] * n, steps=steps, temperature=tau, top_p=top_p,
-                             gumbel_dtype=served.draw_dtype)
+                             draw_dtype=served.draw_dtype)
 
 
 def test_rows_joining_at_any_tick_equal_prime_sample(ckpt):

@@ -21,7 +21,8 @@ import torch
 
 from prime_core import PrimeError, get_registry, load_model, presentation
 from prime_core.api import dataset_for_checkpoint, sample_rows
-from prime_core.cliargs import DEBUG_HELP, Parser, add_device, run_command, samples, seed, steps
+from prime_core.cliargs import (DEBUG_HELP, DRAW_DTYPES, Parser, add_device, add_renamed_option, run_command, samples,
+                                seed, steps)
 
 GEN_PPL_LABEL = "gen. PPL (judge: prime AR baseline)"
 
@@ -52,14 +53,14 @@ def generative_perplexity(judge, tokens: torch.Tensor, registry=None, batch_size
 
 
 def sampling_report(model, sampler, num_samples: int, steps: int, *, seed: int = 0,
-                    gumbel_dtype: str = "float64", temperature: float = 1.0, top_p: float = 1.0) -> dict:
+                    draw_dtype: str = "float64", temperature: float = 1.0, top_p: float = 1.0) -> dict:
     """Sample with the idle-step cache on and off (same tokens); NFE, idle steps and tokens/s for each."""
-    out = {"num_samples": num_samples, "steps": steps, "gumbel_dtype": gumbel_dtype}
+    out = {"num_samples": num_samples, "steps": steps, "draw_dtype": draw_dtype}
     tokens = None
     for cache in (True, False):
         t0 = time.perf_counter()
         r = sample_rows(model, sampler, num_samples, steps=steps, seed=seed, cache=cache, temperature=temperature,
-                        top_p=top_p, gumbel_dtype=getattr(torch, gumbel_dtype))  # block models: block by block
+                        top_p=top_p, draw_dtype=getattr(torch, draw_dtype))  # block models: block by block
         dt = time.perf_counter() - t0
         key = "cached" if cache else "uncached"
         out[key] = {"nfe_mean": float(r.nfe.float().mean()), "idle_steps_mean": float(r.idle_steps.float().mean()),
@@ -73,7 +74,7 @@ def sampling_report(model, sampler, num_samples: int, steps: int, *, seed: int =
 
 
 def text_report(checkpoint: str, *, judge: str | None = None, num_samples: int = 16, steps: int | None = None,
-                seed: int = 0, gumbel_dtype: str | None = None, registry=None, device: str | None = "cpu") -> dict:
+                seed: int = 0, draw_dtype: str | None = None, registry=None, device: str | None = "cpu") -> dict:
     """The sampling report, unigram entropy and (with ``judge``) generative perplexity of ``checkpoint``; the
     model and the judge run on ``device`` (`prime_core.api.resolve_device`: auto, cpu, cuda, cuda:N)."""
     registry = registry or get_registry()
@@ -81,7 +82,8 @@ def text_report(checkpoint: str, *, judge: str | None = None, num_samples: int =
     s = config.sample
     sampler = registry.build("sampler", s.sampler, **s.options)
     rep = sampling_report(model, sampler, num_samples, s.steps if steps is None else steps, seed=seed,
-                          gumbel_dtype=s.draw_dtype if gumbel_dtype is None else gumbel_dtype, temperature=s.temperature, top_p=s.top_p)
+                          draw_dtype=s.draw_dtype if draw_dtype is None else draw_dtype, temperature=s.temperature,
+                          top_p=s.top_p)
     tokens = rep.pop("tokens")
     rep["unigram_entropy"] = unigram_entropy(tokens)
     if judge:
@@ -96,7 +98,7 @@ def text_report(checkpoint: str, *, judge: str | None = None, num_samples: int =
 
 def format_text_report(rep: dict) -> str:
     lines = [f"{rep['checkpoint']}: {rep['num_samples']} samples × {rep['steps']} steps "
-             f"(Gumbel noise {rep['gumbel_dtype']})"]
+             f"(token draw in {rep['draw_dtype']})"]
     for key in ("cached", "uncached"):
         r = rep[key]
         lines.append(f"  {key:<9} NFE {r['nfe_mean']:7.1f}/seq  idle steps {r['idle_steps_mean']:6.1f} "
@@ -115,7 +117,8 @@ def add_arguments(p) -> None:
     p.add_argument("-n", "--num-samples", type=samples, default=16)
     p.add_argument("--steps", type=steps)
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--gumbel-dtype", choices=["float32", "float64"])
+    add_renamed_option(p, "--draw-dtype", "--gumbel-dtype", choices=DRAW_DTYPES,
+                       help="precision of the token draw (default: the config's sample.draw_dtype)")
     p.add_argument("--json", action="store_true")
     add_device(p, what="samples and judges (default auto)")
     p.set_defaults(func=run)
@@ -123,7 +126,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     rep = text_report(args.checkpoint, judge=args.judge, num_samples=args.num_samples, steps=args.steps,
-                      seed=args.seed, gumbel_dtype=args.gumbel_dtype, device=args.device)
+                      seed=args.seed, draw_dtype=args.draw_dtype, device=args.device)
     print(json.dumps(rep, indent=2) if args.json else format_text_report(rep))
     return 0
 

@@ -7,7 +7,7 @@ import pytest
 
 lm_eval = pytest.importorskip("lm_eval", reason="pip install 'prime-plugin-text[lmeval]'")
 
-from prime_core.cli.app import main  # noqa: E402
+from prime_plugin_text.testing import tiny_text_checkpoint  # noqa: E402
 
 TASKS = {
     "prime_tiny_mc": """
@@ -42,16 +42,7 @@ metric_list:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("lmeval")
-    corpus = root / "corpus.txt"
-    words = "the quick brown fox jumps over a lazy dog while Emma and Harriet walk to Highbury".split()
-    corpus.write_text("\n".join(" ".join(words[(i * 5 + j) % len(words)] for j in range(10)) for i in range(200)),
-                      encoding="utf-8")
-    opts = (f'data.options={{ source = "{corpus}", tokenizer = "bpe", tokenizer_options = {{ vocab_size = 300 }}, '
-            f'length = 16, cache_dir = "{root / "cache"}" }}')
-    assert main(["train", "--out", str(root / "run"), "--quiet", "--set", 'data.dataset="text"', "--set", opts,
-                 "--set", 'model.backbone="dit-tiny"', "--set", "model.width=16", "--set", "model.ell=2",
-                 "--set", "train.steps=3", "--set", "train.batch_size=4", "--set", "train.warmup=0",
-                 "--set", "sample.steps=4"]) == 0
+    ckpt = tiny_text_checkpoint(root, stride=5, words_per_line=10, sets=("sample.steps=4",))
     data = root / "data.jsonl"
     docs = [{"context": "the quick brown", "choices": [" fox", " dog"], "label": 0},
             {"context": "Emma and Harriet walk to", "choices": [" Highbury", " the lazy dog jumps over"], "label": 0},
@@ -63,7 +54,7 @@ def setup(tmp_path_factory):
     for name, body in TASKS.items():
         (tasks / f"{name}.yaml").write_text(f"task: {name}\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
                                             f"    test: {data}\ntest_split: test\n{body}", encoding="utf-8")
-    return str(root / "run" / "checkpoint.safetensors"), str(tasks)
+    return ckpt, str(tasks)
 
 
 def test_simple_evaluate_offline(setup, monkeypatch):

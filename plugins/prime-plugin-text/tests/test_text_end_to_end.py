@@ -100,3 +100,18 @@ def test_prime_run_reports_word_validity_of_samples_and_prompt_completions(corpu
     assert "Validation during training" in md and "![training loss and validation bound](loss.png)" in md
     assert "idle-step ratio" in md and "PPL ≤" in md
     assert "word-validity fraction" in capsys.readouterr().out
+
+
+def test_evaluate_takes_both_spellings_of_the_draw_flag(capsys):
+    """--draw-dtype, and the deprecated --gumbel-dtype with one "warning:" line (the keyword it sets is draw_dtype)."""
+    import pytest
+
+    from prime_core.cliargs import Parser
+    from prime_plugin_text.evaluate import add_arguments
+
+    p = Parser(prog="t")
+    add_arguments(p)
+    assert p.parse_args(["c", "--draw-dtype", "float32"]).draw_dtype == "float32"
+    with pytest.warns(DeprecationWarning, match="--gumbel-dtype is deprecated: use --draw-dtype"):
+        assert p.parse_args(["c", "--gumbel-dtype", "float64"]).draw_dtype == "float64"
+    assert capsys.readouterr().err.startswith("warning: --gumbel-dtype is deprecated")

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from prime_core.api import decode_row, encode_infill, encode_prompt
 from prime_core.cli.app import main
 from prime_plugin_text.dataset import TextDataset
+from prime_plugin_text.testing import tiny_text_checkpoint
 
 TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
 PRINTABLE = st.text(st.characters(categories=("L", "M", "N", "P", "S", "Zs")), min_size=1, max_size=40)
@@ -65,18 +66,7 @@ def test_infill_template_pieces_keep_their_text(bpe):
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpt")
-    corpus = root / "corpus.txt"
-    words = "the quick brown fox jumps over a lazy dog while Emma and Harriet walk to Highbury".split()
-    corpus.write_text("\n".join(" ".join(words[(i * 7 + j) % len(words)] for j in range(12)) for i in range(200)),
-                      encoding="utf-8")
-    opts = (f'data.options={{ source = "{corpus}", tokenizer = "bpe", tokenizer_options = {{ vocab_size = 300 }}, '
-            f'length = 16, cache_dir = "{root / "cache"}" }}')
-    assert main(["train", "--out", str(root / "run"), "--quiet", "--set", 'data.dataset="text"', "--set", opts,
-                 "--set", 'model.backbone="dit-tiny"', "--set", "model.width=16", "--set", "model.ell=2",
-                 "--set", "train.steps=3", "--set", "train.batch_size=4", "--set", "train.warmup=0",
-                 "--set", "sample.steps=4", "--set", "eval.tstep_steps=4"]) == 0
-    return str(root / "run" / "checkpoint.safetensors")
+    return tiny_text_checkpoint(tmp_path_factory.mktemp("ckpt"), sets=("sample.steps=4",))
 
 
 def _json(capsys, argv):

@@ -279,3 +279,28 @@ def _event_nfe_matches(idle, nfe, steps: int, expected_idle: float, where: str) 
     if abs(mean - (steps - expected_idle)) > 5 * se + 0.05:
         raise Failure(f"mean NFE {mean:.3f} ± {se:.3f} disagrees with T − E[#idle] = {steps - expected_idle:.3f}",
                       where)
+
+
+@check("sampler")
+def check_draw_dtype_keyword(subject):
+    """``draw_dtype=`` (the token draw's precision, float32 or float64) is taken and gives valid tokens, and the
+    deprecated ``gumbel_dtype=`` still draws the very same tokens, with a DeprecationWarning (docs/plugins.md,
+    compatibility policy): the `Sampler` base class answers to both names for every subclass."""
+    _each_setup(subject, lambda setup: _draw_dtype_keyword(subject, setup))
+
+
+def _draw_dtype_keyword(subject, setup):
+    import warnings
+
+    sampler = subject.build()
+    model = _model(subject, setup)
+    for dtype in (torch.float32, torch.float64):
+        where = f"draw_dtype={dtype}, steps=4"
+        new = _tokens_ok(sampler.sample(model, 8, steps=4, seed=5, draw_dtype=dtype), 8, where)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            old = _tokens_ok(sampler.sample(model, 8, steps=4, seed=5, gumbel_dtype=dtype), 8, where)
+        if not any(issubclass(w.category, DeprecationWarning) and "gumbel_dtype" in str(w.message) for w in caught):
+            raise Failure("gumbel_dtype= must still be accepted with a DeprecationWarning naming it (subclass "
+                          "prime_core.Sampler, which translates it)", where)
+        _same_rows(old, new, "gumbel_dtype= vs draw_dtype=", where)
