@@ -34,7 +34,7 @@ import time
 import torch
 
 from prime_core import get_registry, load_config, load_model, presentation, read_checkpoint
-from prime_core.api import dataset_for_checkpoint
+from prime_core.api import dataset_for_checkpoint, sample_rows
 from prime_core.runs.config import parse_override
 from prime_plugin_text.evaluate import GEN_PPL_LABEL, generative_perplexity, unigram_entropy
 
@@ -72,8 +72,8 @@ def measure(model, sampler, shown, judge, registry, samples: int, steps: int, te
             top_p: float) -> dict:
     """One row: sample, then word validity, gen. PPL by the judge, unigram entropy and NFE of those samples."""
     t0 = time.perf_counter()
-    r = sampler.sample(model, samples, steps=steps, seed=0, temperature=temperature, top_p=top_p,
-                       draw_dtype=torch.float64)
+    r = sample_rows(model, sampler, samples, steps=steps, seed=0, temperature=temperature, top_p=top_p,
+                    draw_dtype=torch.float64)  # a block model: block by block, its KV cache on
     seconds = time.perf_counter() - t0
     texts = shown.decode_samples(r.tokens)
     [score] = [sc for sc in shown.score_samples(texts) if sc["name"] == "word_validity"]
