@@ -226,3 +226,19 @@ def test_exact_enumeration_only_within_its_budget(two_jobs, monkeypatch):
     assert "exact_nll" in evaluate.evaluate_report(ckpt, max_sequences=8)
     monkeypatch.setattr(evaluate, "EXACT_MAX_LOGITS", 8 * 5 * 6 * 2**5 - 1)  # rows · L · C · 2^units, minus one
     assert "exact_nll" not in evaluate.evaluate_report(ckpt, max_sequences=8)
+
+
+def test_prime_train_of_a_compared_config_writes_a_loadable_model(tmp_path):
+    """`prime train` (not only `prime run`) on a config with [[compare]] writes the model's own config, and a
+    checkpoint that still holds a [[compare]] list (written before the fix) loads."""
+    from prime_core import load_model
+    from prime_core.runs.build import checkpoint_config
+
+    out = tmp_path / "t"
+    assert main(["train", "--config", write_config(tmp_path, steps=2), "--out", str(out), "--quiet"]) == 0
+    from prime_core.runs.checkpoint import read_checkpoint
+    meta = read_checkpoint(str(out / "checkpoint.safetensors")).meta
+    assert "compare" not in meta["config"]
+    load_model(str(out / "checkpoint.safetensors"))  # loads
+    old = {**meta["config"], "compare": [{"name": "ell1", "set": ["model.ell=1"]}]}
+    assert checkpoint_config({"config": old}, "old.safetensors").model.ell == 2

@@ -188,7 +188,7 @@ def model_metadata(model: PrimeModel, config: Config, registry: Registry | None 
         c = registry.get(kind, name)
         components[kind] = {"name": name, "distribution": c.distribution, "version": c.version}
     return {
-        "config": config.to_dict(),
+        "config": attrs.evolve(config, compare=()).to_dict(),  # a model's config, not the runs it is compared with
         "components": components,
         "num_classes": model.num_classes, "ell": model.ell, "base": model.base, "length": model.length,
         "noise": model.noise, "schedule": {"name": m.schedule, **model.schedule.params()},
@@ -250,6 +250,8 @@ def load_model(url: str, registry: Registry | None = None, weights: str = "model
 def checkpoint_config(meta: dict[str, Any], url: str) -> Config:
     """The `Config` stored in checkpoint metadata; anything but a valid config object is a `CheckpointError`."""
     raw = meta.get("config")
+    if isinstance(raw, dict):  # checkpoints of `prime train` before 2026-12-08 could hold a [[compare]] list
+        raw = {k: v for k, v in raw.items() if k != "compare"}
     if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
         raise CheckpointError(f"checkpoint {url} has no valid config: expected a JSON object of sections, "
                               f"got {type(raw).__name__}")
