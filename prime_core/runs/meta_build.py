@@ -69,7 +69,7 @@ def _numel(func, args: tuple, kwargs: dict) -> int | None:
     name = getattr(func, "__name__", "")
     try:
         if name in _SIZED:
-            return math.prod(int(d) for d in _size(name, args, kwargs))
+            return math.prod(int(d) for d in _factory_size(name, args, kwargs))
         if name == "arange" and args and not kwargs.keys() & {"start", "end", "step", "out"}:
             start, end, step = (0, args[0], 1) if len(args) == 1 else (*args, 1)[:3]
             return max(0, math.ceil((float(end) - float(start)) / float(step)))
@@ -86,7 +86,7 @@ def _numel(func, args: tuple, kwargs: dict) -> int | None:
     return None
 
 
-def _size(name: str, args: tuple, kwargs: dict) -> list:
+def _factory_size(name: str, args: tuple, kwargs: dict) -> list:
     """The size of a sized factory call: ``size=``, a leading sequence, or the leading ints (``empty(3, 4)``)."""
     if "size" in kwargs:
         size = kwargs["size"]
