@@ -242,3 +242,17 @@ def test_prime_train_of_a_compared_config_writes_a_loadable_model(tmp_path):
     load_model(str(out / "checkpoint.safetensors"))  # loads
     old = {**meta["config"], "compare": [{"name": "ell1", "set": ["model.ell=1"]}]}
     assert checkpoint_config({"config": old}, "old.safetensors").model.ell == 2
+
+
+def test_the_main_models_warnings_go_to_stderr(capsys):
+    """The child's output is one merged stream; its "warning:" lines reach stderr as without a comparison (the
+    wheel smoke test greps stderr for the matplotlib hint)."""
+    from prime_core.runs.compare import _echo_output, _Job
+
+    job = _Job("main", Config(), "out", main=True)
+    job.lines.extend(["[1/3] training", "warning: loss.png (loss curve) skipped: matplotlib is not installed",
+                      "report: out/report.md"])
+    _echo_output(job, print)
+    out, err = capsys.readouterr()
+    assert err.strip() == "warning: loss.png (loss curve) skipped: matplotlib is not installed"
+    assert out.strip() == "report: out/report.md"

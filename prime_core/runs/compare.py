@@ -267,7 +267,10 @@ def _write_comparison(config, out_dir: str, comparison: dict) -> dict:
 
 
 def _echo_output(job: _Job, echo) -> None:
-    """What the main model's `prime run` printed (its report summary, samples, report path)."""
+    """What the main model's `prime run` printed (its report summary, samples, report path); its warnings (the
+    child's stderr, merged into one stream to keep the order) go to stderr, where `prime run` alone prints them."""
     for line in job.lines:
-        if line[:5] not in _PHASES:
+        if line.startswith("warning:"):
+            print(line, file=sys.stderr)
+        elif line[:5] not in _PHASES:
             echo(line)
