@@ -108,6 +108,15 @@ class BlockKVCache(KVCache):
         self.length += n
         self.position += n
 
+    def commit_mask(self, n: int, device) -> torch.Tensor | None:
+        """The attention mask [n, cached + n] of ``n`` clean positions committed at once: all cached ones, and
+        block-causal among themselves (whole blocks, each attending to the blocks ≤ itself); None for one block."""
+        if n <= self.block_size:
+            return None
+        block = torch.arange(n, device=device) // self.block_size
+        return torch.cat([torch.ones(n, self.length, dtype=torch.bool, device=device),
+                          block[None, :] <= block[:, None]], dim=1)
+
     def select(self, rows: torch.Tensor) -> "BlockKVCache":
         """The cache of some rows only (a copy; rows [m] int64 indices)."""
         out = object.__new__(BlockKVCache)
@@ -391,11 +400,7 @@ class DiT(Backbone):
         x = self.embed(y)  # [B, n, D]
         c = self.condition(None, b)
         cos, sin = self.rope_at(cache.position, n, x.dtype)
-        mask = None
-        if commit and n > cache.block_size:  # several clean blocks at once: block-causal among themselves
-            block = torch.arange(n, device=x.device) // cache.block_size
-            mask = torch.cat([torch.ones(n, cache.length, dtype=torch.bool, device=x.device),
-                              block[None, :] <= block[:, None]], dim=1)  # [n, cached + n]
+        mask = cache.commit_mask(n, x.device) if commit else None
         for j, block in enumerate(self.blocks):
             x = block(x, c, cos, sin, (cache, j), mask)
         if commit:

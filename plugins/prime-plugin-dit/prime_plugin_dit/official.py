@@ -37,6 +37,8 @@ from torch import nn
 
 from prime_core import Backbone, BackboneSpec
 
+from .model import BlockKVCache
+
 #: Frequencies of the sinusoidal σ features (the official TimestepEmbedder's frequency_embedding_size).
 FREQ_DIM = 256
 
@@ -65,9 +67,10 @@ class Rotary(nn.Module):
         super().__init__()
         self.register_buffer("inv_freq", 1.0 / base ** (torch.arange(0, head_size, 2).float() / head_size))
 
-    def forward(self, length: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos, sin of i·θ_k for positions i < L: [L, hs/2] each."""
-        angles = torch.arange(length, device=device, dtype=self.inv_freq.dtype)[:, None] * self.inv_freq[None]
+    def forward(self, length: int, device, start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin of i·θ_k for positions start ≤ i < start + length: [length, hs/2] each."""
+        positions = torch.arange(start, start + length, device=device, dtype=self.inv_freq.dtype)
+        angles = positions[:, None] * self.inv_freq[None]
         return angles.cos(), angles.sin()
 
 
@@ -79,14 +82,19 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 
 
 def attention(qkv: torch.Tensor, heads: int, cos: torch.Tensor, sin: torch.Tensor, causal: bool,
-              mask: torch.Tensor | None = None) -> torch.Tensor:
+              mask: torch.Tensor | None = None, cache=None) -> torch.Tensor:
     """qkv [B, L, 3D] (q, k, v blocks, each nh × hs) → softmax(q kᵀ/√hs) v [B, L, D], rotary on q and k;
-    ``mask`` [L, L] bool (True = may attend): BD3-LM's block-diffusion mask."""
+    ``mask`` [L, L] bool (True = may attend): BD3-LM's block-diffusion mask. ``cache`` = (a `BlockKVCache` of
+    prime's DiT, layer index): the L positions follow the cached clean blocks and attend to them too (the keys
+    are stored rotated, so the cache holds the same tensors whichever rotary layout made them)."""
     b, length, three_d = qkv.shape
     q, k, v = qkv.view(b, length, 3, heads, three_d // (3 * heads)).unbind(2)  # [B, L, nh, hs] each
     q, k = rotate(q, cos, sin), rotate(k, cos, sin)
-    y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
-                                       is_causal=causal)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, nh, L, hs]
+    if cache is not None:
+        kv, layer = cache
+        k, v = kv.extend(layer, k, v)  # [B, nh, cached + L, hs]
+    y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
     return y.transpose(1, 2).reshape(b, length, three_d // 3)
 
 
@@ -101,7 +109,7 @@ class TimestepEmbedder(nn.Module):
         half = FREQ_DIM // 2
         freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32, device=sigma.device) / half)
         args = sigma.float()[:, None] * freqs[None]
-        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1))
+        return self.mlp(torch.cat([args.cos(), args.sin()], dim=-1).to(self.mlp[0].weight.dtype))
 
 
 class EmbeddingLayer(nn.Module):
@@ -135,9 +143,10 @@ class DDiTBlock(nn.Module):
         self.mlp = _mlp(dim, mlp_ratio)
         self.adaLN_modulation = nn.Linear(cond_dim, 6 * dim)
 
-    def forward(self, x, cos, sin, c, mask=None):
+    def forward(self, x, cos, sin, c, mask=None, cache=None):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN_modulation(c)[:, None].chunk(6, dim=2)
-        h = attention(self.attn_qkv(modulate(self.norm1(x), shift1, scale1)), self.heads, cos, sin, False, mask)
+        h = attention(self.attn_qkv(modulate(self.norm1(x), shift1, scale1)), self.heads, cos, sin, False, mask,
+                      cache)
         x = x + gate1 * self.attn_out(h)
         return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
@@ -244,8 +253,7 @@ class OfficialDiT(Backbone):
     def block_forward(self, y_t: torch.Tensor, y_0: torch.Tensor, block_size: int,
                       positions: torch.Tensor | None = None) -> torch.Tensor:
         """BD3-LM's training forward (DESIGN §2.8): [y_t ; y_0] (2L positions, each half at rotary positions
-        0 … L−1) under `prime_core.api.block_attention_mask`; logits of the noisy half [B, L, C]. No KV cache: a
-        block model on this backbone samples by the reference path (``--no-kv-cache``)."""
+        0 … L−1) under `prime_core.api.block_attention_mask`; logits of the noisy half [B, L, C]."""
         from prime_core.api import block_attention_mask
 
         b, length, _ = y_t.shape
@@ -258,6 +266,30 @@ class OfficialDiT(Backbone):
             x = block(x, cos, sin, c, mask)
         logits = self.output_layer(x[:, :length], c)[..., : self.spec.out_dim]
         return _select(logits, positions)
+
+    def new_block_cache(self, batch: int, block_size: int) -> BlockKVCache:
+        """An empty KV cache of clean blocks (prime's `BlockKVCache`: window L positions, B = ``block_size``)."""
+        first = self.blocks[0]
+        hs = self.spec.width // first.heads
+        return BlockKVCache(len(self.blocks), batch, first.heads, self.spec.length, hs, block_size,
+                            first.attn_qkv.weight.device, first.attn_qkv.weight.dtype)
+
+    def block_decode(self, y: torch.Tensor, cache: BlockKVCache, commit: bool = False) -> torch.Tensor | None:
+        """BD3-LM's cached sampling step: one block y [B, n, ℓ] after the cached clean blocks, attending to them and
+        to all of itself; its logits [B, n, C]. With ``commit`` (clean blocks) their keys/values join the cache
+        instead (block-causal among themselves, as the clean half of `block_forward`) and nothing is returned."""
+        b, n, _ = y.shape
+        cache.make_room(n)
+        x = self.vocab_embed(y).flatten(-2)  # [B, n, D]
+        c = F.silu(self.sigma_map(self.sigma(None, b, y.device)))
+        cos, sin = self.rotary_emb(n, y.device, start=cache.position)
+        mask = cache.commit_mask(n, y.device) if commit else None
+        for j, block in enumerate(self.blocks):
+            x = block(x, cos, sin, c, mask, (cache, j))
+        if commit:
+            cache.advance(n)
+            return None
+        return self.output_layer(x, c)[..., : self.spec.out_dim]
 
 
 class OfficialAR(Backbone):

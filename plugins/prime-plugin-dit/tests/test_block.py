@@ -19,12 +19,15 @@ from prime_core.errors import ConfigError, PrimeError
 HEADS = ("carry-over", "joint", "independent")
 
 
+BACKBONE_OPTIONS = {"dit": {"preset": "tiny", "cond_dim": 8}, "dit-official": {"n_heads": 2, "n_blocks": 2, "cond_dim": 8}}
+
+
 def block_model(*, c=3, length=4, ell=2, block=2, head="carry-over", noise="independent", schedule="cosine",
-                seed=0, scale=0.4, dtype=torch.float32):
+                seed=0, scale=0.4, dtype=torch.float32, backbone="dit"):
     width = {1: 8, 2: 8, 3: 12}.get(ell, 4 * ell)
     cfg = Config(model=ModelConfig(num_classes=c, length=length, ell=ell, width=width, head=head, noise=noise,
-                                   schedule=schedule, backbone="dit", block_size=block,
-                                   backbone_options={"preset": "tiny", "cond_dim": 8}))
+                                   schedule=schedule, backbone=backbone, block_size=block,
+                                   backbone_options=BACKBONE_OPTIONS[backbone]))
     model = build_model(cfg, get_registry())
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -131,8 +134,9 @@ SAMPLERS = [("ancestral", {}, 6), ("first-hitting", {}, None), ("remdm", {}, 6),
 
 @pytest.mark.parametrize("name,options,steps", SAMPLERS)
 @pytest.mark.parametrize("length", [8, 13])
-def test_kv_cache_is_exact_and_rows_are_batch_invariant(name, options, steps, length):
-    model = block_model(c=9, ell=2, length=8, block=2, dtype=torch.float64)  # b^ℓ = C: no digit is forced, so
+@pytest.mark.parametrize("backbone", ["dit", "dit-official"])  # prime's DiT and the imported BD3-LM network
+def test_kv_cache_is_exact_and_rows_are_batch_invariant(name, options, steps, length, backbone):
+    model = block_model(c=9, ell=2, length=8, block=2, dtype=torch.float64, backbone=backbone)  # b^ℓ = C: no digit is forced, so
     # confidences never tie at exactly log 1 in one path and 1e-16 below it in the other
     sampler = get_registry().build("sampler", name, **options)
     seeds = [11, 12, 13]
