@@ -245,14 +245,45 @@ def test_prime_train_of_a_compared_config_writes_a_loadable_model(tmp_path):
 
 
 def test_the_main_models_warnings_go_to_stderr(capsys):
-    """The child's output is one merged stream; its "warning:" lines reach stderr as without a comparison (the
-    wheel smoke test greps stderr for the matplotlib hint)."""
+    """The child's stdout and stderr are read apart; what it wrote to stderr (its warnings) reaches stderr as
+    without a comparison (the wheel smoke test greps stderr for the matplotlib hint)."""
     from prime_core.runs.compare import _echo_output, _Job
 
     job = _Job("main", Config(), "out", main=True)
-    job.lines.extend(["[1/3] training", "warning: loss.png (loss curve) skipped: matplotlib is not installed",
-                      "report: out/report.md"])
+    script = ("import sys; print('[1/3] training'); "
+              "print('warning: loss.png (loss curve) skipped: matplotlib is not installed', file=sys.stderr); "
+              "print('report: out/report.md')")
+    job.spawn([sys.executable, "-c", script], 1)
+    job.proc.wait(60)
+    job.join_readers(10)
     _echo_output(job, print)
     out, err = capsys.readouterr()
     assert err.strip() == "warning: loss.png (loss curve) skipped: matplotlib is not installed"
     assert out.strip() == "report: out/report.md"
+
+
+def test_grow_resizes_a_running_childs_torch_threads():
+    """A model still running when the others ended takes over their cores: `_Job.grow` writes the count on the
+    child's stdin and signals it; the child's handler (`compare_child._set_threads`) resizes torch's pool."""
+    from prime_core.runs.compare import _Job
+
+    job = _Job("ar", Config(), "out")
+    script = ("import signal, time, torch\n"
+              "from prime_core.runs.compare_child import GROW_SIGNAL, READY, _set_threads\n"
+              "signal.signal(GROW_SIGNAL, _set_threads)\n"
+              "print('threads', torch.get_num_threads(), flush=True)\n"
+              "print(READY, flush=True)\n"
+              "end = time.time() + 60\n"
+              "while torch.get_num_threads() != 3 and time.time() < end:\n"
+              "    time.sleep(0.02)\n"
+              "print('threads', torch.get_num_threads(), flush=True)\n")
+    job.spawn([sys.executable, "-c", script], 1)
+    deadline = time.monotonic() + 60
+    while not job.is_ready and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job.grow(3) and job.threads == 3
+    assert not job.grow(2)  # never fewer
+    job.proc.wait(60)
+    job.join_readers(10)
+    assert [line for _, line in job.lines] == ["threads 1", "threads 3"]
+    assert not job.grow(4)  # it has ended

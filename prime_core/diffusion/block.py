@@ -27,8 +27,9 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
+from ..interfaces import Backbone
 from .forward import apply_mask, sample_mask
-from .unit_losses import expected_reveal_nll, step_reveal_log_probs, unit_nll
+from .unit_losses import expected_reveal_nll, step_reveal_log_probs, touched_nll, unit_nll
 
 
 # ------------------------------------------------------------------------------------------------- the model
@@ -76,13 +77,15 @@ def block_attention_mask(length: int, block_size: int, device=None) -> torch.Ten
     return torch.cat([top, bottom], dim=0)
 
 
-def block_logits(model, y_t: torch.Tensor, y_0: torch.Tensor) -> torch.Tensor:
-    """Backbone logits [B, L, out_dim] of every block k given noisy block k of y_t and clean blocks < k of y_0.
-    K = 1 runs the plain forward (no clean half: nothing may attend to it)."""
+def block_logits(model, y_t: torch.Tensor, y_0: torch.Tensor, positions: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """Backbone logits [B, L, out_dim] of every block k given noisy block k of y_t and clean blocks < k of y_0
+    (or [N, out_dim] at ``positions``, as `PrimeModel.forward`). K = 1 runs the plain forward (no clean half:
+    nothing may attend to it)."""
     size = block_size_of(model)
     if size == model.length:
-        return model(y_t, None)
-    return model.backbone.block_forward(y_t, y_0, size)
+        return model(y_t, None, positions=positions)
+    return model.backbone.block_forward(y_t, y_0, size, positions=positions)
 
 
 def block_log_probs(model, y_t: torch.Tensor, y_0: torch.Tensor) -> torch.Tensor:
@@ -93,6 +96,12 @@ def block_log_probs(model, y_t: torch.Tensor, y_0: torch.Tensor) -> torch.Tensor
 def block_training_log_probs(model, y_t: torch.Tensor, y_0: torch.Tensor) -> torch.Tensor:
     """The head's training distribution (the joint loss's) given the block context: [B, L, C]."""
     return model.head.training_log_probs(block_logits(model, y_t, y_0), y_t, model.map)
+
+
+def block_training_log_probs_at(model, y_t: torch.Tensor, y_0: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """`block_training_log_probs` at the positions ``where`` only: [N, C] (`PrimeModel.training_log_probs_at`)."""
+    logits = block_logits(model, y_t, y_0, positions=where)
+    return model.head.training_log_probs(logits, Backbone.select_positions(y_t, where), model.map)
 
 
 # ------------------------------------------------------------------------------------------------- losses
@@ -176,9 +185,9 @@ def block_joint_loss(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithet
     NOT a bound (DESIGN §1)."""
     batch, blocks, size, rows, _ = _shape(model, tokens)
     y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, mask_rate_range, t, masked)
-    log_p = block_training_log_probs(model, apply_mask(y0, masked, model.mask_id), y0)
-    nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    per_token = torch.where(masked.any(-1), nll, torch.zeros_like(nll)).view(batch, blocks, size).sum(-1)
+    touched = masked.any(-1)  # [B, L]: the only tokens the loss reads
+    log_p = block_training_log_probs_at(model, apply_mask(y0, masked, model.mask_id), y0, touched)  # [N, C]
+    per_token = touched_nll(log_p, tokens, touched).view(batch, blocks, size).sum(-1)
     return (model.schedule.weight(t).to(per_token).view(batch, blocks) * per_token).sum(-1)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from .forward import apply_mask, sample_mask
-from .unit_losses import expected_reveal_nll, step_reveal_log_probs, unit_nll  # noqa: F401 (also public here)
+from .unit_losses import expected_reveal_nll, step_reveal_log_probs, touched_nll, unit_nll  # noqa: F401 (also public here)
 
 
 def _num_units(model) -> int:
@@ -112,11 +112,11 @@ def joint_loss(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bo
         return _blocks().block_joint_loss(model, tokens, eps=eps, antithetic=antithetic, generator=generator,
                                           mask_rate_range=mask_rate_range, t=t, masked=masked)
     y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked, mask_rate_range)
-    log_p = model.training_log_probs(apply_mask(y0, masked, model.mask_id), t)
-    nll = -log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    touched = masked.any(-1)
-    per_token = torch.where(touched, nll, torch.zeros_like(nll))
+    touched = masked.any(-1)  # [B, L]: the only tokens the loss reads
+    log_p = model.training_log_probs_at(apply_mask(y0, masked, model.mask_id), touched, t)  # [N, C]
+    per_token = touched_nll(log_p, tokens, touched)
     return model.schedule.weight(t).to(per_token) * per_token.sum(-1)
+
 
 
 def tstep_term(model, tokens: torch.Tensor, k: torch.Tensor, masked: torch.Tensor, *, steps: int) -> torch.Tensor:

@@ -80,6 +80,14 @@ class PrimeModel(nn.Module):
     def training_log_probs(self, y_t: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
         return self.head.training_log_probs(self(y_t, t), y_t, self.map)
 
+    def training_log_probs_at(self, y_t: torch.Tensor, where: torch.Tensor,
+                              t: torch.Tensor | None = None) -> torch.Tensor:
+        """The head's training distribution at some positions only: [N, C], equal to
+        ``training_log_probs(y_t, t)[where]`` (``where`` as in `log_probs_at`). The joint loss reads only the
+        tokens with a masked digit, so the C-way output layer and softmax run there alone."""
+        logits = self(y_t, t, positions=where)
+        return self.head.training_log_probs(logits, Backbone.select_positions(y_t, where), self.map)
+
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, L] → y_0 [B, L, ℓ], after checking shape and range."""
         if tokens.dim() != 2 or tokens.shape[1] != self.length:

@@ -24,6 +24,12 @@ def unit_nll(log_p: torch.Tensor, y0: torch.Tensor, tokens: torch.Tensor, masked
     return torch.where(masked, nll, torch.zeros_like(nll)).sum(-1)
 
 
+def touched_nll(log_p: torch.Tensor, tokens: torch.Tensor, touched: torch.Tensor) -> torch.Tensor:
+    """−log p_θ(x₀ⁱ | ·) at the N touched tokens (``log_p`` [N, C], in the row-major order of ``touched``
+    [B, L]), placed back at their positions: [B, L], 0 elsewhere."""
+    nll = -log_p.gather(-1, tokens[touched].unsqueeze(-1)).squeeze(-1)  # [N]
+    return torch.zeros(tokens.shape, dtype=nll.dtype, device=nll.device).masked_scatter(touched, nll)
+
 def step_reveal_log_probs(alphas: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(log r_k, log(1 − r_k)) of step k of the grid ᾱ (float64): r_k = (ᾱ_{k+1} − ᾱ_k)/(1 − ᾱ_k) is the chance that
     a unit masked at ᾱ_k is revealed in step k. log(1 − r_k) = log1p(−ᾱ_{k+1}) − log1p(−ᾱ_k), not log(1 − r):

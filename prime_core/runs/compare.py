@@ -6,7 +6,9 @@ by the main job's own pipeline, each in a child process, ``jobs`` at a time, and
   any run (``--resume`` resumes a variant whose checkpoint exists and starts one that has none).
 - Before any child starts, every model's stages and components are checked (`check_stages`, registry look-ups):
   a comparison that cannot run writes nothing.
-- Threads: the usable cores are split among the running children (OMP_NUM_THREADS), at least one each.
+- Threads: the usable cores are split among the running children (OMP_NUM_THREADS), at least one each; when a
+  model ends and none is waiting, the ones still running take over its cores (the child's `GROW_SIGNAL`
+  handler sets torch's thread count), so the last model of a comparison does not run on one core of two.
 - Progress: only this process prints, one line per event (a model starts, passes a quarter of its steps, samples,
   evaluates, ends), so concurrent models never interleave bars.
 - Ctrl-C or an error here: every child is interrupted (SIGINT, so its run folder is settled as after a Ctrl-C of
@@ -29,6 +31,7 @@ import attrs
 
 from ..errors import PrimeError, first_line
 from .build import build_dataset, build_model, build_training_loss, resolve_sizes
+from .compare_child import GROW_SIGNAL, READY
 from .compare_table import failed_row, model_row, table_text
 from .pipeline import check_stages, run_pipeline
 from .report import write_report_markdown
@@ -54,36 +57,64 @@ class _Job:
     def __init__(self, name: str, config, folder: str, overrides=(), main: bool = False):
         self.name, self.config, self.folder, self.overrides, self.main = name, config, folder, overrides, main
         self.proc: subprocess.Popen | None = None
-        self.lines: collections.deque[str] = collections.deque(maxlen=400)
-        self.reader: threading.Thread | None = None
+        self.lines: collections.deque[tuple[str, str]] = collections.deque(maxlen=400)  # (stream, line)
+        self.readers: list[threading.Thread] = []
         self.started = self.ended = 0.0
-        self.phase, self.quarter = "waiting", 0
+        self.phase, self.quarter, self.threads, self.is_ready = "waiting", 0, 0, False
 
     def start(self, resume: bool, force: bool, threads: int) -> None:
         flags = ["--resume"] if resume else ["--force"] if force else []
+        self.spawn([sys.executable, "-m", "prime_core.runs.compare_child", "--out", self.folder, *flags], threads)
+        self.proc.stdin.write(self.config.to_json() + "\n")  # one line; stdin stays open for `grow`
+        self.proc.stdin.flush()
+
+    def spawn(self, argv: list[str], threads: int) -> None:
+        """Start ``argv`` with ``threads`` OpenMP threads and one reader per output stream (the two pipes never
+        block each other, and each line keeps its stream)."""
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                "PYTHONUNBUFFERED": "1"}
         # a session of its own: the terminal's Ctrl-C reaches only this process, which stops the children itself
-        self.proc = subprocess.Popen([sys.executable, "-m", "prime_core.runs.compare_child", "--out", self.folder,
-                                     *flags], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, env=env, text=True, start_new_session=True)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-        self.proc.stdin.write(self.config.to_json())
-        self.proc.stdin.close()
-        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=env, text=True, start_new_session=True)
+        self.readers = [threading.Thread(target=self._read, args=(pipe, name), daemon=True)
+                        for pipe, name in ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr"))]
+        for reader in self.readers:
+            reader.start()
+        self.started, self.threads = time.monotonic(), threads
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+    def grow(self, threads: int) -> bool:
+        """Let the child use ``threads`` torch threads from now on: the number on its stdin, then `GROW_SIGNAL`
+        (only once it said `READY`: before that the signal's default action would end it). True if it was told."""
+        if threads <= self.threads or self.proc.poll() is not None or not self.is_ready:
+            return False
+        try:
+            self.proc.stdin.write(f"{threads}\n")
+            self.proc.stdin.flush()
+            os.kill(self.proc.pid, GROW_SIGNAL)
+        except (BrokenPipeError, ProcessLookupError):  # it ended meanwhile
+            return False
+        self.threads = threads
+        return True
+
+    def _read(self, pipe, stream: str) -> None:
+        for line in pipe:
+            line = line.rstrip("\n")
+            if line == READY:
+                self.is_ready = True
+            else:
+                self.lines.append((stream, line))
+
+    def join_readers(self, timeout: float) -> None:
+        for reader in self.readers:
+            reader.join(timeout)
 
     def error(self) -> str:
         """The child's one-line error ("prime: error: …" without the prefix), else its last line, else its code."""
-        for line in reversed(self.lines):
+        for _, line in reversed(self.lines):
             for prefix in ("prime: error: ", "prime: "):
                 if line.startswith(prefix):
                     return line[len(prefix):]
-        last = next((line for line in reversed(self.lines) if line.strip()), None)
+        last = next((line for _, line in reversed(self.lines) if line.strip()), None)
         return last or f"exit code {self.proc.returncode}"
 
     def stop(self) -> None:
@@ -184,12 +215,16 @@ def _run_all(todo: list[_Job], jobs: int, threads: int, resume: bool, force: boo
                 _progress(job, echo, t0)
                 if job.proc.poll() is None:
                     continue
-                job.reader.join(5)
+                job.join_readers(5)
                 running.remove(job)
                 ok = job.proc.returncode == 0
                 echo(f"  {_clock(t0)} {job.name}: " + ("done" if ok else f"failed: {job.error()}"))
                 if job.main and not ok:
                     raise _MainFailed
+                if not waiting:  # its cores go to the models still running
+                    for other in running:
+                        if other.grow(max(threads, usable_cores() // len(running))):
+                            echo(f"  {_clock(t0)} {other.name}: {other.threads} torch threads")
     except _MainFailed:
         for job in running:
             job.stop()
@@ -205,7 +240,7 @@ class _MainFailed(Exception):
 
 def _progress(job: _Job, echo, t0: float) -> None:
     """One line when the child enters a stage, and at each quarter of its training steps."""
-    phase = next((_PHASES[line[:5]] for line in reversed(job.lines) if line[:5] in _PHASES), job.phase)
+    phase = next((_PHASES[line[:5]] for _, line in reversed(job.lines) if line[:5] in _PHASES), job.phase)
     if phase != job.phase and phase != "training":
         echo(f"  {_clock(t0)} {job.name}: {phase}")
     job.phase = phase
@@ -248,7 +283,8 @@ def _row(job: _Job, out_dir: str) -> dict:
         return failed_row(job.name, job.error(), folder=folder, overrides=job.overrides, main=job.main)
     with open(os.path.join(job.folder, "report.json"), encoding="utf-8") as fh:
         report = json.load(fh)
-    return model_row(job.name, report, folder=folder, overrides=job.overrides, main=job.main)
+    return {**model_row(job.name, report, folder=folder, overrides=job.overrides, main=job.main),
+            "threads_at_end": job.threads}
 
 
 def _write_comparison(config, out_dir: str, comparison: dict) -> dict:
@@ -267,10 +303,10 @@ def _write_comparison(config, out_dir: str, comparison: dict) -> dict:
 
 
 def _echo_output(job: _Job, echo) -> None:
-    """What the main model's `prime run` printed (its report summary, samples, report path); its warnings (the
-    child's stderr, merged into one stream to keep the order) go to stderr, where `prime run` alone prints them."""
-    for line in job.lines:
-        if line.startswith("warning:"):
+    """What the main model's `prime run` printed (its report summary, samples, report path) on the stream it used:
+    its stdout through ``echo``, its stderr (warnings) to stderr, where `prime run` alone prints them."""
+    for stream, line in job.lines:
+        if stream == "stderr":
             print(line, file=sys.stderr)
         elif line[:5] not in _PHASES:
             echo(line)

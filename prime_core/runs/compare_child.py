@@ -1,14 +1,20 @@
-"""One model of ``prime run``'s comparison (`prime_core.runs.compare`), in its own process: its config as JSON on
-stdin, `run_pipeline` into ``--out`` with no progress bar; errors are the CLI's one line ("prime: error: …",
-exit 2), which the parent shows in the model's row."""
+"""One model of ``prime run``'s comparison (`prime_core.runs.compare`), in its own process: its config as one JSON
+line on stdin, `run_pipeline` into ``--out`` with no progress bar; errors are the CLI's one line ("prime: error: …",
+exit 2), which the parent shows in the model's row. Later lines on stdin are torch thread counts, each announced
+by SIGUSR1 (the parent gives a model more cores when another one ends)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 from ..cliargs import run_command
+
+#: The child's first line on stdout: its `GROW_SIGNAL` handler is in place (before, the signal would end it).
+READY = "prime-compare-child: ready"
+GROW_SIGNAL = getattr(signal, "SIGUSR1", None)  # None off POSIX: no growth there
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,16 +24,29 @@ def main(argv: list[str] | None = None) -> int:
     flags.add_argument("--resume", action="store_true")
     flags.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
+    if GROW_SIGNAL is not None:
+        signal.signal(GROW_SIGNAL, _set_threads)
+        print(READY, flush=True)
 
     def body() -> int:
         from .config import Config
         from .pipeline import run_pipeline
 
-        config = Config.from_dict(json.loads(sys.stdin.read()))
+        config = Config.from_dict(json.loads(sys.stdin.readline()))
         run_pipeline(config, args.out, resume=args.resume, force=args.force, progress=False)
         return 0
 
     return run_command("prime", body)
+
+
+def _set_threads(signum, frame) -> None:
+    """`GROW_SIGNAL`: the parent wrote a new torch thread count on stdin (Python runs this between two operations of
+    the main thread, which is where torch's thread pool may be resized)."""
+    line = sys.stdin.readline().strip()
+    if line.isdigit() and int(line) > 0:
+        import torch
+
+        torch.set_num_threads(int(line))
 
 
 if __name__ == "__main__":

@@ -81,6 +81,11 @@ def table_lines(comparison: dict) -> list[str]:
     lines += [_row_line(row, labels) for row in rows]
     lines += [""] + [f"- `{row['model']}`: " + (", ".join(f"`{s}`" for s in row["set"]) or "no overrides")
                      + f" ({row['folder']})" for row in rows if not row["main"]]
+    grown = [f"`{row['model']}` {row['threads_at_end']}" for row in rows
+             if row.get("threads_at_end", 0) > comparison["threads_per_job"]]
+    if grown:
+        lines += ["", "Torch threads at the end, where a model took over the cores of models that had ended: "
+                  + ", ".join(grown) + "."]
     lines += ["", "Sampling tokens/s were measured while the other models ran: compare them within this table "
               "only.", ""]
     return lines

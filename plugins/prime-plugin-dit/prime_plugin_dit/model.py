@@ -135,15 +135,20 @@ class Attention(nn.Module):
         self.proj = nn.Linear(width, width, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: tuple[KVCache, int] | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+                cache: tuple[KVCache, int] | None = None, mask: torch.Tensor | None = None,
+                queries: int | None = None) -> torch.Tensor:
         """x [B, n, D] at n positions whose rotary tables are cos, sin [n, hs/2]. With ``cache`` = (KV cache,
         block index) the n positions follow the cached ones and attend to them, and to each other causally (a
         causal model) or all-to-all (a block-diffusion model's block). ``mask`` [n, n] bool (True = may attend):
-        the block-diffusion training mask (`prime_core.api.block_attention_mask`)."""
+        the block-diffusion training mask (`prime_core.api.block_attention_mask`). ``queries`` = q: only the first
+        q positions ask (output [B, q, D]); all n still give keys and values."""
         b, length, width = x.shape
         q, k, v = self.qkv(x).split(width, dim=-1)  # [B, n, D] each
         q, k, v = (z.view(b, length, self.heads, width // self.heads).transpose(1, 2) for z in (q, k, v))  # [B, nh, n, hs]
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if queries is not None:
+            q, length = q[:, :, :queries], queries
+            mask = None if mask is None else mask[:queries]
         causal = self.causal and mask is None
         if cache is not None:
             kv, block = cache
@@ -182,10 +187,14 @@ class DiTBlock(nn.Module):
         self.adaLN = nn.Linear(cond_dim, 6 * width)  # c → shift, scale, gate for attention and for the MLP
 
     def forward(self, x: torch.Tensor, c: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: tuple[KVCache, int] | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
+                cache: tuple[KVCache, int] | None = None, mask: torch.Tensor | None = None,
+                queries: int | None = None) -> torch.Tensor:
+        """``queries`` = q: the output of the first q positions only, [B, q, D] (the others still give keys and
+        values): the last block of a block-diffusion training pass, whose clean half nothing reads."""
         mod = self.adaLN(F.silu(c))[:, None, :]  # [B, 1, 6D]
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=-1)  # [B, 1, D] each
-        x = x + gate1 * self.dropout(self.attn(modulate(self.norm1(x), shift1, scale1), cos, sin, cache, mask))
+        h = self.attn(modulate(self.norm1(x), shift1, scale1), cos, sin, cache, mask, queries)
+        x = x[:, :queries] + gate1 * self.dropout(h)
         return x + gate2 * self.mlp(modulate(self.norm2(x), shift2, scale2))
 
 
@@ -372,9 +381,9 @@ class DiT(Backbone):
         cos = torch.cat([self.rope_cos[:length]] * 2).to(x.dtype)
         sin = torch.cat([self.rope_sin[:length]] * 2).to(x.dtype)
         mask = block_attention_mask(length, block_size, x.device)  # [2L, 2L]
-        for block in self.blocks:
-            x = block(x, c, cos, sin, mask=mask)
-        return self.final(x[:, :length], c, positions)
+        for j, block in enumerate(self.blocks):  # the last block's clean half is never read: only keys/values
+            x = block(x, c, cos, sin, mask=mask, queries=length if j == len(self.blocks) - 1 else None)
+        return self.final(x, c, positions)
 
     def new_block_cache(self, batch: int, block_size: int) -> BlockKVCache:
         """An empty `BlockKVCache` for ``batch`` sequences (window L positions, B = ``block_size``)."""
