@@ -29,7 +29,7 @@ import torch
 from ..errors import ConfigError
 from ..interfaces import Backbone
 from .forward import apply_mask, sample_mask
-from .unit_losses import expected_reveal_nll, step_reveal_log_probs, touched_nll, unit_nll
+from .unit_losses import expected_reveal_nll, step_reveal_log_probs, touched_nll, touched_unit_nll
 
 
 # ------------------------------------------------------------------------------------------------- the model
@@ -93,6 +93,12 @@ def block_log_probs(model, y_t: torch.Tensor, y_0: torch.Tensor) -> torch.Tensor
     return model.head.log_probs(block_logits(model, y_t, y_0), y_t, model.map)
 
 
+def block_log_probs_at(model, y_t: torch.Tensor, y_0: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """`block_log_probs` at the positions ``where`` only: [N, C] (`PrimeModel.log_probs_at`)."""
+    logits = block_logits(model, y_t, y_0, positions=where)
+    return model.head.log_probs(logits, Backbone.select_positions(y_t, where), model.map)
+
+
 def block_training_log_probs(model, y_t: torch.Tensor, y_0: torch.Tensor) -> torch.Tensor:
     """The head's training distribution (the joint loss's) given the block context: [B, L, C]."""
     return model.head.training_log_probs(block_logits(model, y_t, y_0), y_t, model.map)
@@ -134,8 +140,8 @@ def block_nelbo(model, tokens: torch.Tensor, *, generator: torch.Generator | Non
     u = (torch.rand(1, generator=generator) + torch.arange(rows) / rows) % 1.0
     counts = (u * n_units).long().clamp_(0, n_units - 1) + 1
     masked = _block_mask_of_size(model, rows, size, counts, generator, tokens.device).reshape(y0.shape)
-    log_p = block_log_probs(model, apply_mask(y0, masked, model.mask_id), y0)
-    per_unit = unit_nll(log_p, y0, tokens, masked, model).view(rows, size).sum(-1) / counts.to(log_p)
+    log_p = block_log_probs_at(model, apply_mask(y0, masked, model.mask_id), y0, masked.any(-1))  # [N, C]
+    per_unit = touched_unit_nll(log_p, y0, tokens, masked, model).view(rows, size).sum(-1) / counts.to(log_p)
     return (n_units * per_unit).view(batch, blocks).sum(-1)
 
 
@@ -173,8 +179,8 @@ def block_training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, anti
     or with 1 − α_{tₖ} ∈ ``mask_rate_range``. A training objective (the K = 1 draws are `losses.training_nelbo`'s)."""
     batch, blocks, size, rows, _ = _shape(model, tokens)
     y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, mask_rate_range, t, masked)
-    log_p = block_log_probs(model, apply_mask(y0, masked, model.mask_id), y0)
-    per_block = unit_nll(log_p, y0, tokens, masked, model).view(batch, blocks, size).sum(-1)
+    log_p = block_log_probs_at(model, apply_mask(y0, masked, model.mask_id), y0, masked.any(-1))  # [N, C]
+    per_block = touched_unit_nll(log_p, y0, tokens, masked, model).view(batch, blocks, size).sum(-1)
     return (model.schedule.weight(t).to(log_p).view(batch, blocks) * per_block).sum(-1)
 
 

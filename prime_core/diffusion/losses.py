@@ -21,7 +21,8 @@ from __future__ import annotations
 import torch
 
 from .forward import apply_mask, sample_mask
-from .unit_losses import expected_reveal_nll, step_reveal_log_probs, touched_nll, unit_nll  # noqa: F401 (also public here)
+from .unit_losses import (expected_reveal_nll, step_reveal_log_probs, touched_nll,  # noqa: F401 (also public here)
+                          touched_unit_nll, unit_nll)
 
 
 def _num_units(model) -> int:
@@ -54,8 +55,9 @@ def nelbo(model, tokens: torch.Tensor, *, generator: torch.Generator | None = No
         order_stats = torch.rand(batch, n_units, generator=generator, dtype=torch.float64).sort(-1).values
         a = order_stats.gather(-1, (n_units - counts).unsqueeze(-1)).squeeze(-1)
         t = model.schedule.inverse_alpha(a).to(torch.float32).to(tokens.device)
-    log_p = model.log_probs(apply_mask(y0, masked, model.mask_id), t)
-    per_unit = unit_nll(log_p, y0, tokens, masked, model).sum(-1) / counts.to(log_p)
+    # the output layer and head run only at the tokens with a masked unit: the others add 0
+    log_p = model.log_probs_at(apply_mask(y0, masked, model.mask_id), masked.any(-1), t)  # [N, C]
+    per_unit = touched_unit_nll(log_p, y0, tokens, masked, model).sum(-1) / counts.to(log_p)
     return n_units * per_unit
 
 
@@ -98,8 +100,8 @@ def training_nelbo(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic
         return _blocks().block_training_nelbo(model, tokens, eps=eps, antithetic=antithetic, generator=generator,
                                               mask_rate_range=mask_rate_range, t=t, masked=masked)
     y0, t, masked = _training_noise(model, tokens, eps, antithetic, generator, t, masked, mask_rate_range)
-    log_p = model.log_probs(apply_mask(y0, masked, model.mask_id), t)
-    return model.schedule.weight(t).to(log_p) * unit_nll(log_p, y0, tokens, masked, model).sum(-1)
+    log_p = model.log_probs_at(apply_mask(y0, masked, model.mask_id), masked.any(-1), t)  # [N, C]
+    return model.schedule.weight(t).to(log_p) * touched_unit_nll(log_p, y0, tokens, masked, model).sum(-1)
 
 
 def joint_loss(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bool = True,

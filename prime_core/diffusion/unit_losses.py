@@ -24,6 +24,15 @@ def unit_nll(log_p: torch.Tensor, y0: torch.Tensor, tokens: torch.Tensor, masked
     return torch.where(masked, nll, torch.zeros_like(nll)).sum(-1)
 
 
+def touched_unit_nll(log_p: torch.Tensor, y0: torch.Tensor, tokens: torch.Tensor, masked: torch.Tensor,
+                     model) -> torch.Tensor:
+    """`unit_nll` from ``log_p`` [N, C] at the N tokens with a masked unit only (the row-major order of
+    ``masked.any(-1)``), placed back at their positions: [B, L], 0 elsewhere (where `unit_nll` is 0 too)."""
+    touched = masked.any(-1)
+    nll = unit_nll(log_p, y0[touched], tokens[touched], masked[touched], model)  # [N]
+    return torch.zeros(tokens.shape, dtype=nll.dtype, device=nll.device).masked_scatter(touched, nll)
+
+
 def touched_nll(log_p: torch.Tensor, tokens: torch.Tensor, touched: torch.Tensor) -> torch.Tensor:
     """−log p_θ(x₀ⁱ | ·) at the N touched tokens (``log_p`` [N, C], in the row-major order of ``touched``
     [B, L]), placed back at their positions: [B, L], 0 elsewhere."""
