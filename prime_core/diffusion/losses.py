@@ -120,7 +120,6 @@ def joint_loss(model, tokens: torch.Tensor, *, eps: float = 1e-3, antithetic: bo
     return model.schedule.weight(t).to(per_token) * per_token.sum(-1)
 
 
-
 def tstep_term(model, tokens: torch.Tensor, k: torch.Tensor, masked: torch.Tensor, *, steps: int) -> torch.Tensor:
     """T · Σ_i E_{S_i}[−log p_θ(y₀^{i,S_i} | y_{t_k})] per row [B] (float64), for step k [B] of the T-step grid and
     the masked units ``masked`` [B, L, ℓ] of y_{t_k} ~ q(· | ᾱ_k): the T-step NELBO's term of step k (times T, the
