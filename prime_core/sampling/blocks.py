@@ -19,6 +19,7 @@ forward passes plus one per committed block (the pass that writes its keys/value
 from __future__ import annotations
 
 import torch
+from tqdm.auto import tqdm
 
 from ..diffusion.block import block_size_of
 from ..errors import PrimeError
@@ -105,6 +106,11 @@ def generate_blocks(model, sampler, length: int, *, seeds: list[int], fixed: tor
     cache = net.new_block_cache(n, size) if use_cache else None
     window = inner.length - size  # most clean tokens a block attends to
     blocks, calls, steps = -(-length // size), 0, 0
+    # one bar over the blocks, shown once generation runs a while (each block's own bar would flash past)
+    bar = tqdm(total=blocks, desc="blocks", unit="block", delay=2.0, leave=False,
+               disable=blocks == 1 or not options.get("progress", False))
+    if blocks > 1:
+        options = {**options, "progress": False}
     for k in range(blocks):
         lo, hi = k * size, min(length, (k + 1) * size)
         cond = torch.full((len(rows), size), -1, dtype=torch.long)
@@ -129,6 +135,7 @@ def generate_blocks(model, sampler, length: int, *, seeds: list[int], fixed: tor
             nfe[rows] += 1
             calls += 1
         _stop_rows(tokens, fixed, rows, hi, eos_id, stopped)
+        bar.update(1)
         still = [j for j, i in enumerate(rows) if stopped[i] is None]
         if len(still) < len(rows):
             rows = [rows[j] for j in still]
@@ -136,6 +143,7 @@ def generate_blocks(model, sampler, length: int, *, seeds: list[int], fixed: tor
                 cache = cache.select(torch.tensor(still, device=cache.keys.device))
         if not rows:
             break
+    bar.close()
     return Generation(tokens=tokens, nfe=nfe, idle_steps=idle, steps=steps, blocks=blocks, forward_calls=calls,
                       stopped_at=stopped, trajectory=None)
 

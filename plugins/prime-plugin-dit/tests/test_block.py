@@ -363,3 +363,18 @@ def test_the_one_block_forward_of_a_block_model_is_refused():
     y = model.encode(torch.zeros(1, 4, dtype=torch.long))
     with pytest.raises(PrimeError, match="block-diffusion model"):
         model.log_probs(y)
+
+
+def test_one_progress_bar_over_the_blocks_not_one_per_block():
+    """`prime sample` of a block model shows one bar over its blocks; each block's sampler runs without its own."""
+    model = block_model(c=9, ell=2, length=8, block=2)
+    inner = get_registry().build("sampler", "ancestral")
+    seen = []
+
+    class Spy:
+        def sample(self, *args, **kwargs):
+            seen.append(kwargs.get("progress"))
+            return inner.sample(*args, **kwargs)
+
+    generate(model, Spy(), 8, seeds=[0], steps=2, progress=True)
+    assert seen == [False] * 4
