@@ -281,6 +281,8 @@ def test_grow_resizes_a_running_childs_torch_threads():
     deadline = time.monotonic() + 60
     while not job.is_ready and time.monotonic() < deadline:
         time.sleep(0.02)
+    job.proc.stdin.write("2\n")  # a count whose signal merged with the next one: the last count wins
+    job.proc.stdin.flush()
     assert job.grow(3) and job.threads == 3
     assert not job.grow(2)  # never fewer
     job.proc.wait(60)

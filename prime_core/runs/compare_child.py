@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import select
 import signal
 import sys
 
@@ -24,15 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     flags.add_argument("--resume", action="store_true")
     flags.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
-    if GROW_SIGNAL is not None:
-        signal.signal(GROW_SIGNAL, _set_threads)
-        print(READY, flush=True)
 
     def body() -> int:
         from .config import Config
         from .pipeline import run_pipeline
 
         config = Config.from_dict(json.loads(sys.stdin.readline()))
+        if GROW_SIGNAL is not None:  # stdin's first line is read: later lines are thread counts
+            signal.signal(GROW_SIGNAL, _set_threads)
+            print(READY, flush=True)
         run_pipeline(config, args.out, resume=args.resume, force=args.force, progress=False)
         return 0
 
@@ -40,13 +42,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _set_threads(signum, frame) -> None:
-    """`GROW_SIGNAL`: the parent wrote a new torch thread count on stdin (Python runs this between two operations of
-    the main thread, which is where torch's thread pool may be resized)."""
-    line = sys.stdin.readline().strip()
-    if line.isdigit() and int(line) > 0:
+    """`GROW_SIGNAL`: the parent wrote a new torch thread count on stdin (Python runs this between two operations
+    of the main thread, which is where torch's thread pool may be resized). Two signals may arrive as one, so all
+    that was written is read (from the descriptor: the config line was read before `READY`) and the last count
+    is taken."""
+    fd, data = sys.stdin.fileno(), b""
+    while select.select([fd], [], [], 0)[0]:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    counts = [int(word) for word in data.split() if word.isdigit() and int(word) > 0]
+    if counts:
         import torch
 
-        torch.set_num_threads(int(line))
+        torch.set_num_threads(counts[-1])
 
 
 if __name__ == "__main__":
