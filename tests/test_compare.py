@@ -289,3 +289,20 @@ def test_grow_resizes_a_running_childs_torch_threads():
     job.join_readers(10)
     assert [line for _, line in job.lines] == ["threads 1", "threads 3"]
     assert not job.grow(4)  # it has ended
+
+
+def test_child_ignores_the_grow_signal_once_its_run_is_over(monkeypatch, tmp_path):
+    """A grow signal that reaches a child after its run (while Python shuts down, when a Python handler would be
+    back to the default action: the end of the process) is ignored, so a finished model is never reported failed."""
+    import io
+
+    from prime_core.runs import compare_child, pipeline
+
+    monkeypatch.setattr(pipeline, "run_pipeline", lambda *args, **kwargs: None)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(Config().to_json() + "\n"))
+    before = signal.getsignal(signal.SIGUSR1)
+    try:
+        assert compare_child.main(["--out", str(tmp_path / "run")]) == 0
+        assert signal.getsignal(signal.SIGUSR1) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGUSR1, before)

@@ -35,7 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         if GROW_SIGNAL is not None:  # stdin's first line is read: later lines are thread counts
             signal.signal(GROW_SIGNAL, _set_threads)
             print(READY, flush=True)
-        run_pipeline(config, args.out, resume=args.resume, force=args.force, progress=False)
+        try:
+            run_pipeline(config, args.out, resume=args.resume, force=args.force, progress=False)
+        finally:
+            # from here on the signal means nothing; ignored, it cannot end the process while Python shuts down
+            # (finalisation puts a Python handler back to the default action, which would kill it)
+            if GROW_SIGNAL is not None:
+                signal.signal(GROW_SIGNAL, signal.SIG_IGN)
         return 0
 
     return run_command("prime", body)
