@@ -59,7 +59,6 @@ class _Job:
         self.proc: subprocess.Popen | None = None
         self.lines: collections.deque[tuple[str, str]] = collections.deque(maxlen=400)  # (stream, line)
         self.readers: list[threading.Thread] = []
-        self.started = self.ended = 0.0
         self.phase, self.quarter, self.threads, self.is_ready = "waiting", 0, 0, False
 
     def start(self, resume: bool, force: bool, threads: int) -> None:
@@ -80,7 +79,7 @@ class _Job:
                         for pipe, name in ((self.proc.stdout, "stdout"), (self.proc.stderr, "stderr"))]
         for reader in self.readers:
             reader.start()
-        self.started, self.threads = time.monotonic(), threads
+        self.threads = threads
 
     def grow(self, threads: int) -> bool:
         """Let the child use ``threads`` torch threads from now on: the number on its stdin, then `GROW_SIGNAL`
